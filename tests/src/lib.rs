@@ -1,0 +1,1 @@
+//! Helpers for end-to-end tests that run the real binaries on 127.0.0.1.
