@@ -18,3 +18,23 @@ cargo build --workspace --all-targets --locked
 
 step "rust tests"
 cargo test --workspace --locked
+
+# --- Worker relay (worker/, issue 8): the Cloudflare Worker under workerd, offline ----------------
+# npm ci installs workerd and esbuild from the npm registry (no account, no internet beyond it).
+step "worker: npm ci"
+(cd worker && npm ci --prefer-offline --no-audit --no-fund --cache "$HOME/.npm")
+
+step "worker: typecheck"
+(cd worker && npm run --silent typecheck)
+
+step "worker: unit tests (frame vectors) and its own tests under workerd"
+(cd worker && npm test)
+
+step "worker: relay conformance suite against the local Worker"
+(
+  worker_state="$(mktemp -d)"
+  trap 'worker/scripts/serve-local.sh stop "$worker_state"; rm -rf "$worker_state"' EXIT
+  worker_port="$(worker/scripts/serve-local.sh start "$worker_state")"
+  REMOTE_AGENTS_TEST_RELAY_URL="ws://127.0.0.1:$worker_port" \
+    cargo test --locked -p remote-agents-tests --test e2e relay_conformance
+)

@@ -1,2 +1,22 @@
 //! The node and the fleet CLI. One module per capability; the binaries in `src/bin` only parse
 //! arguments, set up tracing to stderr and call into this library.
+
+// The node (issue 4): settings, facts, the policy gate, executors, journal and audit, the
+// operation types shared by MCP and the net RPC, the node wiring and the MCP server.
+pub mod audit;
+pub mod config;
+pub mod exec;
+pub mod facts;
+pub mod fs;
+pub mod git;
+pub mod journal;
+pub mod mcp;
+pub mod node;
+pub mod ops;
+pub mod policy;
+pub mod search;
+
+// The secure channel (issue 3): the persistent identity and the connection manager + RPC over
+// the relay.
+pub mod identity;
+pub mod net;

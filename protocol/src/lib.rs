@@ -1,2 +1,7 @@
 //! The wire protocol: the frame header the relay routes on and its codec, and the secure
 //! session between two peers. Sans-IO: bytes in, bytes out; no sockets, no runtime.
+
+pub mod frame;
+pub mod message;
+pub mod psk;
+pub mod session;

@@ -1,0 +1,291 @@
+//! Runs one process for `exec`: argv without a shell (or `/bin/sh -c` when the gate granted it),
+//! in its own process group so that a timeout or a cancellation kills everything it started;
+//! stdout and stderr are captured up to a cap with an explicit `truncated` flag.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+use crate::ops::ExecResult;
+
+/// Default cap of captured bytes per stream.
+pub const DEFAULT_MAX_OUTPUT: usize = 1024 * 1024;
+/// Default timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long captured pipes may stay open after the program exited (a background child that
+/// inherited them keeps them open); after this the output collected so far is returned.
+const PIPE_GRACE: Duration = Duration::from_secs(2);
+
+/// What to run, after the policy gate.
+#[derive(Debug, Clone)]
+pub struct ExecSpec {
+    pub argv: Vec<String>,
+    pub shell: bool,
+    pub cwd: PathBuf,
+    pub env: BTreeMap<String, String>,
+    pub stdin: Option<String>,
+    pub timeout: Duration,
+    pub max_output: usize,
+}
+
+/// A progress report while a process runs.
+#[derive(Debug, Clone, Copy)]
+pub struct ExecProgress {
+    pub elapsed: Duration,
+    pub output_bytes: u64,
+}
+
+/// Errors that keep a process from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("exec needs a non-empty argv")]
+    EmptyArgv,
+    #[error("cannot start `{program}` (check that it exists and is executable on this host)")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("waiting for the process failed")]
+    Wait(#[source] std::io::Error),
+}
+
+async fn capture<R: AsyncRead + Unpin>(
+    mut reader: R,
+    max: usize,
+    counter: Arc<AtomicU64>,
+) -> (Vec<u8>, bool) {
+    let mut kept = Vec::new();
+    let mut truncated = false;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                counter.fetch_add(n as u64, Ordering::Relaxed);
+                let room = max.saturating_sub(kept.len());
+                if n > room {
+                    truncated = true;
+                }
+                // Keep draining past the cap so the program never blocks on a full pipe.
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+    (kept, truncated)
+}
+
+fn kill_group(pid: Option<u32>) {
+    if let Some(pid) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+        // The child leads its own group (process_group(0)), so this reaches everything it
+        // started that did not deliberately leave the group.
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// Runs `spec`, reporting progress about once a second, until it exits, times out or `cancel`
+/// fires.
+pub async fn run(
+    spec: ExecSpec,
+    cancel: CancellationToken,
+    progress: impl Fn(ExecProgress) + Send,
+) -> Result<ExecResult, ExecError> {
+    let started = Instant::now();
+    let (program, args): (String, Vec<String>) = if spec.shell {
+        ("/bin/sh".into(), vec!["-c".into(), spec.argv.join(" ")])
+    } else {
+        let (first, rest) = spec.argv.split_first().ok_or(ExecError::EmptyArgv)?;
+        (first.clone(), rest.to_vec())
+    };
+    let mut command = Command::new(&program);
+    command
+        .args(&args)
+        .current_dir(&spec.cwd)
+        .envs(&spec.env)
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = command.spawn().map_err(|source| ExecError::Spawn {
+        program: program.clone(),
+        source,
+    })?;
+    let pid = child.id();
+    if let (Some(text), Some(mut stdin)) = (spec.stdin.clone(), child.stdin.take()) {
+        tokio::spawn(async move {
+            // A program that does not read its input closes the pipe: that is not an error.
+            let _ = stdin.write_all(text.as_bytes()).await;
+        });
+    }
+    let counter = Arc::new(AtomicU64::new(0));
+    let stdout = child.stdout.take().map(|s| {
+        tokio::spawn(capture(s, spec.max_output, counter.clone()))
+    });
+    let stderr = child.stderr.take().map(|s| {
+        tokio::spawn(capture(s, spec.max_output, counter.clone()))
+    });
+
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.tick().await;
+    let deadline = tokio::time::sleep(spec.timeout);
+    tokio::pin!(deadline);
+    let mut timed_out = false;
+    let mut cancelled = false;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break Some(status.map_err(ExecError::Wait)?),
+            _ = &mut deadline => { timed_out = true; break None; }
+            _ = cancel.cancelled() => { cancelled = true; break None; }
+            _ = ticker.tick() => progress(ExecProgress {
+                elapsed: started.elapsed(),
+                output_bytes: counter.load(Ordering::Relaxed),
+            }),
+        }
+    };
+    let status = match status {
+        Some(status) => status,
+        None => {
+            kill_group(pid);
+            child.wait().await.map_err(ExecError::Wait)?
+        }
+    };
+    if timed_out || cancelled {
+        // Grandchildren may still hold the pipes; the group kill above ended them.
+        kill_group(pid);
+    }
+    let collect = |handle: Option<tokio::task::JoinHandle<(Vec<u8>, bool)>>| async move {
+        match handle {
+            Some(h) => match tokio::time::timeout(PIPE_GRACE, h).await {
+                Ok(Ok(v)) => v,
+                _ => (Vec::new(), false),
+            },
+            None => (Vec::new(), false),
+        }
+    };
+    let (out, out_cut) = collect(stdout).await;
+    let (err, err_cut) = collect(stderr).await;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(ExecResult {
+        exit_code: status.code(),
+        signal: status.signal(),
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+        truncated: out_cut || err_cut,
+        timed_out,
+        cancelled,
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(argv: &[&str]) -> ExecSpec {
+        ExecSpec {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            shell: false,
+            cwd: std::env::temp_dir(),
+            env: BTreeMap::new(),
+            stdin: None,
+            timeout: Duration::from_secs(10),
+            max_output: DEFAULT_MAX_OUTPUT,
+        }
+    }
+
+    #[tokio::test]
+    async fn argv_runs_without_a_shell() {
+        let result = run(spec(&["echo", "$HOME", "a;b"]), CancellationToken::new(), |_| {})
+            .await
+            .unwrap();
+        assert_eq!(result.stdout, "$HOME a;b\n");
+        assert_eq!(result.exit_code, Some(0));
+        assert!(!result.truncated);
+    }
+
+    #[tokio::test]
+    async fn stdin_env_cwd_and_exit_code_pass_through() {
+        let mut s = spec(&["sh", "-c", "read x; echo \"$x $FOO $(pwd)\"; exit 3"]);
+        s.stdin = Some("hello\n".into());
+        s.env.insert("FOO".into(), "bar".into());
+        s.cwd = PathBuf::from("/");
+        let result = run(s, CancellationToken::new(), |_| {}).await.unwrap();
+        assert_eq!(result.stdout, "hello bar /\n");
+        assert_eq!(result.exit_code, Some(3));
+    }
+
+    #[tokio::test]
+    async fn output_over_the_cap_is_cut_and_flagged() {
+        let mut s = spec(&["head", "-c", "100000", "/dev/zero"]);
+        s.max_output = 1000;
+        let result = run(s, CancellationToken::new(), |_| {}).await.unwrap();
+        assert_eq!(result.stdout.len(), 1000);
+        assert!(result.truncated);
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_the_whole_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("grandchild-survived");
+        let mut s = spec(&[
+            "sh",
+            "-c",
+            &format!("(sleep 3; touch {}) & sleep 30", marker.display()),
+        ]);
+        s.timeout = Duration::from_millis(300);
+        let result = run(s, CancellationToken::new(), |_| {}).await.unwrap();
+        assert!(result.timed_out);
+        assert_eq!(result.exit_code, None);
+        assert!(result.duration_ms < 5000, "{result:?}");
+        // The grandchild was in the group: it must be gone, so its marker never appears. Poll
+        // for the grandchild's process instead of sleeping: pgrep on the marker path.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let alive = std::process::Command::new("pgrep")
+                .args(["-f", &marker.display().to_string()])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if !alive {
+                break;
+            }
+            assert!(Instant::now() < deadline, "grandchild still running");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!marker.exists());
+    }
+
+    #[tokio::test]
+    async fn cancellation_kills_the_process() {
+        let token = CancellationToken::new();
+        let s = spec(&["sleep", "30"]);
+        let trigger = token.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            trigger.cancel();
+        });
+        let result = run(s, token, |_| {}).await.unwrap();
+        assert!(result.cancelled);
+        assert_eq!(result.signal, Some(9));
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_an_actionable_error() {
+        let err = run(spec(&["no-such-program-xyz"]), CancellationToken::new(), |_| {})
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no-such-program-xyz"));
+    }
+}

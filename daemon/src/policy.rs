@@ -1,0 +1,730 @@
+//! The policy gate: modes, path and command allow/deny lists, built-in hard limits, and the
+//! descriptor-based resolution of paths beneath allowed roots. Every executor asks this module
+//! first; nothing touches the file system or spawns a process without a `Resolved` or an `Ok` here.
+//!
+//! `Mode` and `PolicyConfig` are defined locally because the `spec` crate does not expose policy
+//! types yet; the lead will unify them with the spec model once it does.
+//!
+//! What this gate can and cannot promise:
+//! - Paths are resolved by file descriptor beneath an allowed root with `cap-std`: `..` that
+//!   leaves the root and symlinks that point out of it fail inside the kernel walk, never by
+//!   comparing strings. Deny globs are matched against the symlink-resolved path inside the root,
+//!   so a link inside the root that points at a denied file is refused too.
+//! - Command allow/deny lists are a guard rail, not a security boundary: a program that is
+//!   allowed can itself start any other program or write any file the node's user can write.
+//!   They stop honest mistakes; the boundary is the mode (`plan` refuses exec entirely) and the
+//!   operating-system user the node runs as.
+
+use std::path::{Component, Path, PathBuf};
+use std::str::FromStr;
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::{Deserialize, Serialize};
+
+/// How much a node lets requests do.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, Default,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Read-only: reads, listings, searches, status; no writes and no process execution at all.
+    Plan,
+    /// Reads, writes (the previous version of a file is kept as a backup) and exec.
+    #[default]
+    Edit,
+    /// Everything except the built-in hard limits; no backups.
+    Bypass,
+    /// Rejects every request.
+    Disabled,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Plan => "plan",
+            Mode::Edit => "edit",
+            Mode::Bypass => "bypass",
+            Mode::Disabled => "disabled",
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "plan" => Ok(Mode::Plan),
+            "edit" => Ok(Mode::Edit),
+            "bypass" => Ok(Mode::Bypass),
+            "disabled" => Ok(Mode::Disabled),
+            other => Err(format!(
+                "unknown mode `{other}`: expected plan, edit, bypass or disabled"
+            )),
+        }
+    }
+}
+
+/// The policy as written in `config.toml` (`[policy]`) or, later, the applied spec.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Directories beneath which paths may be touched. Empty means the home directory and the
+    /// system temporary directory.
+    pub roots: Vec<PathBuf>,
+    /// When non-empty, a path must match one of these globs.
+    pub allow_paths: Vec<String>,
+    /// A path matching one of these globs is refused.
+    pub deny_paths: Vec<String>,
+    /// When non-empty, a command line (argv joined by spaces) must match one of these globs.
+    pub allow_commands: Vec<String>,
+    /// A command line or program name matching one of these globs is refused.
+    pub deny_commands: Vec<String>,
+    /// Whether `exec` may run its command through `/bin/sh -c` in `edit` mode (`bypass` always may).
+    pub allow_shell: bool,
+}
+
+/// What a request wants to do, as far as the mode is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reads files, lists, searches, reports status or facts.
+    Read,
+    /// Writes files or changes a repository.
+    Write,
+    /// Starts a process.
+    Exec,
+    /// Changes the node's own mode (`set_mode`).
+    Admin,
+}
+
+/// Why the gate said no; the text is shown to the caller (often a model) and says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct Refusal {
+    pub reason: String,
+}
+
+impl Refusal {
+    fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Errors building a policy from configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("invalid glob `{glob}` in policy")]
+    Glob {
+        glob: String,
+        #[source]
+        source: globset::Error,
+    },
+}
+
+/// A path that passed the gate: an open descriptor on its root plus the path inside it,
+/// symlinks already resolved without leaving the root.
+#[derive(Debug)]
+pub struct Resolved {
+    pub root: Dir,
+    pub root_path: PathBuf,
+    /// Path relative to `root`, symlink-free up to (and including, when it exists) the last part.
+    pub relative: PathBuf,
+    /// `root_path` joined with `relative`: what deny globs and callers see.
+    pub absolute: PathBuf,
+}
+
+/// Whether a path is about to be read or written; writes may name a file that does not exist yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    Read,
+    Write,
+}
+
+/// The compiled policy of one node.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    roots: Vec<PathBuf>,
+    home: PathBuf,
+    allow_paths: Option<GlobSet>,
+    deny_paths: GlobSet,
+    hard_deny_write: GlobSet,
+    hard_deny_any: GlobSet,
+    allow_commands: Option<GlobSet>,
+    deny_commands: GlobSet,
+    allow_shell: bool,
+    data_dir: PathBuf,
+}
+
+/// Files no mode may write, whatever the configuration says.
+const HARD_DENY_WRITE: &[&str] = &[
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/sudoers",
+    "/etc/sudoers.d/**",
+    "/boot/**",
+];
+
+fn build_set(globs: &[String]) -> Result<GlobSet, PolicyError> {
+    let mut builder = GlobSetBuilder::new();
+    for glob in globs {
+        let compiled = Glob::new(glob).map_err(|source| PolicyError::Glob {
+            glob: glob.clone(),
+            source,
+        })?;
+        builder.add(compiled);
+    }
+    builder.build().map_err(|source| PolicyError::Glob {
+        glob: globs.join(","),
+        source,
+    })
+}
+
+fn expand_home(path: &Path, home: &Path) -> PathBuf {
+    match path.strip_prefix("~") {
+        Ok(rest) => home.join(rest),
+        Err(_) => path.to_path_buf(),
+    }
+}
+
+/// The home directory of the user the node runs as.
+pub fn home_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+impl Policy {
+    /// Compiles a policy. `data_dir` is the node's own state (keys, store, backups): no request
+    /// may read its keys or write anything in it, in any mode.
+    pub fn new(config: &PolicyConfig, data_dir: &Path) -> Result<Self, PolicyError> {
+        let home = home_dir();
+        let configured: Vec<PathBuf> = if config.roots.is_empty() {
+            vec![home.clone(), std::env::temp_dir()]
+        } else {
+            config
+                .roots
+                .iter()
+                .map(|r| expand_home(r, &home))
+                .collect()
+        };
+        // Roots are canonicalized once so that a root that is itself a symlink (e.g. a temp dir
+        // reached through a link) is compared in its real form; missing roots are kept as given
+        // and simply fail to open later.
+        let mut roots: Vec<PathBuf> = configured
+            .iter()
+            .map(|r| std::fs::canonicalize(r).unwrap_or_else(|_| r.clone()))
+            .collect();
+        roots.sort();
+        roots.dedup();
+        let data_dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+        let data_glob = format!("{}/**", data_dir.display());
+        let mut hard_write: Vec<String> = HARD_DENY_WRITE.iter().map(|s| s.to_string()).collect();
+        hard_write.push(data_dir.display().to_string());
+        hard_write.push(data_glob);
+        let hard_any = vec![
+            format!("{}/identity*", data_dir.display()),
+            format!("{}/*.key", data_dir.display()),
+            format!("{}/store.redb", data_dir.display()),
+            "/etc/shadow".to_string(),
+            "/etc/gshadow".to_string(),
+        ];
+        let optional = |globs: &[String]| -> Result<Option<GlobSet>, PolicyError> {
+            if globs.is_empty() {
+                Ok(None)
+            } else {
+                build_set(globs).map(Some)
+            }
+        };
+        let expanded = |globs: &[String]| -> Vec<String> {
+            globs
+                .iter()
+                .map(|g| expand_home(Path::new(g), &home).display().to_string())
+                .collect()
+        };
+        let allow_paths = optional(&expanded(&config.allow_paths))?;
+        let deny_paths = build_set(&expanded(&config.deny_paths))?;
+        Ok(Self {
+            roots,
+            home,
+            allow_paths,
+            deny_paths,
+            hard_deny_write: build_set(&hard_write)?,
+            hard_deny_any: build_set(&hard_any)?,
+            allow_commands: optional(&config.allow_commands)?,
+            deny_commands: build_set(&config.deny_commands)?,
+            allow_shell: config.allow_shell,
+            data_dir,
+        })
+    }
+
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.roots
+    }
+
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// Whether `mode` lets a request with this access through at all.
+    pub fn check_mode(mode: Mode, access: Access) -> Result<(), Refusal> {
+        match (mode, access) {
+            (Mode::Disabled, _) => Err(Refusal::new(
+                "the node is in disabled mode and rejects every request; its operator must change \
+                 the mode in its configuration",
+            )),
+            (Mode::Plan, Access::Write) => Err(Refusal::new(
+                "the node is in plan mode (read-only): writes are refused; ask its operator to \
+                 switch to edit mode (set_mode) if this change is intended",
+            )),
+            (Mode::Plan, Access::Exec) => Err(Refusal::new(
+                "the node is in plan mode (read-only): running processes is refused entirely, \
+                 because no command can be proven read-only; use read_file, list_dir, \
+                 file_search or git_status instead, or switch to edit mode",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `argv` may run in `mode`; `shell` means the argv is handed to `/bin/sh -c`.
+    pub fn check_command(&self, mode: Mode, argv: &[String], shell: bool) -> Result<(), Refusal> {
+        Self::check_mode(mode, Access::Exec)?;
+        let Some(program) = argv.first() else {
+            return Err(Refusal::new("exec needs a non-empty argv"));
+        };
+        if shell && !(self.allow_shell || mode == Mode::Bypass) {
+            return Err(Refusal::new(
+                "running through a shell is not granted by this node's policy \
+                 (policy.allow_shell); pass the program and its arguments as argv instead",
+            ));
+        }
+        let line = argv.join(" ");
+        let name = Path::new(program)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if mode != Mode::Bypass {
+            if self.deny_commands.is_match(&line)
+                || self.deny_commands.is_match(program)
+                || self.deny_commands.is_match(&name)
+            {
+                return Err(Refusal::new(format!(
+                    "command `{line}` matches this node's command deny list"
+                )));
+            }
+            if let Some(allow) = &self.allow_commands
+                && !(allow.is_match(&line) || allow.is_match(program) || allow.is_match(&name))
+            {
+                return Err(Refusal::new(format!(
+                    "command `{line}` is not on this node's command allow list"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns a request path into an absolute one: `~` is the home directory and a relative path
+    /// is taken relative to the home directory.
+    pub fn absolute(&self, path: &Path) -> PathBuf {
+        let expanded = expand_home(path, &self.home);
+        if expanded.is_absolute() {
+            expanded
+        } else {
+            self.home.join(expanded)
+        }
+    }
+
+    fn root_for(&self, path: &Path) -> Option<(&PathBuf, PathBuf)> {
+        // `strip_prefix` compares whole components; the longest root wins. This only picks
+        // the descriptor to start from: containment itself is enforced by cap-std below.
+        self.roots
+            .iter()
+            .filter_map(|root| path.strip_prefix(root).ok().map(|rel| (root, rel)))
+            .max_by_key(|(root, _)| root.components().count())
+            .map(|(root, rel)| (root, rel.to_path_buf()))
+    }
+
+    /// Resolves `path` beneath an allowed root for `intent` in `mode`, or says why not.
+    pub fn resolve(&self, mode: Mode, path: &Path, intent: Intent) -> Result<Resolved, Refusal> {
+        Self::check_mode(
+            mode,
+            match intent {
+                Intent::Read => Access::Read,
+                Intent::Write => Access::Write,
+            },
+        )?;
+        let requested = self.absolute(path);
+        let Some((root_path, relative)) = self.root_for(&requested) else {
+            return Err(Refusal::new(format!(
+                "{} is outside the roots this node allows ({}); use a path beneath one of them",
+                requested.display(),
+                self.roots
+                    .iter()
+                    .map(|r| r.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        let root = Dir::open_ambient_dir(root_path, ambient_authority()).map_err(|e| {
+            Refusal::new(format!("cannot open root {}: {e}", root_path.display()))
+        })?;
+        let escape = |e: std::io::Error| {
+            Refusal::new(format!(
+                "{} cannot be resolved beneath {} without leaving it (`..` or a symlink that \
+                 points outside is refused): {e}",
+                requested.display(),
+                root_path.display()
+            ))
+        };
+        let relative_in_root = if relative.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            relative
+        };
+        let canonical = match root.canonicalize(&relative_in_root) {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && intent == Intent::Write => {
+                // A file that does not exist yet: its parent must resolve inside the root and its
+                // name must be a plain name (no `..`, no `.`).
+                let name = match relative_in_root.components().next_back() {
+                    Some(Component::Normal(n)) => n.to_os_string(),
+                    _ => {
+                        return Err(Refusal::new(format!(
+                            "{} does not name a file",
+                            requested.display()
+                        )));
+                    }
+                };
+                let parent = relative_in_root
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                root.canonicalize(parent).map_err(escape)?.join(name)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Distinguish "not there" from "escapes": a missing file whose parent escapes is
+                // still an escape.
+                if let Some(parent) = relative_in_root.parent()
+                    && !parent.as_os_str().is_empty()
+                    && let Err(pe) = root.canonicalize(parent)
+                    && pe.kind() != std::io::ErrorKind::NotFound
+                {
+                    return Err(escape(pe));
+                }
+                return Err(Refusal::new(format!(
+                    "{} does not exist",
+                    requested.display()
+                )));
+            }
+            Err(e) => return Err(escape(e)),
+        };
+        let canonical = if canonical.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            canonical
+        };
+        let absolute = if canonical == Path::new(".") {
+            root_path.clone()
+        } else {
+            root_path.join(&canonical)
+        };
+        self.check_path_lists(mode, &requested, &absolute, intent)?;
+        Ok(Resolved {
+            root,
+            root_path: root_path.clone(),
+            relative: canonical,
+            absolute,
+        })
+    }
+
+    /// Applies hard limits and the allow/deny path globs to both the requested spelling and the
+    /// resolved path, so neither an alias nor a link gets around them.
+    fn check_path_lists(
+        &self,
+        mode: Mode,
+        requested: &Path,
+        resolved: &Path,
+        intent: Intent,
+    ) -> Result<(), Refusal> {
+        for candidate in [requested, resolved] {
+            if self.hard_deny_any.is_match(candidate)
+                || (intent == Intent::Write && self.hard_deny_write.is_match(candidate))
+            {
+                return Err(Refusal::new(format!(
+                    "{} is protected by a built-in hard limit (system credentials or this node's \
+                     own state) and cannot be {} in any mode",
+                    candidate.display(),
+                    if intent == Intent::Write {
+                        "written"
+                    } else {
+                        "read"
+                    }
+                )));
+            }
+        }
+        if mode == Mode::Bypass {
+            return Ok(());
+        }
+        for candidate in [requested, resolved] {
+            if self.deny_paths.is_match(candidate) {
+                return Err(Refusal::new(format!(
+                    "{} matches this node's path deny list",
+                    candidate.display()
+                )));
+            }
+        }
+        if let Some(allow) = &self.allow_paths
+            && !allow.is_match(resolved)
+        {
+            return Err(Refusal::new(format!(
+                "{} is not on this node's path allow list",
+                resolved.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether a path found by a walk (already beneath a root, not followed through links) passes
+    /// the lists; used to filter search results.
+    pub fn path_visible(&self, mode: Mode, path: &Path) -> bool {
+        self.roots.iter().any(|r| path.starts_with(r))
+            && self
+                .check_path_lists(mode, path, path, Intent::Read)
+                .is_ok()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixture {
+        _tmp: tempfile::TempDir,
+        root: PathBuf,
+        outside: PathBuf,
+        data: PathBuf,
+    }
+
+    fn fixture() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(tmp.path()).unwrap();
+        let root = base.join("root");
+        let outside = base.join("outside");
+        let data = root.join("data");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(root.join("sub/file.txt"), "inside").unwrap();
+        std::fs::write(outside.join("secret.txt"), "outside").unwrap();
+        std::fs::write(data.join("identity.key"), "key").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("link-out")).unwrap();
+        std::os::unix::fs::symlink(outside.join("secret.txt"), root.join("file-link-out"))
+            .unwrap();
+        std::fs::write(root.join("sub/denied.txt"), "no").unwrap();
+        std::os::unix::fs::symlink(root.join("sub/denied.txt"), root.join("alias")).unwrap();
+        Fixture {
+            _tmp: tmp,
+            root,
+            outside,
+            data,
+        }
+    }
+
+    fn policy(f: &Fixture, extra: impl FnOnce(&mut PolicyConfig)) -> Policy {
+        let mut config = PolicyConfig {
+            roots: vec![f.root.clone()],
+            deny_paths: vec!["**/denied.txt".into()],
+            deny_commands: vec!["rm *".into(), "shutdown".into()],
+            ..Default::default()
+        };
+        extra(&mut config);
+        Policy::new(&config, &f.data).unwrap()
+    }
+
+    const ALL_MODES: [Mode; 4] = [Mode::Plan, Mode::Edit, Mode::Bypass, Mode::Disabled];
+
+    #[test]
+    fn writes_are_refused_in_plan_mode() {
+        let f = fixture();
+        let p = policy(&f, |_| {});
+        let err = p
+            .resolve(Mode::Plan, &f.root.join("sub/new.txt"), Intent::Write)
+            .unwrap_err();
+        assert!(err.reason.contains("plan mode"), "{err}");
+        assert!(
+            p.resolve(Mode::Plan, &f.root.join("sub/file.txt"), Intent::Read)
+                .is_ok()
+        );
+        assert!(p.resolve(Mode::Edit, &f.root.join("sub/new.txt"), Intent::Write).is_ok());
+    }
+
+    #[test]
+    fn exec_is_refused_entirely_in_plan_mode() {
+        let f = fixture();
+        let p = policy(&f, |_| {});
+        for argv in [vec!["ls".to_string()], vec!["cat".into(), "/etc/hostname".into()]] {
+            let err = p.check_command(Mode::Plan, &argv, false).unwrap_err();
+            assert!(err.reason.contains("plan mode"), "{err}");
+        }
+        assert!(p.check_command(Mode::Edit, &["ls".into()], false).is_ok());
+    }
+
+    #[test]
+    fn dotdot_escapes_are_refused_in_every_mode() {
+        let f = fixture();
+        let p = policy(&f, |_| {});
+        let escaping = f.root.join("sub/../../outside/secret.txt");
+        for mode in ALL_MODES {
+            for intent in [Intent::Read, Intent::Write] {
+                assert!(
+                    p.resolve(mode, &escaping, intent).is_err(),
+                    "{mode} {intent:?} let .. escape"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn symlink_escapes_are_refused_in_every_mode() {
+        let f = fixture();
+        let p = policy(&f, |_| {});
+        for mode in ALL_MODES {
+            for path in [
+                f.root.join("link-out/secret.txt"),
+                f.root.join("file-link-out"),
+                f.root.join("link-out/new.txt"),
+            ] {
+                for intent in [Intent::Read, Intent::Write] {
+                    assert!(
+                        p.resolve(mode, &path, intent).is_err(),
+                        "{mode} {intent:?} followed a link out: {}",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn paths_outside_every_root_are_refused() {
+        let f = fixture();
+        let p = policy(&f, |_| {});
+        let err = p
+            .resolve(Mode::Bypass, &f.outside.join("secret.txt"), Intent::Read)
+            .unwrap_err();
+        assert!(err.reason.contains("outside the roots"), "{err}");
+    }
+
+    #[test]
+    fn deny_lists_apply_to_the_resolved_path_too() {
+        let f = fixture();
+        let p = policy(&f, |_| {});
+        assert!(
+            p.resolve(Mode::Edit, &f.root.join("sub/denied.txt"), Intent::Read)
+                .is_err()
+        );
+        // A link inside the root whose target is denied is refused as well.
+        let err = p
+            .resolve(Mode::Edit, &f.root.join("alias"), Intent::Read)
+            .unwrap_err();
+        assert!(err.reason.contains("deny list"), "{err}");
+        let err = p
+            .check_command(Mode::Edit, &["rm".into(), "-rf".into(), "/".into()], false)
+            .unwrap_err();
+        assert!(err.reason.contains("deny list"), "{err}");
+        assert!(
+            p.check_command(Mode::Edit, &["/sbin/shutdown".into()], false)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn allow_lists_restrict_to_their_entries() {
+        let f = fixture();
+        let p = policy(&f, |c| {
+            c.allow_commands = vec!["echo *".into(), "true".into()];
+            c.allow_paths = vec![format!("{}/sub/**", f.root.display())];
+        });
+        assert!(p.check_command(Mode::Edit, &["true".into()], false).is_ok());
+        assert!(p.check_command(Mode::Edit, &["echo".into(), "hi".into()], false).is_ok());
+        assert!(p.check_command(Mode::Edit, &["curl".into()], false).is_err());
+        assert!(
+            p.resolve(Mode::Edit, &f.root.join("sub/file.txt"), Intent::Read)
+                .is_ok()
+        );
+        assert!(p.resolve(Mode::Edit, &f.root.join("other.txt"), Intent::Write).is_err());
+    }
+
+    #[test]
+    fn shell_needs_a_grant_except_in_bypass() {
+        let f = fixture();
+        let p = policy(&f, |_| {});
+        let argv = vec!["echo hi | wc -c".to_string()];
+        assert!(p.check_command(Mode::Edit, &argv, true).is_err());
+        assert!(p.check_command(Mode::Bypass, &argv, true).is_ok());
+        let granted = policy(&f, |c| c.allow_shell = true);
+        assert!(granted.check_command(Mode::Edit, &argv, true).is_ok());
+    }
+
+    #[test]
+    fn disabled_refuses_everything() {
+        let f = fixture();
+        let p = policy(&f, |_| {});
+        for access in [Access::Read, Access::Write, Access::Exec, Access::Admin] {
+            assert!(Policy::check_mode(Mode::Disabled, access).is_err());
+        }
+        assert!(
+            p.resolve(Mode::Disabled, &f.root.join("sub/file.txt"), Intent::Read)
+                .is_err()
+        );
+        assert!(p.check_command(Mode::Disabled, &["true".into()], false).is_err());
+    }
+
+    #[test]
+    fn hard_limits_hold_in_bypass() {
+        let f = fixture();
+        let p = policy(&f, |_| {});
+        let err = p
+            .resolve(Mode::Bypass, &f.data.join("identity.key"), Intent::Read)
+            .unwrap_err();
+        assert!(err.reason.contains("hard limit"), "{err}");
+        assert!(
+            p.resolve(Mode::Bypass, &f.data.join("anything.txt"), Intent::Write)
+                .is_err()
+        );
+        let etc = Policy::new(
+            &PolicyConfig {
+                roots: vec!["/etc".into()],
+                ..Default::default()
+            },
+            &f.data,
+        )
+        .unwrap();
+        assert!(
+            etc.resolve(Mode::Bypass, Path::new("/etc/shadow"), Intent::Write)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn mode_names_round_trip() {
+        for mode in ALL_MODES {
+            assert_eq!(mode.as_str().parse::<Mode>().unwrap(), mode);
+        }
+        assert!("root".parse::<Mode>().is_err());
+    }
+}

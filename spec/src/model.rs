@@ -1,0 +1,327 @@
+//! The spec kinds as Rust types: what a fleet repo declares. Serde gives the JSON/YAML shape,
+//! schemars the JSON Schema in `schemas/`; decoding from source (with positions) is in `decode`.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The only API version this crate reads.
+pub const API_VERSION: &str = "remote-agents.dev/v1";
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ApiVersion {
+    #[default]
+    #[serde(rename = "remote-agents.dev/v1")]
+    V1,
+}
+
+/// What a host may do: `plan` is read-only, `edit` writes with backups, `bypass` is unrestricted
+/// except the built-in hard limits, `disabled` rejects everything.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Plan,
+    Edit,
+    Bypass,
+    Disabled,
+}
+
+impl Mode {
+    pub const ALL: [(&'static str, Mode); 4] = [
+        ("plan", Mode::Plan),
+        ("edit", Mode::Edit),
+        ("bypass", Mode::Bypass),
+        ("disabled", Mode::Disabled),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Plan => "plan",
+            Mode::Edit => "edit",
+            Mode::Bypass => "bypass",
+            Mode::Disabled => "disabled",
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Name and labels of a document; `name` is unique per kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Allow and deny patterns. Deny always wins over allow; an empty allow list allows everything
+/// the mode permits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AllowDeny {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+}
+
+impl AllowDeny {
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.deny.is_empty()
+    }
+}
+
+/// Path globs (`~` is the user's home) and command globs (matched against the argv joined by
+/// spaces). When layered, deny lists add up and a later allow list replaces an earlier one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    #[serde(default, skip_serializing_if = "AllowDeny::is_empty")]
+    pub paths: AllowDeny,
+    #[serde(default, skip_serializing_if = "AllowDeny::is_empty")]
+    pub commands: AllowDeny,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+}
+
+/// A public key allowed to command and apply. Format: `ed25519:` followed by the standard
+/// base64 of the 32-byte key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Operator {
+    pub name: String,
+    pub key: String,
+}
+
+/// A host by exact name or by glob (`lab-*`); facts here override the host's live facts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostEntry {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub facts: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+}
+
+/// Settings for the hosts a target selector picks; rules apply in order, later ones win.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<Defaults>,
+    /// Empty: any holder of the room token may apply and command.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operators: Vec<Operator>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostEntry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Rule>,
+}
+
+/// What to do when a run is due while the previous one still runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Concurrency {
+    Allow,
+    #[default]
+    Forbid,
+    Replace,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSpec {
+    pub target: String,
+    /// Five-field crontab line (minute hour day-of-month month day-of-week) or `@daily` etc.
+    pub cron: String,
+    /// argv, run without a shell. Exactly one of `command` and `shell`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// A shell line; needs a policy that grants the shell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<String>,
+    /// A duration such as `30s` or `5m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
+}
+
+/// A command step: argv (`command`) or a shell line (`shell`), exactly one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<String>,
+}
+
+/// Where a job's input comes from: file globs, the lines a command prints, or inline items.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<String>,
+}
+
+/// Built-in reducers, or a command that reads the map outputs on stdin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Reducer {
+    Sum,
+    Count,
+    Concat,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reduce {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builtin: Option<Reducer>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    #[default]
+    Manual,
+    OnApply,
+    Cron,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MapReduceSpec {
+    pub target: String,
+    pub input: Input,
+    /// Partitions per host (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<u32>,
+    pub map: Step,
+    pub reduce: Reduce,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
+    /// Required when `trigger` is `cron`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+}
+
+macro_rules! kind_document {
+    ($doc:ident, $kind:ident, $spec:ty, $what:literal) => {
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+        pub enum $kind {
+            #[default]
+            $kind,
+        }
+
+        #[doc = $what]
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        pub struct $doc {
+            pub api_version: ApiVersion,
+            pub kind: $kind,
+            pub metadata: Metadata,
+            pub spec: $spec,
+        }
+    };
+}
+
+kind_document!(
+    FleetDocument,
+    Fleet,
+    FleetSpec,
+    "A fleet: defaults, operators, hosts and ordered rules."
+);
+kind_document!(
+    ScheduleDocument,
+    Schedule,
+    ScheduleSpec,
+    "A command run on the targeted hosts on a crontab schedule."
+);
+kind_document!(
+    MapReduceJobDocument,
+    MapReduceJob,
+    MapReduceSpec,
+    "A map step on the targeted hosts' partitions of an input, then a reduce."
+);
+
+/// One spec document of any kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Document {
+    Fleet(FleetDocument),
+    Schedule(ScheduleDocument),
+    MapReduceJob(MapReduceJobDocument),
+}
+
+impl Document {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Document::Fleet(_) => "Fleet",
+            Document::Schedule(_) => "Schedule",
+            Document::MapReduceJob(_) => "MapReduceJob",
+        }
+    }
+
+    pub fn metadata(&self) -> &Metadata {
+        match self {
+            Document::Fleet(d) => &d.metadata,
+            Document::Schedule(d) => &d.metadata,
+            Document::MapReduceJob(d) => &d.metadata,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.metadata().name
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        // Serializing plain data with string keys cannot fail.
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}

@@ -1,0 +1,1 @@
+//! The one end-to-end test binary: real binaries on 127.0.0.1. Each capability is a module.

@@ -1,0 +1,331 @@
+//! The relay frame (protocol version 1) as described in schemas/frame.md: header layout, kinds,
+//! error codes, close codes and the bodies the relay itself reads or writes. The only module of
+//! the Worker that knows the byte layout; it is checked against schemas/frame-vectors.json.
+
+export const PROTOCOL_VERSION = 1;
+export const HEADER_LEN = 42;
+export const PEER_ID_LEN = 16;
+export const MESSAGE_ID_LEN = 8;
+
+const OFFSET_VERSION = 0;
+const OFFSET_KIND = 1;
+export const OFFSET_FROM = 2;
+export const OFFSET_TO = 18;
+export const OFFSET_ID = 34;
+
+export const Kind = {
+  Data: 0x01,
+  Broadcast: 0x02,
+  RetainPut: 0x03,
+  RetainGet: 0x04,
+  Welcome: 0x10,
+  Join: 0x11,
+  Leave: 0x12,
+  Error: 0x13,
+  Ack: 0x14,
+  Retained: 0x15,
+} as const;
+export type Kind = (typeof Kind)[keyof typeof Kind];
+
+const KNOWN_KINDS: ReadonlySet<number> = new Set(Object.values(Kind));
+
+/** Kinds a peer may send to the relay; the relay rejects the others with 400. */
+export function isPeerKind(kind: number): boolean {
+  return kind >= Kind.Data && kind <= Kind.RetainGet;
+}
+
+export const ErrorCode = {
+  Malformed: 400,
+  UnknownPeer: 404,
+  TooLarge: 413,
+  RateLimited: 429,
+  /** The room already keeps the maximum number of retained keys; the blob was not stored. */
+  RetainedFull: 507,
+} as const;
+
+export const CloseCode = {
+  MessageTooBig: 1009,
+  Evicted: 4001,
+  RoomFull: 4002,
+  BadRequest: 4003,
+  IdleTimeout: 4008,
+  RateLimited: 4029,
+} as const;
+
+/** The all-zero peer id: "broadcast" in `to`, "the relay" in `from`. */
+export const ZERO_PEER: Uint8Array = new Uint8Array(PEER_ID_LEN);
+
+export interface Frame {
+  version: number;
+  kind: number;
+  from: Uint8Array;
+  to: Uint8Array;
+  /** Message id as an unsigned 64-bit integer. */
+  id: bigint;
+  body: Uint8Array;
+}
+
+/** Why bytes are not a frame; `id` is the offending frame's id, 0n when it could not be read. */
+export class FrameError extends Error {
+  constructor(
+    message: string,
+    readonly id: bigint,
+  ) {
+    super(message);
+    this.name = "FrameError";
+  }
+}
+
+/** Encodes a frame; `from` and `to` must be 16 bytes. */
+export function encodeFrame(frame: Frame): Uint8Array {
+  if (frame.from.length !== PEER_ID_LEN || frame.to.length !== PEER_ID_LEN) {
+    throw new RangeError("peer ids are 16 bytes");
+  }
+  const out = new Uint8Array(HEADER_LEN + frame.body.length);
+  const view = new DataView(out.buffer);
+  out[OFFSET_VERSION] = frame.version;
+  out[OFFSET_KIND] = frame.kind;
+  out.set(frame.from, OFFSET_FROM);
+  out.set(frame.to, OFFSET_TO);
+  view.setBigUint64(OFFSET_ID, BigInt.asUintN(64, frame.id));
+  out.set(frame.body, HEADER_LEN);
+  return out;
+}
+
+/**
+ * Decodes a frame sent by anyone: checks length, version and that the kind is known. Bodies are
+ * not interpreted here (see the body helpers below). The returned arrays view `bytes`.
+ */
+export function decodeFrame(bytes: Uint8Array): Frame {
+  if (bytes.length < HEADER_LEN) {
+    throw new FrameError(`frame shorter than the ${HEADER_LEN}-byte header`, 0n);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const id = view.getBigUint64(OFFSET_ID);
+  const version = bytes[OFFSET_VERSION]!;
+  if (version !== PROTOCOL_VERSION) {
+    throw new FrameError(`unsupported frame version ${version}`, id);
+  }
+  const kind = bytes[OFFSET_KIND]!;
+  if (!KNOWN_KINDS.has(kind)) {
+    throw new FrameError(`unknown frame kind 0x${kind.toString(16).padStart(2, "0")}`, id);
+  }
+  return {
+    version,
+    kind,
+    from: bytes.subarray(OFFSET_FROM, OFFSET_TO),
+    to: bytes.subarray(OFFSET_TO, OFFSET_ID),
+    id,
+    body: bytes.subarray(HEADER_LEN),
+  };
+}
+
+/** Builds a relay → peer frame; `idBytes` is the 8-byte id field copied from a request. */
+export function relayFrame(
+  kind: number,
+  to: Uint8Array,
+  idBytes: Uint8Array,
+  body: Uint8Array,
+  from: Uint8Array = ZERO_PEER,
+): Uint8Array {
+  const out = new Uint8Array(HEADER_LEN + body.length);
+  out[OFFSET_VERSION] = PROTOCOL_VERSION;
+  out[OFFSET_KIND] = kind;
+  out.set(from, OFFSET_FROM);
+  out.set(to, OFFSET_TO);
+  out.set(idBytes, OFFSET_ID);
+  out.set(body, HEADER_LEN);
+  return out;
+}
+
+export const ZERO_ID: Uint8Array = new Uint8Array(MESSAGE_ID_LEN);
+
+const utf8 = new TextEncoder();
+const utf8Decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
+
+/** `code:u16, message:utf8 rest`. */
+export function encodeErrorBody(code: number, message: string): Uint8Array {
+  const text = utf8.encode(message);
+  const out = new Uint8Array(2 + text.length);
+  new DataView(out.buffer).setUint16(0, code);
+  out.set(text, 2);
+  return out;
+}
+
+export function decodeErrorBody(body: Uint8Array): { code: number; message: string } {
+  if (body.length < 2) throw new FrameError("error body shorter than its code", 0n);
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  return { code: view.getUint16(0), message: utf8Decoder.decode(body.subarray(2)) };
+}
+
+/** `n:u32` then n peer ids. */
+export function encodeWelcomeBody(peers: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(4 + peers.length * PEER_ID_LEN);
+  new DataView(out.buffer).setUint32(0, peers.length);
+  peers.forEach((peer, index) => out.set(peer, 4 + index * PEER_ID_LEN));
+  return out;
+}
+
+export function decodeWelcomeBody(body: Uint8Array): Uint8Array[] {
+  if (body.length < 4) throw new FrameError("welcome body shorter than its count", 0n);
+  const count = new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(0);
+  if (body.length !== 4 + count * PEER_ID_LEN) {
+    throw new FrameError("welcome body length does not match its count", 0n);
+  }
+  const peers: Uint8Array[] = [];
+  for (let index = 0; index < count; index++) {
+    peers.push(body.subarray(4 + index * PEER_ID_LEN, 4 + (index + 1) * PEER_ID_LEN));
+  }
+  return peers;
+}
+
+/** `count:u32`, the body of the ACK that ends a RETAIN_GET. */
+export function encodeCountBody(count: number): Uint8Array {
+  const out = new Uint8Array(4);
+  new DataView(out.buffer).setUint32(0, count);
+  return out;
+}
+
+/** `key_len:u8, key, blob:rest`, the body of RETAIN_PUT. */
+export function decodeRetainBody(body: Uint8Array): { key: Uint8Array; blob: Uint8Array } {
+  if (body.length < 1) throw new FrameError("retain body has no key length", 0n);
+  const keyLen = body[0]!;
+  if (body.length < 1 + keyLen) throw new FrameError("retain body shorter than its key", 0n);
+  return { key: body.subarray(1, 1 + keyLen), blob: body.subarray(1 + keyLen) };
+}
+
+/** `key_len:u8, key` and nothing after it. */
+export function decodeRetainGetBody(body: Uint8Array): Uint8Array {
+  const { key, blob } = decodeRetainBody(body);
+  if (blob.length !== 0) throw new FrameError("retain get body has bytes after the key", 0n);
+  return key;
+}
+
+export function encodeRetainGetBody(key: Uint8Array): Uint8Array {
+  return encodeRetainPutBody(key, new Uint8Array(0));
+}
+
+export function encodeRetainPutBody(key: Uint8Array, blob: Uint8Array): Uint8Array {
+  if (key.length > 255) throw new RangeError("retain keys are at most 255 bytes");
+  const out = new Uint8Array(1 + key.length + blob.length);
+  out[0] = key.length;
+  out.set(key, 1);
+  out.set(blob, 1 + key.length);
+  return out;
+}
+
+/** `key_len:u8, key, seq:u64, blob:rest`. */
+export function encodeRetainedBody(key: Uint8Array, seq: bigint, blob: Uint8Array): Uint8Array {
+  if (key.length > 255) throw new RangeError("retain keys are at most 255 bytes");
+  const out = new Uint8Array(1 + key.length + 8 + blob.length);
+  out[0] = key.length;
+  out.set(key, 1);
+  new DataView(out.buffer).setBigUint64(1 + key.length, seq);
+  out.set(blob, 1 + key.length + 8);
+  return out;
+}
+
+export function decodeRetainedBody(body: Uint8Array): {
+  key: Uint8Array;
+  seq: bigint;
+  blob: Uint8Array;
+} {
+  const { key, blob: rest } = decodeRetainBody(body);
+  if (rest.length < 8) throw new FrameError("retained body shorter than its sequence number", 0n);
+  const seq = new DataView(rest.buffer, rest.byteOffset, rest.byteLength).getBigUint64(0);
+  return { key, seq, blob: rest.subarray(8) };
+}
+
+/** A body parsed according to its frame kind (what the Rust codec's `Body` holds). */
+export type Body =
+  | { kind: typeof Kind.Data | typeof Kind.Broadcast; opaque: Uint8Array }
+  | { kind: typeof Kind.RetainPut; key: Uint8Array; blob: Uint8Array }
+  | { kind: typeof Kind.RetainGet; key: Uint8Array }
+  | { kind: typeof Kind.Welcome; peers: Uint8Array[] }
+  | { kind: typeof Kind.Join | typeof Kind.Leave }
+  | { kind: typeof Kind.Error; code: number; message: string }
+  /** Empty for RETAIN_PUT; `count` for the ACK that ends a RETAIN_GET. */
+  | { kind: typeof Kind.Ack; count?: number }
+  | { kind: typeof Kind.Retained; key: Uint8Array; seq: bigint; blob: Uint8Array };
+
+/** Parses the body of a decoded frame; throws FrameError (400) with the frame's id if bad. */
+export function decodeBody(frame: Frame): Body {
+  const { body, id } = frame;
+  const bad = (message: string): never => {
+    throw new FrameError(message, id);
+  };
+  try {
+    switch (frame.kind) {
+      case Kind.Data:
+      case Kind.Broadcast:
+        return { kind: frame.kind, opaque: body };
+      case Kind.RetainPut:
+        return { kind: Kind.RetainPut, ...decodeRetainBody(body) };
+      case Kind.RetainGet:
+        return { kind: Kind.RetainGet, key: decodeRetainGetBody(body) };
+      case Kind.Welcome:
+        return { kind: Kind.Welcome, peers: decodeWelcomeBody(body) };
+      case Kind.Join:
+      case Kind.Leave:
+        if (body.length !== 0) bad("join and leave bodies must be empty");
+        return { kind: frame.kind };
+      case Kind.Error:
+        return { kind: Kind.Error, ...decodeErrorBody(body) };
+      case Kind.Ack:
+        if (body.length === 0) return { kind: Kind.Ack };
+        if (body.length !== 4) bad("an ack body is empty or a 4-byte count");
+        return { kind: Kind.Ack, count: new DataView(body.buffer, body.byteOffset, 4).getUint32(0) };
+      case Kind.Retained:
+        return { kind: Kind.Retained, ...decodeRetainedBody(body) };
+      default:
+        return bad(`unknown frame kind ${frame.kind}`);
+    }
+  } catch (error) {
+    if (error instanceof FrameError && error.id !== id) throw new FrameError(error.message, id);
+    if (error instanceof TypeError) throw new FrameError("error message is not utf-8", id);
+    throw error;
+  }
+}
+
+const ROOM_ID_LABEL = new TextEncoder().encode("remote-agents room v1\0");
+
+/** SHA-256("remote-agents room v1\0" || room name) as 64 lowercase hex chars. */
+export async function roomIdFromName(roomName: string): Promise<string> {
+  const name = new TextEncoder().encode(roomName);
+  const input = new Uint8Array(ROOM_ID_LABEL.length + name.length);
+  input.set(ROOM_ID_LABEL);
+  input.set(name, ROOM_ID_LABEL.length);
+  return bytesToHex(new Uint8Array(await crypto.subtle.digest("SHA-256", input)));
+}
+
+/** The first 16 bytes of SHA-256 of a static X25519 public key, as 32 lowercase hex chars. */
+export async function peerIdFromPublicKey(publicKey: Uint8Array): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", publicKey));
+  return bytesToHex(digest.subarray(0, PEER_ID_LEN));
+}
+
+const HEX_PEER = /^[0-9a-f]{32}$/;
+const HEX_ROOM = /^[0-9a-f]{64}$/;
+
+export function isPeerIdHex(text: string): boolean {
+  return HEX_PEER.test(text);
+}
+
+export function isRoomIdHex(text: string): boolean {
+  return HEX_ROOM.test(text);
+}
+
+export function hexToBytes(hex: string): Uint8Array {
+  if (hex.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(hex)) throw new RangeError("not hex");
+  const out = new Uint8Array(hex.length / 2);
+  for (let index = 0; index < out.length; index++) {
+    out[index] = parseInt(hex.slice(index * 2, index * 2 + 2), 16);
+  }
+  return out;
+}
+
+export function bytesToHex(bytes: Uint8Array): string {
+  let hex = "";
+  for (const byte of bytes) hex += byte.toString(16).padStart(2, "0");
+  return hex;
+}

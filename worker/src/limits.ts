@@ -1,0 +1,96 @@
+//! The relay limits of schemas/frame.md with the Rust relay's defaults, overridable through
+//! Worker variables (wrangler `[vars]` or workerd text bindings) so tests can shrink them.
+
+export interface LimitVars {
+  MAX_FRAME_BYTES?: string | null;
+  MAX_PEERS_PER_ROOM?: string | null;
+  RETAINED_PER_KEY?: string | null;
+  RETAINED_KEYS_PER_ROOM?: string | null;
+  RATE_LIMIT_PER_SECOND?: string | null;
+  RATE_LIMIT_BURST?: string | null;
+}
+
+export interface Limits {
+  maxFrameBytes: number;
+  maxPeersPerRoom: number;
+  retainedPerKey: number;
+  retainedKeysPerRoom: number;
+  /** Frames per second per connection; 0 turns rate limiting off. */
+  rateLimitPerSecond: number;
+  rateLimitBurst: number;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  maxFrameBytes: 1024 * 1024,
+  maxPeersPerRoom: 10_000,
+  retainedPerKey: 4,
+  retainedKeysPerRoom: 64,
+  rateLimitPerSecond: 100_000,
+  rateLimitBurst: 200_000,
+};
+
+function positiveInteger(text: string | null | undefined, fallback: number, allowZero = false): number {
+  if (text == null || text.trim() === "") return fallback;
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 0 || (value === 0 && !allowZero)) return fallback;
+  return value;
+}
+
+export function limitsFrom(vars: LimitVars): Limits {
+  return {
+    maxFrameBytes: positiveInteger(vars.MAX_FRAME_BYTES, DEFAULT_LIMITS.maxFrameBytes),
+    maxPeersPerRoom: positiveInteger(vars.MAX_PEERS_PER_ROOM, DEFAULT_LIMITS.maxPeersPerRoom),
+    retainedPerKey: positiveInteger(vars.RETAINED_PER_KEY, DEFAULT_LIMITS.retainedPerKey),
+    retainedKeysPerRoom: positiveInteger(
+      vars.RETAINED_KEYS_PER_ROOM,
+      DEFAULT_LIMITS.retainedKeysPerRoom,
+    ),
+    rateLimitPerSecond: positiveInteger(
+      vars.RATE_LIMIT_PER_SECOND,
+      DEFAULT_LIMITS.rateLimitPerSecond,
+      true,
+    ),
+    rateLimitBurst: positiveInteger(vars.RATE_LIMIT_BURST, DEFAULT_LIMITS.rateLimitBurst),
+  };
+}
+
+/**
+ * A token bucket per connection. It lives in memory only: after hibernation the bucket starts
+ * full again, which is harmless because a hibernated connection was idle anyway.
+ */
+export class TokenBucket {
+  private tokens: number;
+  private refilledAt: number;
+  /** Frames dropped since the last one that passed; past `burst` the connection is closed. */
+  droppedInARow = 0;
+
+  constructor(
+    private readonly perSecond: number,
+    private readonly burst: number,
+  ) {
+    this.tokens = burst;
+    this.refilledAt = Date.now();
+  }
+
+  take(now: number = Date.now()): boolean {
+    if (this.perSecond === 0) return true;
+    if (now > this.refilledAt) {
+      this.tokens = Math.min(
+        this.burst,
+        this.tokens + ((now - this.refilledAt) * this.perSecond) / 1000,
+      );
+      this.refilledAt = now;
+    }
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      this.droppedInARow = 0;
+      return true;
+    }
+    this.droppedInARow += 1;
+    return false;
+  }
+
+  get persistentlyExceeded(): boolean {
+    return this.droppedInARow > this.burst;
+  }
+}

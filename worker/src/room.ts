@@ -1,0 +1,348 @@
+//! One room of the relay as a Durable Object: presence of opaque peer ids, routing on the frame
+//! header only (bodies are ciphertext it never reads), eviction, retained blobs in Durable Object
+//! storage and the limits of schemas/frame.md. WebSockets are accepted through the Hibernation
+//! API, so an idle room costs nothing and its state is rebuilt from the sockets' attachments.
+
+import { DurableObject } from "cloudflare:workers";
+import {
+  CloseCode,
+  ErrorCode,
+  HEADER_LEN,
+  Kind,
+  MESSAGE_ID_LEN,
+  OFFSET_FROM,
+  OFFSET_ID,
+  OFFSET_TO,
+  PEER_ID_LEN,
+  PROTOCOL_VERSION,
+  ZERO_ID,
+  ZERO_PEER,
+  decodeRetainBody,
+  decodeRetainGetBody,
+  encodeCountBody,
+  encodeErrorBody,
+  encodeRetainedBody,
+  encodeWelcomeBody,
+  hexToBytes,
+  isPeerIdHex,
+  isPeerKind,
+  relayFrame,
+} from "./frame";
+import { type LimitVars, type Limits, TokenBucket, limitsFrom } from "./limits";
+
+export interface Env extends LimitVars {
+  ROOMS: DurableObjectNamespace<Room>;
+  /** Optional relay access key; when set, connections must send `Authorization: Bearer <key>`. */
+  RELAY_KEY?: string | null;
+}
+
+/** What survives hibernation with each socket (serializeAttachment caps it at 16 KiB). */
+interface Attachment {
+  peer: string;
+  evicted?: boolean;
+}
+
+/** In-memory state of one connection, rebuilt from its attachment after hibernation. */
+interface Connection {
+  peerHex: string;
+  peer: Uint8Array;
+  bucket: TokenBucket;
+  evicted: boolean;
+}
+
+const LOWER_HEX: string[] = Array.from({ length: 256 }, (_, byte) =>
+  byte.toString(16).padStart(2, "0"),
+);
+
+/** Hex of the `to` field without allocating a subarray; the routing hot path. */
+function peerHexAt(bytes: Uint8Array, offset: number): string {
+  let hex = "";
+  for (let index = offset; index < offset + PEER_ID_LEN; index++) hex += LOWER_HEX[bytes[index]!];
+  return hex;
+}
+
+function isAllZero(bytes: Uint8Array, offset: number, length: number): boolean {
+  for (let index = offset; index < offset + length; index++) if (bytes[index] !== 0) return false;
+  return true;
+}
+
+export class Room extends DurableObject<Env> {
+  private readonly limits: Limits;
+  /** The current connection of each present peer. */
+  private readonly peers = new Map<string, WebSocket>();
+  private readonly connections = new Map<WebSocket, Connection>();
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.limits = limitsFrom(env);
+    // Runs again on every wake from hibernation: presence is whatever sockets are still open.
+    for (const socket of ctx.getWebSockets()) this.connection(socket);
+    ctx.storage.sql.exec(
+      `CREATE TABLE IF NOT EXISTS retained (
+         key BLOB NOT NULL,
+         seq INTEGER NOT NULL,
+         blob BLOB NOT NULL,
+         PRIMARY KEY (key, seq)
+       )`,
+    );
+  }
+
+  /** The connection state of a socket, rebuilding it from the attachment after hibernation. */
+  private connection(socket: WebSocket): Connection | undefined {
+    const known = this.connections.get(socket);
+    if (known) return known;
+    const attachment = socket.deserializeAttachment() as Attachment | null;
+    if (!attachment || !isPeerIdHex(attachment.peer)) return undefined;
+    const connection: Connection = {
+      peerHex: attachment.peer,
+      peer: hexToBytes(attachment.peer),
+      bucket: new TokenBucket(this.limits.rateLimitPerSecond, this.limits.rateLimitBurst),
+      evicted: attachment.evicted === true,
+    };
+    this.connections.set(socket, connection);
+    if (!connection.evicted && socket.readyState === WebSocket.OPEN) {
+      this.peers.set(connection.peerHex, socket);
+    }
+    return connection;
+  }
+
+  override async fetch(request: Request): Promise<Response> {
+    const peerHex = new URL(request.url).searchParams.get("peer") ?? "";
+    const pair = new WebSocketPair();
+    const [client, server] = [pair[0], pair[1]];
+    if (!isPeerIdHex(peerHex)) {
+      server.accept();
+      server.close(CloseCode.BadRequest, "bad request: peer id must be 32 lowercase hex chars");
+      return new Response(null, { status: 101, webSocket: client });
+    }
+    const previous = this.peers.get(peerHex);
+    if (!previous && this.peers.size >= this.limits.maxPeersPerRoom) {
+      server.accept();
+      server.close(CloseCode.RoomFull, "room full");
+      return new Response(null, { status: 101, webSocket: client });
+    }
+
+    this.ctx.acceptWebSocket(server, [peerHex]);
+    const attachment: Attachment = { peer: peerHex };
+    server.serializeAttachment(attachment);
+    const peer = hexToBytes(peerHex);
+    this.connections.set(server, {
+      peerHex,
+      peer,
+      bucket: new TokenBucket(this.limits.rateLimitPerSecond, this.limits.rateLimitBurst),
+      evicted: false,
+    });
+
+    if (previous) {
+      // The newest connection wins; the old one is told not to reconnect (no reconnect fight)
+      // and its close must not announce a LEAVE for a peer that is still present.
+      const old = this.connection(previous);
+      if (old) old.evicted = true;
+      previous.serializeAttachment({ peer: peerHex, evicted: true } satisfies Attachment);
+      try {
+        previous.close(CloseCode.Evicted, "evicted: another connection joined with this peer id");
+      } catch {
+        // Already closing: nothing to tell it.
+      }
+    }
+
+    const others: Uint8Array[] = [];
+    for (const [otherHex, socket] of this.peers) {
+      if (otherHex === peerHex) continue;
+      const other = this.connection(socket);
+      if (other) others.push(other.peer);
+    }
+    this.peers.set(peerHex, server);
+    server.send(relayFrame(Kind.Welcome, peer, ZERO_ID, encodeWelcomeBody(others)));
+    if (!previous) {
+      const join = relayFrame(Kind.Join, ZERO_PEER, ZERO_ID, new Uint8Array(0), peer);
+      for (const [otherHex, socket] of this.peers) {
+        if (otherHex !== peerHex) this.trySend(socket, join);
+      }
+    }
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  override async webSocketMessage(socket: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    const connection = this.connection(socket);
+    if (!connection || connection.evicted) return;
+    if (typeof message === "string") {
+      this.sendError(socket, connection, ZERO_ID, ErrorCode.Malformed, "text messages are not frames");
+      return;
+    }
+    if (message.byteLength > this.limits.maxFrameBytes) {
+      // The Rust relay's WebSocket layer refuses such messages with 1009; do the same.
+      this.closeQuietly(socket, CloseCode.MessageTooBig, "frame over the cap");
+      return;
+    }
+    const bytes = new Uint8Array(message);
+    const idBytes =
+      bytes.length >= HEADER_LEN ? bytes.slice(OFFSET_ID, OFFSET_ID + MESSAGE_ID_LEN) : ZERO_ID;
+
+    if (!connection.bucket.take()) {
+      if (connection.bucket.persistentlyExceeded) {
+        this.closeQuietly(socket, CloseCode.RateLimited, "rate limit exceeded persistently");
+      } else {
+        this.sendError(socket, connection, idBytes, ErrorCode.RateLimited, "rate limited");
+      }
+      return;
+    }
+
+    if (bytes.length < HEADER_LEN) {
+      this.sendError(socket, connection, idBytes, ErrorCode.Malformed, "frame shorter than the header");
+      return;
+    }
+    if (bytes[0] !== PROTOCOL_VERSION) {
+      this.sendError(socket, connection, idBytes, ErrorCode.Malformed, `unsupported frame version ${bytes[0]}`);
+      return;
+    }
+    const kind = bytes[1]!;
+    if (!isPeerKind(kind)) {
+      this.sendError(socket, connection, idBytes, ErrorCode.Malformed, `unknown frame kind ${kind}`);
+      return;
+    }
+    // Nobody speaks for another peer: `from` is always the connection's own id.
+    bytes.set(connection.peer, OFFSET_FROM);
+
+    switch (kind) {
+      case Kind.Data: {
+        const target = this.peers.get(peerHexAt(bytes, OFFSET_TO));
+        if (!target || !this.trySend(target, bytes)) {
+          this.sendError(socket, connection, idBytes, ErrorCode.UnknownPeer, "destination peer not in the room");
+        }
+        return;
+      }
+      case Kind.Broadcast: {
+        if (!isAllZero(bytes, OFFSET_TO, PEER_ID_LEN)) bytes.fill(0, OFFSET_TO, OFFSET_ID);
+        for (const [otherHex, other] of this.peers) {
+          if (otherHex !== connection.peerHex) this.trySend(other, bytes);
+        }
+        return;
+      }
+      case Kind.RetainPut:
+        await this.retainPut(socket, connection, bytes, idBytes);
+        return;
+      case Kind.RetainGet:
+        this.retainGet(socket, connection, bytes, idBytes);
+        return;
+    }
+  }
+
+  private async retainPut(
+    socket: WebSocket,
+    connection: Connection,
+    bytes: Uint8Array,
+    idBytes: Uint8Array,
+  ): Promise<void> {
+    let key: Uint8Array;
+    let blob: Uint8Array;
+    try {
+      ({ key, blob } = decodeRetainBody(bytes.subarray(HEADER_LEN)));
+    } catch (error) {
+      this.sendError(socket, connection, idBytes, ErrorCode.Malformed, (error as Error).message);
+      return;
+    }
+    // Each kept blob is served back as a RETAINED frame, 8 bytes (the seq) longer than the put.
+    if (bytes.length + 8 > this.limits.maxFrameBytes) {
+      this.sendError(socket, connection, idBytes, ErrorCode.TooLarge, "retained frame would exceed the frame cap");
+      return;
+    }
+    const sql = this.ctx.storage.sql;
+    const keyBuffer = key.slice().buffer;
+    const last = sql
+      .exec<{ seq: number }>("SELECT MAX(seq) AS seq FROM retained WHERE key = ?", keyBuffer)
+      .one().seq;
+    if (last === null) {
+      const keys = sql.exec<{ n: number }>("SELECT COUNT(DISTINCT key) AS n FROM retained").one().n;
+      if (keys >= this.limits.retainedKeysPerRoom) {
+        this.sendError(socket, connection, idBytes, ErrorCode.RetainedFull, "room holds the maximum number of retained keys");
+        return;
+      }
+    }
+    const seq = (last ?? 0) + 1;
+    sql.exec("INSERT INTO retained (key, seq, blob) VALUES (?, ?, ?)", keyBuffer, seq, blob.slice().buffer);
+    sql.exec(
+      "DELETE FROM retained WHERE key = ? AND seq <= ?",
+      keyBuffer,
+      seq - this.limits.retainedPerKey,
+    );
+    // The ACK promises durability: wait until the write is committed to disk.
+    await this.ctx.storage.sync();
+    this.trySend(socket, relayFrame(Kind.Ack, connection.peer, idBytes, new Uint8Array(0)));
+  }
+
+  private retainGet(
+    socket: WebSocket,
+    connection: Connection,
+    bytes: Uint8Array,
+    idBytes: Uint8Array,
+  ): void {
+    let key: Uint8Array;
+    try {
+      key = decodeRetainGetBody(bytes.subarray(HEADER_LEN));
+    } catch (error) {
+      this.sendError(socket, connection, idBytes, ErrorCode.Malformed, (error as Error).message);
+      return;
+    }
+    const rows = this.ctx.storage.sql
+      .exec<{ seq: number; blob: ArrayBuffer }>(
+        "SELECT seq, blob FROM retained WHERE key = ? ORDER BY seq ASC",
+        key.slice().buffer,
+      )
+      .toArray();
+    for (const row of rows) {
+      const body = encodeRetainedBody(key, BigInt(row.seq), new Uint8Array(row.blob));
+      this.trySend(socket, relayFrame(Kind.Retained, connection.peer, idBytes, body));
+    }
+    this.trySend(socket, relayFrame(Kind.Ack, connection.peer, idBytes, encodeCountBody(rows.length)));
+  }
+
+  override async webSocketClose(socket: WebSocket, code: number, reason: string): Promise<void> {
+    this.forget(socket);
+    // Complete the closing handshake; 1005/1006 are reserved and cannot be sent back.
+    const reply = code === 1005 || code === 1006 || code === 1015 ? 1000 : code;
+    this.closeQuietly(socket, reply, reason);
+  }
+
+  override async webSocketError(socket: WebSocket): Promise<void> {
+    this.forget(socket);
+  }
+
+  /** Drops a closed socket and announces the LEAVE if it was the peer's current connection. */
+  private forget(socket: WebSocket): void {
+    const connection = this.connection(socket);
+    this.connections.delete(socket);
+    if (!connection || this.peers.get(connection.peerHex) !== socket) return;
+    this.peers.delete(connection.peerHex);
+    const leave = relayFrame(Kind.Leave, ZERO_PEER, ZERO_ID, new Uint8Array(0), connection.peer);
+    for (const other of this.peers.values()) this.trySend(other, leave);
+  }
+
+  private sendError(
+    socket: WebSocket,
+    connection: Connection,
+    idBytes: Uint8Array,
+    code: number,
+    message: string,
+  ): void {
+    this.trySend(socket, relayFrame(Kind.Error, connection.peer, idBytes, encodeErrorBody(code, message)));
+  }
+
+  /** Sends unless the socket is already gone; a vanished receiver is not the sender's error. */
+  private trySend(socket: WebSocket, frame: Uint8Array): boolean {
+    try {
+      socket.send(frame);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private closeQuietly(socket: WebSocket, code: number, reason: string): void {
+    try {
+      socket.close(code, reason);
+    } catch {
+      // Already closed.
+    }
+  }
+}

@@ -1,0 +1,290 @@
+//! The Worker relay under workerd, driven over real WebSockets on 127.0.0.1: presence, routing,
+//! `from` overwriting, errors, eviction, retained blobs across a restart, the relay key. The
+//! shared Rust conformance suite (tests/tests/relay_conformance.rs) covers the contract in full;
+//! these tests keep the Worker checkable with npm alone.
+
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import WebSocket from "ws";
+import {
+  ErrorCode,
+  Kind,
+  ZERO_PEER,
+  bytesToHex,
+  decodeErrorBody,
+  decodeFrame,
+  decodeRetainedBody,
+  decodeWelcomeBody,
+  encodeFrame,
+  encodeRetainGetBody,
+  encodeRetainPutBody,
+  type Frame,
+} from "../src/frame.ts";
+
+const workerDir = join(import.meta.dirname, "..");
+const state = mkdtempSync(join(tmpdir(), "ra-worker-test-"));
+let port = "";
+
+function serve(command: "start" | "stop", env: NodeJS.ProcessEnv = {}): string {
+  return execFileSync(join(workerDir, "scripts/serve-local.sh"), [command, state], {
+    env: { ...process.env, ...env },
+    encoding: "utf8",
+  }).trim();
+}
+
+before(() => {
+  port = serve("start");
+});
+after(() => {
+  serve("stop");
+  rmSync(state, { recursive: true, force: true });
+});
+
+/** A connected peer that queues every frame and close it receives. */
+class Peer {
+  readonly frames: Frame[] = [];
+  closed: { code: number; reason: string } | undefined;
+  private waiters: (() => void)[] = [];
+
+  private constructor(
+    readonly socket: WebSocket,
+    readonly id: Uint8Array,
+  ) {
+    socket.on("message", (data: Buffer) => {
+      this.frames.push(decodeFrame(new Uint8Array(data)));
+      this.wake();
+    });
+    socket.on("close", (code: number, reason: Buffer) => {
+      this.closed = { code, reason: reason.toString() };
+      this.wake();
+    });
+  }
+
+  static async connect(room: string, id = randomBytes(16), headers: Record<string, string> = {}) {
+    const socket = new WebSocket(`ws://127.0.0.1:${port}/v1/rooms/${room}?peer=${bytesToHex(id)}`, {
+      headers,
+    });
+    const peer = new Peer(socket, id);
+    await new Promise<void>((resolve, reject) => {
+      socket.once("open", () => resolve());
+      socket.once("error", reject);
+    });
+    return peer;
+  }
+
+  private wake() {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const waiter of waiters) waiter();
+  }
+
+  /** Waits, with a deadline, for the next frame of `kind`, dropping other kinds before it. */
+  async next(kind: number, deadlineMs = 5000): Promise<Frame> {
+    const deadline = Date.now() + deadlineMs;
+    for (;;) {
+      const index = this.frames.findIndex((frame) => frame.kind === kind);
+      if (index >= 0) return this.frames.splice(0, index + 1)[index]!;
+      if (this.closed) throw new Error(`closed ${this.closed.code} before kind ${kind}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no frame of kind ${kind} within ${deadlineMs} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /**
+   * The close code the relay sent. `ws` reports a close only once TCP ends, and workerd ends the
+   * TCP of a socket closed from another socket's event (eviction) only when the room hibernates,
+   * ~10 s later; a node acts on the Close frame, so once the handshake has started (CLOSING) the
+   * test drops TCP itself and `ws` reports the code from the received Close frame.
+   */
+  async closedWith(deadlineMs = 5000): Promise<number> {
+    const deadline = Date.now() + deadlineMs;
+    while (!this.closed) {
+      if (Date.now() > deadline) throw new Error("not closed in time");
+      if (this.socket.readyState === WebSocket.CLOSING) this.socket.terminate();
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 10);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    return this.closed.code;
+  }
+
+  send(kind: number, to: Uint8Array, id: bigint, body: Uint8Array = new Uint8Array(0), from = this.id) {
+    this.socket.send(encodeFrame({ version: 1, kind, from, to, id, body }));
+  }
+
+  close() {
+    this.socket.close();
+  }
+}
+
+const newRoom = () => randomBytes(32).toString("hex");
+
+test("welcome, join, data with from overwritten, broadcast, leave", async () => {
+  const room = newRoom();
+  const a = await Peer.connect(room);
+  assert.deepEqual(decodeWelcomeBody((await a.next(Kind.Welcome)).body), []);
+  const b = await Peer.connect(room);
+  const welcome = await b.next(Kind.Welcome);
+  assert.deepEqual(welcome.to, new Uint8Array(b.id));
+  assert.deepEqual(decodeWelcomeBody(welcome.body), [new Uint8Array(a.id)]);
+  assert.deepEqual((await a.next(Kind.Join)).from, new Uint8Array(b.id));
+
+  a.send(Kind.Data, b.id, 7n, new TextEncoder().encode("hello"), randomBytes(16));
+  const data = await b.next(Kind.Data);
+  assert.equal(data.id, 7n);
+  assert.deepEqual(data.from, new Uint8Array(a.id));
+  assert.equal(new TextDecoder().decode(data.body), "hello");
+
+  b.send(Kind.Broadcast, randomBytes(16), 8n, new Uint8Array([1, 2, 3]));
+  const broadcast = await a.next(Kind.Broadcast);
+  assert.deepEqual(broadcast.to, ZERO_PEER);
+  assert.deepEqual(broadcast.from, new Uint8Array(b.id));
+
+  b.close();
+  assert.deepEqual((await a.next(Kind.Leave)).from, new Uint8Array(b.id));
+  a.close();
+});
+
+test("errors keep the connection open", async () => {
+  const a = await Peer.connect(newRoom());
+  await a.next(Kind.Welcome);
+  a.send(Kind.Data, randomBytes(16), 42n);
+  let error = await a.next(Kind.Error);
+  assert.equal(error.id, 42n);
+  assert.equal(decodeErrorBody(error.body).code, ErrorCode.UnknownPeer);
+
+  a.socket.send(new Uint8Array(10));
+  error = await a.next(Kind.Error);
+  assert.equal(error.id, 0n);
+  assert.equal(decodeErrorBody(error.body).code, ErrorCode.Malformed);
+
+  a.send(0x7f, ZERO_PEER, 9n);
+  error = await a.next(Kind.Error);
+  assert.equal(error.id, 9n);
+  assert.equal(decodeErrorBody(error.body).code, ErrorCode.Malformed);
+
+  a.socket.send(new Uint8Array(1024 * 1024 + 1));
+  assert.equal(await a.closedWith(), 1009);
+});
+
+test("a second connection with the same peer id evicts the first with 4001", async () => {
+  const room = newRoom();
+  const id = randomBytes(16);
+  const first = await Peer.connect(room, id);
+  await first.next(Kind.Welcome);
+  const observer = await Peer.connect(room);
+  await observer.next(Kind.Welcome);
+  const second = await Peer.connect(room, id);
+  await second.next(Kind.Welcome);
+  assert.equal(await first.closedWith(), 4001);
+  // The peer is still present: a DATA to it reaches the new connection.
+  observer.send(Kind.Data, id, 1n, new Uint8Array([9]));
+  assert.deepEqual((await second.next(Kind.Data)).body, new Uint8Array([9]));
+  assert.ok(!observer.frames.some((frame) => frame.kind === Kind.Leave));
+  second.close();
+  observer.close();
+});
+
+test("malformed room or peer id closes with 4003", async () => {
+  const socket = new WebSocket(`ws://127.0.0.1:${port}/v1/rooms/nothex?peer=00`);
+  const code = await new Promise<number>((resolve) => socket.on("close", resolve));
+  assert.equal(code, 4003);
+});
+
+test("retained blobs: newest 4 per key, oldest first, kept across a restart", async () => {
+  const room = newRoom();
+  const key = new TextEncoder().encode("desired");
+  const a = await Peer.connect(room);
+  await a.next(Kind.Welcome);
+  for (let index = 1n; index <= 6n; index++) {
+    a.send(Kind.RetainPut, ZERO_PEER, index, encodeRetainPutBody(key, new Uint8Array([Number(index)])));
+    assert.equal((await a.next(Kind.Ack)).id, index);
+  }
+  a.close();
+
+  serve("stop");
+  port = serve("start", { PORT: port });
+
+  const b = await Peer.connect(room);
+  await b.next(Kind.Welcome);
+  b.send(Kind.RetainGet, ZERO_PEER, 98n, encodeRetainPutBody(key, new Uint8Array([1])));
+  const malformed = await b.next(Kind.Error);
+  assert.equal(malformed.id, 98n);
+  assert.equal(decodeErrorBody(malformed.body).code, ErrorCode.Malformed);
+  b.send(Kind.RetainGet, ZERO_PEER, 99n, encodeRetainGetBody(key));
+  const blobs: number[] = [];
+  const seqs: bigint[] = [];
+  for (let index = 0; index < 4; index++) {
+    const retained = await b.next(Kind.Retained);
+    assert.equal(retained.id, 99n);
+    const body = decodeRetainedBody(retained.body);
+    assert.deepEqual(body.key, key);
+    blobs.push(body.blob[0]!);
+    seqs.push(body.seq);
+  }
+  assert.deepEqual(blobs, [3, 4, 5, 6]);
+  assert.deepEqual(seqs, [3n, 4n, 5n, 6n]);
+  const ack = await b.next(Kind.Ack);
+  assert.equal(ack.id, 99n);
+  assert.deepEqual(ack.body, new Uint8Array([0, 0, 0, 4]));
+  b.close();
+});
+
+test("limits come from the environment: room full is 4002, one key too many is 507", async () => {
+  serve("stop");
+  port = serve("start", { RETAINED_KEYS_PER_ROOM: "2", MAX_PEERS_PER_ROOM: "1" });
+  try {
+    const room = newRoom();
+    const a = await Peer.connect(room);
+    await a.next(Kind.Welcome);
+    const refused = await Peer.connect(room);
+    assert.equal(await refused.closedWith(), 4002);
+    for (const [id, key] of [[1n, "one"], [2n, "two"], [3n, "one"]] as const) {
+      a.send(Kind.RetainPut, ZERO_PEER, id, encodeRetainPutBody(new TextEncoder().encode(key), new Uint8Array([1])));
+      assert.equal((await a.next(Kind.Ack)).id, id);
+    }
+    a.send(Kind.RetainPut, ZERO_PEER, 4n, encodeRetainPutBody(new TextEncoder().encode("three"), new Uint8Array([1])));
+    const error = await a.next(Kind.Error);
+    assert.equal(error.id, 4n);
+    assert.equal(decodeErrorBody(error.body).code, ErrorCode.RetainedFull);
+    a.close();
+  } finally {
+    serve("stop");
+    port = serve("start");
+  }
+});
+
+test("a relay key refuses connections without it with 401", async () => {
+  serve("stop");
+  port = serve("start", { RELAY_KEY: "sesame" });
+  try {
+    const status = await new Promise<number>((resolve) => {
+      const socket = new WebSocket(`ws://127.0.0.1:${port}/v1/rooms/${newRoom()}?peer=${"a".repeat(32)}`);
+      socket.on("unexpected-response", (_request, response) => resolve(response.statusCode ?? 0));
+      socket.on("open", () => resolve(101));
+    });
+    assert.equal(status, 401);
+    const peer = await Peer.connect(newRoom(), randomBytes(16), { authorization: "Bearer sesame" });
+    await peer.next(Kind.Welcome);
+    peer.close();
+  } finally {
+    serve("stop");
+    port = serve("start");
+  }
+});
