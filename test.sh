@@ -19,6 +19,17 @@ cargo build --workspace --all-targets --locked
 step "rust tests"
 cargo test --workspace --locked
 
+# --- The node's MCP server (issue 4) driven by the official MCP Python SDK client -----------------
+# A virtualenv under ~/.cache keeps the install fast on reruns; `mcp` 2.x is the SDK's current API.
+step "node: MCP Python SDK client against remote-agents mcp (local node)"
+(
+  venv="$HOME/.cache/remote-agents/venv"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/python" -c 'import mcp' 2>/dev/null \
+    || "$venv/bin/pip" install --quiet --disable-pip-version-check 'mcp>=2,<3'
+  "$venv/bin/python" tests/mcp/mcp_client_test.py "$CARGO_TARGET_DIR/debug/remote-agents"
+)
+
 # --- Worker relay (worker/, issue 8): the Cloudflare Worker under workerd, offline ----------------
 # npm ci installs workerd and esbuild from the npm registry (no account, no internet beyond it).
 step "worker: npm ci"

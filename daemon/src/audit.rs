@@ -25,7 +25,9 @@ pub struct AuditRecord {
 
 /// Formats records as an aligned text table.
 pub fn table(records: &[AuditRecord]) -> String {
-    let mut out = String::from("SEQ  TIME(ms)       CALLER          OP           RESULT           DECISION / SUMMARY\n");
+    let mut out = String::from(
+        "SEQ  TIME(ms)       CALLER          OP           RESULT           DECISION / SUMMARY\n",
+    );
     for r in records {
         out.push_str(&format!(
             "{:<4} {:<14} {:<15} {:<12} {:<16} {} — {}{}\n",

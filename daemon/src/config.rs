@@ -14,7 +14,11 @@ use crate::policy::{Mode, PolicyConfig};
 
 /// `remote-agents`: one node of the fleet.
 #[derive(Debug, Parser)]
-#[command(name = "remote-agents", version, about = "A node of the remote-agents fleet")]
+#[command(
+    name = "remote-agents",
+    version,
+    about = "A node of the remote-agents fleet"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -25,9 +29,9 @@ pub enum Command {
     /// Headless full peer.
     Run(NodeFlags),
     /// Full peer plus an MCP server on stdio.
-    Mcp(McpFlags),
+    Mcp(NodeFlags),
     /// Alias of `mcp`.
-    Hybrid(McpFlags),
+    Hybrid(NodeFlags),
     /// Inspect configuration.
     Config {
         #[command(subcommand)]
@@ -50,15 +54,6 @@ pub enum Command {
 pub enum ConfigCommand {
     /// Print every effective setting with its source (secrets redacted).
     Show(NodeFlags),
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct McpFlags {
-    #[command(flatten)]
-    pub node: NodeFlags,
-    /// Also serve MCP over Streamable HTTP on this address (e.g. 127.0.0.1:0) instead of stdio.
-    #[arg(long)]
-    pub http: Option<String>,
 }
 
 /// Flags shared by every node command. Environment variables are read by `Settings::resolve`
@@ -446,7 +441,11 @@ impl Settings {
                 secret(&self.token.value),
                 self.token.source.to_string(),
             ),
-            ("name", self.name.value.clone(), self.name.source.to_string()),
+            (
+                "name",
+                self.name.value.clone(),
+                self.name.source.to_string(),
+            ),
             (
                 "tags",
                 self.tags.value.join(","),
@@ -553,7 +552,8 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        map.entry("HOME".into()).or_insert_with(|| "/home/test".into());
+        map.entry("HOME".into())
+            .or_insert_with(|| "/home/test".into());
         map
     }
 

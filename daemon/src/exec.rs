@@ -130,12 +130,14 @@ pub async fn run(
         });
     }
     let counter = Arc::new(AtomicU64::new(0));
-    let stdout = child.stdout.take().map(|s| {
-        tokio::spawn(capture(s, spec.max_output, counter.clone()))
-    });
-    let stderr = child.stderr.take().map(|s| {
-        tokio::spawn(capture(s, spec.max_output, counter.clone()))
-    });
+    let stdout = child
+        .stdout
+        .take()
+        .map(|s| tokio::spawn(capture(s, spec.max_output, counter.clone())));
+    let stderr = child
+        .stderr
+        .take()
+        .map(|s| tokio::spawn(capture(s, spec.max_output, counter.clone())));
 
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.tick().await;
@@ -207,9 +209,13 @@ mod tests {
 
     #[tokio::test]
     async fn argv_runs_without_a_shell() {
-        let result = run(spec(&["echo", "$HOME", "a;b"]), CancellationToken::new(), |_| {})
-            .await
-            .unwrap();
+        let result = run(
+            spec(&["echo", "$HOME", "a;b"]),
+            CancellationToken::new(),
+            |_| {},
+        )
+        .await
+        .unwrap();
         assert_eq!(result.stdout, "$HOME a;b\n");
         assert_eq!(result.exit_code, Some(0));
         assert!(!result.truncated);
@@ -283,9 +289,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_program_is_an_actionable_error() {
-        let err = run(spec(&["no-such-program-xyz"]), CancellationToken::new(), |_| {})
-            .await
-            .unwrap_err();
+        let err = run(
+            spec(&["no-such-program-xyz"]),
+            CancellationToken::new(),
+            |_| {},
+        )
+        .await
+        .unwrap_err();
         assert!(err.to_string().contains("no-such-program-xyz"));
     }
 }

@@ -50,6 +50,23 @@ impl Facts {
     }
 }
 
+impl Facts {
+    /// The facts as strings, as advertised to peers and matched by `fact:KEY=VALUE` selectors.
+    pub fn to_map(&self) -> std::collections::BTreeMap<String, String> {
+        let mut map = std::collections::BTreeMap::new();
+        if let Ok(serde_json::Value::Object(object)) = serde_json::to_value(self) {
+            for (key, value) in object {
+                let text = match value {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                map.insert(key, text);
+            }
+        }
+        map
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +78,7 @@ mod tests {
         assert_eq!(facts.arch, std::env::consts::ARCH);
         assert!(facts.cpus >= 1);
         assert!(facts.memory_bytes > 0, "{facts:?}");
+        assert_eq!(facts.to_map()["cpus"], facts.cpus.to_string());
         if cfg!(target_os = "linux") {
             assert!(!facts.kernel.is_empty(), "{facts:?}");
             assert!(!facts.hostname.is_empty(), "{facts:?}");

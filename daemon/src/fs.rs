@@ -170,9 +170,10 @@ pub fn write_atomic(target: &Resolved, bytes: &[u8]) -> Result<u64, FsError> {
         drop(file);
         dir.rename(&temp, &dir, &name).map_err(&err)?;
         // The rename is durable only once the directory itself is synced.
-        dir.try_clone()
+        // cap-std holds directories as O_PATH descriptors, which cannot be synced; open the
+        // directory itself for reading to get one that can.
+        dir.open_with(".", OpenOptions::new().read(true))
             .map_err(&err)?
-            .into_std_file()
             .sync_all()
             .map_err(&err)?;
         Ok(bytes.len() as u64)
@@ -304,7 +305,10 @@ mod tests {
         write_atomic(&target, &[0, 159, 146, 150, 255]).unwrap();
         let read = read_file(&p.resolve(Mode::Edit, &bin, Intent::Read).unwrap(), 0, None).unwrap();
         assert_eq!(read.encoding, Encoding::Base64);
-        assert_eq!(decode(&read.content, Encoding::Base64).unwrap(), vec![0, 159, 146, 150, 255]);
+        assert_eq!(
+            decode(&read.content, Encoding::Base64).unwrap(),
+            vec![0, 159, 146, 150, 255]
+        );
         assert_eq!(read.length, 5);
     }
 
@@ -337,14 +341,31 @@ mod tests {
         std::fs::create_dir(root.join("d")).unwrap();
         std::fs::write(root.join("d/f"), "x").unwrap();
         std::os::unix::fs::symlink("f", root.join("d/l")).unwrap();
-        let listing = list_dir(&p.resolve(Mode::Plan, &root.join("d"), Intent::Read).unwrap()).unwrap();
-        let kinds: Vec<_> = listing.entries.iter().map(|e| (e.name.as_str(), e.kind.clone())).collect();
+        let listing = list_dir(
+            &p.resolve(Mode::Plan, &root.join("d"), Intent::Read)
+                .unwrap(),
+        )
+        .unwrap();
+        let kinds: Vec<_> = listing
+            .entries
+            .iter()
+            .map(|e| (e.name.as_str(), e.kind.clone()))
+            .collect();
         assert_eq!(kinds, vec![("f", FileKind::File), ("l", FileKind::Symlink)]);
         let link = root.join("d/l");
         let stat = file_stat(&p.resolve(Mode::Plan, &link, Intent::Read).unwrap(), &link).unwrap();
         assert_eq!(stat.kind, FileKind::File);
-        assert_eq!(stat.symlink_target.as_deref(), Some(root.join("d/f").to_str().unwrap()));
-        assert!(list_dir(&p.resolve(Mode::Plan, &root.join("d/f"), Intent::Read).unwrap()).is_err());
+        assert_eq!(
+            stat.symlink_target.as_deref(),
+            Some(root.join("d/f").to_str().unwrap())
+        );
+        assert!(
+            list_dir(
+                &p.resolve(Mode::Plan, &root.join("d/f"), Intent::Read)
+                    .unwrap()
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -108,7 +108,11 @@ pub fn status(path: &Path) -> Result<GitStatusResult, GitError> {
 }
 
 /// Stages `paths` (or every change) and commits with the repository's configured identity.
-pub fn commit(path: &Path, message: &str, paths: Option<&[String]>) -> Result<GitActionResult, GitError> {
+pub fn commit(
+    path: &Path,
+    message: &str,
+    paths: Option<&[String]>,
+) -> Result<GitActionResult, GitError> {
     let repo = open(path)?;
     let mut index = repo.index()?;
     match paths {
@@ -137,7 +141,14 @@ pub fn commit(path: &Path, message: &str, paths: Option<&[String]>) -> Result<Gi
         Signature::now("remote-agents", &format!("remote-agents@{host}"))
     })?;
     let parents: Vec<&git2::Commit> = parent.iter().collect();
-    let oid = repo.commit(Some("HEAD"), &signature, &signature, message, &tree, &parents)?;
+    let oid = repo.commit(
+        Some("HEAD"),
+        &signature,
+        &signature,
+        message,
+        &tree,
+        &parents,
+    )?;
     Ok(GitActionResult {
         repo: path.display().to_string(),
         summary: format!("committed {}", short(oid)),
@@ -152,15 +163,18 @@ fn remote_and_branch(
 ) -> Result<(String, String), GitError> {
     let branch = match branch {
         Some(b) => b.to_string(),
-        None => current_branch(repo).ok_or_else(|| {
-            GitError::Refused("HEAD is detached; pass branch explicitly".into())
-        })?,
+        None => current_branch(repo)
+            .ok_or_else(|| GitError::Refused("HEAD is detached; pass branch explicitly".into()))?,
     };
     Ok((remote.unwrap_or("origin").to_string(), branch))
 }
 
 /// Fetches `branch` from `remote` and fast-forwards the local branch; refuses to merge.
-pub fn pull(path: &Path, remote: Option<&str>, branch: Option<&str>) -> Result<GitActionResult, GitError> {
+pub fn pull(
+    path: &Path,
+    remote: Option<&str>,
+    branch: Option<&str>,
+) -> Result<GitActionResult, GitError> {
     let repo = open(path)?;
     let (remote_name, branch) = remote_and_branch(&repo, remote, branch)?;
     let mut remote = repo.find_remote(&remote_name)?;
@@ -172,6 +186,13 @@ pub fn pull(path: &Path, remote: Option<&str>, branch: Option<&str>) -> Result<G
         "already up to date".to_string()
     } else if analysis.is_fast_forward() || analysis.is_unborn() {
         let refname = format!("refs/heads/{branch}");
+        // Update the work tree first (safe: refuses to overwrite local changes), then move the
+        // branch, so a refused checkout leaves the branch where it was.
+        let target = repo.find_object(incoming.id(), None)?;
+        repo.checkout_tree(
+            &target,
+            Some(git2::build::CheckoutBuilder::default().safe()),
+        )?;
         match repo.find_reference(&refname) {
             Ok(mut reference) => {
                 reference.set_target(incoming.id(), "remote-agents: fast-forward")?;
@@ -181,7 +202,6 @@ pub fn pull(path: &Path, remote: Option<&str>, branch: Option<&str>) -> Result<G
             }
         }
         repo.set_head(&refname)?;
-        repo.checkout_head(Some(git2::build::CheckoutBuilder::default().safe()))?;
         format!("fast-forwarded {branch} to {}", short(incoming.id()))
     } else {
         return Err(GitError::Refused(format!(
@@ -197,7 +217,11 @@ pub fn pull(path: &Path, remote: Option<&str>, branch: Option<&str>) -> Result<G
 }
 
 /// Pushes `branch` to `remote`; a rejected update is an error, not a silent success.
-pub fn push(path: &Path, remote: Option<&str>, branch: Option<&str>) -> Result<GitActionResult, GitError> {
+pub fn push(
+    path: &Path,
+    remote: Option<&str>,
+    branch: Option<&str>,
+) -> Result<GitActionResult, GitError> {
     let repo = open(path)?;
     let (remote_name, branch) = remote_and_branch(&repo, remote, branch)?;
     let mut remote = repo.find_remote(&remote_name)?;
@@ -234,7 +258,9 @@ mod tests {
     fn configure(repo: &Repository) {
         let mut config = repo.config().unwrap();
         config.set_str("user.name", "Test").unwrap();
-        config.set_str("user.email", "test@example.invalid").unwrap();
+        config
+            .set_str("user.email", "test@example.invalid")
+            .unwrap();
     }
 
     #[test]
@@ -254,7 +280,10 @@ mod tests {
         let committed = commit(&a, "first", None).unwrap();
         assert!(committed.summary.starts_with("committed"));
         assert!(status(&a).unwrap().clean);
-        assert!(matches!(commit(&a, "empty", None), Err(GitError::Refused(_))));
+        assert!(matches!(
+            commit(&a, "empty", None),
+            Err(GitError::Refused(_))
+        ));
         let branch = current_branch(&repo_a).unwrap();
         push(&a, None, None).unwrap();
 
@@ -266,9 +295,16 @@ mod tests {
         commit(&a, "second", Some(&["README".to_string()])).unwrap();
         push(&a, None, Some(&branch)).unwrap();
         let pulled = pull(&b, None, Some(&branch)).unwrap();
-        assert!(pulled.summary.starts_with("fast-forwarded"), "{}", pulled.summary);
+        assert!(
+            pulled.summary.starts_with("fast-forwarded"),
+            "{}",
+            pulled.summary
+        );
         assert_eq!(std::fs::read_to_string(b.join("README")).unwrap(), "two\n");
-        assert_eq!(pull(&b, None, Some(&branch)).unwrap().summary, "already up to date");
+        assert_eq!(
+            pull(&b, None, Some(&branch)).unwrap().summary,
+            "already up to date"
+        );
     }
 
     #[test]

@@ -148,7 +148,9 @@ impl Store {
         let tx = self.db.begin_write().map_err(db)?;
         {
             let mut table = tx.open_table(JOURNAL).map_err(db)?;
-            table.insert(entry.id.as_str(), bytes.as_slice()).map_err(db)?;
+            table
+                .insert(entry.id.as_str(), bytes.as_slice())
+                .map_err(db)?;
         }
         tx.commit().map_err(db)?;
         Ok(())
@@ -160,7 +162,9 @@ impl Store {
         let tx = self.db.begin_write().map_err(db)?;
         {
             let mut table = tx.open_table(JOURNAL).map_err(db)?;
-            table.insert(entry.id.as_str(), bytes.as_slice()).map_err(db)?;
+            table
+                .insert(entry.id.as_str(), bytes.as_slice())
+                .map_err(db)?;
             let mut audit_table = tx.open_table(AUDIT).map_err(db)?;
             let next = audit_table
                 .last()
@@ -220,7 +224,10 @@ impl Store {
     }
 
     /// Reads a small JSON value from the key/value table.
-    pub fn get_meta<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Result<Option<T>, StoreError> {
+    pub fn get_meta<T: for<'de> Deserialize<'de>>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
         let tx = self.db.begin_read().map_err(db)?;
         let table = tx.open_table(META).map_err(db)?;
         match table.get(key).map_err(db)? {

@@ -20,3 +20,10 @@ pub mod search;
 // the relay.
 pub mod identity;
 pub mod net;
+
+// The fleet CLI (issue 2): offline commands over spec files (validate, diff/plan, explain,
+// convert); online commands (apply, exec, status, ...) are added as further subcommands.
+pub mod fleetctl;
+
+// The fleet as one computer (issue 5): fan-out engine, per-host records, folding.
+pub mod fleet;

@@ -1,1 +1,400 @@
-//! placeholder
+//! The MCP server: the only module that knows rmcp. Each tool call becomes an `ops::Request`
+//! handled by `node::Node::handle` — locally, or on the peer named by `agent_id` — so MCP and
+//! the peer RPC share one code path. Tool failures come back as `isError` results with text a
+//! model can act on; protocol errors are reserved for calls that cannot be routed at all.
+
+use std::sync::Arc;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    JsonObject, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+    ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
+use schemars::JsonSchema;
+
+use crate::node::{CallContext, Node, ProgressFn};
+use crate::ops::{self, Envelope, Outcome, Request};
+
+/// The MCP face of a node.
+#[derive(Clone)]
+pub struct McpServer {
+    node: Arc<Node>,
+    tools: Arc<Vec<Tool>>,
+}
+
+/// How a tool behaves, for its annotations.
+struct Hints {
+    read_only: bool,
+    destructive: bool,
+    idempotent: bool,
+    open_world: bool,
+}
+
+const READ: Hints = Hints {
+    read_only: true,
+    destructive: false,
+    idempotent: true,
+    open_world: false,
+};
+
+fn schema_of<T: JsonSchema>() -> Arc<JsonObject> {
+    let value = serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default();
+    Arc::new(value.as_object().cloned().unwrap_or_default())
+}
+
+fn tool<A: JsonSchema, R: JsonSchema>(
+    name: &'static str,
+    title: &str,
+    description: &'static str,
+    hints: Hints,
+) -> Tool {
+    let mut annotations = ToolAnnotations::with_title(title)
+        .read_only(hints.read_only)
+        .idempotent(hints.idempotent)
+        .open_world(hints.open_world);
+    // destructiveHint is meaningful only for tools that are not read-only.
+    if !hints.read_only {
+        annotations = annotations.destructive(hints.destructive);
+    }
+    Tool::new(name, description, schema_of::<A>())
+        .with_title(title)
+        .with_raw_output_schema(schema_of::<R>())
+        .with_annotations(annotations)
+}
+
+/// Every tool this server offers, with accurate annotations.
+pub fn tools() -> Vec<Tool> {
+    use ops::*;
+    vec![
+        tool::<ExecArgs, ExecResult>(
+            "exec",
+            "Run a command",
+            "Run a program on this node (or on agent_id) without a shell: argv is the program and \
+             its arguments. Returns exit code, stdout, stderr, duration, and `truncated` when \
+             output exceeded max_output_bytes. The whole process group is killed on timeout or \
+             cancellation. Refused in plan mode.",
+            Hints {
+                read_only: false,
+                destructive: true,
+                idempotent: false,
+                open_world: true,
+            },
+        ),
+        tool::<ReadFileArgs, ReadFileResult>(
+            "read_file",
+            "Read a file",
+            "Read a file (binary-safe) beneath the node's allowed roots, optionally a byte range \
+             (offset, length). Text comes back as UTF-8, anything else as base64.",
+            READ,
+        ),
+        tool::<WriteFileArgs, WriteFileResult>(
+            "write_file",
+            "Write a file",
+            "Replace a file's whole content atomically (temp file, fsync, rename). In edit mode \
+             the previous version is kept as a backup (see the backups tool). Refused in plan mode.",
+            Hints {
+                read_only: false,
+                destructive: true,
+                idempotent: true,
+                open_world: false,
+            },
+        ),
+        tool::<PathArgs, ListDirResult>(
+            "list_dir",
+            "List a directory",
+            "List a directory's entries with kind, size and modification time; symlinks are \
+             reported, not followed.",
+            READ,
+        ),
+        tool::<PathArgs, FileStatResult>(
+            "file_stat",
+            "Stat a path",
+            "Kind, size, permissions and modification time of a path.",
+            READ,
+        ),
+        tool::<FileSearchArgs, FileSearchResult>(
+            "file_search",
+            "Find files",
+            "Find files by name glob, content regex and/or images only. Default roots: \
+             Pictures, Documents, Downloads, Desktop, then the home directory; .gitignore and \
+             hidden files are respected.",
+            READ,
+        ),
+        tool::<AgentArgs, InfoResult>(
+            "get_info",
+            "Node information",
+            "This node's (or agent_id's) identity, platform facts, configured and effective mode, \
+             live overrides (drift) and allowed roots.",
+            READ,
+        ),
+        tool::<SetModeArgs, SetModeResult>(
+            "set_mode",
+            "Set the mode",
+            "Override the node's mode (plan = read-only, edit = writes with backups, bypass, \
+             disabled) for ttl_secs (default 3600). The override is recorded and reported as \
+             drift; setting the configured mode clears it.",
+            Hints {
+                read_only: false,
+                destructive: false,
+                idempotent: true,
+                open_world: false,
+            },
+        ),
+        tool::<GitRepoArgs, GitStatusResult>(
+            "git_status",
+            "Git status",
+            "Branch, upstream, ahead/behind and changed files of a git work tree.",
+            READ,
+        ),
+        tool::<GitRemoteArgs, GitActionResult>(
+            "git_pull",
+            "Git pull",
+            "Fetch and fast-forward a branch (never merges; a diverged branch is an error).",
+            Hints {
+                read_only: false,
+                destructive: false,
+                idempotent: true,
+                open_world: true,
+            },
+        ),
+        tool::<GitCommitArgs, GitActionResult>(
+            "git_commit",
+            "Git commit",
+            "Stage the given paths (default every change) and commit with the repository's \
+             configured identity.",
+            Hints {
+                read_only: false,
+                destructive: false,
+                idempotent: false,
+                open_world: false,
+            },
+        ),
+        tool::<GitRemoteArgs, GitActionResult>(
+            "git_push",
+            "Git push",
+            "Push a branch to a remote; a rejected (non-fast-forward) update is an error.",
+            Hints {
+                read_only: false,
+                destructive: false,
+                idempotent: true,
+                open_world: true,
+            },
+        ),
+        tool::<AgentArgs, ListAgentsResult>(
+            "list_agents",
+            "List agents",
+            "Every node in the fleet this node can see: id, name, tags, platform facts, mode, and \
+             whether it accepts commands. Use an agent_id from here on any other tool.",
+            Hints {
+                read_only: true,
+                destructive: false,
+                idempotent: true,
+                open_world: true,
+            },
+        ),
+        tool::<BackupsArgs, BackupsResult>(
+            "backups",
+            "List backups",
+            "Previous versions of files replaced by write_file in edit mode, with where each is kept.",
+            READ,
+        ),
+    ]
+}
+
+impl McpServer {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self {
+            node,
+            tools: Arc::new(tools()),
+        }
+    }
+
+    /// Serves MCP on stdin/stdout until the client disconnects.
+    pub async fn serve_stdio(self) -> anyhow::Result<()> {
+        let service = self.serve(rmcp::transport::stdio()).await?;
+        service.waiting().await?;
+        Ok(())
+    }
+
+    fn progress_sink(context: &RequestContext<RoleServer>) -> Option<ProgressFn> {
+        let token = context.meta.get_progress_token()?;
+        let peer = context.peer.clone();
+        Some(Arc::new(
+            move |progress: f64, total: Option<f64>, message: String| {
+                let mut param =
+                    ProgressNotificationParam::new(token.clone(), progress).with_message(message);
+                if let Some(total) = total {
+                    param = param.with_total(total);
+                }
+                let peer = peer.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = peer.notify_progress(param).await {
+                        tracing::debug!("progress notification not delivered: {e}");
+                    }
+                });
+            },
+        ))
+    }
+}
+
+/// Turns an outcome into a tool result: structured content on success, `isError` otherwise.
+pub fn to_tool_result(tool: &str, outcome: Outcome) -> CallToolResult {
+    match outcome {
+        Outcome::Ok { result } => {
+            let text = serde_json::to_string_pretty(&result).unwrap_or_default();
+            let mut r = CallToolResult::success(vec![ContentBlock::text(text)]);
+            r.structured_content = Some(result);
+            r
+        }
+        Outcome::Refused { reason } => CallToolResult::error(vec![ContentBlock::text(format!(
+            "{tool} refused by policy: {reason}"
+        ))]),
+        Outcome::Failed { error } => {
+            CallToolResult::error(vec![ContentBlock::text(format!("{tool} failed: {error}"))])
+        }
+        Outcome::OutcomeUnknown { reason } => CallToolResult::error(vec![ContentBlock::text(
+            format!("{tool}: outcome unknown: {reason}"),
+        )]),
+    }
+}
+
+/// Parses tool arguments into a request; unknown fields and wrong types are rejected.
+pub fn parse_request(tool: &str, arguments: Option<JsonObject>) -> Result<Request, String> {
+    let value = serde_json::json!({
+        "op": tool,
+        "args": serde_json::Value::Object(arguments.unwrap_or_default()),
+    });
+    serde_json::from_value::<Request>(value)
+        .map_err(|e| format!("invalid arguments for {tool}: {e}; see the tool's input schema"))
+}
+
+impl ServerHandler for McpServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(
+                "remote-agents",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(
+                "Controls this machine and, with agent_id, any machine of the remote-agents \
+                 fleet (see list_agents). Every call passes the target node's policy gate: in \
+                 plan mode only reads are allowed.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(self.tools.as_ref().clone()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let name = request.name.to_string();
+        if !self.tools.iter().any(|t| t.name == name) {
+            return Err(McpError::invalid_params(
+                format!("unknown tool `{name}`; call tools/list"),
+                None,
+            ));
+        }
+        let parsed = match parse_request(&name, request.arguments) {
+            Ok(r) => r,
+            Err(text) => {
+                return Ok(CallToolResult::error(vec![ContentBlock::text(text)]).into());
+            }
+        };
+        let envelope = Envelope {
+            id: uuid::Uuid::new_v4().to_string(),
+            caller: "mcp:local".into(),
+            request: parsed,
+        };
+        let ctx = CallContext {
+            cancel: context.ct.clone(),
+            progress: Self::progress_sink(&context),
+        };
+        let outcome = self.node.handle(envelope, ctx).await;
+        Ok(to_tool_result(&name, outcome).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tool_has_a_strict_object_schema_and_annotations() {
+        let tools = tools();
+        let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+        for expected in [
+            "exec",
+            "read_file",
+            "write_file",
+            "list_dir",
+            "file_stat",
+            "file_search",
+            "get_info",
+            "set_mode",
+            "git_status",
+            "git_pull",
+            "git_commit",
+            "git_push",
+            "list_agents",
+        ] {
+            assert!(names.contains(&expected), "missing {expected}");
+        }
+        for tool in &tools {
+            assert_eq!(tool.input_schema["type"], "object", "{}", tool.name);
+            assert_eq!(
+                tool.input_schema["additionalProperties"],
+                serde_json::json!(false),
+                "{}",
+                tool.name
+            );
+            assert!(
+                tool.input_schema["properties"].get("agent_id").is_some(),
+                "{} lacks agent_id",
+                tool.name
+            );
+            let annotations = tool.annotations.as_ref().unwrap();
+            assert!(annotations.read_only_hint.is_some());
+            assert!(tool.output_schema.is_some());
+        }
+        let exec = tools.iter().find(|t| t.name == "exec").unwrap();
+        assert_eq!(
+            exec.annotations.as_ref().unwrap().read_only_hint,
+            Some(false)
+        );
+        assert_eq!(
+            exec.annotations.as_ref().unwrap().destructive_hint,
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn unknown_argument_fields_are_reported_as_tool_errors() {
+        let mut args = JsonObject::new();
+        args.insert("path".into(), "/tmp".into());
+        args.insert("recursive".into(), true.into());
+        let err = parse_request("list_dir", Some(args)).unwrap_err();
+        assert!(err.contains("recursive"), "{err}");
+    }
+
+    #[test]
+    fn refusals_become_is_error_results_with_the_reason() {
+        let r = to_tool_result(
+            "write_file",
+            Outcome::Refused {
+                reason: "plan mode".into(),
+            },
+        );
+        assert_eq!(r.is_error, Some(true));
+        assert!(r.structured_content.is_none());
+    }
+}

@@ -17,6 +17,7 @@ use crate::audit::AuditRecord;
 use crate::config::Settings;
 use crate::exec::{self, ExecSpec};
 use crate::facts::Facts;
+use crate::identity::Identity;
 use crate::journal::{JournalEntry, Stage, Store, StoreError};
 use crate::ops::{
     AgentSummary, BackupRecord, BackupsResult, Envelope, InfoResult, ListAgentsResult,
@@ -62,10 +63,11 @@ pub enum NodeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
 }
 
 const OVERRIDE_KEY: &str = "mode_override";
-const AGENT_ID_KEY: &str = "agent_id";
 /// Default lifetime of a `set_mode` override.
 const DEFAULT_OVERRIDE_TTL: Duration = Duration::from_secs(3600);
 /// How long a forwarded request may take beyond its own timeout.
@@ -73,6 +75,7 @@ const FORWARD_SLACK: Duration = Duration::from_secs(30);
 
 /// One node.
 pub struct Node {
+    identity: Identity,
     settings: Settings,
     policy: Policy,
     store: Arc<Store>,
@@ -124,16 +127,11 @@ impl Node {
         })?;
         let store = Store::open(&data_dir)?;
         let policy = Policy::new(&settings.policy.value, &data_dir)?;
-        // A stable id until `daemon::identity` provides the key-derived one.
-        let agent_id = match store.get_meta::<String>(AGENT_ID_KEY)? {
-            Some(id) => id,
-            None => {
-                let id = uuid::Uuid::new_v4().simple().to_string();
-                store.set_meta(AGENT_ID_KEY, Some(&id))?;
-                id
-            }
-        };
+        // The agent id is the peer id: a hash of the node's persistent public key.
+        let identity = Identity::load_or_create(&data_dir)?;
+        let agent_id = identity.agent_id();
         Ok(Arc::new(Node {
+            identity,
             settings,
             policy,
             store: Arc::new(store),
@@ -199,7 +197,12 @@ impl Node {
 
     /// Handles an encoded `Envelope` from an authenticated peer and returns the encoded `Reply`.
     /// `peer` is the peer's authenticated id; it replaces whatever caller the envelope claims.
-    pub async fn handle_remote(self: &Arc<Self>, peer: &str, bytes: &[u8]) -> Vec<u8> {
+    pub async fn handle_remote(
+        self: &Arc<Self>,
+        peer: &str,
+        bytes: &[u8],
+        cancel: CancellationToken,
+    ) -> Vec<u8> {
         let reply = match serde_json::from_slice::<Envelope>(bytes) {
             Ok(mut envelope) => {
                 envelope.caller = format!("peer:{peer}");
@@ -210,7 +213,11 @@ impl Node {
                         reason: "this node runs with --no-agent and accepts no commands".into(),
                     }
                 } else {
-                    self.handle_local(envelope, CallContext::default()).await
+                    let ctx = CallContext {
+                        cancel,
+                        progress: None,
+                    };
+                    self.handle_local(envelope, ctx).await
                 };
                 Reply { id, outcome }
             }
@@ -222,7 +229,12 @@ impl Node {
         serde_json::to_vec(&reply).unwrap_or_default()
     }
 
-    async fn forward(self: &Arc<Self>, agent: String, envelope: Envelope, ctx: CallContext) -> Outcome {
+    async fn forward(
+        self: &Arc<Self>,
+        agent: String,
+        envelope: Envelope,
+        ctx: CallContext,
+    ) -> Outcome {
         let Some(peers) = self.peers() else {
             return Outcome::failed(format!(
                 "no relay connection: agent `{agent}` cannot be reached because this node runs \
@@ -269,9 +281,7 @@ impl Node {
             detail: match outcome {
                 Outcome::Failed { error } => Some(error.clone()),
                 Outcome::OutcomeUnknown { reason } => Some(reason.clone()),
-                Outcome::Ok { result } => result
-                    .get("exit_code")
-                    .map(|c| format!("exit_code {c}")),
+                Outcome::Ok { result } => result.get("exit_code").map(|c| format!("exit_code {c}")),
                 Outcome::Refused { .. } => None,
             },
         }
@@ -362,8 +372,16 @@ impl Node {
         outcome
     }
 
-    fn resolve_dir_for_git(&self, mode: Mode, repo: &str, intent: Intent) -> Result<PathBuf, Refusal> {
-        Ok(self.policy.resolve(mode, std::path::Path::new(repo), intent)?.absolute)
+    fn resolve_dir_for_git(
+        &self,
+        mode: Mode,
+        repo: &str,
+        intent: Intent,
+    ) -> Result<PathBuf, Refusal> {
+        Ok(self
+            .policy
+            .resolve(mode, std::path::Path::new(repo), intent)?
+            .absolute)
     }
 
     /// The policy gate: decides and resolves everything the executor needs, touching nothing.
@@ -374,7 +392,9 @@ impl Node {
                 self.policy.check_command(mode, &a.argv, a.shell)?;
                 let cwd = match &a.cwd {
                     Some(cwd) => {
-                        let resolved = self.policy.resolve(mode, std::path::Path::new(cwd), Intent::Read)?;
+                        let resolved =
+                            self.policy
+                                .resolve(mode, std::path::Path::new(cwd), Intent::Read)?;
                         resolved.absolute
                     }
                     None => self.policy.home().to_path_buf(),
@@ -401,7 +421,8 @@ impl Node {
                 a.length,
             ),
             Request::WriteFile(a) => {
-                let bytes = crate::fs::decode(&a.content, a.encoding).map_err(|e| refuse(e.to_string()))?;
+                let bytes =
+                    crate::fs::decode(&a.content, a.encoding).map_err(|e| refuse(e.to_string()))?;
                 let path = std::path::Path::new(&a.path);
                 let target = match self.policy.resolve(mode, path, Intent::Write) {
                     Ok(r) => WriteTarget::Existing(r),
@@ -453,7 +474,9 @@ impl Node {
                 };
                 Prepared::Search(roots, query)
             }
-            Request::GitStatus(a) => Prepared::GitStatus(self.resolve_dir_for_git(mode, &a.repo, Intent::Read)?),
+            Request::GitStatus(a) => {
+                Prepared::GitStatus(self.resolve_dir_for_git(mode, &a.repo, Intent::Read)?)
+            }
             Request::GitPull(a) => Prepared::GitPull(
                 self.resolve_dir_for_git(mode, &a.repo, Intent::Write)?,
                 a.remote,
@@ -479,7 +502,10 @@ impl Node {
             }
             Request::Backups(a) => {
                 Policy::check_mode(mode, Access::Read)?;
-                Prepared::Backups(a.path.map(|p| self.policy.absolute(std::path::Path::new(&p))))
+                Prepared::Backups(
+                    a.path
+                        .map(|p| self.policy.absolute(std::path::Path::new(&p))),
+                )
             }
             Request::SetMode(a) => {
                 // A configured `disabled` is a kill switch no request can lift; an override to
@@ -493,7 +519,10 @@ impl Node {
     /// For `create_dirs`: the nearest existing ancestor beneath a root, plus the folders to make.
     fn prepare_create(&self, mode: Mode, path: &std::path::Path) -> Option<WriteTarget> {
         let absolute = self.policy.absolute(path);
-        if absolute.components().any(|c| matches!(c, Component::ParentDir | Component::CurDir)) {
+        if absolute
+            .components()
+            .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+        {
             return None;
         }
         let parent = absolute.parent()?;
@@ -510,7 +539,12 @@ impl Node {
         None
     }
 
-    async fn execute(self: &Arc<Self>, request_id: &str, prepared: Prepared, ctx: CallContext) -> Outcome {
+    async fn execute(
+        self: &Arc<Self>,
+        request_id: &str,
+        prepared: Prepared,
+        ctx: CallContext,
+    ) -> Outcome {
         match prepared {
             Prepared::Exec(spec) => {
                 let progress = ctx.progress.clone();
@@ -536,7 +570,9 @@ impl Node {
             other => {
                 let node = self.clone();
                 let request_id = request_id.to_string();
-                match tokio::task::spawn_blocking(move || node.execute_blocking(&request_id, other)).await {
+                match tokio::task::spawn_blocking(move || node.execute_blocking(&request_id, other))
+                    .await
+                {
                     Ok(outcome) => outcome,
                     Err(e) => Outcome::failed(format!("executor panicked: {e}")),
                 }
@@ -547,7 +583,9 @@ impl Node {
     fn execute_blocking(&self, request_id: &str, prepared: Prepared) -> Outcome {
         match prepared {
             Prepared::Exec(_) => Outcome::failed("exec runs asynchronously"),
-            Prepared::Read(target, offset, length) => result(crate::fs::read_file(&target, offset, length)),
+            Prepared::Read(target, offset, length) => {
+                result(crate::fs::read_file(&target, offset, length))
+            }
             Prepared::Write {
                 target,
                 bytes,
@@ -555,19 +593,26 @@ impl Node {
             } => self.write(request_id, target, &bytes, backup),
             Prepared::ListDir(target) => result(crate::fs::list_dir(&target)),
             Prepared::Stat(target, requested) => result(crate::fs::file_stat(&target, &requested)),
-            Prepared::Search(roots, query) => {
-                Outcome::ok(&search::search(&self.policy, self.effective_mode(), &roots, &query))
-            }
+            Prepared::Search(roots, query) => Outcome::ok(&search::search(
+                &self.policy,
+                self.effective_mode(),
+                &roots,
+                &query,
+            )),
             Prepared::GitStatus(repo) => result(crate::git::status(&repo)),
-            Prepared::GitPull(repo, remote, branch) => {
-                result(crate::git::pull(&repo, remote.as_deref(), branch.as_deref()))
-            }
+            Prepared::GitPull(repo, remote, branch) => result(crate::git::pull(
+                &repo,
+                remote.as_deref(),
+                branch.as_deref(),
+            )),
             Prepared::GitCommit(repo, message, paths) => {
                 result(crate::git::commit(&repo, &message, paths.as_deref()))
             }
-            Prepared::GitPush(repo, remote, branch) => {
-                result(crate::git::push(&repo, remote.as_deref(), branch.as_deref()))
-            }
+            Prepared::GitPush(repo, remote, branch) => result(crate::git::push(
+                &repo,
+                remote.as_deref(),
+                branch.as_deref(),
+            )),
             Prepared::Info => Outcome::ok(&self.info()),
             Prepared::ListAgents => Outcome::ok(&self.list_agents()),
             Prepared::SetMode(args) => self.set_mode(request_id, args),
@@ -575,7 +620,10 @@ impl Node {
                 Ok(all) => Outcome::ok(&BackupsResult {
                     backups: all
                         .into_iter()
-                        .filter(|b| path.as_ref().is_none_or(|p| PathBuf::from(&b.path) == *p))
+                        .filter(|b| {
+                            path.as_ref()
+                                .is_none_or(|p| std::path::Path::new(&b.path) == p)
+                        })
                         .collect(),
                 }),
                 Err(e) => Outcome::failed(e),
@@ -594,11 +642,18 @@ impl Node {
             } => {
                 let dirs = ancestor.relative.join(&missing);
                 if let Err(e) = ancestor.root.create_dir_all(&dirs) {
-                    return Outcome::failed(format!("cannot create {}: {e}", ancestor.absolute.join(&missing).display()));
+                    return Outcome::failed(format!(
+                        "cannot create {}: {e}",
+                        ancestor.absolute.join(&missing).display()
+                    ));
                 }
                 match self.policy.resolve(mode, &path, Intent::Write) {
                     Ok(r) => r,
-                    Err(refusal) => return Outcome::Refused { reason: refusal.reason },
+                    Err(refusal) => {
+                        return Outcome::Refused {
+                            reason: refusal.reason,
+                        };
+                    }
                 }
             }
         };
@@ -618,11 +673,17 @@ impl Node {
                                 request_id: request_id.to_string(),
                             };
                             if let Err(e) = self.store.add_backup(record) {
-                                return Outcome::failed(format!("backup index unavailable, file not written: {e}"));
+                                return Outcome::failed(format!(
+                                    "backup index unavailable, file not written: {e}"
+                                ));
                             }
                             backup_path = Some(path);
                         }
-                        Err(e) => return Outcome::failed(format!("cannot keep a backup, file not written: {e}")),
+                        Err(e) => {
+                            return Outcome::failed(format!(
+                                "cannot keep a backup, file not written: {e}"
+                            ));
+                        }
                     }
                 }
                 Ok(None) => {}
@@ -656,7 +717,11 @@ impl Node {
         Outcome::ok(&SetModeResult {
             configured_mode: self.settings.mode.value,
             effective_mode: self.effective_mode(),
-            expires_at_ms: if stored.is_some() { record.expires_at_ms } else { 0 },
+            expires_at_ms: if stored.is_some() {
+                record.expires_at_ms
+            } else {
+                0
+            },
         })
     }
 
@@ -703,7 +768,7 @@ impl Node {
             agent_id: self.agent_id.clone(),
             name: self.settings.name.value.clone(),
             tags: self.settings.tags.value.clone(),
-            facts: self.facts.clone(),
+            facts: self.facts.to_map(),
             mode: self.effective_mode(),
             accepts_commands: !self.settings.no_agent.value,
             local: true,
@@ -734,5 +799,178 @@ fn result<T: serde::Serialize, E: std::error::Error>(r: Result<T, E>) -> Outcome
     match r {
         Ok(v) => Outcome::ok(&v),
         Err(e) => Outcome::failed(error_chain(&e)),
+    }
+}
+
+/// The node as the net RPC's request handler: a peer's request runs through the same journal,
+/// gate and executors as a local one, under this node's policy.
+struct NodeHandler {
+    node: Arc<Node>,
+}
+
+impl crate::net::Handler for NodeHandler {
+    fn handle(
+        &self,
+        from: crate::net::PeerInfo,
+        request: Vec<u8>,
+        responder: crate::net::Responder,
+        cancel: CancellationToken,
+    ) -> futures_util::future::BoxFuture<'static, ()> {
+        let node = self.node.clone();
+        Box::pin(async move {
+            let reply = node.handle_remote(&from.agent_id, &request, cancel).await;
+            responder.respond(&reply).await;
+        })
+    }
+}
+
+/// `Peers` over the connection manager.
+struct NetPeers {
+    net: crate::net::Net,
+}
+
+impl Peers for NetPeers {
+    fn call<'a>(
+        &'a self,
+        agent_id: &'a str,
+        envelope: Vec<u8>,
+        deadline: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'a>> {
+        Box::pin(async move {
+            let peers = self.net.peers();
+            // An agent id, or failing that a unique announced name, picks the peer.
+            let by_id = peers.iter().find(|p| p.agent_id == agent_id);
+            let by_name: Vec<_> = peers
+                .iter()
+                .filter(|p| p.announcement.name == agent_id)
+                .collect();
+            let peer = match (by_id, by_name.as_slice()) {
+                (Some(p), _) => p,
+                (None, [p]) => *p,
+                (None, []) => {
+                    return Err(format!(
+                        "no connected peer has agent id or name `{agent_id}`; call list_agents"
+                    ));
+                }
+                (None, _) => {
+                    return Err(format!(
+                        "several peers are named `{agent_id}`; use the agent_id from list_agents"
+                    ));
+                }
+            };
+            if !peer.announcement.accepts_commands {
+                return Err(format!(
+                    "agent `{agent_id}` runs with --no-agent and accepts no commands"
+                ));
+            }
+            let mut call = self
+                .net
+                .call(peer.peer_id, envelope, deadline)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (_chunks, response) = call.collect().await.map_err(|e| e.to_string())?;
+            Ok(response)
+        })
+    }
+
+    fn list(&self) -> Vec<AgentSummary> {
+        self.net
+            .peers()
+            .into_iter()
+            .map(|p| AgentSummary {
+                agent_id: p.agent_id.clone(),
+                name: p.announcement.name.clone(),
+                tags: p.announcement.tags.clone(),
+                facts: p.announcement.facts.clone(),
+                mode: p.announcement.mode.parse().unwrap_or(Mode::Disabled),
+                accepts_commands: p.announcement.accepts_commands,
+                local: false,
+            })
+            .collect()
+    }
+}
+
+/// Decodes an explicit end-to-end key given as 64 hex characters or base64 of 32 bytes.
+fn decode_key(text: &str) -> anyhow::Result<Vec<u8>> {
+    use base64::Engine;
+    let text = text.trim();
+    if let Ok(bytes) = hex::decode(text) {
+        return Ok(bytes);
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|_| anyhow::anyhow!("encryption key is neither hex nor base64"))
+}
+
+/// Connects the node to its relay, when one is configured.
+fn start_net(node: &Arc<Node>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    use remote_agents_protocol::psk::Psk;
+    let settings = &node.settings;
+    let Some(relay) = settings.relay.value.clone() else {
+        tracing::info!(agent_id = %node.agent_id, "local-only: no relay configured");
+        return Ok(());
+    };
+    let room = settings.room.value.clone().ok_or_else(|| {
+        anyhow::anyhow!("a relay is configured but no room: pass --room or REMOTE_AGENTS_ROOM")
+    })?;
+    let psk = match (&settings.encryption_key.value, &settings.token.value) {
+        (Some(key), _) => Psk::from_bytes(&decode_key(key)?)?,
+        (None, Some(token)) => Psk::from_room_token(token, &room)?,
+        (None, None) => anyhow::bail!(
+            "a relay is configured but no room token: pass --token (or --encryption-key)"
+        ),
+    };
+    let mut config = crate::net::NetConfig::new(relay, room, psk);
+    config.relay_key = settings.relay_key.value.clone();
+    config.announcement = remote_agents_protocol::message::Announcement {
+        name: settings.name.value.clone(),
+        tags: settings.tags.value.clone(),
+        facts: node.facts.to_map(),
+        mode: node.effective_mode().to_string(),
+        accepts_commands: !settings.no_agent.value,
+    };
+    let handler: Option<Arc<dyn crate::net::Handler>> = if settings.no_agent.value {
+        None
+    } else {
+        Some(Arc::new(NodeHandler { node: node.clone() }))
+    };
+    let net = crate::net::Net::start(&node.identity, config, handler, shutdown);
+    tracing::info!(agent_id = %node.agent_id, "connecting to the relay");
+    node.set_peers(Arc::new(NetPeers { net }));
+    Ok(())
+}
+
+/// Runs a node until it is told to stop: with `mcp`, until the MCP client closes stdin;
+/// otherwise until SIGINT or SIGTERM.
+pub async fn run(settings: Settings, mcp: bool) -> anyhow::Result<()> {
+    let node = Node::open(settings)?;
+    let shutdown = CancellationToken::new();
+    let _stop_net = shutdown.clone().drop_guard();
+    start_net(&node, shutdown.clone())?;
+    if mcp {
+        crate::mcp::McpServer::new(node).serve_stdio().await
+    } else {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        Ok(())
+    }
+}
+
+/// The audit log as text or JSON lines; needs the node stopped (the store is single-process).
+pub fn audit_report(settings: &Settings, limit: usize, json: bool) -> Result<String, StoreError> {
+    let store = Store::open(&settings.data_dir.value)?;
+    let records = store.audit(limit)?;
+    if json {
+        let mut out = String::new();
+        for r in &records {
+            out.push_str(&serde_json::to_string(r)?);
+            out.push('\n');
+        }
+        Ok(out)
+    } else {
+        Ok(crate::audit::table(&records))
     }
 }

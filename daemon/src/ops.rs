@@ -329,7 +329,8 @@ pub struct AgentSummary {
     pub agent_id: String,
     pub name: String,
     pub tags: Vec<String>,
-    pub facts: crate::facts::Facts,
+    /// Platform facts as advertised (see get_info for typed values).
+    pub facts: BTreeMap<String, String>,
     pub mode: Mode,
     pub accepts_commands: bool,
     /// True for the node answering this request.

@@ -212,11 +212,7 @@ impl Policy {
         let configured: Vec<PathBuf> = if config.roots.is_empty() {
             vec![home.clone(), std::env::temp_dir()]
         } else {
-            config
-                .roots
-                .iter()
-                .map(|r| expand_home(r, &home))
-                .collect()
+            config.roots.iter().map(|r| expand_home(r, &home)).collect()
         };
         // Roots are canonicalized once so that a root that is itself a symlink (e.g. a temp dir
         // reached through a link) is compared in its real form; missing roots are kept as given
@@ -356,6 +352,31 @@ impl Policy {
 
     /// Resolves `path` beneath an allowed root for `intent` in `mode`, or says why not.
     pub fn resolve(&self, mode: Mode, path: &Path, intent: Intent) -> Result<Resolved, Refusal> {
+        match self.resolve_once(mode, path, intent) {
+            Ok(resolved) => Ok(resolved),
+            Err(refusal) => {
+                // cap-std treats every absolute symlink target as an escape, even one that points
+                // back inside a root (common for dotfiles). Compute the real path once with the
+                // ordinary resolver and resolve *that* by descriptor again: containment is still
+                // enforced by cap-std, and a target outside every root is still refused.
+                let requested = self.absolute(path);
+                let real = std::fs::canonicalize(&requested).ok().or_else(|| {
+                    let parent = std::fs::canonicalize(requested.parent()?).ok()?;
+                    Some(parent.join(requested.file_name()?))
+                });
+                match real {
+                    Some(real) if real != requested && self.root_for(&real).is_some() => {
+                        let resolved = self.resolve_once(mode, &real, intent)?;
+                        self.check_path_lists(mode, &requested, &resolved.absolute, intent)?;
+                        Ok(resolved)
+                    }
+                    _ => Err(refusal),
+                }
+            }
+        }
+    }
+
+    fn resolve_once(&self, mode: Mode, path: &Path, intent: Intent) -> Result<Resolved, Refusal> {
         Self::check_mode(
             mode,
             match intent {
@@ -375,9 +396,8 @@ impl Policy {
                     .join(", ")
             )));
         };
-        let root = Dir::open_ambient_dir(root_path, ambient_authority()).map_err(|e| {
-            Refusal::new(format!("cannot open root {}: {e}", root_path.display()))
-        })?;
+        let root = Dir::open_ambient_dir(root_path, ambient_authority())
+            .map_err(|e| Refusal::new(format!("cannot open root {}: {e}", root_path.display())))?;
         let escape = |e: std::io::Error| {
             Refusal::new(format!(
                 "{} cannot be resolved beneath {} without leaving it (`..` or a symlink that \
@@ -428,6 +448,10 @@ impl Policy {
             }
             Err(e) => return Err(escape(e)),
         };
+        let canonical: PathBuf = canonical
+            .components()
+            .filter(|c| !matches!(c, Component::CurDir))
+            .collect();
         let canonical = if canonical.as_os_str().is_empty() {
             PathBuf::from(".")
         } else {
@@ -532,10 +556,11 @@ mod tests {
         std::fs::write(outside.join("secret.txt"), "outside").unwrap();
         std::fs::write(data.join("identity.key"), "key").unwrap();
         std::os::unix::fs::symlink(&outside, root.join("link-out")).unwrap();
-        std::os::unix::fs::symlink(outside.join("secret.txt"), root.join("file-link-out"))
-            .unwrap();
+        std::os::unix::fs::symlink(outside.join("secret.txt"), root.join("file-link-out")).unwrap();
         std::fs::write(root.join("sub/denied.txt"), "no").unwrap();
         std::os::unix::fs::symlink(root.join("sub/denied.txt"), root.join("alias")).unwrap();
+        std::os::unix::fs::symlink("sub/denied.txt", root.join("relative-alias")).unwrap();
+        std::os::unix::fs::symlink(root.join("sub/file.txt"), root.join("absolute-ok")).unwrap();
         Fixture {
             _tmp: tmp,
             root,
@@ -569,14 +594,20 @@ mod tests {
             p.resolve(Mode::Plan, &f.root.join("sub/file.txt"), Intent::Read)
                 .is_ok()
         );
-        assert!(p.resolve(Mode::Edit, &f.root.join("sub/new.txt"), Intent::Write).is_ok());
+        assert!(
+            p.resolve(Mode::Edit, &f.root.join("sub/new.txt"), Intent::Write)
+                .is_ok()
+        );
     }
 
     #[test]
     fn exec_is_refused_entirely_in_plan_mode() {
         let f = fixture();
         let p = policy(&f, |_| {});
-        for argv in [vec!["ls".to_string()], vec!["cat".into(), "/etc/hostname".into()]] {
+        for argv in [
+            vec!["ls".to_string()],
+            vec!["cat".into(), "/etc/hostname".into()],
+        ] {
             let err = p.check_command(Mode::Plan, &argv, false).unwrap_err();
             assert!(err.reason.contains("plan mode"), "{err}");
         }
@@ -637,11 +668,19 @@ mod tests {
             p.resolve(Mode::Edit, &f.root.join("sub/denied.txt"), Intent::Read)
                 .is_err()
         );
-        // A link inside the root whose target is denied is refused as well.
-        let err = p
-            .resolve(Mode::Edit, &f.root.join("alias"), Intent::Read)
-            .unwrap_err();
-        assert!(err.reason.contains("deny list"), "{err}");
+        // A link inside the root whose target is denied is refused as well, whether the link
+        // is relative or absolute.
+        for link in ["alias", "relative-alias"] {
+            let err = p
+                .resolve(Mode::Edit, &f.root.join(link), Intent::Read)
+                .unwrap_err();
+            assert!(err.reason.contains("deny list"), "{link}: {err}");
+        }
+        // An absolute link that stays inside the root resolves to its target.
+        let ok = p
+            .resolve(Mode::Edit, &f.root.join("absolute-ok"), Intent::Read)
+            .unwrap();
+        assert_eq!(ok.absolute, f.root.join("sub/file.txt"));
         let err = p
             .check_command(Mode::Edit, &["rm".into(), "-rf".into(), "/".into()], false)
             .unwrap_err();
@@ -660,13 +699,22 @@ mod tests {
             c.allow_paths = vec![format!("{}/sub/**", f.root.display())];
         });
         assert!(p.check_command(Mode::Edit, &["true".into()], false).is_ok());
-        assert!(p.check_command(Mode::Edit, &["echo".into(), "hi".into()], false).is_ok());
-        assert!(p.check_command(Mode::Edit, &["curl".into()], false).is_err());
+        assert!(
+            p.check_command(Mode::Edit, &["echo".into(), "hi".into()], false)
+                .is_ok()
+        );
+        assert!(
+            p.check_command(Mode::Edit, &["curl".into()], false)
+                .is_err()
+        );
         assert!(
             p.resolve(Mode::Edit, &f.root.join("sub/file.txt"), Intent::Read)
                 .is_ok()
         );
-        assert!(p.resolve(Mode::Edit, &f.root.join("other.txt"), Intent::Write).is_err());
+        assert!(
+            p.resolve(Mode::Edit, &f.root.join("other.txt"), Intent::Write)
+                .is_err()
+        );
     }
 
     #[test]
@@ -691,7 +739,10 @@ mod tests {
             p.resolve(Mode::Disabled, &f.root.join("sub/file.txt"), Intent::Read)
                 .is_err()
         );
-        assert!(p.check_command(Mode::Disabled, &["true".into()], false).is_err());
+        assert!(
+            p.check_command(Mode::Disabled, &["true".into()], false)
+                .is_err()
+        );
     }
 
     #[test]

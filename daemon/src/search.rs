@@ -104,7 +104,11 @@ impl Query {
         let Ok(file) = std::fs::File::open(path) else {
             return false;
         };
-        if file.take(MAX_CONTENT_BYTES).read_to_end(&mut bytes).is_err() {
+        if file
+            .take(MAX_CONTENT_BYTES)
+            .read_to_end(&mut bytes)
+            .is_err()
+        {
             return false;
         }
         // Binary files (a NUL in the first 8 KiB) are skipped, as ripgrep does by default.
@@ -215,7 +219,13 @@ mod tests {
         let mut v: Vec<String> = result
             .matches
             .iter()
-            .map(|m| Path::new(&m.path).file_name().unwrap().to_string_lossy().into_owned())
+            .map(|m| {
+                Path::new(&m.path)
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         v.sort();
         v
@@ -226,18 +236,27 @@ mod tests {
         let (_t, root, p) = tree();
         let roots = default_roots(&root);
         let q = Query::new(Some("report-*"), None, false, false, None).unwrap();
-        assert_eq!(names(&search(&p, Mode::Plan, &roots, &q)), vec!["report-2024.txt"]);
+        assert_eq!(
+            names(&search(&p, Mode::Plan, &roots, &q)),
+            vec!["report-2024.txt"]
+        );
         let q = Query::new(None, Some(r"\d+ apples"), false, false, None).unwrap();
-        assert_eq!(names(&search(&p, Mode::Plan, &roots, &q)), vec!["report-2024.txt"]);
+        assert_eq!(
+            names(&search(&p, Mode::Plan, &roots, &q)),
+            vec!["report-2024.txt"]
+        );
         let q = Query::new(None, None, true, false, None).unwrap();
-        assert_eq!(names(&search(&p, Mode::Plan, &roots, &q)), vec!["beach.JPG"]);
+        assert_eq!(
+            names(&search(&p, Mode::Plan, &roots, &q)),
+            vec!["beach.JPG"]
+        );
     }
 
     #[test]
     fn denied_hidden_and_binary_files_are_not_returned() {
         let (_t, root, p) = tree();
         let q = Query::new(None, Some("apples"), false, false, None).unwrap();
-        let found = names(&search(&p, Mode::Plan, &[root.clone()], &q));
+        let found = names(&search(&p, Mode::Plan, std::slice::from_ref(&root), &q));
         assert_eq!(found, vec!["report-2024.txt"]);
         let q = Query::new(None, Some("apples"), false, true, None).unwrap();
         let found = names(&search(&p, Mode::Plan, &[root], &q));

@@ -1,1 +1,90 @@
-fn main(){}
+//! `remote-agents-relay`: parses flags, sets up logging to stderr, binds, prints the readiness
+//! line and serves until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use remote_agents_relay::RelayConfig;
+
+/// The self-hosted relay for remote-agents.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port; the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    bind: SocketAddr,
+    /// Largest frame (header + body) in bytes; larger messages close with 1009.
+    #[arg(long, default_value_t = remote_agents_protocol::frame::MAX_FRAME_DEFAULT)]
+    max_frame: usize,
+    /// Peers per room.
+    #[arg(long, default_value_t = remote_agents_protocol::frame::MAX_PEERS_DEFAULT)]
+    max_peers: usize,
+    /// Frames per second per connection (0 = no limit).
+    #[arg(long, default_value_t = remote_agents_protocol::frame::RATE_PER_SECOND_DEFAULT)]
+    rate: u32,
+    /// Burst above the rate (default: twice the rate).
+    #[arg(long)]
+    rate_burst: Option<u32>,
+    /// Access key peers must present as `Authorization: Bearer <key>`.
+    #[arg(long, env = "REMOTE_AGENTS_RELAY_KEY", hide_env_values = true)]
+    relay_key: Option<String>,
+    /// Seconds without any frame or pong before a connection is closed with 4008.
+    #[arg(long, default_value_t = remote_agents_protocol::frame::IDLE_TIMEOUT_SECS_DEFAULT)]
+    idle_timeout: u64,
+    /// Seconds between pings.
+    #[arg(long, default_value_t = remote_agents_protocol::frame::PING_INTERVAL_SECS_DEFAULT)]
+    ping_interval: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let config = RelayConfig {
+        max_frame: args.max_frame,
+        max_peers: args.max_peers,
+        rate_per_second: args.rate,
+        rate_burst: args
+            .rate_burst
+            .unwrap_or_else(|| args.rate.saturating_mul(2)),
+        relay_key: args.relay_key.filter(|key| !key.is_empty()),
+        ping_interval: Duration::from_secs(args.ping_interval.max(1)),
+        idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+        queue_budget: 4 * args.max_frame,
+        ..RelayConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .with_context(|| format!("binding {}", args.bind))?;
+    let address = listener.local_addr().context("reading the bound address")?;
+    // The readiness line: tests that bind port 0 read the address from here.
+    println!("listening on {address}");
+    eprintln!("listening on {address}");
+    remote_agents_relay::serve(listener, config, shutdown_signal())
+        .await
+        .context("relay stopped")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}

@@ -17,7 +17,9 @@ impl Cx<'_> {
     fn record(&mut self, path: &str, loc: &Loc) {
         self.sources
             .locations
-            .insert((self.document, path.to_string()), loc.clone());
+            .entry(self.document)
+            .or_default()
+            .insert(path.to_string(), loc.clone());
     }
 
     fn wrong_type(&mut self, node: &Node, path: &str, expected: &str) {

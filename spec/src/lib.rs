@@ -56,7 +56,8 @@ impl Format {
 /// Where every decoded value was written: (document index, field path) → position.
 #[derive(Debug, Clone, Default)]
 pub struct SourceMap {
-    pub(crate) locations: HashMap<(usize, String), Loc>,
+    /// Per document, so lookups by `&str` need no allocation.
+    pub(crate) locations: HashMap<usize, HashMap<String, Loc>>,
     /// For quoted strings, how many characters the text starts after the recorded position.
     pub(crate) text_offsets: HashMap<(usize, String), u32>,
 }
@@ -65,7 +66,7 @@ impl SourceMap {
     /// The position of a field (`spec.hosts[2].mode`) of a document, or of the document itself
     /// for the empty path.
     pub fn get(&self, document: usize, path: &str) -> Option<&Loc> {
-        self.locations.get(&(document, path.to_string()))
+        self.locations.get(&document)?.get(path)
     }
 
     /// The position of a field, falling back to its nearest recorded parent.
@@ -201,7 +202,7 @@ pub fn load<P: AsRef<str>, T: AsRef<str>>(files: &[(P, T)]) -> (FleetModel, Vec<
                 model.documents.push(document);
             } else {
                 // The document was not kept: drop the positions recorded for its index.
-                model.sources.locations.retain(|(d, _), _| *d != index);
+                model.sources.locations.remove(&index);
                 model.sources.text_offsets.retain(|(d, _), _| *d != index);
             }
         }
@@ -287,4 +288,11 @@ pub fn documents_to_kdl(documents: &[Document]) -> String {
 /// True when any diagnostic is an error (warnings alone leave a spec valid).
 pub fn has_errors(diagnostics: &[Diagnostic]) -> bool {
     diagnostics.iter().any(Diagnostic::is_error)
+}
+
+/// Any JSON value (a plan, an effective config) as block-style YAML, for `-o yaml`.
+pub fn json_to_yaml(value: &serde_json::Value) -> String {
+    let mut out = String::new();
+    yaml::write_value(&mut out, value, 0);
+    out
 }

@@ -314,7 +314,12 @@ pub fn plan(old: &FleetModel, new: &FleetModel) -> Plan {
             (true, false) => Action::Remove,
             _ => Action::Change,
         };
-        let changes = field_changes(&o, &n);
+        // An added or removed host is listed once; its whole config is new or gone.
+        let changes = if action == Action::Change {
+            field_changes(&o, &n)
+        } else {
+            Vec::new()
+        };
         if action != Action::Change || !changes.is_empty() {
             hosts.push(HostEffect {
                 host: name,

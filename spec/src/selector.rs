@@ -44,6 +44,36 @@ impl HostFacts {
     }
 }
 
+/// A host-name glob. Exact names and `prefix*` globs (most of them) are matched without the
+/// glob engine, which is comparatively slow per call and runs per rule per host.
+#[derive(Debug, Clone)]
+pub enum NameMatcher {
+    Exact(String),
+    Prefix(String),
+    Glob(GlobMatcher),
+}
+
+impl NameMatcher {
+    fn new(pattern: &str, glob: GlobMatcher) -> Self {
+        let is_meta = |c: char| matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\');
+        if !pattern.contains(is_meta) {
+            return NameMatcher::Exact(pattern.to_string());
+        }
+        match pattern.strip_suffix('*') {
+            Some(prefix) if !prefix.contains(is_meta) => NameMatcher::Prefix(prefix.to_string()),
+            _ => NameMatcher::Glob(glob),
+        }
+    }
+
+    pub fn is_match(&self, name: &str) -> bool {
+        match self {
+            NameMatcher::Exact(exact) => name == exact,
+            NameMatcher::Prefix(prefix) => name.starts_with(prefix.as_str()),
+            NameMatcher::Glob(glob) => glob.is_match(name),
+        }
+    }
+}
+
 /// A parse error with the character position (0-based) inside the selector text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message} at character {}", .position + 1)]
@@ -56,7 +86,7 @@ pub struct SelectorError {
 #[derive(Debug, Clone)]
 pub enum Term {
     All,
-    Name(String, GlobMatcher),
+    Name(String, NameMatcher),
     Tag(String),
     Os(String),
     Fact(String, String),
@@ -185,7 +215,7 @@ impl Term {
     pub fn matches(&self, host: &HostFacts) -> bool {
         match self {
             Term::All => true,
-            Term::Name(_, glob) => glob.is_match(&host.name),
+            Term::Name(_, matcher) => matcher.is_match(&host.name),
             Term::Tag(tag) => host.tags.contains(tag),
             Term::Os(family) => host
                 .facts
@@ -234,7 +264,7 @@ fn parse_term(word: &str, start: usize) -> Result<Term, SelectorError> {
                 .literal_separator(false)
                 .build()
                 .map_err(|e| error(offset, format!("bad glob: {}", e.kind()), "a glob such as web-*"))?;
-            Ok(Term::Name(rest.to_string(), glob.compile_matcher()))
+            Ok(Term::Name(rest.to_string(), NameMatcher::new(rest, glob.compile_matcher())))
         }
         "tag" => check_word(rest, offset, "tag").map(Term::Tag),
         "os" => check_word(rest, offset, "os family").map(|f| Term::Os(f.to_ascii_lowercase())),

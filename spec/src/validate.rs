@@ -132,7 +132,9 @@ impl Check<'_> {
 
     fn step(&mut self, document: usize, path: &str, command: &[String], shell: &Option<String>, required: bool) {
         let what = if command.is_empty() && shell.is_none() {
-            if !required {
+            // A written but ill-typed field was already reported; don't report it missing too.
+            let written = |field: &str| self.model.sources.get(document, &format!("{path}.{field}")).is_some();
+            if !required || written("command") || written("shell") {
                 return;
             }
             "neither `command` nor `shell`"

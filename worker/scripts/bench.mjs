@@ -2,7 +2,7 @@
 // Message rate per room through one or more relays, measured in the same run: peers A and B join
 // a fresh room on each relay, A sends N DATA frames to B as fast as the socket drains, and B
 // counts them. Prints msgs/s and MB/s per relay and the ratio of each to the first.
-//   node scripts/bench.mjs [--count N] [--size BYTES] NAME=ws://127.0.0.1:PORT ...
+//   node scripts/bench.mjs [--count N] [--size BYTES] [--rounds R] NAME=ws://127.0.0.1:PORT ...
 // A relay started with a key needs RELAY_KEY in the environment.
 import { randomBytes } from "node:crypto";
 import WebSocket from "ws";
@@ -13,11 +13,12 @@ const KIND_WELCOME = 0x10;
 const KIND_ERROR = 0x13;
 
 function parseArgs(argv) {
-  const options = { count: 100_000, size: 1024, relays: [] };
+  const options = { count: 100_000, size: 1024, rounds: 3, relays: [] };
   for (let index = 0; index < argv.length; index++) {
     const arg = argv[index];
     if (arg === "--count") options.count = Number(argv[++index]);
     else if (arg === "--size") options.size = Number(argv[++index]);
+    else if (arg === "--rounds") options.rounds = Number(argv[++index]);
     else if (arg.includes("=")) {
       const [name, url] = arg.split(/=(.*)/s);
       options.relays.push({ name, url });
@@ -89,15 +90,25 @@ async function measure(url, count, size) {
 }
 
 const options = parseArgs(process.argv.slice(2));
-const results = [];
+// Rounds alternate between the relays so a busy machine slows each of them alike; the median
+// round of each relay is reported.
 for (const relay of options.relays) {
   // A short warm-up so JIT and connection setup don't count.
   await measure(relay.url, Math.min(2000, options.count), options.size);
-  const result = await measure(relay.url, options.count, options.size);
-  results.push({ ...relay, ...result });
+  relay.rounds = [];
 }
+for (let round = 0; round < options.rounds; round++) {
+  for (const relay of options.relays) {
+    relay.rounds.push(await measure(relay.url, options.count, options.size));
+  }
+}
+const median = (rounds) => [...rounds].sort((a, b) => a.rate - b.rate)[Math.floor(rounds.length / 2)];
+const results = options.relays.map((relay) => ({ ...relay, ...median(relay.rounds) }));
 const base = results[0];
-console.log(`DATA frames A -> B, ${options.count} x ${options.size} bytes, one room per relay`);
+console.log(
+  `DATA frames A -> B, ${options.count} x ${options.size} bytes, one room per relay, ` +
+    `median of ${options.rounds} alternating rounds`,
+);
 for (const result of results) {
   console.log(
     `${result.name.padEnd(12)} ${Math.round(result.rate).toString().padStart(9)} msgs/s ` +

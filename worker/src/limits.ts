@@ -55,14 +55,17 @@ export function limitsFrom(vars: LimitVars): Limits {
 }
 
 /**
- * A token bucket per connection. It lives in memory only: after hibernation the bucket starts
- * full again, which is harmless because a hibernated connection was idle anyway.
+ * A token bucket per connection, with the Rust relay's rule for "persistently": more drops
+ * within one second than the sustained rate (at least 1,000) closes the connection with 4029.
+ * It lives in memory only: after hibernation the bucket starts full again, which is harmless
+ * because a hibernated connection was idle anyway.
  */
 export class TokenBucket {
   private tokens: number;
   private refilledAt: number;
-  /** Frames dropped since the last one that passed; past `burst` the connection is closed. */
-  droppedInARow = 0;
+  private windowStart = 0;
+  private droppedInWindow = 0;
+  private readonly persistentLimit: number;
 
   constructor(
     private readonly perSecond: number,
@@ -70,8 +73,10 @@ export class TokenBucket {
   ) {
     this.tokens = burst;
     this.refilledAt = Date.now();
+    this.persistentLimit = Math.max(perSecond, 1000);
   }
 
+  /** True to admit a frame; false to drop it. */
   take(now: number = Date.now()): boolean {
     if (this.perSecond === 0) return true;
     if (now > this.refilledAt) {
@@ -83,14 +88,17 @@ export class TokenBucket {
     }
     if (this.tokens >= 1) {
       this.tokens -= 1;
-      this.droppedInARow = 0;
       return true;
     }
-    this.droppedInARow += 1;
+    if (now - this.windowStart > 1000) {
+      this.windowStart = now;
+      this.droppedInWindow = 0;
+    }
+    this.droppedInWindow += 1;
     return false;
   }
 
   get persistentlyExceeded(): boolean {
-    return this.droppedInARow > this.burst;
+    return this.droppedInWindow > this.persistentLimit;
   }
 }

@@ -154,11 +154,11 @@ export class Room extends DurableObject<Env> {
     }
     this.peers.set(peerHex, server);
     server.send(relayFrame(Kind.Welcome, peer, ZERO_ID, encodeWelcomeBody(others)));
-    if (!previous) {
-      const join = relayFrame(Kind.Join, ZERO_PEER, ZERO_ID, new Uint8Array(0), peer);
-      for (const [otherHex, socket] of this.peers) {
-        if (otherHex !== peerHex) this.trySend(socket, join);
-      }
+    // Sent on a replacement too, as the Rust relay does: a repeated JOIN is harmless, and an
+    // observer that missed the old connection learns the peer is (still) there.
+    const join = relayFrame(Kind.Join, ZERO_PEER, ZERO_ID, new Uint8Array(0), peer);
+    for (const [otherHex, socket] of this.peers) {
+      if (otherHex !== peerHex) this.trySend(socket, join);
     }
     return new Response(null, { status: 101, webSocket: client });
   }

@@ -196,6 +196,8 @@ test("a second connection with the same peer id evicts the first with 4001", asy
   // The peer is still present: a DATA to it reaches the new connection.
   observer.send(Kind.Data, id, 1n, new Uint8Array([9]));
   assert.deepEqual((await second.next(Kind.Data)).body, new Uint8Array([9]));
+  // No LEAVE for a peer that never left; a repeated JOIN (as the Rust relay sends) is harmless.
+  assert.deepEqual((await observer.next(Kind.Join)).from, new Uint8Array(id));
   assert.ok(!observer.frames.some((frame) => frame.kind === Kind.Leave));
   second.close();
   observer.close();

@@ -1,5 +1,15 @@
 //! The fleet CLI binary: parses arguments, sets up tracing to stderr, calls the library.
-fn main() {
-    eprintln!("fleetctl: being built; see the issues");
-    std::process::exit(2);
+
+use clap::Parser;
+use remote_agents::fleetctl::{Cli, run};
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    std::process::ExitCode::from(run(Cli::parse()))
 }

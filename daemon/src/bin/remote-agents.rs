@@ -1,5 +1,56 @@
-//! The node binary: parses arguments, sets up tracing to stderr, calls the library.
-fn main() {
-    eprintln!("remote-agents: the node is being built; see the issues");
-    std::process::exit(2);
+//! The node binary: parses arguments, sets up tracing to stderr (stdout is the MCP channel) and
+//! calls the library.
+use clap::Parser;
+use remote_agents::config::{Cli, Command, ConfigCommand};
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("remote-agents: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("remote-agents: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    use remote_agents::config::{ProcessEnv, Settings};
+    match cli.command {
+        Command::Config {
+            command: ConfigCommand::Show(flags),
+        } => {
+            print!("{}", Settings::resolve(&flags, &ProcessEnv)?.show());
+            Ok(())
+        }
+        Command::Run(flags) => {
+            remote_agents::node::run(Settings::resolve(&flags, &ProcessEnv)?, false).await
+        }
+        Command::Mcp(flags) | Command::Hybrid(flags) => {
+            remote_agents::node::run(Settings::resolve(&flags, &ProcessEnv)?, true).await
+        }
+        Command::Audit { flags, limit, json } => {
+            let settings = Settings::resolve(&flags, &ProcessEnv)?;
+            print!(
+                "{}",
+                remote_agents::node::audit_report(&settings, limit, json)?
+            );
+            Ok(())
+        }
+    }
 }

@@ -222,12 +222,13 @@ impl Driver {
                 .counters
                 .connect_attempts
                 .fetch_add(1, Ordering::Relaxed);
+            let peer_id = self.identity.peer_id();
             let connected = tokio::select! {
                 _ = self.shutdown.cancelled() => break,
                 connected = connect_relay(
                     &self.config.relay_url,
                     &self.config.room_name,
-                    &self.identity.peer_id(),
+                    &peer_id,
                     self.config.relay_key.as_deref(),
                     self.config.max_frame,
                     64 * 1024,

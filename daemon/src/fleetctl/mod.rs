@@ -1,0 +1,116 @@
+//! fleetctl: the fleet CLI. This module owns argument parsing and the offline commands over
+//! spec files (`validate`, `diff`/`plan`, `explain`, `convert`); online commands (`apply`,
+//! `exec`, `status`, ...) join [`Command`] as further variants with their own modules.
+
+mod offline;
+mod sources;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Exit status: 0 ok / no changes, 1 invalid spec / changes found, 2 error (like `kubectl diff`).
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FINDINGS: u8 = 1;
+pub const EXIT_ERROR: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "fleetctl", version, about = "Declare, check and operate a fleet of machines")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check spec files; exit 0 when valid, 1 when not (diagnostics on stderr).
+    Validate(ValidateArgs),
+    /// Show what would change going from --against to -f; exit 0 no changes, 1 changes, 2 error.
+    #[command(alias = "plan")]
+    Diff(DiffArgs),
+    /// Show a host's effective config and where each value was set.
+    Explain(ExplainArgs),
+    /// Print the spec in the other spelling (YAML <-> KDL); comments are not carried over.
+    Convert(ConvertArgs),
+}
+
+/// `-o text|json|yaml` for commands whose output is data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Spec files or folders (folders are read recursively for .yaml, .yml and .kdl files).
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub paths: Vec<PathBuf>,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The desired state to compare (the new side).
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub path: PathBuf,
+    /// The old side: a path, or a git revision of the repository that holds -f (the same
+    /// folder is read at that revision).
+    #[arg(long)]
+    pub against: String,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The host name.
+    pub host: String,
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub paths: Vec<PathBuf>,
+    /// A live fact of the host, KEY=VALUE (e.g. os=linux); repeatable.
+    #[arg(long = "fact", value_parser = parse_fact)]
+    pub facts: Vec<(String, String)>,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Spelling {
+    Yaml,
+    Kdl,
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub paths: Vec<PathBuf>,
+    #[arg(long = "to", value_enum)]
+    pub to: Spelling,
+}
+
+fn parse_fact(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got `{text}`")),
+    }
+}
+
+/// Runs a parsed command and returns the process exit status. Errors are printed to stderr.
+pub fn run(cli: Cli) -> u8 {
+    let result = match cli.command {
+        Command::Validate(args) => offline::validate(&args),
+        Command::Diff(args) => offline::diff(&args),
+        Command::Explain(args) => offline::explain(&args),
+        Command::Convert(args) => offline::convert(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("fleetctl: error: {error:#}");
+            EXIT_ERROR
+        }
+    }
+}

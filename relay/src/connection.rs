@@ -1,0 +1,428 @@
+//! One peer's WebSocket: a reader that routes each frame on its header and a writer that drains
+//! the peer's outbox in batches, pings, and enforces the idle limit. Both run in one task.
+
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use remote_agents_protocol::frame::{
+    self, Body, FrameKind, Header, PeerId, RoomId, close_code, error_code,
+};
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::error::Error as WsError;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::metrics::Rejection;
+use crate::outbox::{Drained, Outbox};
+use crate::room::Room;
+use crate::{JoinRefused, LiveConnection, Relay, error_frame};
+
+type Socket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// How long a closing connection waits for the other side before the socket is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+async fn close_now(mut socket: Socket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, socket.close(Some(frame))).await;
+}
+
+/// Runs one connection from the upgrade to the end.
+pub(crate) async fn run(
+    relay: Arc<Relay>,
+    socket: Socket,
+    room_id: Option<RoomId>,
+    peer: Option<PeerId>,
+) {
+    let _live = LiveConnection::new(&relay);
+    let (Some(room_id), Some(peer)) = (room_id, peer) else {
+        relay.metrics.reject(Rejection::BadRequest);
+        close_now(socket, close_code::BAD_REQUEST, "bad room id or peer id").await;
+        return;
+    };
+    relay
+        .metrics
+        .connections_total
+        .fetch_add(1, Ordering::Relaxed);
+    let connection = relay.next_connection.fetch_add(1, Ordering::Relaxed);
+    let outbox = Arc::new(Outbox::default());
+    let room = match relay.join(room_id, peer, connection, &outbox) {
+        Ok(room) => room,
+        Err(JoinRefused::RoomFull) => {
+            close_now(socket, close_code::ROOM_FULL, "room full").await;
+            return;
+        }
+    };
+    tracing::debug!(%room_id, %peer, "peer joined");
+    let (sink, stream) = socket.split();
+    let last_activity = Activity::new();
+    let reader = async {
+        read_loop(&relay, &room, peer, &outbox, stream, &last_activity).await;
+        outbox.finish();
+    };
+    let writer = async {
+        write_loop(&relay, &outbox, sink, &last_activity).await;
+        outbox.finish();
+    };
+    tokio::select! {
+        _ = async { tokio::join!(reader, writer) } => {}
+        _ = async {
+            outbox.wait_finished().await;
+            tokio::time::sleep(CLOSE_GRACE).await;
+        } => {}
+    }
+    relay.leave(room_id, &room, peer, connection);
+    tracing::debug!(%room_id, %peer, "peer left");
+}
+
+/// When the peer last sent anything; shared by the reader (which touches it) and the writer
+/// (which enforces the idle limit). An atomic offset from the start keeps the future `Send`.
+struct Activity {
+    start: Instant,
+    offset_millis: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            start: Instant::now(),
+            offset_millis: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let millis = self.start.elapsed().as_millis() as u64;
+        self.offset_millis.store(millis, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.start + Duration::from_millis(self.offset_millis.load(Ordering::Relaxed))
+    }
+}
+
+struct RateGate {
+    limiter: DefaultDirectRateLimiter,
+    /// Drops tolerated within one second before the connection is closed with 4029.
+    persistent_limit: u32,
+    window_start: Instant,
+    dropped_in_window: u32,
+}
+
+impl RateGate {
+    fn new(per_second: u32, burst: u32) -> Option<RateGate> {
+        let per_second = NonZeroU32::new(per_second)?;
+        let burst = NonZeroU32::new(burst).unwrap_or(per_second);
+        Some(RateGate {
+            limiter: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
+            persistent_limit: per_second.get().max(1000),
+            window_start: Instant::now(),
+            dropped_in_window: 0,
+        })
+    }
+
+    /// `Ok` to admit the frame, `Err(true)` when this drop makes the abuse persistent.
+    fn admit(&mut self) -> Result<(), bool> {
+        if self.limiter.check().is_ok() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if now.duration_since(self.window_start) > Duration::from_secs(1) {
+            self.window_start = now;
+            self.dropped_in_window = 0;
+        }
+        self.dropped_in_window += 1;
+        Err(self.dropped_in_window > self.persistent_limit)
+    }
+}
+
+async fn read_loop(
+    relay: &Relay,
+    room: &Room,
+    peer: PeerId,
+    outbox: &Outbox,
+    mut stream: futures_util::stream::SplitStream<Socket>,
+    last_activity: &Activity,
+) {
+    let mut rate = RateGate::new(relay.config.rate_per_second, relay.config.rate_burst);
+    while let Some(message) = stream.next().await {
+        last_activity.touch();
+        if outbox.is_closing() {
+            break;
+        }
+        match message {
+            Ok(Message::Binary(bytes)) => {
+                relay.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
+                relay
+                    .metrics
+                    .bytes_in
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                if let Some(gate) = rate.as_mut()
+                    && let Err(persistent) = gate.admit()
+                {
+                    relay.metrics.reject(Rejection::RateLimited);
+                    if persistent {
+                        outbox.close(close_code::RATE_LIMITED, "rate limit exceeded persistently");
+                        break;
+                    }
+                    outbox.push_now(error_frame(
+                        peer,
+                        frame::offending_id(&bytes),
+                        error_code::RATE_LIMITED,
+                        "rate limited",
+                    ));
+                    continue;
+                }
+                handle_frame(relay, room, peer, outbox, bytes).await;
+            }
+            Ok(Message::Text(_)) => {
+                relay.metrics.reject(Rejection::Malformed);
+                outbox.push_now(error_frame(
+                    peer,
+                    0,
+                    error_code::MALFORMED,
+                    "text messages are not frames",
+                ));
+            }
+            Ok(Message::Close(_)) => break,
+            Ok(_) => {}
+            Err(WsError::Capacity(_)) => {
+                relay.metrics.reject(Rejection::Oversize);
+                outbox.close(close_code::TOO_BIG, "frame over the cap");
+                break;
+            }
+            Err(error) => {
+                tracing::debug!(%peer, %error, "read failed");
+                break;
+            }
+        }
+    }
+}
+
+/// Routes one frame. Only the header is read for `DATA` and `BROADCAST`; their bodies are
+/// forwarded untouched and never logged.
+async fn handle_frame(relay: &Relay, room: &Room, peer: PeerId, outbox: &Outbox, bytes: Bytes) {
+    let reply_error = |code: u16, message: &str, why: Rejection| {
+        relay.metrics.reject(why);
+        outbox.push_now(error_frame(
+            peer,
+            frame::offending_id(&bytes),
+            code,
+            message,
+        ));
+    };
+    let header = match Header::decode(&bytes) {
+        Ok(header) => header,
+        Err(error) => {
+            return reply_error(error.error_code(), &error.to_string(), Rejection::Malformed);
+        }
+    };
+    if !header.kind.is_peer_to_relay() {
+        return reply_error(
+            error_code::MALFORMED,
+            &format!("{} is sent by the relay, not to it", header.kind),
+            Rejection::Malformed,
+        );
+    }
+    match header.kind {
+        FrameKind::Data => {
+            let target = room
+                .lock()
+                .members
+                .get(&header.to)
+                .map(|member| member.outbox.clone());
+            let Some(target) = target else {
+                return reply_error(
+                    error_code::NOT_FOUND,
+                    "destination peer not in the room",
+                    Rejection::NotFound,
+                );
+            };
+            let forwarded = stamp(bytes, &header, peer, None);
+            forward(relay, &target, forwarded).await;
+        }
+        FrameKind::Broadcast => {
+            let targets: Vec<Arc<Outbox>> = room
+                .lock()
+                .members
+                .iter()
+                .filter(|(other, _)| **other != peer)
+                .map(|(_, member)| member.outbox.clone())
+                .collect();
+            let forwarded = stamp(bytes, &header, peer, Some(PeerId::ZERO));
+            for target in targets {
+                forward(relay, &target, forwarded.clone()).await;
+            }
+        }
+        FrameKind::RetainPut | FrameKind::RetainGet => {
+            let body = match Body::decode(header.kind, &bytes.slice(frame::HEADER_LEN..)) {
+                Ok(body) => body,
+                Err(error) => {
+                    return reply_error(
+                        error_code::MALFORMED,
+                        &error.to_string(),
+                        Rejection::Malformed,
+                    );
+                }
+            };
+            retained(relay, room, peer, outbox, header.id, body);
+        }
+        _ => unreachable_kind(relay, peer, outbox, header.id),
+    }
+}
+
+/// Kinds the relay receives are checked by `is_peer_to_relay` before routing; this answers
+/// anything else as malformed instead of panicking should the two ever disagree.
+fn unreachable_kind(relay: &Relay, peer: PeerId, outbox: &Outbox, id: u64) {
+    relay.metrics.reject(Rejection::Malformed);
+    outbox.push_now(error_frame(
+        peer,
+        id,
+        error_code::MALFORMED,
+        "unexpected kind",
+    ));
+}
+
+fn retained(relay: &Relay, room: &Room, peer: PeerId, outbox: &Outbox, id: u64, body: Body) {
+    match body {
+        Body::RetainPut { key, blob } => {
+            let stored = room.lock().retain(&key, &blob);
+            match stored {
+                Ok(_) => {
+                    outbox.push_now(frame::Frame::ack(peer, id, Bytes::new()).encode());
+                }
+                Err(_) => {
+                    relay.metrics.reject(Rejection::RetainedFull);
+                    outbox.push_now(error_frame(
+                        peer,
+                        id,
+                        error_code::RETAINED_FULL,
+                        "retained store full",
+                    ));
+                }
+            }
+        }
+        Body::RetainGet { key } => {
+            let blobs = room.lock().retained(&key);
+            for (seq, blob) in &blobs {
+                match frame::Frame::retained(peer, id, &key, *seq, blob) {
+                    Ok(frame) => {
+                        outbox.push_now(frame.encode());
+                    }
+                    Err(error) => tracing::warn!(%error, "retained blob could not be framed"),
+                }
+            }
+            outbox.push_now(
+                frame::Frame::ack(peer, id, frame::retain_get_ack_body(blobs.len() as u32))
+                    .encode(),
+            );
+        }
+        _ => unreachable_kind(relay, peer, outbox, id),
+    }
+}
+
+/// Sets `from` to the connection's peer id (and `to`, for broadcasts) in place. Honest senders
+/// already wrote both, so the usual case forwards the received bytes without a copy.
+fn stamp(bytes: Bytes, header: &Header, peer: PeerId, to: Option<PeerId>) -> Bytes {
+    let from_ok = header.from == peer;
+    let to_ok = to.is_none_or(|to| header.to == to);
+    if from_ok && to_ok {
+        return bytes;
+    }
+    let mut owned = bytes
+        .try_into_mut()
+        .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+    frame::overwrite_from(&mut owned, &peer);
+    if let Some(to) = to {
+        frame::overwrite_to(&mut owned, &to);
+    }
+    owned.freeze()
+}
+
+async fn forward(relay: &Relay, target: &Outbox, bytes: Bytes) {
+    let length = bytes.len() as u64;
+    if target.push_wait(bytes, relay.config.queue_budget).await {
+        relay
+            .metrics
+            .frames_forwarded
+            .fetch_add(1, Ordering::Relaxed);
+        relay
+            .metrics
+            .bytes_forwarded
+            .fetch_add(length, Ordering::Relaxed);
+    }
+}
+
+async fn write_loop(
+    relay: &Relay,
+    outbox: &Outbox,
+    mut sink: futures_util::stream::SplitSink<Socket, Message>,
+    last_activity: &Activity,
+) {
+    let ping_interval = relay.config.ping_interval;
+    let idle_timeout = relay.config.idle_timeout;
+    let mut next_ping = Instant::now() + ping_interval;
+    let mut batch: VecDeque<Bytes> = VecDeque::new();
+    loop {
+        match outbox.drain_into(&mut batch) {
+            Drained::Frames => {
+                let drained = batch.len();
+                for frame in batch.drain(..) {
+                    if sink.feed(Message::Binary(frame)).await.is_err() {
+                        return;
+                    }
+                }
+                if sink.flush().await.is_err() {
+                    return;
+                }
+                // Keep a small queue allocation for the next burst, but give back what a burst
+                // grew, so a connection that once was busy is cheap again when idle.
+                if batch.capacity() > 64 && drained < 16 {
+                    batch.shrink_to(16);
+                }
+                continue;
+            }
+            Drained::Close(close) => {
+                let frame = CloseFrame {
+                    code: CloseCode::from(close.code),
+                    reason: close.reason.into(),
+                };
+                let _ = sink.send(Message::Close(Some(frame))).await;
+                return;
+            }
+            Drained::Finished => {
+                let _ = sink.close().await;
+                return;
+            }
+            Drained::Empty => {}
+        }
+        let idle_deadline = last_activity.last() + idle_timeout;
+        tokio::select! {
+            _ = outbox.writer_wakeup() => {}
+            _ = tokio::time::sleep_until(next_ping.min(idle_deadline)) => {
+                let now = Instant::now();
+                if now >= last_activity.last() + idle_timeout {
+                    relay.metrics.reject(Rejection::IdleTimeout);
+                    outbox.close(close_code::IDLE_TIMEOUT, "idle timeout");
+                } else if now >= next_ping {
+                    next_ping = now + ping_interval;
+                    if sink.send(Message::Ping(Bytes::new())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}

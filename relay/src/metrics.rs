@@ -1,0 +1,136 @@
+//! Counters the relay keeps and their Prometheus text rendering for `GET /metrics`. Hand-rolled
+//! atomics rather than the global `metrics` recorder so several relays in one test process each
+//! count only their own traffic.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Why the relay refused a frame or a connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Rejection {
+    Malformed,
+    NotFound,
+    RateLimited,
+    RetainedFull,
+    Oversize,
+    RoomFull,
+    BadRequest,
+    Unauthorized,
+    Evicted,
+    IdleTimeout,
+}
+
+impl Rejection {
+    const ALL: [Rejection; 10] = [
+        Rejection::Malformed,
+        Rejection::NotFound,
+        Rejection::RateLimited,
+        Rejection::RetainedFull,
+        Rejection::Oversize,
+        Rejection::RoomFull,
+        Rejection::BadRequest,
+        Rejection::Unauthorized,
+        Rejection::Evicted,
+        Rejection::IdleTimeout,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Rejection::Malformed => "malformed",
+            Rejection::NotFound => "not_found",
+            Rejection::RateLimited => "rate_limited",
+            Rejection::RetainedFull => "retained_full",
+            Rejection::Oversize => "oversize",
+            Rejection::RoomFull => "room_full",
+            Rejection::BadRequest => "bad_request",
+            Rejection::Unauthorized => "unauthorized",
+            Rejection::Evicted => "evicted",
+            Rejection::IdleTimeout => "idle_timeout",
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Metrics {
+    pub rooms: AtomicI64,
+    pub peers: AtomicI64,
+    pub connections_total: AtomicU64,
+    pub frames_in: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub frames_forwarded: AtomicU64,
+    pub bytes_forwarded: AtomicU64,
+    rejections: [AtomicU64; 10],
+}
+
+impl Metrics {
+    pub(crate) fn reject(&self, why: Rejection) {
+        let index = Rejection::ALL
+            .iter()
+            .position(|candidate| candidate.label() == why.label())
+            .expect("every rejection is listed");
+        self.rejections[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::new();
+        let mut gauge = |name: &str, help: &str, value: i64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        };
+        gauge(
+            "relay_rooms",
+            "rooms with peers or retained blobs",
+            self.rooms.load(Ordering::Relaxed),
+        );
+        gauge(
+            "relay_peers",
+            "connected peers",
+            self.peers.load(Ordering::Relaxed),
+        );
+        let counters = [
+            (
+                "relay_connections_total",
+                "websocket connections accepted",
+                &self.connections_total,
+            ),
+            ("relay_frames_in_total", "frames received", &self.frames_in),
+            (
+                "relay_bytes_in_total",
+                "bytes received in frames",
+                &self.bytes_in,
+            ),
+            (
+                "relay_frames_forwarded_total",
+                "frames queued to a receiving peer",
+                &self.frames_forwarded,
+            ),
+            (
+                "relay_bytes_forwarded_total",
+                "bytes queued to receiving peers",
+                &self.bytes_forwarded,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP relay_rejections_total frames or connections refused, by reason\n# TYPE relay_rejections_total counter"
+        );
+        for (why, value) in Rejection::ALL.iter().zip(&self.rejections) {
+            let _ = writeln!(
+                out,
+                "relay_rejections_total{{reason=\"{}\"}} {}",
+                why.label(),
+                value.load(Ordering::Relaxed)
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,130 @@
+"""Drives `remote-agents mcp` with the official MCP Python SDK client (2.x API).
+
+Usage: python mcp_client_test.py BINARY [--agent-id ID] [-- extra args for `remote-agents mcp`]
+
+Lists tools, runs exec, writes then reads a file, switches the target node to plan mode and
+checks that a write and an exec are refused with a clear reason. With --agent-id every call goes
+to that peer through the relay instead of the local node. Exits non-zero on the first failure and
+prints a `N passed, N failed` line.
+"""
+
+import asyncio
+import os
+import sys
+import tempfile
+
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+EXPECTED_TOOLS = {
+    "exec", "read_file", "write_file", "list_dir", "file_stat", "file_search", "get_info",
+    "set_mode", "git_status", "git_pull", "git_commit", "git_push", "list_agents",
+}
+
+passed = 0
+failed = 0
+
+
+def check(condition, what):
+    global passed, failed
+    if condition:
+        passed += 1
+        print(f"ok   {what}")
+    else:
+        failed += 1
+        print(f"FAIL {what}")
+
+
+def text_of(result):
+    return " ".join(getattr(block, "text", "") for block in result.content)
+
+
+async def main():
+    args = sys.argv[1:]
+    if not args:
+        print("usage: mcp_client_test.py BINARY [--agent-id ID] [-- mcp args]")
+        return 2
+    binary = args.pop(0)
+    agent_id = None
+    extra = []
+    while args:
+        arg = args.pop(0)
+        if arg == "--agent-id":
+            agent_id = args.pop(0)
+        elif arg == "--":
+            extra = args
+            break
+    work = tempfile.mkdtemp(prefix="ra-mcp-")
+    env = dict(os.environ)
+    env.setdefault("RUST_LOG", "warn")
+    if not any(a.startswith("--data-dir") for a in extra):
+        extra = ["--data-dir", os.path.join(work, "data")] + extra
+    params = StdioServerParameters(command=binary, args=["mcp", *extra], env=env)
+    target = {"agent_id": agent_id} if agent_id else {}
+    # Files go under the temp dir, which is an allowed root by default on the target node.
+    path = os.path.join(tempfile.gettempdir(), f"ra-mcp-{os.getpid()}-{os.urandom(4).hex()}.txt")
+
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+
+            listed = await session.list_tools()
+            tools = {t.name: t for t in listed.tools}
+            check(EXPECTED_TOOLS <= set(tools), f"tools/list has every tool ({len(tools)} listed)")
+            check(tools["exec"].annotations.read_only_hint is False
+                  and tools["exec"].annotations.destructive_hint is True,
+                  "exec is annotated as not read-only and destructive")
+            check(tools["read_file"].annotations.read_only_hint is True,
+                  "read_file is annotated read-only")
+            check(all(t.input_schema.get("additionalProperties") is False for t in listed.tools),
+                  "every input schema rejects unknown fields")
+
+            info = await session.call_tool("get_info", {**target})
+            check(not info.is_error and info.structured_content["facts"]["os_family"],
+                  f"get_info answers ({text_of(info)[:60]!r}...)")
+
+            result = await session.call_tool("exec", {**target, "argv": ["echo", "hello from mcp"]})
+            sc = result.structured_content or {}
+            check(not result.is_error and sc.get("exit_code") == 0
+                  and sc.get("stdout") == "hello from mcp\n",
+                  f"exec echo returns stdout and exit code 0 ({sc.get('stdout')!r})")
+
+            result = await session.call_tool("write_file", {**target, "path": path, "content": "written by the python sdk\n"})
+            check(not result.is_error and result.structured_content["bytes_written"] == 26,
+                  f"write_file writes 26 bytes ({text_of(result)[:80]!r})")
+            result = await session.call_tool("read_file", {**target, "path": path})
+            check(not result.is_error
+                  and result.structured_content["content"] == "written by the python sdk\n",
+                  "read_file returns what write_file wrote")
+
+            result = await session.call_tool("list_dir", {**target, "path": "/", "recursive": True})
+            check(result.is_error and "recursive" in text_of(result),
+                  "an unknown argument is an isError result naming it")
+
+            result = await session.call_tool("set_mode", {**target, "mode": "plan", "ttl_secs": 600, "reason": "python sdk test"})
+            check(not result.is_error and result.structured_content["effective_mode"] == "plan",
+                  "set_mode plan takes effect")
+            result = await session.call_tool("write_file", {**target, "path": path, "content": "must not land"})
+            check(result.is_error and "plan mode" in text_of(result),
+                  f"write_file is refused in plan mode ({text_of(result)[:90]!r})")
+            result = await session.call_tool("exec", {**target, "argv": ["touch", path + ".exec"]})
+            check(result.is_error and "plan mode" in text_of(result)
+                  and not os.path.exists(path + ".exec"),
+                  "exec is refused in plan mode")
+            result = await session.call_tool("read_file", {**target, "path": path})
+            check(not result.is_error
+                  and result.structured_content["content"] == "written by the python sdk\n",
+                  "reads still work in plan mode and the refused write did not land")
+            info = await session.call_tool("get_info", {**target})
+            check(any("overridden to plan" in d for d in info.structured_content["drift"]),
+                  "the override is reported as drift")
+            result = await session.call_tool("set_mode", {**target, "mode": "edit"})
+            check(not result.is_error and result.structured_content["effective_mode"] == "edit",
+                  "set_mode back to the configured mode clears the override")
+
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

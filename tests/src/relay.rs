@@ -1,0 +1,595 @@
+//! Relay test helpers: a relay to talk to (the one named by `REMOTE_AGENTS_TEST_RELAY_URL`, or
+//! the Rust relay started in-process on 127.0.0.1:0) and a small frame-level client. Nothing here
+//! reaches into relay internals, so the same tests run against the Worker.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use remote_agents_protocol::frame::{
+    self, Body, Frame, FrameKind, Header, PeerId, RoomId, connect_path,
+};
+use remote_agents_relay::RelayConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The environment variable naming an external relay (e.g. `ws://127.0.0.1:8787`).
+pub const RELAY_URL_ENV: &str = "REMOTE_AGENTS_TEST_RELAY_URL";
+
+/// How long a test waits for any one expected event before failing.
+pub const EVENT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The limits of the relay under test: the in-process config, or for an external relay the
+/// contract defaults unless `REMOTE_AGENTS_TEST_RELAY_{MAX_FRAME,MAX_PEERS,RATE,IDLE_SECS,KEY}`
+/// say how it was started.
+#[derive(Clone, Debug)]
+pub struct RelayLimits {
+    pub max_frame: usize,
+    pub max_peers: usize,
+    pub rate_per_second: u32,
+    pub idle_timeout: Duration,
+    pub relay_key: Option<String>,
+}
+
+impl RelayLimits {
+    fn from_config(config: &RelayConfig) -> Self {
+        RelayLimits {
+            max_frame: config.max_frame,
+            max_peers: config.max_peers,
+            rate_per_second: config.rate_per_second,
+            idle_timeout: config.idle_timeout,
+            relay_key: config.relay_key.clone(),
+        }
+    }
+
+    fn from_env() -> anyhow::Result<Self> {
+        fn number<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
+            match std::env::var(name) {
+                Ok(text) => text
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("{name} is not a number: {text}")),
+                Err(_) => Ok(default),
+            }
+        }
+        Ok(RelayLimits {
+            max_frame: number(
+                "REMOTE_AGENTS_TEST_RELAY_MAX_FRAME",
+                frame::MAX_FRAME_DEFAULT,
+            )?,
+            max_peers: number(
+                "REMOTE_AGENTS_TEST_RELAY_MAX_PEERS",
+                frame::MAX_PEERS_DEFAULT,
+            )?,
+            rate_per_second: number(
+                "REMOTE_AGENTS_TEST_RELAY_RATE",
+                frame::RATE_PER_SECOND_DEFAULT,
+            )?,
+            idle_timeout: Duration::from_secs(number(
+                "REMOTE_AGENTS_TEST_RELAY_IDLE_SECS",
+                frame::IDLE_TIMEOUT_SECS_DEFAULT,
+            )?),
+            relay_key: std::env::var("REMOTE_AGENTS_TEST_RELAY_KEY")
+                .ok()
+                .filter(|key| !key.is_empty()),
+        })
+    }
+}
+
+/// A relay for one test. Dropping it stops an in-process relay.
+pub struct TestRelay {
+    /// Base URL, `ws://host:port`, without a path.
+    pub url: String,
+    limits: RelayLimits,
+    external: bool,
+    _stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestRelay {
+    /// The external relay if the environment names one, otherwise a Rust relay with defaults.
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(RelayConfig::default()).await
+    }
+
+    /// Like [`TestRelay::start`], but an in-process relay gets `config`. An external relay keeps
+    /// whatever it was started with, described by the environment (see [`RelayLimits`]).
+    pub async fn start_with(config: RelayConfig) -> anyhow::Result<Self> {
+        if let Ok(url) = std::env::var(RELAY_URL_ENV) {
+            return Ok(TestRelay {
+                url: url.trim_end_matches('/').to_owned(),
+                limits: RelayLimits::from_env()?,
+                external: true,
+                _stop: None,
+            });
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let limits = RelayLimits::from_config(&config);
+        tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(error) = remote_agents_relay::serve(listener, config, shutdown).await {
+                eprintln!("in-process relay stopped: {error}");
+            }
+        });
+        Ok(TestRelay {
+            url: format!("ws://{address}"),
+            limits,
+            external: false,
+            _stop: Some(stop),
+        })
+    }
+
+    pub fn limits(&self) -> &RelayLimits {
+        &self.limits
+    }
+
+    pub fn is_external(&self) -> bool {
+        self.external
+    }
+
+    fn socket_address(&self) -> anyhow::Result<String> {
+        let rest = self
+            .url
+            .strip_prefix("ws://")
+            .context("only ws:// relay URLs are supported in tests")?;
+        Ok(rest.split('/').next().unwrap_or(rest).to_owned())
+    }
+
+    /// `GET path` over plain HTTP/1.1: the status code and the body.
+    pub async fn http_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let address = self.socket_address()?;
+        let mut stream = TcpStream::connect(&address).await?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        tokio::time::timeout(EVENT_DEADLINE, stream.read_to_end(&mut response))
+            .await
+            .context("http response deadline")??;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .context("no http status")?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or_default();
+        Ok((status, dechunk(&body)))
+    }
+
+    fn request(
+        &self,
+        path: &str,
+        key: Option<&str>,
+    ) -> anyhow::Result<tungstenite::handshake::client::Request> {
+        let mut request = format!("{}{}", self.url, path).into_client_request()?;
+        if let Some(key) = key {
+            request
+                .headers_mut()
+                .insert("authorization", format!("Bearer {key}").parse()?);
+        }
+        Ok(request)
+    }
+
+    /// Connects `peer` to `room`, with the relay key if the relay has one.
+    pub async fn connect(&self, room: &RoomId, peer: PeerId) -> anyhow::Result<RelayClient> {
+        self.connect_path(
+            &connect_path(room, &peer),
+            peer,
+            self.limits.relay_key.as_deref(),
+        )
+        .await
+    }
+
+    /// Connects to an arbitrary path (for malformed-id tests) with an explicit key.
+    pub async fn connect_path(
+        &self,
+        path: &str,
+        peer: PeerId,
+        key: Option<&str>,
+    ) -> anyhow::Result<RelayClient> {
+        let request = self.request(path, key)?;
+        // Small read buffers: some tests open thousands of connections.
+        let config = WebSocketConfig::default()
+            .read_buffer_size(8192)
+            .max_message_size(Some(64 << 20));
+        let (websocket, _) = tokio::time::timeout(
+            EVENT_DEADLINE,
+            tokio_tungstenite::connect_async_with_config(request, Some(config), true),
+        )
+        .await
+        .context("connect deadline")??;
+        Ok(RelayClient { peer, websocket })
+    }
+
+    /// The HTTP status of a connection attempt that the relay refuses before the upgrade.
+    pub async fn refused_status(
+        &self,
+        room: &RoomId,
+        peer: PeerId,
+        key: Option<&str>,
+    ) -> anyhow::Result<u16> {
+        let request = self.request(&connect_path(room, &peer), key)?;
+        match tokio_tungstenite::connect_async(request).await {
+            Ok(_) => bail!("the relay accepted the connection"),
+            Err(tungstenite::Error::Http(response)) => Ok(response.status().as_u16()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Opens a raw TCP connection and performs the upgrade by hand, so the test controls every
+    /// byte afterwards (e.g. never answering pings).
+    pub async fn connect_raw(&self, room: &RoomId, peer: PeerId) -> anyhow::Result<RawSocket> {
+        let address = self.socket_address()?;
+        let mut stream = TcpStream::connect(&address).await?;
+        let mut request = format!(
+            "GET {} HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
+            connect_path(room, &peer)
+        );
+        if let Some(key) = &self.limits.relay_key {
+            request.push_str(&format!("Authorization: Bearer {key}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let byte = tokio::time::timeout(EVENT_DEADLINE, stream.read_u8())
+                .await
+                .context("upgrade response deadline")??;
+            head.push(byte);
+        }
+        if !head.starts_with(b"HTTP/1.1 101") {
+            bail!("upgrade refused: {}", String::from_utf8_lossy(&head));
+        }
+        Ok(RawSocket { stream })
+    }
+}
+
+fn dechunk(body: &str) -> String {
+    // Enough of chunked decoding for small bodies: drop size lines, keep data lines.
+    if body.starts_with(|c: char| c.is_ascii_hexdigit()) && body.contains("\r\n") {
+        let mut out = String::new();
+        let mut lines = body.split("\r\n");
+        while let Some(size) = lines.next() {
+            let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+                return body.to_owned();
+            };
+            if size == 0 {
+                break;
+            }
+            out.push_str(lines.next().unwrap_or(""));
+        }
+        return out;
+    }
+    body.to_owned()
+}
+
+/// A random room id, so every test has a room of its own on a shared relay.
+pub fn random_room() -> RoomId {
+    frame::room_id_from_name(&format!("conformance-{}", uuid::Uuid::new_v4()))
+}
+
+/// A random peer id.
+pub fn random_peer() -> PeerId {
+    PeerId(*uuid::Uuid::new_v4().as_bytes())
+}
+
+/// What a client saw next.
+#[derive(Debug)]
+pub enum Event {
+    Frame(Frame),
+    /// The relay closed the WebSocket, with this close code if it sent one.
+    Closed(Option<u16>),
+}
+
+/// One peer connected to the relay, speaking frames.
+pub struct RelayClient {
+    pub peer: PeerId,
+    websocket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl RelayClient {
+    pub async fn send(&mut self, frame: &Frame) -> anyhow::Result<()> {
+        self.send_bytes(frame.encode()).await
+    }
+
+    pub async fn send_bytes(&mut self, bytes: Bytes) -> anyhow::Result<()> {
+        self.websocket.send(Message::Binary(bytes)).await?;
+        Ok(())
+    }
+
+    /// Queues without flushing; pair with [`RelayClient::flush`] to send a burst.
+    pub async fn feed_bytes(&mut self, bytes: Bytes) -> anyhow::Result<()> {
+        self.websocket.feed(Message::Binary(bytes)).await?;
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> anyhow::Result<()> {
+        self.websocket.flush().await?;
+        Ok(())
+    }
+
+    pub async fn send_text(&mut self, text: &str) -> anyhow::Result<()> {
+        self.websocket.send(Message::Text(text.into())).await?;
+        Ok(())
+    }
+
+    /// `DATA` to `to` (with `from` set honestly).
+    pub async fn send_data(&mut self, to: PeerId, id: u64, body: &[u8]) -> anyhow::Result<()> {
+        let header = Header::new(FrameKind::Data, self.peer, to, id);
+        self.send(&Frame::new(header, Bytes::copy_from_slice(body)))
+            .await
+    }
+
+    /// `BROADCAST` to the room.
+    pub async fn send_broadcast(&mut self, id: u64, body: &[u8]) -> anyhow::Result<()> {
+        let header = Header::new(FrameKind::Broadcast, self.peer, PeerId::ZERO, id);
+        self.send(&Frame::new(header, Bytes::copy_from_slice(body)))
+            .await
+    }
+
+    /// The next frame or close within `within`; pings and pongs are skipped (and answered).
+    pub async fn next_event_within(&mut self, within: Duration) -> anyhow::Result<Event> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.websocket.next())
+                .await
+                .with_context(|| format!("no frame from the relay within {within:?}"))?;
+            match next {
+                Some(Ok(Message::Binary(bytes))) => {
+                    return Ok(Event::Frame(
+                        Frame::decode(bytes).context("the relay sent a malformed frame")?,
+                    ));
+                }
+                Some(Ok(Message::Close(close))) => {
+                    return Ok(Event::Closed(close.map(|close| close.code.into())));
+                }
+                Some(Ok(Message::Text(text))) => bail!("the relay sent a text message: {text}"),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Ok(Event::Closed(None)),
+            }
+        }
+    }
+
+    pub async fn next_event(&mut self) -> anyhow::Result<Event> {
+        self.next_event_within(EVENT_DEADLINE).await
+    }
+
+    /// The next frame; fails if the connection closes first.
+    pub async fn recv(&mut self) -> anyhow::Result<Frame> {
+        match self.next_event().await? {
+            Event::Frame(frame) => Ok(frame),
+            Event::Closed(code) => bail!("the relay closed the connection (code {code:?})"),
+        }
+    }
+
+    /// The next frame, which must be of `kind`.
+    pub async fn recv_kind(&mut self, kind: FrameKind) -> anyhow::Result<Frame> {
+        let frame = self.recv().await?;
+        if frame.header.kind != kind {
+            bail!("expected {kind}, got {:?}", frame);
+        }
+        Ok(frame)
+    }
+
+    /// Reads the `WELCOME` and returns the peers it lists.
+    pub async fn welcome(&mut self) -> anyhow::Result<Vec<PeerId>> {
+        let frame = self.recv_kind(FrameKind::Welcome).await?;
+        if frame.header.to != self.peer {
+            bail!(
+                "WELCOME addressed to {} instead of {}",
+                frame.header.to,
+                self.peer
+            );
+        }
+        match frame.body()? {
+            Body::Welcome(peers) => Ok(peers),
+            other => bail!("WELCOME with body {other:?}"),
+        }
+    }
+
+    /// Reads the next frame, which must be `ERROR`: its id and code.
+    pub async fn recv_error(&mut self) -> anyhow::Result<(u64, u16, String)> {
+        let frame = self.recv_kind(FrameKind::Error).await?;
+        match frame.body()? {
+            Body::Error { code, message } => Ok((frame.header.id, code, message)),
+            other => bail!("ERROR with body {other:?}"),
+        }
+    }
+
+    /// Skips frames until the relay closes; returns the close code.
+    pub async fn closed(&mut self) -> anyhow::Result<Option<u16>> {
+        loop {
+            if let Event::Closed(code) = self.next_event().await? {
+                return Ok(code);
+            }
+        }
+    }
+
+    /// Closes politely.
+    pub async fn close(mut self) -> anyhow::Result<()> {
+        self.websocket.close(None).await?;
+        // Drain until the relay answers the close, so the LEAVE is already under way.
+        while let Ok(Some(Ok(_))) =
+            tokio::time::timeout(EVENT_DEADLINE, self.websocket.next()).await
+        {}
+        Ok(())
+    }
+}
+
+/// A WebSocket the test reads by hand: it never answers pings (tungstenite always would).
+pub struct RawSocket {
+    stream: TcpStream,
+}
+
+/// One WebSocket frame read by [`RawSocket`].
+#[derive(Debug)]
+pub struct RawFrame {
+    pub opcode: u8,
+    pub payload: Vec<u8>,
+}
+
+impl RawSocket {
+    /// Reads the next server frame (unmasked, as servers send them) within `within`.
+    pub async fn read_frame(&mut self, within: Duration) -> anyhow::Result<Option<RawFrame>> {
+        let read = async {
+            let mut head = [0u8; 2];
+            if self.stream.read_exact(&mut head).await.is_err() {
+                return Ok::<_, anyhow::Error>(None);
+            }
+            let opcode = head[0] & 0x0f;
+            let length = match head[1] & 0x7f {
+                126 => self.stream.read_u16().await? as usize,
+                127 => self.stream.read_u64().await? as usize,
+                short => short as usize,
+            };
+            let mut payload = vec![0u8; length];
+            self.stream.read_exact(&mut payload).await?;
+            Ok(Some(RawFrame { opcode, payload }))
+        };
+        tokio::time::timeout(within, read)
+            .await
+            .with_context(|| format!("no websocket frame within {within:?}"))?
+    }
+
+    /// Reads frames (ignoring data and pings) until a close frame; returns its code.
+    pub async fn close_code(&mut self, within: Duration) -> anyhow::Result<Option<u16>> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.read_frame(left).await? {
+                None => return Ok(None),
+                Some(frame) if frame.opcode == 0x8 => {
+                    return Ok(frame
+                        .payload
+                        .get(..2)
+                        .map(|code| u16::from_be_bytes([code[0], code[1]])));
+                }
+                Some(_) => continue,
+            }
+        }
+    }
+
+    pub fn local_address(&self) -> std::io::Result<SocketAddr> {
+        self.stream.local_addr()
+    }
+}
+
+/// The `remote-agents-relay` binary: `REMOTE_AGENTS_RELAY_BIN`, or the one cargo built next to
+/// this test binary (built on demand when missing).
+pub fn relay_binary() -> anyhow::Result<std::path::PathBuf> {
+    if let Ok(path) = std::env::var("REMOTE_AGENTS_RELAY_BIN") {
+        return Ok(path.into());
+    }
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/e2e-<hash> → target/<profile>/remote-agents-relay
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .context("test binary has no target dir")?;
+    let binary = profile_dir.join("remote-agents-relay");
+    if !binary.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "-p",
+                "remote-agents-relay",
+                "--bin",
+                "remote-agents-relay",
+            ])
+            .status()?;
+        if !status.success() {
+            bail!("cargo build of remote-agents-relay failed");
+        }
+    }
+    Ok(binary)
+}
+
+/// The relay binary running as its own process on 127.0.0.1:0.
+pub struct RelayProcess {
+    pub child: tokio::process::Child,
+    pub address: SocketAddr,
+    /// Everything the relay wrote to stderr so far is collected here by a background task.
+    pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl RelayProcess {
+    /// Starts `remote-agents-relay --bind 127.0.0.1:0 ARGS` and waits for its readiness line.
+    pub async fn start(args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<Self> {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(relay_binary()?)
+            .args(["--bind", "127.0.0.1:0"])
+            .args(args)
+            .envs(envs.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("start remote-agents-relay")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let stderr = child.stderr.take().context("stderr")?;
+        let collected = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        tokio::spawn({
+            let collected = collected.clone();
+            async move {
+                let mut lines = tokio::io::BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut text = collected.lock().unwrap_or_else(|poison| poison.into_inner());
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            }
+        });
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let address = loop {
+            let line = tokio::time::timeout(EVENT_DEADLINE, lines.next_line())
+                .await
+                .context("relay readiness line deadline")??
+                .context("relay exited before printing its address")?;
+            if let Some(address) = line.strip_prefix("listening on ") {
+                break address.trim().parse()?;
+            }
+        };
+        Ok(RelayProcess {
+            child,
+            address,
+            stderr: collected,
+        })
+    }
+
+    /// A [`TestRelay`] handle that talks to this process (limits as given to `start`).
+    pub fn handle(&self, limits: RelayLimits) -> TestRelay {
+        TestRelay {
+            url: format!("ws://{}", self.address),
+            limits,
+            external: true,
+            _stop: None,
+        }
+    }
+
+    /// What the relay logged so far.
+    pub fn logs(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
+    }
+}
+
+impl RelayLimits {
+    /// The limits of a relay started with defaults.
+    pub fn defaults() -> Self {
+        RelayLimits::from_config(&RelayConfig::default())
+    }
+}

@@ -1,0 +1,586 @@
+//! Relay conformance: every behaviour of schemas/frame.md checked over real WebSockets. Runs
+//! against `REMOTE_AGENTS_TEST_RELAY_URL` when set (the Worker runs this same suite), otherwise
+//! against the Rust relay started in-process on 127.0.0.1:0. Each test uses a fresh random room,
+//! so all of them can run at once against one relay; none looks inside the relay.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use remote_agents_protocol::frame::{
+    self, Body, Frame, FrameKind, HEADER_LEN, Header, PeerId, close_code, error_code,
+};
+use remote_agents_relay::RelayConfig;
+use remote_agents_tests::relay::{Event, TestRelay, random_peer, random_room};
+
+type TestResult = anyhow::Result<()>;
+
+#[tokio::test]
+async fn healthz_answers_ok() -> TestResult {
+    let relay = TestRelay::start().await?;
+    let (status, body) = relay.http_get("/healthz").await?;
+    assert_eq!(status, 200);
+    assert_eq!(body.trim(), "ok");
+    Ok(())
+}
+
+#[tokio::test]
+async fn welcome_lists_the_peers_already_present_and_join_is_announced() -> TestResult {
+    let relay = TestRelay::start().await?;
+    let room = random_room();
+    let mut first = relay.connect(&room, random_peer()).await?;
+    assert_eq!(first.welcome().await?, Vec::<PeerId>::new());
+
+    let mut second = relay.connect(&room, random_peer()).await?;
+    assert_eq!(second.welcome().await?, vec![first.peer]);
+    let join = first.recv_kind(FrameKind::Join).await?;
+    assert_eq!(join.header.from, second.peer);
+    assert!(join.body.is_empty());
+
+    let mut third = relay.connect(&room, random_peer()).await?;
+    let mut present = third.welcome().await?;
+    present.sort();
+    let mut expected = vec![first.peer, second.peer];
+    expected.sort();
+    assert_eq!(present, expected);
+    assert_eq!(
+        first.recv_kind(FrameKind::Join).await?.header.from,
+        third.peer
+    );
+    assert_eq!(
+        second.recv_kind(FrameKind::Join).await?.header.from,
+        third.peer
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn leave_is_announced_when_a_peer_disconnects() -> TestResult {
+    let relay = TestRelay::start().await?;
+    let room = random_room();
+    let mut stays = relay.connect(&room, random_peer()).await?;
+    stays.welcome().await?;
+    let mut goes = relay.connect(&room, random_peer()).await?;
+    goes.welcome().await?;
+    assert_eq!(
+        stays.recv_kind(FrameKind::Join).await?.header.from,
+        goes.peer
+    );
+    let gone = goes.peer;
+    goes.close().await?;
+    let leave = stays.recv_kind(FrameKind::Leave).await?;
+    assert_eq!(leave.header.from, gone);
+    // A newcomer no longer sees the peer that left.
+    let mut late = relay.connect(&room, random_peer()).await?;
+    assert_eq!(late.welcome().await?, vec![stays.peer]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn unicast_reaches_only_its_destination_with_body_and_id_intact() -> TestResult {
+    let relay = TestRelay::start().await?;
+    let room = random_room();
+    let mut sender = relay.connect(&room, random_peer()).await?;
+    sender.welcome().await?;
+    let mut receiver = relay.connect(&room, random_peer()).await?;
+    receiver.welcome().await?;
+    let mut bystander = relay.connect(&room, random_peer()).await?;
+    bystander.welcome().await?;
+    sender.recv_kind(FrameKind::Join).await?;
+    sender.recv_kind(FrameKind::Join).await?;
+    receiver.recv_kind(FrameKind::Join).await?;
+
+    let body: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+    sender
+        .send_data(receiver.peer, 0xdead_beef_0000_0001, &body)
+        .await?;
+    sender.send_broadcast(2, b"marker").await?;
+
+    let data = receiver.recv_kind(FrameKind::Data).await?;
+    assert_eq!(data.header.from, sender.peer);
+    assert_eq!(data.header.to, receiver.peer);
+    assert_eq!(data.header.id, 0xdead_beef_0000_0001);
+    assert_eq!(&data.body[..], &body[..]);
+    // The bystander's next frame is the later broadcast: the unicast never reached it.
+    let next = bystander.recv().await?;
+    assert_eq!(next.header.kind, FrameKind::Broadcast);
+    assert_eq!(&next.body[..], b"marker");
+    Ok(())
+}
+
+#[tokio::test]
+async fn broadcast_reaches_every_other_peer_but_not_the_sender() -> TestResult {
+    let relay = TestRelay::start().await?;
+    let room = random_room();
+    let mut sender = relay.connect(&room, random_peer()).await?;
+    sender.welcome().await?;
+    let mut receivers = Vec::new();
+    for _ in 0..3 {
+        let mut receiver = relay.connect(&room, random_peer()).await?;
+        receiver.welcome().await?;
+        receivers.push(receiver);
+    }
+    for _ in 0..3 {
+        sender.recv_kind(FrameKind::Join).await?;
+    }
+    // `to` is ignored on a broadcast and forwarded as zero.
+    let header = Header::new(FrameKind::Broadcast, sender.peer, random_peer(), 42);
+    sender
+        .send(&Frame::new(header, Bytes::from_static(b"to everyone")))
+        .await?;
+    for receiver in &mut receivers {
+        let frame = loop {
+            let frame = receiver.recv().await?;
+            if frame.header.kind != FrameKind::Join {
+                break frame;
+            }
+        };
+        assert_eq!(frame.header.kind, FrameKind::Broadcast);
+        assert_eq!(frame.header.from, sender.peer);
+        assert_eq!(frame.header.to, PeerId::ZERO);
+        assert_eq!(frame.header.id, 42);
+        assert_eq!(&frame.body[..], b"to everyone");
+    }
+    // The sender's next frame answers its later request: no echo of its own broadcast.
+    sender.send(&Frame::retain_get(43, b"nothing")?).await?;
+    let ack = sender.recv_kind(FrameKind::Ack).await?;
+    assert_eq!(ack.header.id, 43);
+    Ok(())
+}
+
+#[tokio::test]
+async fn unicast_to_an_absent_peer_gets_error_404_with_the_same_id() -> TestResult {
+    let relay = TestRelay::start().await?;
+    let room = random_room();
+    let mut sender = relay.connect(&room, random_peer()).await?;
+    sender.welcome().await?;
+    sender.send_data(random_peer(), 77, b"lost").await?;
+    let (id, code, _) = sender.recv_error().await?;
+    assert_eq!((id, code), (77, error_code::NOT_FOUND));
+    // A peer in another room is just as absent.
+    let mut elsewhere = relay.connect(&random_room(), random_peer()).await?;
+    elsewhere.welcome().await?;
+    sender.send_data(elsewhere.peer, 78, b"lost").await?;
+    assert_eq!(sender.recv_error().await?.1, error_code::NOT_FOUND);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_relay_overwrites_from_so_a_peer_cannot_spoof_another() -> TestResult {
+    let relay = TestRelay::start().await?;
+    let room = random_room();
+    let mut liar = relay.connect(&room, random_peer()).await?;
+    liar.welcome().await?;
+    let mut victim = relay.connect(&room, random_peer()).await?;
+    victim.welcome().await?;
+    let mut receiver = relay.connect(&room, random_peer()).await?;
+    receiver.welcome().await?;
+    victim.recv_kind(FrameKind::Join).await?;
+
+    let spoofed = Header::new(FrameKind::Data, victim.peer, receiver.peer, 5);
+    liar.send(&Frame::new(spoofed, Bytes::from_static(b"i am the victim")))
+        .await?;
+    let data = receiver.recv_kind(FrameKind::Data).await?;
+    assert_eq!(data.header.from, liar.peer);
+    assert_eq!(&data.body[..], b"i am the victim");
+
+    let spoofed = Header::new(FrameKind::Broadcast, victim.peer, PeerId::ZERO, 6);
+    liar.send(&Frame::new(spoofed, Bytes::from_static(b"also me")))
+        .await?;
+    let broadcast = receiver.recv_kind(FrameKind::Broadcast).await?;
+    assert_eq!(broadcast.header.from, liar.peer);
+    let broadcast = victim.recv_kind(FrameKind::Broadcast).await?;
+    assert_eq!(broadcast.header.from, liar.peer);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_second_connection_with_the_same_peer_id_evicts_the_first_with_4001() -> TestResult {
+    let relay = TestRelay::start().await?;
+    let room = random_room();
+    let mut observer = relay.connect(&room, random_peer()).await?;
+    observer.welcome().await?;
+    let peer = random_peer();
+    let mut old = relay.connect(&room, peer).await?;
+    old.welcome().await?;
+    assert_eq!(observer.recv_kind(FrameKind::Join).await?.header.from, peer);
+
+    let mut new = relay.connect(&room, peer).await?;
+    assert_eq!(new.welcome().await?, vec![observer.peer]);
+    assert_eq!(old.closed().await?, Some(close_code::EVICTED));
+    // The others see the peer (re)join, and no LEAVE for the evicted connection.
+    assert_eq!(observer.recv_kind(FrameKind::Join).await?.header.from, peer);
+
+    observer.send_data(peer, 9, b"to the new one").await?;
+    let data = new.recv_kind(FrameKind::Data).await?;
+    assert_eq!(
+        (data.header.from, &data.body[..]),
+        (observer.peer, &b"to the new one"[..])
+    );
+    // Still present: a later newcomer's WELCOME lists it.
+    let mut late = relay.connect(&room, random_peer()).await?;
+    let mut present = late.welcome().await?;
+    present.sort();
+    let mut expected = vec![observer.peer, peer];
+    expected.sort();
+    assert_eq!(present, expected);
+    Ok(())
+}
+
+#[tokio::test]
+async fn retained_blobs_keep_the_newest_four_per_key_for_late_joiners() -> TestResult {
+    let relay = TestRelay::start().await?;
+    let room = random_room();
+    let mut writer = relay.connect(&room, random_peer()).await?;
+    writer.welcome().await?;
+    for index in 1..=6u64 {
+        let blob = format!("desired state #{index}");
+        writer
+            .send(&Frame::retain_put(
+                100 + index,
+                b"desired",
+                blob.as_bytes(),
+            )?)
+            .await?;
+        let ack = writer.recv_kind(FrameKind::Ack).await?;
+        assert_eq!(ack.header.id, 100 + index);
+        assert!(ack.body.is_empty());
+    }
+    writer
+        .send(&Frame::retain_put(200, b"other", b"x")?)
+        .await?;
+    writer.recv_kind(FrameKind::Ack).await?;
+    writer.close().await?;
+
+    let mut late = relay.connect(&room, random_peer()).await?;
+    assert!(late.welcome().await?.is_empty());
+    late.send(&Frame::retain_get(300, b"desired")?).await?;
+    let mut seqs = Vec::new();
+    for index in 3..=6u64 {
+        let frame = late.recv_kind(FrameKind::Retained).await?;
+        assert_eq!(frame.header.id, 300);
+        let Body::Retained { key, seq, blob } = frame.body()? else {
+            anyhow::bail!("RETAINED with another body");
+        };
+        assert_eq!(&key[..], b"desired");
+        assert_eq!(blob, format!("desired state #{index}").as_bytes());
+        seqs.push(seq);
+    }
+    assert!(
+        seqs.windows(2).all(|pair| pair[0] < pair[1]),
+        "seq increases: {seqs:?}"
+    );
+    let ack = late.recv_kind(FrameKind::Ack).await?;
+    assert_eq!(ack.header.id, 300);
+    assert_eq!(frame::parse_retain_get_ack(&ack.body)?, 4);
+
+    late.send(&Frame::retain_get(301, b"never written")?)
+        .await?;
+    let ack = late.recv_kind(FrameKind::Ack).await?;
+    assert_eq!(
+        (ack.header.id, frame::parse_retain_get_ack(&ack.body)?),
+        (301, 0)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_frame_over_the_cap_closes_with_1009_and_one_at_the_cap_passes() -> TestResult {
+    let relay = TestRelay::start_with(RelayConfig {
+        max_frame: 64 * 1024,
+        queue_budget: 256 * 1024,
+        ..RelayConfig::default()
+    })
+    .await?;
+    let max_frame = relay.limits().max_frame;
+    let room = random_room();
+    let mut sender = relay.connect(&room, random_peer()).await?;
+    sender.welcome().await?;
+    let mut receiver = relay.connect(&room, random_peer()).await?;
+    receiver.welcome().await?;
+
+    let at_cap = vec![7u8; max_frame - HEADER_LEN];
+    sender.send_data(receiver.peer, 1, &at_cap).await?;
+    let data = receiver.recv_kind(FrameKind::Data).await?;
+    assert_eq!(data.encoded_len(), max_frame);
+
+    let over_cap = vec![7u8; max_frame + 1 - HEADER_LEN];
+    sender.send_data(receiver.peer, 2, &over_cap).await?;
+    assert_eq!(sender.closed().await?, Some(close_code::TOO_BIG));
+    Ok(())
+}
+
+#[tokio::test]
+async fn garbage_gets_error_400_and_the_connection_survives() -> TestResult {
+    let relay = TestRelay::start().await?;
+    let room = random_room();
+    let mut sender = relay.connect(&room, random_peer()).await?;
+    sender.welcome().await?;
+    let mut receiver = relay.connect(&room, random_peer()).await?;
+    receiver.welcome().await?;
+    sender.recv_kind(FrameKind::Join).await?;
+
+    let valid = |kind: u8, id: u64| {
+        let mut bytes = Header::new(FrameKind::Data, sender.peer, receiver.peer, id).to_bytes();
+        bytes[1] = kind;
+        bytes.to_vec()
+    };
+    let mut wrong_version = valid(0x01, 11);
+    wrong_version[0] = 9;
+    let mut bad_retain = valid(0x03, 14);
+    bad_retain.extend_from_slice(&[200, b'k']);
+    // (bytes, expected id in the ERROR)
+    let garbage: Vec<(Vec<u8>, u64)> = vec![
+        (b"not a frame".to_vec(), 0),
+        (Vec::new(), 0),
+        (wrong_version, 11),
+        (valid(0x09, 12), 12),
+        (valid(0x10, 13), 13), // WELCOME is relay → peer only
+        (bad_retain, 14),
+    ];
+    for (bytes, expected_id) in garbage {
+        sender.send_bytes(Bytes::from(bytes)).await?;
+        let (id, code, _) = sender.recv_error().await?;
+        assert_eq!((id, code), (expected_id, error_code::MALFORMED));
+    }
+    sender.send_text("hello?").await?;
+    let (id, code, _) = sender.recv_error().await?;
+    assert_eq!((id, code), (0, error_code::MALFORMED));
+
+    // Still connected and routed.
+    sender.send_data(receiver.peer, 15, b"still here").await?;
+    let data = receiver.recv_kind(FrameKind::Data).await?;
+    assert_eq!((data.header.id, &data.body[..]), (15, &b"still here"[..]));
+    Ok(())
+}
+
+/// Sends broadcasts into a room where the sender is alone (nothing is forwarded) in bursts
+/// until the relay answers `ERROR 429`. Returns the number of frames sent.
+async fn flood_until_rate_limited(
+    client: &mut remote_agents_tests::relay::RelayClient,
+    burst: usize,
+) -> anyhow::Result<u64> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut id = 0u64;
+    loop {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no ERROR 429 after {id} frames"
+        );
+        for _ in 0..burst {
+            id += 1;
+            let header = Header::new(FrameKind::Broadcast, client.peer, PeerId::ZERO, id);
+            client
+                .feed_bytes(Frame::new(header, Bytes::new()).encode())
+                .await?;
+        }
+        client.flush().await?;
+        // Whatever came back so far (nothing else is sent to a lone peer but 429s).
+        while let Ok(event) = client.next_event_within(Duration::from_millis(1)).await {
+            match event {
+                Event::Frame(frame) if frame.header.kind == FrameKind::Error => {
+                    let Body::Error { code, .. } = frame.body()? else {
+                        anyhow::bail!("ERROR without an error body");
+                    };
+                    assert_eq!(code, error_code::RATE_LIMITED);
+                    assert!(frame.header.id >= 1 && frame.header.id <= id);
+                    return Ok(id);
+                }
+                Event::Frame(frame) => anyhow::bail!("unexpected frame {frame:?}"),
+                Event::Closed(code) => anyhow::bail!("closed with {code:?} before any 429"),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn frames_over_the_rate_get_error_429_and_the_connection_survives() -> TestResult {
+    let relay = TestRelay::start_with(RelayConfig {
+        rate_per_second: 50,
+        rate_burst: 50,
+        ..RelayConfig::default()
+    })
+    .await?;
+    let room = random_room();
+    let mut sender = relay.connect(&room, random_peer()).await?;
+    sender.welcome().await?;
+    let burst = (relay.limits().rate_per_second as usize / 10).clamp(10, 5000);
+    flood_until_rate_limited(&mut sender, burst).await?;
+
+    // Once the bucket refills the same connection is served again: retry a request until its
+    // ACK comes back (429s for earlier frames may still be in flight).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut request = 1_000_000_000u64;
+    'retry: loop {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "never served again");
+        request += 1;
+        sender.send(&Frame::retain_get(request, b"k")?).await?;
+        loop {
+            let frame = sender.recv().await?;
+            match frame.header.kind {
+                FrameKind::Ack if frame.header.id == request => break 'retry,
+                FrameKind::Error if frame.header.id == request => continue 'retry,
+                FrameKind::Error | FrameKind::Ack => continue,
+                other => anyhow::bail!("unexpected {other}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn persistent_flooding_closes_with_4029() -> TestResult {
+    let relay = TestRelay::start_with(RelayConfig {
+        rate_per_second: 50,
+        rate_burst: 50,
+        ..RelayConfig::default()
+    })
+    .await?;
+    let room = random_room();
+    let mut sender = relay.connect(&room, random_peer()).await?;
+    sender.welcome().await?;
+    // The contract: more than max(rate, 1000) drops within one second closes with 4029.
+    let burst = (relay.limits().rate_per_second as usize).max(1000) * 3;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut id = 0u64;
+    let code = 'flood: loop {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "never closed");
+        for _ in 0..burst {
+            id += 1;
+            let header = Header::new(FrameKind::Broadcast, sender.peer, PeerId::ZERO, id);
+            if sender
+                .feed_bytes(Frame::new(header, Bytes::new()).encode())
+                .await
+                .is_err()
+            {
+                break 'flood sender.closed().await?;
+            }
+        }
+        if sender.flush().await.is_err() {
+            break 'flood sender.closed().await?;
+        }
+        while let Ok(event) = sender.next_event_within(Duration::from_millis(1)).await {
+            if let Event::Closed(code) = event {
+                break 'flood code;
+            }
+        }
+    };
+    assert_eq!(code, Some(close_code::RATE_LIMITED));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_full_room_refuses_one_more_peer_with_4002() -> TestResult {
+    let relay = TestRelay::start_with(RelayConfig {
+        max_peers: 3,
+        ..RelayConfig::default()
+    })
+    .await?;
+    let room = random_room();
+    let mut members = Vec::new();
+    for _ in 0..relay.limits().max_peers {
+        let mut member = relay.connect(&room, random_peer()).await?;
+        member.welcome().await?;
+        members.push(member);
+    }
+    let mut refused = relay.connect(&room, random_peer()).await?;
+    assert_eq!(refused.closed().await?, Some(close_code::ROOM_FULL));
+    // Another room is unaffected.
+    let mut elsewhere = relay.connect(&random_room(), random_peer()).await?;
+    elsewhere.welcome().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_peer_that_never_answers_pings_is_closed_with_4008() -> TestResult {
+    let relay = TestRelay::start_with(RelayConfig {
+        idle_timeout: Duration::from_secs(2),
+        ping_interval: Duration::from_millis(500),
+        ..RelayConfig::default()
+    })
+    .await?;
+    let room = random_room();
+    let started = tokio::time::Instant::now();
+    let mut silent = relay.connect_raw(&room, random_peer()).await?;
+    let within = relay.limits().idle_timeout + Duration::from_secs(15);
+    assert_eq!(
+        silent.close_code(within).await?,
+        Some(close_code::IDLE_TIMEOUT)
+    );
+    assert!(started.elapsed() >= relay.limits().idle_timeout);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_peer_that_answers_pings_stays_connected_past_the_idle_limit() -> TestResult {
+    let relay = TestRelay::start_with(RelayConfig {
+        idle_timeout: Duration::from_secs(2),
+        ping_interval: Duration::from_millis(500),
+        ..RelayConfig::default()
+    })
+    .await?;
+    let room = random_room();
+    let mut quiet = relay.connect(&room, random_peer()).await?;
+    quiet.welcome().await?;
+    // Reading answers the relay's pings; nothing else arrives in a room of one, so the read
+    // must time out rather than see a close.
+    let stay = relay.limits().idle_timeout + Duration::from_secs(2);
+    let outcome = quiet.next_event_within(stay).await;
+    assert!(outcome.is_err(), "expected silence, got {outcome:?}");
+    quiet.send(&Frame::retain_get(1, b"k")?).await?;
+    assert_eq!(quiet.recv_kind(FrameKind::Ack).await?.header.id, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn malformed_room_or_peer_ids_close_with_4003() -> TestResult {
+    let relay = TestRelay::start().await?;
+    let room = random_room();
+    let peer = random_peer();
+    let key = relay.limits().relay_key.clone();
+    let paths = [
+        format!("/v1/rooms/{}?peer={}", room, peer.to_hex().to_uppercase()),
+        format!("/v1/rooms/{}", room),
+        format!("/v1/rooms/{}?peer={}", &room.to_hex()[..10], peer),
+        format!("/v1/rooms/{}?peer=zz{}", room, &peer.to_hex()[2..]),
+    ];
+    for path in paths {
+        let mut client = relay.connect_path(&path, peer, key.as_deref()).await?;
+        assert_eq!(
+            client.closed().await?,
+            Some(close_code::BAD_REQUEST),
+            "{path}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_relay_key_admits_only_peers_that_present_it() -> TestResult {
+    let relay = TestRelay::start_with(RelayConfig {
+        relay_key: Some("conformance-key".into()),
+        ..RelayConfig::default()
+    })
+    .await?;
+    let room = random_room();
+    match relay.limits().relay_key.clone() {
+        Some(key) => {
+            let status = relay.refused_status(&room, random_peer(), None).await?;
+            assert_eq!(status, 401);
+            let wrong = format!("{key}-wrong");
+            let status = relay
+                .refused_status(&room, random_peer(), Some(&wrong))
+                .await?;
+            assert_eq!(status, 401);
+            let mut admitted = relay.connect(&room, random_peer()).await?;
+            admitted.welcome().await?;
+        }
+        None => {
+            // An external relay started without a key (REMOTE_AGENTS_TEST_RELAY_KEY unset)
+            // admits everyone: assert that, so this test still checks something real.
+            eprintln!("external relay has no key: checking that it admits peers without one");
+            let mut admitted = relay.connect(&room, random_peer()).await?;
+            admitted.welcome().await?;
+        }
+    }
+    Ok(())
+}
