@@ -19,6 +19,13 @@ cargo build --workspace --all-targets --locked
 step "rust tests"
 cargo test --workspace --locked
 
+# --- Spec (issue 2): the examples validate with the real CLI; fuzz targets run inside the rust
+# tests for FUZZ_SECONDS (default 2 s) each; scripts/fuzz-long.sh runs them longer. -----------------
+step "spec: fleetctl validate on every example fleet"
+for example in examples/fleet examples/fleet-kdl examples/secure-fleet; do
+  "$CARGO_TARGET_DIR/debug/fleetctl" validate -f "$example"
+done
+
 # --- The node's MCP server (issue 4) driven by the official MCP Python SDK client -----------------
 # A virtualenv under ~/.cache keeps the install fast on reruns; `mcp` 2.x is the SDK's current API.
 step "node: MCP Python SDK client against remote-agents mcp (local node)"
@@ -28,6 +35,23 @@ step "node: MCP Python SDK client against remote-agents mcp (local node)"
   "$venv/bin/python" -c 'import mcp' 2>/dev/null \
     || "$venv/bin/pip" install --quiet --disable-pip-version-check 'mcp>=2,<3'
   "$venv/bin/python" tests/mcp/mcp_client_test.py "$CARGO_TARGET_DIR/debug/remote-agents"
+)
+
+step "node: MCP Python SDK client against a second node through a relay"
+(
+  bin="$CARGO_TARGET_DIR/debug"
+  state="$(mktemp -d)"
+  pids=()
+  trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$state"' EXIT
+  "$bin/remote-agents-relay" --bind 127.0.0.1:0 >"$state/relay.out" 2>"$state/relay.err" &
+  pids+=($!)
+  for _ in $(seq 100); do grep -q 'listening on' "$state/relay.out" && break; sleep 0.1; done
+  relay="ws://$(sed -n 's/^listening on //p' "$state/relay.out" | head -1)"
+  net=(--relay "$relay" --room python-sdk --token "$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')")
+  RUST_LOG=warn "$bin/remote-agents" run "${net[@]}" --name node-b --data-dir "$state/b" &
+  pids+=($!)
+  "$HOME/.cache/remote-agents/venv/bin/python" tests/mcp/mcp_client_test.py "$bin/remote-agents" \
+    --agent-id node-b -- "${net[@]}" --name node-a --data-dir "$state/a"
 )
 
 # --- Worker relay (worker/, issue 8): the Cloudflare Worker under workerd, offline ----------------

@@ -21,7 +21,9 @@ pub enum IdentityError {
         #[source]
         source: std::io::Error,
     },
-    #[error("identity key {path} is accessible by group or others (mode {mode:o}); run chmod 600 on it")]
+    #[error(
+        "identity key {path} is accessible by group or others (mode {mode:o}); run chmod 600 on it"
+    )]
     Permissions { path: PathBuf, mode: u32 },
     #[error("identity key {path} is not a 32-byte key")]
     Malformed { path: PathBuf },
@@ -58,8 +60,8 @@ impl Identity {
             path: data_dir.to_path_buf(),
             source,
         })?;
-        let keypair =
-            StaticKeypair::generate().map_err(|error| IdentityError::Generate(error.to_string()))?;
+        let keypair = StaticKeypair::generate()
+            .map_err(|error| IdentityError::Generate(error.to_string()))?;
         let temporary = data_dir.join(format!(".{IDENTITY_FILE}.{}.tmp", std::process::id()));
         let io = |action: &'static str, path: &Path| {
             let path = path.to_path_buf();
@@ -190,7 +192,10 @@ mod tests {
         let path = dir.path().join(IDENTITY_FILE);
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         let error = Identity::load_or_create(dir.path()).unwrap_err();
-        assert!(matches!(error, IdentityError::Permissions { mode: 0o644, .. }), "{error}");
+        assert!(
+            matches!(error, IdentityError::Permissions { mode: 0o644, .. }),
+            "{error}"
+        );
     }
 
     #[test]

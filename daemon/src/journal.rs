@@ -132,6 +132,12 @@ impl Store {
         Ok(())
     }
 
+    /// The underlying database, for modules that keep their own tables in the node's one store
+    /// (e.g. `fleet::jobs`).
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
     /// The journal entry of a request id, if any.
     pub fn lookup(&self, id: &str) -> Result<Option<JournalEntry>, StoreError> {
         let tx = self.db.begin_read().map_err(db)?;

@@ -902,13 +902,16 @@ fn decode_key(text: &str) -> anyhow::Result<Vec<u8>> {
         .map_err(|_| anyhow::anyhow!("encryption key is neither hex nor base64"))
 }
 
-/// Connects the node to its relay, when one is configured.
-fn start_net(node: &Arc<Node>, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// The relay connection settings of a node or of fleetctl: `None` when no relay is configured
+/// (local-only). The end-to-end key is the explicit `encryption_key`, or else derived from the
+/// room token with Argon2id.
+pub fn net_config(
+    settings: &Settings,
+    announcement: remote_agents_protocol::message::Announcement,
+) -> anyhow::Result<Option<crate::net::NetConfig>> {
     use remote_agents_protocol::psk::Psk;
-    let settings = &node.settings;
     let Some(relay) = settings.relay.value.clone() else {
-        tracing::info!(agent_id = %node.agent_id, "local-only: no relay configured");
-        return Ok(());
+        return Ok(None);
     };
     let room = settings.room.value.clone().ok_or_else(|| {
         anyhow::anyhow!("a relay is configured but no room: pass --room or REMOTE_AGENTS_ROOM")
@@ -922,12 +925,23 @@ fn start_net(node: &Arc<Node>, shutdown: CancellationToken) -> anyhow::Result<()
     };
     let mut config = crate::net::NetConfig::new(relay, room, psk);
     config.relay_key = settings.relay_key.value.clone();
-    config.announcement = remote_agents_protocol::message::Announcement {
+    config.announcement = announcement;
+    Ok(Some(config))
+}
+
+/// Connects the node to its relay, when one is configured.
+fn start_net(node: &Arc<Node>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let settings = &node.settings;
+    let announcement = remote_agents_protocol::message::Announcement {
         name: settings.name.value.clone(),
         tags: settings.tags.value.clone(),
         facts: node.facts.to_map(),
         mode: node.effective_mode().to_string(),
         accepts_commands: !settings.no_agent.value,
+    };
+    let Some(config) = net_config(settings, announcement)? else {
+        tracing::info!(agent_id = %node.agent_id, "local-only: no relay configured");
+        return Ok(());
     };
     let handler: Option<Arc<dyn crate::net::Handler>> = if settings.no_agent.value {
         None

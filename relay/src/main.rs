@@ -33,6 +33,12 @@ struct Args {
     /// Seconds without any frame or pong before a connection is closed with 4008.
     #[arg(long, default_value_t = remote_agents_protocol::frame::IDLE_TIMEOUT_SECS_DEFAULT)]
     idle_timeout: u64,
+    /// tungstenite read chunk per connection in bytes (allocated up front: idle memory).
+    #[arg(long, default_value_t = RelayConfig::default().read_buffer_size, hide = true)]
+    read_buffer: usize,
+    /// Bytes collected before a socket write (0 = write every frame at once).
+    #[arg(long, default_value_t = RelayConfig::default().write_buffer_size, hide = true)]
+    write_buffer: usize,
     /// Seconds between pings.
     #[arg(long, default_value_t = remote_agents_protocol::frame::PING_INTERVAL_SECS_DEFAULT)]
     ping_interval: u64,
@@ -59,7 +65,8 @@ async fn main() -> anyhow::Result<()> {
         ping_interval: Duration::from_secs(args.ping_interval.max(1)),
         idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
         queue_budget: 4 * args.max_frame,
-        ..RelayConfig::default()
+        read_buffer_size: args.read_buffer,
+        write_buffer_size: args.write_buffer,
     };
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await

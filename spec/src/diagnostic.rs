@@ -105,7 +105,12 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(code: Code, loc: Loc, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn error(
+        code: Code,
+        loc: Loc,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Diagnostic {
             severity: Severity::Error,
             code,
@@ -236,7 +241,11 @@ impl<'a> LineIndex<'a> {
 
     /// Byte offset of a character index (saphyr reports positions in characters).
     pub(crate) fn byte_of_char_on_line(&self, line: usize, col0: usize) -> usize {
-        let start = self.line_starts.get(line.saturating_sub(1)).copied().unwrap_or(0);
+        let start = self
+            .line_starts
+            .get(line.saturating_sub(1))
+            .copied()
+            .unwrap_or(0);
         self.text[start..]
             .char_indices()
             .nth(col0)

@@ -75,28 +75,142 @@ pub struct EffectiveConfig {
     pub jobs: Vec<Sourced<String>>,
 }
 
-/// Selectors and host-name globs parsed once per model, so computing the config of thousands of
-/// hosts does not re-parse them.
+/// One layer's settings with their origins resolved, so per-host work is only matching and
+/// cloning.
+#[derive(Debug, Default)]
+struct Layer {
+    label: Option<Sourced<String>>,
+    mode: Option<Sourced<Mode>>,
+    paths: (Vec<Sourced<String>>, Vec<Sourced<String>>),
+    commands: (Vec<Sourced<String>>, Vec<Sourced<String>>),
+    tags: Vec<Sourced<String>>,
+    facts: Vec<(String, Sourced<String>)>,
+}
+
+/// Selectors, host-name globs and origins resolved once per model, so computing the config of
+/// thousands of hosts does not re-parse or re-look-up anything.
 #[derive(Debug, Default)]
 pub(crate) struct Compiled {
-    rules: Vec<Option<Selector>>,
+    defaults: Layer,
+    rules: Vec<(Option<Selector>, Layer)>,
+    hosts: Vec<Layer>,
     exact_hosts: HashMap<String, Vec<usize>>,
     glob_hosts: Vec<(usize, GlobMatcher)>,
-    schedules: Vec<(usize, Option<Selector>)>,
-    jobs: Vec<(usize, Option<Selector>)>,
+    schedules: Vec<(Option<Selector>, Sourced<String>)>,
+    jobs: Vec<(Option<Selector>, Sourced<String>)>,
+}
+
+fn origin(model: &FleetModel, document: usize, path: &str) -> Origin {
+    match model.sources.get(document, path) {
+        Some(loc) => Origin::Spec(loc.clone()),
+        None => Origin::Model,
+    }
+}
+
+fn sourced_list(
+    model: &FleetModel,
+    document: usize,
+    path: &str,
+    list: &[String],
+) -> Vec<Sourced<String>> {
+    list.iter()
+        .enumerate()
+        .map(|(i, value)| Sourced {
+            value: value.clone(),
+            from: origin(model, document, &format!("{path}[{i}]")),
+        })
+        .collect()
+}
+
+fn layer(
+    model: &FleetModel,
+    document: usize,
+    path: &str,
+    mode: Option<Mode>,
+    policy: &Option<Policy>,
+) -> Layer {
+    let mut layer = Layer {
+        mode: mode.map(|value| Sourced {
+            value,
+            from: origin(model, document, &format!("{path}.mode")),
+        }),
+        ..Layer::default()
+    };
+    if let Some(policy) = policy {
+        let list = |field: &str, name: &str, values: &[String]| {
+            sourced_list(
+                model,
+                document,
+                &format!("{path}.policy.{field}.{name}"),
+                values,
+            )
+        };
+        layer.paths = (
+            list("paths", "allow", &policy.paths.allow),
+            list("paths", "deny", &policy.paths.deny),
+        );
+        layer.commands = (
+            list("commands", "allow", &policy.commands.allow),
+            list("commands", "deny", &policy.commands.deny),
+        );
+    }
+    layer
 }
 
 impl Compiled {
     pub(crate) fn new(model: &FleetModel) -> Self {
         let mut compiled = Compiled::default();
-        if let Some((_, fleet)) = model.fleet() {
-            compiled.rules = fleet
-                .spec
-                .rules
-                .iter()
-                .map(|rule| Selector::parse(&rule.target).ok())
-                .collect();
+        if let Some((document, fleet)) = model.fleet() {
+            if let Some(defaults) = &fleet.spec.defaults {
+                compiled.defaults = layer(
+                    model,
+                    document,
+                    "spec.defaults",
+                    defaults.mode,
+                    &defaults.policy,
+                );
+            }
+            for (i, rule) in fleet.spec.rules.iter().enumerate() {
+                let path = format!("spec.rules[{i}]");
+                let mut rule_layer = layer(model, document, &path, rule.mode, &rule.policy);
+                rule_layer.label = Some(Sourced {
+                    value: rule.name.clone().unwrap_or_else(|| rule.target.clone()),
+                    from: origin(model, document, &path),
+                });
+                compiled
+                    .rules
+                    .push((Selector::parse(&rule.target).ok(), rule_layer));
+            }
             for (i, host) in fleet.spec.hosts.iter().enumerate() {
+                let path = format!("spec.hosts[{i}]");
+                let mut host_layer = layer(model, document, &path, host.mode, &host.policy);
+                host_layer.label = Some(Sourced {
+                    value: host.name.clone(),
+                    from: origin(model, document, &format!("{path}.name")),
+                });
+                let tags_from = origin(model, document, &format!("{path}.tags"));
+                host_layer.tags = host
+                    .tags
+                    .iter()
+                    .map(|tag| Sourced {
+                        value: tag.clone(),
+                        from: tags_from.clone(),
+                    })
+                    .collect();
+                host_layer.facts = host
+                    .facts
+                    .iter()
+                    .map(|(key, value)| {
+                        (
+                            key.clone(),
+                            Sourced {
+                                value: value.clone(),
+                                from: origin(model, document, &format!("{path}.facts.{key}")),
+                            },
+                        )
+                    })
+                    .collect();
+                compiled.hosts.push(host_layer);
                 if host.name.contains(['*', '?', '[', '{']) {
                     if let Ok(glob) = globset::Glob::new(&host.name) {
                         compiled.glob_hosts.push((i, glob.compile_matcher()));
@@ -111,13 +225,17 @@ impl Compiled {
             }
         }
         for (index, document) in model.documents.iter().enumerate() {
+            let named = || Sourced {
+                value: document.name().to_string(),
+                from: origin(model, index, ""),
+            };
             match document {
                 Document::Schedule(s) => compiled
                     .schedules
-                    .push((index, Selector::parse(&s.spec.target).ok())),
+                    .push((Selector::parse(&s.spec.target).ok(), named())),
                 Document::MapReduceJob(j) => compiled
                     .jobs
-                    .push((index, Selector::parse(&j.spec.target).ok())),
+                    .push((Selector::parse(&j.spec.target).ok(), named())),
                 Document::Fleet(_) => {}
             }
         }
@@ -125,54 +243,26 @@ impl Compiled {
     }
 }
 
-struct Layering<'a> {
-    model: &'a FleetModel,
-    document: usize,
-    policy: EffectivePolicy,
-}
-
-impl Layering<'_> {
-    fn origin(&self, document: usize, path: &str) -> Origin {
-        match self.model.sources.get(document, path) {
-            Some(loc) => Origin::Spec(loc.clone()),
-            None => Origin::Model,
+/// Deny lists add up; a later allow list replaces an earlier one.
+fn apply_policy(policy: &mut EffectivePolicy, layer: &Layer) {
+    for (target, (allow, deny)) in [
+        (&mut policy.paths, &layer.paths),
+        (&mut policy.commands, &layer.commands),
+    ] {
+        if !allow.is_empty() {
+            target.allow = allow.clone();
+        }
+        for item in deny {
+            if !target.deny.iter().any(|d| d.value == item.value) {
+                target.deny.push(item.clone());
+            }
         }
     }
+}
 
-    /// Deny lists add up; a later allow list replaces an earlier one.
-    fn apply_policy(&mut self, path: &str, policy: &Option<Policy>) {
-        let Some(policy) = policy else { return };
-        for (field, lists) in [("paths", &policy.paths), ("commands", &policy.commands)] {
-            let target = if field == "paths" {
-                &mut self.policy.paths
-            } else {
-                &mut self.policy.commands
-            };
-            let sourced = |list_name: &str, list: &[String]| -> Vec<Sourced<String>> {
-                list.iter()
-                    .enumerate()
-                    .map(|(i, value)| Sourced {
-                        value: value.clone(),
-                        from: match self
-                            .model
-                            .sources
-                            .get(self.document, &format!("{path}.policy.{field}.{list_name}[{i}]"))
-                        {
-                            Some(loc) => Origin::Spec(loc.clone()),
-                            None => Origin::Model,
-                        },
-                    })
-                    .collect()
-            };
-            if !lists.allow.is_empty() {
-                target.allow = sourced("allow", &lists.allow);
-            }
-            for deny in sourced("deny", &lists.deny) {
-                if !target.deny.iter().any(|d| d.value == deny.value) {
-                    target.deny.push(deny);
-                }
-            }
-        }
+fn apply_mode(mode: &mut Sourced<Mode>, layer: &Layer) {
+    if let Some(value) = &layer.mode {
+        *mode = value.clone();
     }
 }
 
@@ -180,166 +270,85 @@ impl FleetModel {
     /// The effective config of a host, from its name and live facts (and any live tags).
     pub fn effective_config(&self, host: &HostFacts) -> EffectiveConfig {
         let compiled = self.compiled();
+        let live = |value: &String| Sourced {
+            value: value.clone(),
+            from: Origin::Live,
+        };
         let mut facts: BTreeMap<String, Sourced<String>> = host
             .facts
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    Sourced {
-                        value: v.clone(),
-                        from: Origin::Live,
-                    },
-                )
-            })
+            .map(|(k, v)| (k.clone(), live(v)))
             .collect();
-        let mut tags: Vec<Sourced<String>> = host
-            .tags
-            .iter()
-            .map(|t| Sourced {
-                value: t.clone(),
-                from: Origin::Live,
-            })
-            .collect();
+        let mut tags: Vec<Sourced<String>> = host.tags.iter().map(live).collect();
         let mut mode = Sourced {
             value: Mode::Plan,
             from: Origin::BuiltIn,
         };
-        let mut entries = Vec::new();
-        let mut rules = Vec::new();
-        let (document, fleet) = match self.fleet() {
-            Some((document, fleet)) => (document, Some(fleet)),
-            None => (0, None),
-        };
-        let mut layering = Layering {
-            model: self,
-            document,
-            policy: EffectivePolicy::default(),
-        };
+        let mut policy = EffectivePolicy::default();
 
-        if let Some(fleet) = fleet {
-            // Host entries: globs first, then exact names, so the more specific entry wins.
-            let mut matched: Vec<usize> = compiled
-                .glob_hosts
-                .iter()
-                .filter(|(_, glob)| glob.is_match(&host.name))
-                .map(|(i, _)| *i)
-                .collect();
-            if let Some(exact) = compiled.exact_hosts.get(&host.name) {
-                matched.extend(exact);
-            }
-            for &i in &matched {
-                let entry = &fleet.spec.hosts[i];
-                let path = format!("spec.hosts[{i}]");
-                entries.push(Sourced {
-                    value: entry.name.clone(),
-                    from: layering.origin(document, &format!("{path}.name")),
-                });
-                for tag in &entry.tags {
-                    if !tags.iter().any(|t| &t.value == tag) {
-                        tags.push(Sourced {
-                            value: tag.clone(),
-                            from: layering.origin(document, &format!("{path}.tags")),
-                        });
-                    }
-                }
-                for (key, value) in &entry.facts {
-                    facts.insert(
-                        key.clone(),
-                        Sourced {
-                            value: value.clone(),
-                            from: layering.origin(document, &format!("{path}.facts.{key}")),
-                        },
-                    );
-                }
-            }
-            let subject = HostFacts {
-                name: host.name.clone(),
-                tags: tags.iter().map(|t| t.value.clone()).collect(),
-                facts: facts
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.value.clone()))
-                    .collect(),
-            };
-
-            if let Some(defaults) = &fleet.spec.defaults {
-                if let Some(value) = defaults.mode {
-                    mode = Sourced {
-                        value,
-                        from: layering.origin(document, "spec.defaults.mode"),
-                    };
-                }
-                layering.apply_policy("spec.defaults", &defaults.policy);
-            }
-            for (i, rule) in fleet.spec.rules.iter().enumerate() {
-                let Some(Some(selector)) = compiled.rules.get(i) else {
-                    continue;
-                };
-                if !selector.matches(&subject) {
-                    continue;
-                }
-                let path = format!("spec.rules[{i}]");
-                rules.push(Sourced {
-                    value: rule.name.clone().unwrap_or_else(|| rule.target.clone()),
-                    from: layering.origin(document, &path),
-                });
-                if let Some(value) = rule.mode {
-                    mode = Sourced {
-                        value,
-                        from: layering.origin(document, &format!("{path}.mode")),
-                    };
-                }
-                layering.apply_policy(&path, &rule.policy);
-            }
-            for &i in &matched {
-                let entry = &fleet.spec.hosts[i];
-                let path = format!("spec.hosts[{i}]");
-                if let Some(value) = entry.mode {
-                    mode = Sourced {
-                        value,
-                        from: layering.origin(document, &format!("{path}.mode")),
-                    };
-                }
-                layering.apply_policy(&path, &entry.policy);
-            }
-
-            let pick = |selectors: &[(usize, Option<Selector>)]| -> Vec<Sourced<String>> {
-                selectors
-                    .iter()
-                    .filter(|(_, s)| s.as_ref().is_some_and(|s| s.matches(&subject)))
-                    .map(|(index, _)| Sourced {
-                        value: self.documents[*index].name().to_string(),
-                        from: match self.sources.get(*index, "") {
-                            Some(loc) => Origin::Spec(loc.clone()),
-                            None => Origin::Model,
-                        },
-                    })
-                    .collect()
-            };
-            let schedules = pick(&compiled.schedules);
-            let jobs = pick(&compiled.jobs);
-            return EffectiveConfig {
-                host: host.name.clone(),
-                entries,
-                mode,
-                tags,
-                facts,
-                policy: layering.policy,
-                rules,
-                schedules,
-                jobs,
-            };
+        // Host entries: globs first, then exact names, so the more specific entry wins.
+        let mut matched: Vec<usize> = compiled
+            .glob_hosts
+            .iter()
+            .filter(|(_, glob)| glob.is_match(&host.name))
+            .map(|(i, _)| *i)
+            .collect();
+        if let Some(exact) = compiled.exact_hosts.get(&host.name) {
+            matched.extend(exact);
         }
+        let mut entries = Vec::new();
+        for &i in &matched {
+            let entry = &compiled.hosts[i];
+            entries.extend(entry.label.clone());
+            for tag in &entry.tags {
+                if !tags.iter().any(|t| t.value == tag.value) {
+                    tags.push(tag.clone());
+                }
+            }
+            for (key, value) in &entry.facts {
+                facts.insert(key.clone(), value.clone());
+            }
+        }
+        let subject = HostFacts {
+            name: host.name.clone(),
+            tags: tags.iter().map(|t| t.value.clone()).collect(),
+            facts: facts
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect(),
+        };
+
+        apply_mode(&mut mode, &compiled.defaults);
+        apply_policy(&mut policy, &compiled.defaults);
+        let mut rules = Vec::new();
+        for (selector, layer) in &compiled.rules {
+            if selector.as_ref().is_some_and(|s| s.matches(&subject)) {
+                rules.extend(layer.label.clone());
+                apply_mode(&mut mode, layer);
+                apply_policy(&mut policy, layer);
+            }
+        }
+        for &i in &matched {
+            apply_mode(&mut mode, &compiled.hosts[i]);
+            apply_policy(&mut policy, &compiled.hosts[i]);
+        }
+        let pick = |targets: &[(Option<Selector>, Sourced<String>)]| -> Vec<Sourced<String>> {
+            targets
+                .iter()
+                .filter(|(s, _)| s.as_ref().is_some_and(|s| s.matches(&subject)))
+                .map(|(_, name)| name.clone())
+                .collect()
+        };
         EffectiveConfig {
             host: host.name.clone(),
             entries,
             mode,
             tags,
             facts,
-            policy: layering.policy,
+            policy,
             rules,
-            schedules: Vec::new(),
-            jobs: Vec::new(),
+            schedules: pick(&compiled.schedules),
+            jobs: pick(&compiled.jobs),
         }
     }
 
@@ -378,7 +387,12 @@ impl EffectiveConfig {
             line(&mut out, "tag", &tag.value, &tag.from);
         }
         for (key, value) in &self.facts {
-            line(&mut out, "fact", &format!("{key}={}", value.value), &value.from);
+            line(
+                &mut out,
+                "fact",
+                &format!("{key}={}", value.value),
+                &value.from,
+            );
         }
         for (label, list) in [
             ("allow path", &self.policy.paths.allow),

@@ -91,10 +91,16 @@ impl Reader<'_> {
             };
         }
         let is_item = node.name().value() == "-";
-        let arguments: Vec<&KdlEntry> =
-            node.entries().iter().filter(|e| e.name().is_none()).collect();
-        let properties: Vec<&KdlEntry> =
-            node.entries().iter().filter(|e| e.name().is_some()).collect();
+        let arguments: Vec<&KdlEntry> = node
+            .entries()
+            .iter()
+            .filter(|e| e.name().is_none())
+            .collect();
+        let properties: Vec<&KdlEntry> = node
+            .entries()
+            .iter()
+            .filter(|e| e.name().is_some())
+            .collect();
         let children = node.children();
 
         if children.is_none() && properties.is_empty() {

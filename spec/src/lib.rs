@@ -121,24 +121,33 @@ impl FleetModel {
 
     /// The fleet document (the first one, if several were declared).
     pub fn fleet(&self) -> Option<(usize, &FleetDocument)> {
-        self.documents.iter().enumerate().find_map(|(i, d)| match d {
-            Document::Fleet(fleet) => Some((i, fleet)),
-            _ => None,
-        })
+        self.documents
+            .iter()
+            .enumerate()
+            .find_map(|(i, d)| match d {
+                Document::Fleet(fleet) => Some((i, fleet)),
+                _ => None,
+            })
     }
 
     pub fn schedules(&self) -> impl Iterator<Item = (usize, &ScheduleDocument)> {
-        self.documents.iter().enumerate().filter_map(|(i, d)| match d {
-            Document::Schedule(s) => Some((i, s)),
-            _ => None,
-        })
+        self.documents
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| match d {
+                Document::Schedule(s) => Some((i, s)),
+                _ => None,
+            })
     }
 
     pub fn jobs(&self) -> impl Iterator<Item = (usize, &MapReduceJobDocument)> {
-        self.documents.iter().enumerate().filter_map(|(i, d)| match d {
-            Document::MapReduceJob(j) => Some((i, j)),
-            _ => None,
-        })
+        self.documents
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| match d {
+                Document::MapReduceJob(j) => Some((i, j)),
+                _ => None,
+            })
     }
 
     /// The file a document was read from (`None` for models built in code).

@@ -18,7 +18,18 @@ pub enum ApiVersion {
 /// What a host may do: `plan` is read-only, `edit` writes with backups, `bypass` is unrestricted
 /// except the built-in hard limits, `disabled` rejects everything.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -253,7 +264,9 @@ pub struct MapReduceSpec {
 
 macro_rules! kind_document {
     ($doc:ident, $kind:ident, $spec:ty, $what:literal) => {
-        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+        #[derive(
+            Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema,
+        )]
         pub enum $kind {
             #[default]
             $kind,

@@ -90,7 +90,13 @@ impl Plan {
             return out;
         }
         for item in &self.items {
-            let _ = write!(out, "  {} {} {}", item.action.symbol(), item.kind, item.name);
+            let _ = write!(
+                out,
+                "  {} {} {}",
+                item.action.symbol(),
+                item.kind,
+                item.name
+            );
             if let Some(reason) = &item.reason {
                 let _ = write!(out, ": {reason}");
             }
@@ -207,7 +213,11 @@ fn objects(model: &FleetModel) -> BTreeMap<(String, String), Value> {
                 let base = rule.name.clone().unwrap_or_else(|| rule.target.clone());
                 let n = rule_keys.entry(base.clone()).or_default();
                 *n += 1;
-                let key = if *n == 1 { base } else { format!("{base} #{n}") };
+                let key = if *n == 1 {
+                    base
+                } else {
+                    format!("{base} #{n}")
+                };
                 out.insert(
                     ("Rule".to_string(), key),
                     serde_json::to_value(rule).unwrap_or(Value::Null),
@@ -293,7 +303,9 @@ pub fn plan(old: &FleetModel, new: &FleetModel) -> Plan {
                 kind: "MapReduceJob".to_string(),
                 name: job.metadata.name.clone(),
                 changes: Vec::new(),
-                reason: Some("runs on apply; its effects cannot be known without running it".into()),
+                reason: Some(
+                    "runs on apply; its effects cannot be known without running it".into(),
+                ),
             });
         }
     }

@@ -104,6 +104,10 @@ pub struct Selector {
     source: String,
     /// Items joined by `,`; each item is an all-of list of factors.
     items: Vec<Vec<Factor>>,
+    /// Indices of the items that add hosts, and of those that are a lone `!term` and remove
+    /// hosts; split once at parse time because matching runs per rule per host.
+    including: Vec<usize>,
+    excluding: Vec<usize>,
 }
 
 const EXPECTED_TERM: &str =
@@ -170,9 +174,13 @@ impl Selector {
                 }
             }
         }
+        let is_exclusion = |item: &Vec<Factor>| item.len() == 1 && item[0].negated;
+        let (excluding, including) = (0..items.len()).partition(|&i| is_exclusion(&items[i]));
         Ok(Selector {
             source: text.to_string(),
             items,
+            including,
+            excluding,
         })
     }
 
@@ -189,19 +197,16 @@ impl Selector {
     }
 
     pub fn matches(&self, host: &HostFacts) -> bool {
-        let is_exclusion = |item: &Vec<Factor>| item.len() == 1 && item[0].negated;
-        let mut positives = self.items.iter().filter(|i| !is_exclusion(i)).peekable();
-        let included = if positives.peek().is_none() {
-            true
-        } else {
-            positives.any(|item| item.iter().all(|f| f.matches(host)))
-        };
+        let included = self.including.is_empty()
+            || self
+                .including
+                .iter()
+                .any(|&i| self.items[i].iter().all(|f| f.matches(host)));
         included
             && self
-                .items
+                .excluding
                 .iter()
-                .filter(|i| is_exclusion(i))
-                .all(|item| item[0].matches(host))
+                .all(|&i| self.items[i][0].matches(host))
     }
 }
 
@@ -242,7 +247,10 @@ fn parse_term(word: &str, start: usize) -> Result<Term, SelectorError> {
         match text.chars().position(|c| !is_word_char(c)) {
             Some(bad) => Err(error(
                 offset + bad,
-                format!("`{}` is not allowed in a {what}", text.chars().nth(bad).unwrap_or(' ')),
+                format!(
+                    "`{}` is not allowed in a {what}",
+                    text.chars().nth(bad).unwrap_or(' ')
+                ),
                 "letters, digits, `-`, `_` or `.`",
             )),
             None => Ok(text.to_string()),
@@ -258,13 +266,26 @@ fn parse_term(word: &str, start: usize) -> Result<Term, SelectorError> {
     match prefix {
         "name" => {
             if rest.is_empty() {
-                return Err(error(offset, "empty name glob".to_string(), "a host name or glob"));
+                return Err(error(
+                    offset,
+                    "empty name glob".to_string(),
+                    "a host name or glob",
+                ));
             }
             let glob = GlobBuilder::new(rest)
                 .literal_separator(false)
                 .build()
-                .map_err(|e| error(offset, format!("bad glob: {}", e.kind()), "a glob such as web-*"))?;
-            Ok(Term::Name(rest.to_string(), NameMatcher::new(rest, glob.compile_matcher())))
+                .map_err(|e| {
+                    error(
+                        offset,
+                        format!("bad glob: {}", e.kind()),
+                        "a glob such as web-*",
+                    )
+                })?;
+            Ok(Term::Name(
+                rest.to_string(),
+                NameMatcher::new(rest, glob.compile_matcher()),
+            ))
         }
         "tag" => check_word(rest, offset, "tag").map(Term::Tag),
         "os" => check_word(rest, offset, "os family").map(|f| Term::Os(f.to_ascii_lowercase())),
@@ -314,7 +335,9 @@ mod tests {
             .with_tag("db")
             .with_fact("os", "linux")
             .with_fact("region", "eu");
-        let mac = HostFacts::new("mac-1").with_tag("desk").with_fact("os", "macOS");
+        let mac = HostFacts::new("mac-1")
+            .with_tag("desk")
+            .with_fact("os", "macOS");
         let cases: &[(&str, &HostFacts, bool)] = &[
             ("all", &db, true),
             ("web", &web("web-1"), true),

@@ -29,15 +29,23 @@ impl Check<'_> {
             })
     }
 
-    fn error(&mut self, code: Code, document: usize, path: &str, message: String) -> &mut Diagnostic {
+    fn error(
+        &mut self,
+        code: Code,
+        document: usize,
+        path: &str,
+        message: String,
+    ) -> &mut Diagnostic {
         let loc = self.loc(document, path);
-        self.diagnostics.push(Diagnostic::error(code, loc, path, message));
+        self.diagnostics
+            .push(Diagnostic::error(code, loc, path, message));
         self.diagnostics.last_mut().expect("just pushed")
     }
 
     /// False when the field was never written (its absence is already reported as missing).
     fn written(&self, document: usize, path: &str) -> bool {
-        self.model.sources.get(document, path).is_some() || self.model.sources.get(document, "").is_none()
+        self.model.sources.get(document, path).is_some()
+            || self.model.sources.get(document, "").is_none()
     }
 
     fn selector(&mut self, document: usize, path: &str, text: &str) -> Option<Selector> {
@@ -110,30 +118,46 @@ impl Check<'_> {
         for (field, lists) in [("paths", &policy.paths), ("commands", &policy.commands)] {
             for (list_name, list) in [("allow", &lists.allow), ("deny", &lists.deny)] {
                 for (i, pattern) in list.iter().enumerate() {
-                    self.glob(document, &format!("{path}.policy.{field}.{list_name}[{i}]"), pattern);
+                    self.glob(
+                        document,
+                        &format!("{path}.policy.{field}.{list_name}[{i}]"),
+                        pattern,
+                    );
                 }
             }
         }
     }
 
     fn duration(&mut self, document: usize, path: &str, text: &Option<String>) {
-        if let Some(text) = text {
-            if let Err(error) = humantime::parse_duration(text) {
-                let d = self.error(
-                    Code::BadValue,
-                    document,
-                    path,
-                    format!("bad duration `{text}`: {error}"),
-                );
-                d.expected = Some("a duration such as `30s`, `5m` or `1h 30m`".into());
-            }
+        if let Some(text) = text
+            && let Err(error) = humantime::parse_duration(text)
+        {
+            let d = self.error(
+                Code::BadValue,
+                document,
+                path,
+                format!("bad duration `{text}`: {error}"),
+            );
+            d.expected = Some("a duration such as `30s`, `5m` or `1h 30m`".into());
         }
     }
 
-    fn step(&mut self, document: usize, path: &str, command: &[String], shell: &Option<String>, required: bool) {
+    fn step(
+        &mut self,
+        document: usize,
+        path: &str,
+        command: &[String],
+        shell: &Option<String>,
+        required: bool,
+    ) {
         let what = if command.is_empty() && shell.is_none() {
             // A written but ill-typed field was already reported; don't report it missing too.
-            let written = |field: &str| self.model.sources.get(document, &format!("{path}.{field}")).is_some();
+            let written = |field: &str| {
+                self.model
+                    .sources
+                    .get(document, &format!("{path}.{field}"))
+                    .is_some()
+            };
             if !required || written("command") || written("shell") {
                 return;
             }
@@ -173,8 +197,14 @@ pub(crate) fn validate(model: &FleetModel, diagnostics: &mut Vec<Diagnostic>) {
             fleets += 1;
             if fleets == 2 {
                 check
-                    .error(Code::DuplicateName, index, "metadata.name", "a second Fleet document".into())
-                    .hint = Some("declare one Fleet per repo; split hosts with labels, not fleets".into());
+                    .error(
+                        Code::DuplicateName,
+                        index,
+                        "metadata.name",
+                        "a second Fleet document".into(),
+                    )
+                    .hint =
+                    Some("declare one Fleet per repo; split hosts with labels, not fleets".into());
             }
         }
         let key = (document.kind(), document.name());
@@ -187,7 +217,9 @@ pub(crate) fn validate(model: &FleetModel, diagnostics: &mut Vec<Diagnostic>) {
                     "metadata.name",
                     format!("duplicate {} name `{}`", key.0, key.1),
                 )
-                .hint = Some(format!("first declared at {first_loc}; names are unique per kind"));
+                .hint = Some(format!(
+                "first declared at {first_loc}; names are unique per kind"
+            ));
         } else {
             seen.insert(key, index);
         }
@@ -223,32 +255,64 @@ pub(crate) fn validate(model: &FleetModel, diagnostics: &mut Vec<Diagnostic>) {
                         )
                         .expected = Some("exactly one of files, command, shell, items".into());
                 }
-                check.step(index, "spec.input", &spec.input.command, &spec.input.shell, false);
+                check.step(
+                    index,
+                    "spec.input",
+                    &spec.input.command,
+                    &spec.input.shell,
+                    false,
+                );
                 check.step(index, "spec.map", &spec.map.command, &spec.map.shell, true);
                 if spec.reduce.builtin.is_some()
                     && (!spec.reduce.command.is_empty() || spec.reduce.shell.is_some())
                 {
                     check
-                        .error(Code::BadValue, index, "spec.reduce", "reduce has a builtin and a command".into())
+                        .error(
+                            Code::BadValue,
+                            index,
+                            "spec.reduce",
+                            "reduce has a builtin and a command".into(),
+                        )
                         .expected = Some("one of builtin, command, shell".into());
                 } else if spec.reduce.builtin.is_none() {
-                    check.step(index, "spec.reduce", &spec.reduce.command, &spec.reduce.shell, true);
+                    check.step(
+                        index,
+                        "spec.reduce",
+                        &spec.reduce.command,
+                        &spec.reduce.shell,
+                        true,
+                    );
                 }
                 if spec.partitions == Some(0) {
                     check
-                        .error(Code::BadValue, index, "spec.partitions", "zero partitions".into())
+                        .error(
+                            Code::BadValue,
+                            index,
+                            "spec.partitions",
+                            "zero partitions".into(),
+                        )
                         .expected = Some("at least 1".into());
                 }
                 match (spec.trigger, &spec.cron) {
                     (Some(Trigger::Cron), Some(cron)) => check.cron(index, "spec.cron", cron),
                     (Some(Trigger::Cron), None) => {
                         check
-                            .error(Code::MissingField, index, "spec.trigger", "trigger `cron` needs a `cron` field".into())
+                            .error(
+                                Code::MissingField,
+                                index,
+                                "spec.trigger",
+                                "trigger `cron` needs a `cron` field".into(),
+                            )
                             .expected = Some("a `cron` field".into());
                     }
                     (_, Some(_)) => {
                         check
-                            .error(Code::BadValue, index, "spec.cron", "`cron` is only used with `trigger: cron`".into())
+                            .error(
+                                Code::BadValue,
+                                index,
+                                "spec.cron",
+                                "`cron` is only used with `trigger: cron`".into(),
+                            )
                             .hint = Some("set `trigger: cron` or remove `cron`".into());
                     }
                     _ => {}
@@ -296,7 +360,9 @@ fn check_fleet(check: &mut Check, index: usize, spec: &FleetSpec) {
                     &format!("{path}.name"),
                     format!("duplicate host `{}`", host.name),
                 )
-                .hint = Some(format!("first declared at {first_loc}; merge the two entries"));
+                .hint = Some(format!(
+                "first declared at {first_loc}; merge the two entries"
+            ));
         }
         if is_glob(&host.name) {
             check.glob(index, &format!("{path}.name"), &host.name);
@@ -317,15 +383,15 @@ fn check_fleet(check: &mut Check, index: usize, spec: &FleetSpec) {
     let mut rule_names: HashMap<&str, usize> = HashMap::new();
     for (i, rule) in spec.rules.iter().enumerate() {
         let path = format!("spec.rules[{i}]");
-        if let Some(name) = &rule.name {
-            if rule_names.insert(name, i).is_some() {
-                check.error(
-                    Code::DuplicateName,
-                    index,
-                    &format!("{path}.name"),
-                    format!("duplicate rule name `{name}`"),
-                );
-            }
+        if let Some(name) = &rule.name
+            && rule_names.insert(name, i).is_some()
+        {
+            check.error(
+                Code::DuplicateName,
+                index,
+                &format!("{path}.name"),
+                format!("duplicate rule name `{name}`"),
+            );
         }
         check.policy(index, &path, &rule.policy);
         let target_path = format!("{path}.target");

@@ -19,7 +19,13 @@ struct Reader<'a> {
 
 enum Stop {
     /// A syntax error, already turned into a diagnostic.
-    Error(Diagnostic),
+    Error(Box<Diagnostic>),
+}
+
+impl Stop {
+    fn error(diagnostic: Diagnostic) -> Stop {
+        Stop::Error(Box::new(diagnostic))
+    }
 }
 
 impl<'a> Reader<'a> {
@@ -27,7 +33,9 @@ impl<'a> Reader<'a> {
         let start = self
             .lines
             .byte_of_char_on_line(span.start.line(), span.start.col());
-        let end = self.lines.byte_of_char_on_line(span.end.line(), span.end.col());
+        let end = self
+            .lines
+            .byte_of_char_on_line(span.end.line(), span.end.col());
         Loc {
             file: self.file.clone(),
             line: span.start.line() as u32,
@@ -51,7 +59,7 @@ impl<'a> Reader<'a> {
                     offset: offset as u32,
                     len: 1,
                 };
-                Err(Stop::Error(
+                Err(Stop::error(
                     Diagnostic::error(Code::Syntax, loc, "", format!("yaml: {}", error.info()))
                         .hint("check the indentation and quoting around this position"),
                 ))
@@ -63,7 +71,7 @@ impl<'a> Reader<'a> {
     fn node(&mut self, event: Event<'a>, span: Span, depth: usize) -> Result<Node, Stop> {
         let loc = self.loc(&span);
         if depth > MAX_DEPTH {
-            return Err(Stop::Error(Diagnostic::error(
+            return Err(Stop::error(Diagnostic::error(
                 Code::Syntax,
                 loc,
                 "",
@@ -74,7 +82,7 @@ impl<'a> Reader<'a> {
             Event::Alias(id) => {
                 return match self.anchors.get(&id) {
                     Some(node) => Ok(node.clone()),
-                    None => Err(Stop::Error(Diagnostic::error(
+                    None => Err(Stop::error(Diagnostic::error(
                         Code::Syntax,
                         loc,
                         "",
@@ -89,10 +97,7 @@ impl<'a> Reader<'a> {
                 } else {
                     Value::Str(text.into_owned())
                 };
-                let quoted = matches!(
-                    style,
-                    ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted
-                );
+                let quoted = matches!(style, ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted);
                 (value, anchor, u32::from(quoted))
             }
             Event::SequenceStart(anchor, _) => {
@@ -129,7 +134,7 @@ impl<'a> Reader<'a> {
                         Value::Float(f) => f.to_string(),
                         Value::Null => "null".to_string(),
                         Value::Seq(_) | Value::Map(_) => {
-                            return Err(Stop::Error(
+                            return Err(Stop::error(
                                 Diagnostic::error(
                                     Code::WrongType,
                                     key.loc,
@@ -145,7 +150,7 @@ impl<'a> Reader<'a> {
                 (Value::Map(entries), anchor, 0)
             }
             other => {
-                return Err(Stop::Error(Diagnostic::error(
+                return Err(Stop::error(Diagnostic::error(
                     Code::Syntax,
                     loc,
                     "",
@@ -166,7 +171,7 @@ impl<'a> Reader<'a> {
     }
 
     fn unexpected_end(&self, loc: Loc) -> Stop {
-        Stop::Error(Diagnostic::error(
+        Stop::error(Diagnostic::error(
             Code::Syntax,
             loc,
             "",
@@ -184,25 +189,26 @@ fn resolve_plain(text: &str) -> Value {
         _ => {}
     }
     let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        if let Ok(i) = text.parse::<i128>() {
-            return Value::Int(i);
-        }
+    if !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(i) = text.parse::<i128>()
+    {
+        return Value::Int(i);
     }
-    if let Some(hex) = text.strip_prefix("0x") {
-        if let Ok(i) = i128::from_str_radix(hex, 16) {
-            return Value::Int(i);
-        }
+    if let Some(hex) = text.strip_prefix("0x")
+        && let Ok(i) = i128::from_str_radix(hex, 16)
+    {
+        return Value::Int(i);
     }
-    if let Some(oct) = text.strip_prefix("0o") {
-        if let Ok(i) = i128::from_str_radix(oct, 8) {
-            return Value::Int(i);
-        }
+    if let Some(oct) = text.strip_prefix("0o")
+        && let Ok(i) = i128::from_str_radix(oct, 8)
+    {
+        return Value::Int(i);
     }
-    if looks_like_float(text) {
-        if let Ok(f) = text.parse::<f64>() {
-            return Value::Float(f);
-        }
+    if looks_like_float(text)
+        && let Ok(f) = text.parse::<f64>()
+    {
+        return Value::Float(f);
     }
     match text {
         ".inf" | ".Inf" | ".INF" | "+.inf" => Value::Float(f64::INFINITY),
@@ -249,7 +255,7 @@ pub(crate) fn read(file: &Arc<str>, text: &str) -> (Vec<Node>, Vec<Diagnostic>) 
         Ok(())
     })();
     if let Err(Stop::Error(diagnostic)) = result {
-        diagnostics.push(diagnostic);
+        diagnostics.push(*diagnostic);
     }
     (documents, diagnostics)
 }

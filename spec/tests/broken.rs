@@ -5,7 +5,9 @@ use remote_agents_spec::{Code, Severity, load};
 use std::path::Path;
 
 fn diagnose(name: &str) -> Vec<remote_agents_spec::Diagnostic> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/broken").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/broken")
+        .join(name);
     let text = std::fs::read_to_string(&path).expect("fixture");
     load(&[(name, text)]).1
 }
@@ -15,22 +17,100 @@ fn each_broken_fixture_gives_one_diagnostic_at_the_right_place() {
     let cases: &[(&str, Code, Severity, u32, u32, &str)] = &[
         ("syntax.yaml", Code::Syntax, Severity::Error, 9, 1, ""),
         ("syntax.kdl", Code::Syntax, Severity::Error, 2, 11, ""),
-        ("unknown-kind.yaml", Code::UnknownKind, Severity::Error, 2, 7, "kind"),
-        ("unknown-field.yaml", Code::UnknownField, Severity::Error, 8, 7, "spec.hosts[0].tag"),
-        ("unknown-field.kdl", Code::UnknownField, Severity::Error, 5, 13, "spec.hosts[0].mood"),
-        ("wrong-type.yaml", Code::WrongType, Severity::Error, 13, 12, "spec.retries"),
-        ("duplicate-name.yaml", Code::DuplicateName, Severity::Error, 9, 13, "spec.hosts[2].name"),
-        ("bad-cron.yaml", Code::BadCron, Severity::Error, 7, 9, "spec.cron"),
+        (
+            "unknown-kind.yaml",
+            Code::UnknownKind,
+            Severity::Error,
+            2,
+            7,
+            "kind",
+        ),
+        (
+            "unknown-field.yaml",
+            Code::UnknownField,
+            Severity::Error,
+            8,
+            7,
+            "spec.hosts[0].tag",
+        ),
+        (
+            "unknown-field.kdl",
+            Code::UnknownField,
+            Severity::Error,
+            5,
+            13,
+            "spec.hosts[0].mood",
+        ),
+        (
+            "wrong-type.yaml",
+            Code::WrongType,
+            Severity::Error,
+            13,
+            12,
+            "spec.retries",
+        ),
+        (
+            "duplicate-name.yaml",
+            Code::DuplicateName,
+            Severity::Error,
+            9,
+            13,
+            "spec.hosts[2].name",
+        ),
+        (
+            "bad-cron.yaml",
+            Code::BadCron,
+            Severity::Error,
+            7,
+            9,
+            "spec.cron",
+        ),
         // Column 16 is the second `,` inside the quoted selector.
-        ("bad-selector.yaml", Code::BadSelector, Severity::Error, 6, 16, "spec.target"),
-        ("bad-glob.yaml", Code::BadGlob, Severity::Error, 9, 16, "spec.defaults.policy.paths.deny[0]"),
-        ("unknown-mode.yaml", Code::UnknownMode, Severity::Error, 7, 11, "spec.defaults.mode"),
-        ("bad-operator-key.yaml", Code::BadOperatorKey, Severity::Error, 8, 12, "spec.operators[0].key"),
-        ("rule-never-matches.yaml", Code::RuleNeverMatches, Severity::Warning, 10, 15, "spec.rules[0].target"),
+        (
+            "bad-selector.yaml",
+            Code::BadSelector,
+            Severity::Error,
+            6,
+            16,
+            "spec.target",
+        ),
+        (
+            "bad-glob.yaml",
+            Code::BadGlob,
+            Severity::Error,
+            9,
+            16,
+            "spec.defaults.policy.paths.deny[0]",
+        ),
+        (
+            "unknown-mode.yaml",
+            Code::UnknownMode,
+            Severity::Error,
+            7,
+            11,
+            "spec.defaults.mode",
+        ),
+        (
+            "bad-operator-key.yaml",
+            Code::BadOperatorKey,
+            Severity::Error,
+            8,
+            12,
+            "spec.operators[0].key",
+        ),
+        (
+            "rule-never-matches.yaml",
+            Code::RuleNeverMatches,
+            Severity::Warning,
+            10,
+            15,
+            "spec.rules[0].target",
+        ),
     ];
-    let fixtures = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/broken"))
-        .expect("fixtures dir")
-        .count();
+    let fixtures =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/broken"))
+            .expect("fixtures dir")
+            .count();
     assert_eq!(fixtures, cases.len(), "every fixture has a case");
     for (name, code, severity, line, col, field) in cases {
         let diagnostics = diagnose(name);
@@ -42,10 +122,16 @@ fn each_broken_fixture_gives_one_diagnostic_at_the_right_place() {
             "{name}: {d}"
         );
         assert_eq!(&*d.loc.file, *name);
-        if !matches!(code, Code::Syntax | Code::DuplicateName | Code::RuleNeverMatches) {
+        if !matches!(
+            code,
+            Code::Syntax | Code::DuplicateName | Code::RuleNeverMatches
+        ) {
             assert!(d.expected.is_some(), "{name} says what was expected");
         }
-        assert!(d.hint.is_some() || *code == Code::Syntax, "{name} has a hint");
+        assert!(
+            d.hint.is_some() || *code == Code::Syntax,
+            "{name} has a hint"
+        );
     }
 }
 
@@ -92,9 +178,14 @@ spec: {target: all, cron: '* * *', command: [x]}
 fn duplicate_keys_and_missing_fields_are_reported() {
     let text = "apiVersion: remote-agents.dev/v1\nkind: Schedule\nmetadata: {name: s}\nspec:\n  target: all\n  target: web\n  command: [x]\n";
     let (_, diagnostics) = load(&[("dup.yaml", text)]);
-    let codes: Vec<(Code, u32, u32)> =
-        diagnostics.iter().map(|d| (d.code, d.loc.line, d.loc.col)).collect();
-    assert_eq!(codes, [(Code::MissingField, 5, 3), (Code::DuplicateKey, 6, 3)]);
+    let codes: Vec<(Code, u32, u32)> = diagnostics
+        .iter()
+        .map(|d| (d.code, d.loc.line, d.loc.col))
+        .collect();
+    assert_eq!(
+        codes,
+        [(Code::MissingField, 5, 3), (Code::DuplicateKey, 6, 3)]
+    );
 }
 
 #[test]

@@ -17,7 +17,10 @@ fn read_folder(folder: &str) -> Vec<(String, String)> {
         .filter(|path| remote_agents_spec::Format::from_path(&path.to_string_lossy()).is_some())
         .map(|path| {
             let text = std::fs::read_to_string(&path).expect("read example");
-            (format!("{folder}/{}", path.file_name().unwrap().to_string_lossy()), text)
+            (
+                format!("{folder}/{}", path.file_name().unwrap().to_string_lossy()),
+                text,
+            )
         })
         .collect();
     files.sort();
@@ -31,12 +34,20 @@ fn load_clean(folder: &str) -> FleetModel {
     assert!(
         diagnostics.is_empty(),
         "{folder}: {}",
-        diagnostics.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")
+        diagnostics
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     model
 }
 
-const EXAMPLES: &[&str] = &["examples/fleet", "examples/fleet-kdl", "examples/secure-fleet"];
+const EXAMPLES: &[&str] = &[
+    "examples/fleet",
+    "examples/fleet-kdl",
+    "examples/secure-fleet",
+];
 
 #[test]
 fn every_example_loads_without_diagnostics() {
@@ -61,11 +72,17 @@ fn every_example_round_trips_through_yaml_and_kdl() {
         let model = load_clean(folder);
         let yaml = to_yaml(&model);
         let (from_yaml, diagnostics) = load(&[("converted.yaml", yaml.as_str())]);
-        assert!(!has_errors(&diagnostics), "{folder} yaml: {diagnostics:?}\n{yaml}");
+        assert!(
+            !has_errors(&diagnostics),
+            "{folder} yaml: {diagnostics:?}\n{yaml}"
+        );
         assert_eq!(from_yaml, model, "{folder} via yaml:\n{yaml}");
         let kdl = to_kdl(&model);
         let (from_kdl, diagnostics) = load(&[("converted.kdl", kdl.as_str())]);
-        assert!(!has_errors(&diagnostics), "{folder} kdl: {diagnostics:?}\n{kdl}");
+        assert!(
+            !has_errors(&diagnostics),
+            "{folder} kdl: {diagnostics:?}\n{kdl}"
+        );
         assert_eq!(from_kdl, model, "{folder} via kdl:\n{kdl}");
     }
 }
@@ -84,14 +101,50 @@ fn example_fleet_has_the_documented_hosts_modes_and_targets() {
         let denied = names(&config.policy.paths.deny);
         assert_eq!(denied, ["/etc/shadow", "~/.ssh/**"], "{}", host.name);
     };
-    check(HostFacts::new("web-2"), Mode::Edit, &["heartbeat", "rotate-logs"], &["disk-usage"]);
-    check(HostFacts::new("api-1"), Mode::Plan, &["heartbeat"], &["error-count", "disk-usage"]);
-    check(HostFacts::new("db-2"), Mode::Plan, &["heartbeat", "backup-db"], &["error-count", "disk-usage"]);
-    check(HostFacts::new("build-1"), Mode::Bypass, &["heartbeat"], &["disk-usage"]);
-    check(HostFacts::new("mac-1"), Mode::Plan, &["heartbeat"], &["disk-usage"]);
-    check(HostFacts::new("lab-gpu"), Mode::Plan, &["heartbeat"], &["disk-usage"]);
+    check(
+        HostFacts::new("web-2"),
+        Mode::Edit,
+        &["heartbeat", "rotate-logs"],
+        &["disk-usage"],
+    );
+    check(
+        HostFacts::new("api-1"),
+        Mode::Plan,
+        &["heartbeat"],
+        &["error-count", "disk-usage"],
+    );
+    check(
+        HostFacts::new("db-2"),
+        Mode::Plan,
+        &["heartbeat", "backup-db"],
+        &["error-count", "disk-usage"],
+    );
+    check(
+        HostFacts::new("build-1"),
+        Mode::Bypass,
+        &["heartbeat"],
+        &["disk-usage"],
+    );
+    check(
+        HostFacts::new("mac-1"),
+        Mode::Plan,
+        &["heartbeat"],
+        &["disk-usage"],
+    );
+    check(
+        HostFacts::new("lab-gpu"),
+        Mode::Plan,
+        &["heartbeat"],
+        &["disk-usage"],
+    );
     let lab = model.effective_config(&HostFacts::new("lab-7"));
-    assert_eq!(lab.tags.iter().map(|t| t.value.as_str()).collect::<Vec<_>>(), ["lab"]);
+    assert_eq!(
+        lab.tags
+            .iter()
+            .map(|t| t.value.as_str())
+            .collect::<Vec<_>>(),
+        ["lab"]
+    );
     assert_eq!(model.declared_hosts().len(), 10);
 }
 
@@ -105,12 +158,21 @@ fn provenance_points_at_the_line_that_set_each_value() {
         config.policy.paths.deny[0].from.to_string(),
         "examples/fleet/fleet.yaml:20"
     );
-    assert_eq!(config.tags[0].from.to_string(), "examples/fleet/fleet.yaml:23");
+    assert_eq!(
+        config.tags[0].from.to_string(),
+        "examples/fleet/fleet.yaml:23"
+    );
     let mac = model.effective_config(&HostFacts::new("mac-1").with_fact("os", "linux"));
     // The spec's fact overrides the live one.
     assert_eq!(mac.facts["os"].value, "macos");
-    assert_eq!(mac.facts["os"].from.to_string(), "examples/fleet/fleet.yaml:43");
+    assert_eq!(
+        mac.facts["os"].from.to_string(),
+        "examples/fleet/fleet.yaml:43"
+    );
     let undeclared = model.effective_config(&HostFacts::new("stray"));
     assert!(undeclared.entries.is_empty());
-    assert_eq!(undeclared.mode.from.to_string(), "examples/fleet/fleet.yaml:17");
+    assert_eq!(
+        undeclared.mode.from.to_string(),
+        "examples/fleet/fleet.yaml:17"
+    );
 }

@@ -32,19 +32,68 @@ fn budget() -> Duration {
 }
 
 fn seed() -> u64 {
-    let seed = std::env::var("FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
-    }) | 1;
+    let seed = std::env::var("FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        })
+        | 1;
     eprintln!("fuzz seed {seed} (replay with FUZZ_SEED={seed})");
     seed
 }
 
 /// Interesting fragments to splice in: the syntax of both spellings and of selectors.
 const TOKENS: &[&str] = &[
-    "{", "}", "[", "]", ":", ",", "-", "- ", "\n", "  ", "\"", "'", "#", "&a", "*a", "!!str ", "---\n",
-    ";", "=", "\\", "/-", "#null", "#true", "r#\"", "\"\"\"", "(t)", "!", "&", "tag:", "name:", "os:",
-    "fact:k=v", "all", "web-*", "[", "{a,b}", "\u{feff}", "\u{0}", "é", "kind: Fleet\n", "spec:\n",
-    "apiVersion: remote-agents.dev/v1\n", "hosts", "rules", "target", "mode", "9999999999999999999999",
+    "{",
+    "}",
+    "[",
+    "]",
+    ":",
+    ",",
+    "-",
+    "- ",
+    "\n",
+    "  ",
+    "\"",
+    "'",
+    "#",
+    "&a",
+    "*a",
+    "!!str ",
+    "---\n",
+    ";",
+    "=",
+    "\\",
+    "/-",
+    "#null",
+    "#true",
+    "r#\"",
+    "\"\"\"",
+    "(t)",
+    "!",
+    "&",
+    "tag:",
+    "name:",
+    "os:",
+    "fact:k=v",
+    "all",
+    "web-*",
+    "[",
+    "{a,b}",
+    "\u{feff}",
+    "\u{0}",
+    "é",
+    "kind: Fleet\n",
+    "spec:\n",
+    "apiVersion: remote-agents.dev/v1\n",
+    "hosts",
+    "rules",
+    "target",
+    "mode",
+    "9999999999999999999999",
 ];
 
 fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
@@ -83,7 +132,12 @@ fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
 fn corpus(extension: &str) -> Vec<Vec<u8>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut files = Vec::new();
-    for folder in ["examples/fleet", "examples/fleet-kdl", "examples/secure-fleet", "spec/tests/fixtures/broken"] {
+    for folder in [
+        "examples/fleet",
+        "examples/fleet-kdl",
+        "examples/secure-fleet",
+        "spec/tests/fixtures/broken",
+    ] {
         for entry in std::fs::read_dir(root.join(folder)).expect("corpus folder") {
             let path = entry.expect("entry").path();
             if path.extension().is_some_and(|e| e == extension) {
@@ -98,7 +152,10 @@ fn check_load(name: &str, bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
     let (_, diagnostics) = load(&[(name, text.as_ref())]);
     for d in diagnostics {
-        assert!(d.loc.offset as usize <= text.len(), "diagnostic outside the input: {d}");
+        assert!(
+            d.loc.offset as usize <= text.len(),
+            "diagnostic outside the input: {d}"
+        );
         assert!(d.loc.line >= 1 || &*d.loc.file == "<model>", "line 0: {d}");
     }
 }
@@ -123,7 +180,9 @@ fn run(name: &str, corpus: Vec<Vec<u8>>, target: impl Fn(&[u8])) {
 
 #[test]
 fn fuzz_yaml_reader() {
-    run("yaml", corpus("yaml"), |bytes| check_load("fuzz.yaml", bytes));
+    run("yaml", corpus("yaml"), |bytes| {
+        check_load("fuzz.yaml", bytes)
+    });
 }
 
 #[test]
@@ -133,14 +192,22 @@ fn fuzz_kdl_reader() {
 
 #[test]
 fn fuzz_selector_parser() {
-    let seeds: Vec<Vec<u8>> = ["all", "web,!name:web-3", "tag:db & os:linux", "fact:region=eu,name:lab-[0-9]*"]
-        .iter()
-        .map(|s| s.as_bytes().to_vec())
-        .collect();
+    let seeds: Vec<Vec<u8>> = [
+        "all",
+        "web,!name:web-3",
+        "tag:db & os:linux",
+        "fact:region=eu,name:lab-[0-9]*",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
     run("selector", seeds, |bytes| {
         let text = String::from_utf8_lossy(bytes);
         if let Err(error) = Selector::parse(&text) {
-            assert!(error.position <= text.chars().count(), "{error} in {text:?}");
+            assert!(
+                error.position <= text.chars().count(),
+                "{error} in {text:?}"
+            );
         }
     });
 }

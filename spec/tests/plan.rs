@@ -51,8 +51,11 @@ fn plan_lists_adds_changes_removes_and_unknowns() {
     let (new, d2) = load(&[("new.yaml", NEW)]);
     assert!(d1.is_empty() && d2.is_empty(), "{d1:?} {d2:?}");
     let plan = plan(&old, &new);
-    let items: Vec<(Action, &str, &str)> =
-        plan.items.iter().map(|i| (i.action, i.kind.as_str(), i.name.as_str())).collect();
+    let items: Vec<(Action, &str, &str)> = plan
+        .items
+        .iter()
+        .map(|i| (i.action, i.kind.as_str(), i.name.as_str()))
+        .collect();
     assert_eq!(
         items,
         [
@@ -65,21 +68,44 @@ fn plan_lists_adds_changes_removes_and_unknowns() {
         ]
     );
     let text = plan.to_text();
-    assert!(text.contains("  ~ Rule web-edit\n      ~ mode: \"edit\" -> \"bypass\"\n"), "{text}");
+    assert!(
+        text.contains("  ~ Rule web-edit\n      ~ mode: \"edit\" -> \"bypass\"\n"),
+        "{text}"
+    );
     assert!(text.contains("  - host db-1\n"), "{text}");
-    assert!(text.contains("  + host web-2\n  ~ host web-1\n") || text.contains("  ~ host web-1\n"), "{text}");
-    let web_1 = &plan.hosts.iter().find(|h| h.host == "web-1").expect("web-1 effect").changes;
+    assert!(
+        text.contains("  + host web-2\n  ~ host web-1\n") || text.contains("  ~ host web-1\n"),
+        "{text}"
+    );
+    let web_1 = &plan
+        .hosts
+        .iter()
+        .find(|h| h.host == "web-1")
+        .expect("web-1 effect")
+        .changes;
     let fields: Vec<&str> = web_1.iter().map(|c| c.field.as_str()).collect();
     assert_eq!(fields, ["jobs", "mode", "schedules"]);
-    assert!(text.contains("\nPlan: 2 to add, 1 to change, 2 to remove.\n"), "{text}");
+    assert!(
+        text.contains("\nPlan: 2 to add, 1 to change, 2 to remove.\n"),
+        "{text}"
+    );
     assert!(text.contains("1 effect(s) unknown until run"), "{text}");
 
     // Stable JSON: the same inputs give byte-identical output.
     let json = serde_json::to_string_pretty(&plan).expect("json");
-    assert_eq!(json, serde_json::to_string_pretty(&crate::plan(&old, &new)).expect("json"));
+    assert_eq!(
+        json,
+        serde_json::to_string_pretty(&crate::plan(&old, &new)).expect("json")
+    );
     let value: serde_json::Value = serde_json::from_str(&json).expect("parse");
-    assert_eq!(value["summary"], serde_json::json!({"add": 2, "change": 1, "remove": 2, "unknown": 1}));
-    assert_eq!(value["items"][3]["changes"][0], serde_json::json!({"field": "mode", "old": "edit", "new": "bypass"}));
+    assert_eq!(
+        value["summary"],
+        serde_json::json!({"add": 2, "change": 1, "remove": 2, "unknown": 1})
+    );
+    assert_eq!(
+        value["items"][3]["changes"][0],
+        serde_json::json!({"field": "mode", "old": "edit", "new": "bypass"})
+    );
 }
 
 #[test]

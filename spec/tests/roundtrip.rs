@@ -16,7 +16,12 @@ fn key() -> impl Strategy<Value = String> {
 }
 
 fn mode() -> impl Strategy<Value = Mode> {
-    prop_oneof![Just(Mode::Plan), Just(Mode::Edit), Just(Mode::Bypass), Just(Mode::Disabled)]
+    prop_oneof![
+        Just(Mode::Plan),
+        Just(Mode::Edit),
+        Just(Mode::Bypass),
+        Just(Mode::Disabled)
+    ]
 }
 
 fn allow_deny() -> impl Strategy<Value = AllowDeny> {
@@ -32,58 +37,151 @@ fn metadata() -> impl Strategy<Value = Metadata> {
 }
 
 fn fleet() -> impl Strategy<Value = Document> {
-    let host = (text(), vec(text(), 0..3), btree_map(key(), text(), 0..3), option::of(mode()), option::of(policy()))
-        .prop_map(|(name, tags, facts, mode, policy)| HostEntry { name, tags, facts, mode, policy });
-    let rule = (option::of(text()), text(), option::of(mode()), option::of(policy()))
-        .prop_map(|(name, target, mode, policy)| Rule { name, target, mode, policy });
+    let host = (
+        text(),
+        vec(text(), 0..3),
+        btree_map(key(), text(), 0..3),
+        option::of(mode()),
+        option::of(policy()),
+    )
+        .prop_map(|(name, tags, facts, mode, policy)| HostEntry {
+            name,
+            tags,
+            facts,
+            mode,
+            policy,
+        });
+    let rule = (
+        option::of(text()),
+        text(),
+        option::of(mode()),
+        option::of(policy()),
+    )
+        .prop_map(|(name, target, mode, policy)| Rule {
+            name,
+            target,
+            mode,
+            policy,
+        });
     let operator = (text(), text()).prop_map(|(name, key)| Operator { name, key });
-    let defaults = (option::of(mode()), option::of(policy())).prop_map(|(mode, policy)| Defaults { mode, policy });
-    (metadata(), option::of(defaults), vec(operator, 0..2), vec(host, 0..4), vec(rule, 0..3)).prop_map(
-        |(metadata, defaults, operators, hosts, rules)| {
+    let defaults = (option::of(mode()), option::of(policy()))
+        .prop_map(|(mode, policy)| Defaults { mode, policy });
+    (
+        metadata(),
+        option::of(defaults),
+        vec(operator, 0..2),
+        vec(host, 0..4),
+        vec(rule, 0..3),
+    )
+        .prop_map(|(metadata, defaults, operators, hosts, rules)| {
             Document::Fleet(FleetDocument {
                 api_version: ApiVersion::V1,
                 kind: Fleet::Fleet,
                 metadata,
-                spec: FleetSpec { defaults, operators, hosts, rules },
+                spec: FleetSpec {
+                    defaults,
+                    operators,
+                    hosts,
+                    rules,
+                },
             })
-        },
-    )
+        })
 }
 
 fn schedule() -> impl Strategy<Value = Document> {
-    let concurrency = prop_oneof![Just(Concurrency::Allow), Just(Concurrency::Forbid), Just(Concurrency::Replace)];
-    (metadata(), text(), text(), vec(text(), 0..3), option::of(text()), option::of(text()), option::of(concurrency))
-        .prop_map(|(metadata, target, cron, command, shell, timeout, concurrency)| {
-            Document::Schedule(ScheduleDocument {
-                api_version: ApiVersion::V1,
-                kind: Schedule::Schedule,
-                metadata,
-                spec: ScheduleSpec { target, cron, command, shell, timeout, concurrency },
-            })
-        })
+    let concurrency = prop_oneof![
+        Just(Concurrency::Allow),
+        Just(Concurrency::Forbid),
+        Just(Concurrency::Replace)
+    ];
+    (
+        metadata(),
+        text(),
+        text(),
+        vec(text(), 0..3),
+        option::of(text()),
+        option::of(text()),
+        option::of(concurrency),
+    )
+        .prop_map(
+            |(metadata, target, cron, command, shell, timeout, concurrency)| {
+                Document::Schedule(ScheduleDocument {
+                    api_version: ApiVersion::V1,
+                    kind: Schedule::Schedule,
+                    metadata,
+                    spec: ScheduleSpec {
+                        target,
+                        cron,
+                        command,
+                        shell,
+                        timeout,
+                        concurrency,
+                    },
+                })
+            },
+        )
 }
 
 fn job() -> impl Strategy<Value = Document> {
-    let input = (vec(text(), 0..2), vec(text(), 0..2), option::of(text()), vec(text(), 0..2))
-        .prop_map(|(files, command, shell, items)| Input { files, command, shell, items });
-    let step = (vec(text(), 0..2), option::of(text())).prop_map(|(command, shell)| Step { command, shell });
-    let reducer = prop_oneof![Just(Reducer::Sum), Just(Reducer::Count), Just(Reducer::Concat)];
-    let reduce = (option::of(reducer), vec(text(), 0..2), option::of(text()))
-        .prop_map(|(builtin, command, shell)| Reduce { builtin, command, shell });
-    let trigger = prop_oneof![Just(Trigger::Manual), Just(Trigger::OnApply), Just(Trigger::Cron)];
+    let input = (
+        vec(text(), 0..2),
+        vec(text(), 0..2),
+        option::of(text()),
+        vec(text(), 0..2),
+    )
+        .prop_map(|(files, command, shell, items)| Input {
+            files,
+            command,
+            shell,
+            items,
+        });
+    let step = (vec(text(), 0..2), option::of(text()))
+        .prop_map(|(command, shell)| Step { command, shell });
+    let reducer = prop_oneof![
+        Just(Reducer::Sum),
+        Just(Reducer::Count),
+        Just(Reducer::Concat)
+    ];
+    let reduce = (option::of(reducer), vec(text(), 0..2), option::of(text())).prop_map(
+        |(builtin, command, shell)| Reduce {
+            builtin,
+            command,
+            shell,
+        },
+    );
+    let trigger = prop_oneof![
+        Just(Trigger::Manual),
+        Just(Trigger::OnApply),
+        Just(Trigger::Cron)
+    ];
     (
         metadata(),
         (text(), input, option::of(any::<u32>()), step, reduce),
-        (option::of(any::<u32>()), option::of(trigger), option::of(text())),
+        (
+            option::of(any::<u32>()),
+            option::of(trigger),
+            option::of(text()),
+        ),
     )
-        .prop_map(|(metadata, (target, input, partitions, map, reduce), (retries, trigger, cron))| {
-            Document::MapReduceJob(MapReduceJobDocument {
-                api_version: ApiVersion::V1,
-                kind: MapReduceJob::MapReduceJob,
-                metadata,
-                spec: MapReduceSpec { target, input, partitions, map, reduce, retries, trigger, cron },
-            })
-        })
+        .prop_map(
+            |(metadata, (target, input, partitions, map, reduce), (retries, trigger, cron))| {
+                Document::MapReduceJob(MapReduceJobDocument {
+                    api_version: ApiVersion::V1,
+                    kind: MapReduceJob::MapReduceJob,
+                    metadata,
+                    spec: MapReduceSpec {
+                        target,
+                        input,
+                        partitions,
+                        map,
+                        reduce,
+                        retries,
+                        trigger,
+                        cron,
+                    },
+                })
+            },
+        )
 }
 
 fn model() -> impl Strategy<Value = FleetModel> {

@@ -29,9 +29,15 @@ fn checked_in_schemas_are_up_to_date() {
 fn schemas_are_draft_07_and_name_the_kind() {
     for (name, text) in remote_agents_spec::schema::all() {
         let schema: serde_json::Value = serde_json::from_str(&text).expect("json");
-        assert_eq!(schema["$schema"], "http://json-schema.org/draft-07/schema#", "{name}");
+        assert_eq!(
+            schema["$schema"], "http://json-schema.org/draft-07/schema#",
+            "{name}"
+        );
         let kind = &schema["properties"]["kind"];
-        assert!(kind.to_string().contains("enum") || kind.to_string().contains("$ref"), "{name}: {kind}");
+        assert!(
+            kind.to_string().contains("enum") || kind.to_string().contains("$ref"),
+            "{name}: {kind}"
+        );
     }
 }
 
@@ -47,7 +53,11 @@ fn example_files_point_editors_at_the_schemas() {
                 .find(|l| l.starts_with("# yaml-language-server: $schema="))
                 .unwrap_or_else(|| panic!("{} has no schema line", path.display()));
             let target = line.trim_start_matches("# yaml-language-server: $schema=");
-            assert!(path.parent().unwrap().join(target).exists(), "{}: {target}", path.display());
+            assert!(
+                path.parent().unwrap().join(target).exists(),
+                "{}: {target}",
+                path.display()
+            );
         }
     }
 }

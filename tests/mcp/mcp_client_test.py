@@ -68,6 +68,22 @@ async def main():
         async with ClientSession(read, write) as session:
             await session.initialize()
 
+            if agent_id:
+                # The peer may still be connecting through the relay: wait for it to show up.
+                deadline = asyncio.get_running_loop().time() + 30
+                while True:
+                    agents = await session.call_tool("list_agents", {})
+                    found = [a for a in agents.structured_content["agents"]
+                             if agent_id in (a["agent_id"], a["name"])]
+                    if found:
+                        check(not found[0]["local"], f"list_agents shows the peer {agent_id}")
+                        break
+                    if asyncio.get_running_loop().time() > deadline:
+                        check(False, f"peer {agent_id} appeared in list_agents within 30 s")
+                        print(f"{passed} passed, {failed} failed")
+                        return 1
+                    await asyncio.sleep(0.05)
+
             listed = await session.list_tools()
             tools = {t.name: t for t in listed.tools}
             check(EXPECTED_TOOLS <= set(tools), f"tools/list has every tool ({len(tools)} listed)")
@@ -82,6 +98,9 @@ async def main():
             info = await session.call_tool("get_info", {**target})
             check(not info.is_error and info.structured_content["facts"]["os_family"],
                   f"get_info answers ({text_of(info)[:60]!r}...)")
+            if agent_id:
+                check(agent_id in (info.structured_content["name"], info.structured_content["agent_id"]),
+                      f"get_info answers from the peer {agent_id}, not the local node")
 
             result = await session.call_tool("exec", {**target, "argv": ["echo", "hello from mcp"]})
             sc = result.structured_content or {}

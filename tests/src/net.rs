@@ -121,7 +121,11 @@ impl Handler for TestHandler {
             if let Some(count) = request.strip_prefix(b"stream:") {
                 let count: usize = String::from_utf8_lossy(count).parse().unwrap_or(0);
                 for index in 0..count {
-                    if responder.chunk(format!("chunk {index}").as_bytes()).await.is_err() {
+                    if responder
+                        .chunk(format!("chunk {index}").as_bytes())
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -155,7 +159,12 @@ pub struct TestNode {
 
 impl TestNode {
     /// Starts a node whose identity lives in `data_dir` (reused across restarts).
-    pub async fn start(relay_url: &str, room: &str, data_dir: &Path, name: &str) -> anyhow::Result<Self> {
+    pub async fn start(
+        relay_url: &str,
+        room: &str,
+        data_dir: &Path,
+        name: &str,
+    ) -> anyhow::Result<Self> {
         Self::start_with_psk(relay_url, room, data_dir, name, test_psk()).await
     }
 
@@ -280,16 +289,17 @@ async fn proxy_connection(
 ) -> anyhow::Result<()> {
     let mut path = String::new();
     let mut authorization = None;
-    let downstream = tokio_tungstenite::accept_hdr_async(tcp, |request: &Request, response: Response| {
-        path = request
-            .uri()
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or_default();
-        authorization = request.headers().get("authorization").cloned();
-        Ok(response)
-    })
-    .await?;
+    let downstream =
+        tokio_tungstenite::accept_hdr_async(tcp, |request: &Request, response: Response| {
+            path = request
+                .uri()
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            authorization = request.headers().get("authorization").cloned();
+            Ok(response)
+        })
+        .await?;
     let peer: PeerId = path
         .split("peer=")
         .nth(1)

@@ -104,14 +104,25 @@ impl McpProcess {
             .await
     }
 
+    /// The next message from the server: a response or a notification.
+    pub async fn next_message(&mut self, deadline: Duration) -> anyhow::Result<Value> {
+        let line = tokio::time::timeout(deadline, self.lines.next_line())
+            .await
+            .context("no message before the deadline")??
+            .context("the server closed stdout")?;
+        Ok(serde_json::from_str(&line)?)
+    }
+
+    /// Sends a notification.
+    pub async fn notify(&mut self, method: &str, params: Value) -> anyhow::Result<()> {
+        self.write_line(&json!({"jsonrpc": "2.0", "method": method, "params": params}))
+            .await
+    }
+
     /// The next response (any id), skipping notifications.
     pub async fn next_response(&mut self, deadline: Duration) -> anyhow::Result<Value> {
         loop {
-            let line = tokio::time::timeout(deadline, self.lines.next_line())
-                .await
-                .context("no response before the deadline")??
-                .context("the server closed stdout")?;
-            let value: Value = serde_json::from_str(&line)?;
+            let value = self.next_message(deadline).await?;
             if value.get("id").is_some() {
                 return Ok(value);
             }

@@ -545,7 +545,9 @@ impl RelayProcess {
             async move {
                 let mut lines = tokio::io::BufReader::new(stderr).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
-                    let mut text = collected.lock().unwrap_or_else(|poison| poison.into_inner());
+                    let mut text = collected
+                        .lock()
+                        .unwrap_or_else(|poison| poison.into_inner());
                     text.push_str(&line);
                     text.push('\n');
                 }

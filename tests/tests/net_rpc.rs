@@ -25,7 +25,9 @@ async fn pair(relay: &RestartableRelay, dirs: &tempfile::TempDir) -> (TestNode, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_stream_chunks_and_large_payloads_between_two_nodes() {
-    let relay = RestartableRelay::start(RelayConfig::default()).await.unwrap();
+    let relay = RestartableRelay::start(RelayConfig::default())
+        .await
+        .unwrap();
     let dirs = tempfile::tempdir().unwrap();
     let (a, b) = pair(&relay, &dirs).await;
 
@@ -36,24 +38,44 @@ async fn calls_stream_chunks_and_large_payloads_between_two_nodes() {
     assert_eq!(peers[0].announcement.name, "node-b");
     assert_eq!(peers[0].public_key, b.identity.public_key());
 
-    let mut call = a.net.call(b.peer_id(), b"hello".to_vec(), DEADLINE).await.unwrap();
+    let mut call = a
+        .net
+        .call(b.peer_id(), b"hello".to_vec(), DEADLINE)
+        .await
+        .unwrap();
     assert_eq!(call.collect().await.unwrap(), (vec![], b"hello".to_vec()));
 
-    let mut call = a.net.call(b.peer_id(), b"stream:5".to_vec(), DEADLINE).await.unwrap();
+    let mut call = a
+        .net
+        .call(b.peer_id(), b"stream:5".to_vec(), DEADLINE)
+        .await
+        .unwrap();
     let (chunks, response) = call.collect().await.unwrap();
     let expected: Vec<Vec<u8>> = (0..5).map(|i| format!("chunk {i}").into_bytes()).collect();
     assert_eq!(chunks, expected);
     assert_eq!(response, b"done");
 
     // Larger than three frames each way: split into parts and reassembled.
-    let large: Vec<u8> = (0..(3 * MAX_PART + 12345)).map(|i| (i % 251) as u8).collect();
-    let mut call = b.net.call(a.peer_id(), large.clone(), DEADLINE).await.unwrap();
+    let large: Vec<u8> = (0..(3 * MAX_PART + 12345))
+        .map(|i| (i % 251) as u8)
+        .collect();
+    let mut call = b
+        .net
+        .call(a.peer_id(), large.clone(), DEADLINE)
+        .await
+        .unwrap();
     assert_eq!(call.collect().await.unwrap().1, large);
 
-    let mut call = a.net.call(b.peer_id(), b"fail".to_vec(), DEADLINE).await.unwrap();
+    let mut call = a
+        .net
+        .call(b.peer_id(), b"fail".to_vec(), DEADLINE)
+        .await
+        .unwrap();
     assert_eq!(
         call.collect().await,
-        Err(CallError::Remote(RemoteFailure::Handler("asked to fail".into())))
+        Err(CallError::Remote(RemoteFailure::Handler(
+            "asked to fail".into()
+        )))
     );
 
     assert_eq!(a.net.broadcast(b"to everyone".to_vec()).await, 1);
@@ -67,7 +89,9 @@ async fn calls_stream_chunks_and_large_payloads_between_two_nodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_call_fires_the_callee_s_token() {
-    let relay = RestartableRelay::start(RelayConfig::default()).await.unwrap();
+    let relay = RestartableRelay::start(RelayConfig::default())
+        .await
+        .unwrap();
     let dirs = tempfile::tempdir().unwrap();
     let (a, b) = pair(&relay, &dirs).await;
     let call = a
@@ -90,12 +114,18 @@ async fn cancelling_a_call_fires_the_callee_s_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadline_fails_the_call_and_cancels_the_callee() {
-    let relay = RestartableRelay::start(RelayConfig::default()).await.unwrap();
+    let relay = RestartableRelay::start(RelayConfig::default())
+        .await
+        .unwrap();
     let dirs = tempfile::tempdir().unwrap();
     let (a, b) = pair(&relay, &dirs).await;
     let mut call = a
         .net
-        .call(b.peer_id(), b"wait-for-cancel".to_vec(), Duration::from_millis(300))
+        .call(
+            b.peer_id(),
+            b"wait-for-cancel".to_vec(),
+            Duration::from_millis(300),
+        )
         .await
         .unwrap();
     assert_eq!(call.next().await, Some(Err(CallError::DeadlineExceeded)));
@@ -109,7 +139,9 @@ async fn a_deadline_fails_the_call_and_cancels_the_callee() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_not_in_the_room_is_unreachable() {
-    let relay = RestartableRelay::start(RelayConfig::default()).await.unwrap();
+    let relay = RestartableRelay::start(RelayConfig::default())
+        .await
+        .unwrap();
     let dirs = tempfile::tempdir().unwrap();
     let (a, _b) = pair(&relay, &dirs).await;
     let mut call = a
@@ -125,7 +157,9 @@ async fn a_peer_not_in_the_room_is_unreachable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_relay_restart_in_flight_calls_fail_clearly_and_sessions_come_back() {
-    let mut relay = RestartableRelay::start(RelayConfig::default()).await.unwrap();
+    let mut relay = RestartableRelay::start(RelayConfig::default())
+        .await
+        .unwrap();
     let dirs = tempfile::tempdir().unwrap();
     let (a, b) = pair(&relay, &dirs).await;
     let mut in_flight = a
@@ -142,7 +176,10 @@ async fn after_a_relay_restart_in_flight_calls_fail_clearly_and_sessions_come_ba
     relay.restart().await.unwrap();
     // The request was delivered: the caller cannot know whether it ran.
     assert!(
-        matches!(in_flight.next().await, Some(Err(CallError::OutcomeUnknown(_)))),
+        matches!(
+            in_flight.next().await,
+            Some(Err(CallError::OutcomeUnknown(_)))
+        ),
         "in-flight call must fail with outcome_unknown"
     );
     wait_until("both nodes to reconnect", || {
@@ -152,7 +189,11 @@ async fn after_a_relay_restart_in_flight_calls_fail_clearly_and_sessions_come_ba
     .await
     .unwrap();
     a.net.wait_for_peers(1, DEADLINE).await.unwrap();
-    let mut call = a.net.call(b.peer_id(), b"again".to_vec(), DEADLINE).await.unwrap();
+    let mut call = a
+        .net
+        .call(b.peer_id(), b"again".to_vec(), DEADLINE)
+        .await
+        .unwrap();
     assert_eq!(call.collect().await.unwrap().1, b"again");
 
     // While the relay is down, new calls fail at once as unreachable instead of hanging.
@@ -161,7 +202,11 @@ async fn after_a_relay_restart_in_flight_calls_fail_clearly_and_sessions_come_ba
         .wait_for_state(DEADLINE, |state| *state == ConnectionState::Connecting)
         .await
         .unwrap();
-    let mut call = a.net.call(b.peer_id(), b"nobody".to_vec(), DEADLINE).await.unwrap();
+    let mut call = a
+        .net
+        .call(b.peer_id(), b"nobody".to_vec(), DEADLINE)
+        .await
+        .unwrap();
     assert!(matches!(
         call.next().await,
         Some(Err(CallError::Unreachable(_)))
@@ -171,7 +216,9 @@ async fn after_a_relay_restart_in_flight_calls_fail_clearly_and_sessions_come_ba
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_evicted_node_does_not_reconnect() {
-    let relay = RestartableRelay::start(RelayConfig::default()).await.unwrap();
+    let relay = RestartableRelay::start(RelayConfig::default())
+        .await
+        .unwrap();
     let dirs = tempfile::tempdir().unwrap();
     let first = TestNode::start(&relay.url(), "lab", &dirs.path().join("same"), "first")
         .await
@@ -195,12 +242,17 @@ async fn an_evicted_node_does_not_reconnect() {
         .wait_for_state(DEADLINE, |state| *state == ConnectionState::Connected)
         .await
         .unwrap();
-    assert_eq!(first.net.counters().connect_attempts.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        first.net.counters().connect_attempts.load(Ordering::SeqCst),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_with_different_room_keys_never_see_each_other() {
-    let relay = RestartableRelay::start(RelayConfig::default()).await.unwrap();
+    let relay = RestartableRelay::start(RelayConfig::default())
+        .await
+        .unwrap();
     let dirs = tempfile::tempdir().unwrap();
     let a = TestNode::start(&relay.url(), "lab", &dirs.path().join("a"), "a")
         .await

@@ -122,7 +122,10 @@ async fn kill_9_during_200_writes_leaves_every_file_old_or_new() -> anyhow::Resu
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
     let ok = records.iter().filter(|r| r["result"] == "ok").count();
-    assert!(ok >= answered, "{ok} ok records for {answered} answered writes");
+    assert!(
+        ok >= answered,
+        "{ok} ok records for {answered} answered writes"
+    );
     assert!(records.iter().all(|r| r["caller"] == "mcp:local"));
     for r in records.iter().filter(|r| r["result"] == "outcome_unknown") {
         assert_eq!(r["decision"], "recovered after restart", "{r}");
@@ -151,7 +154,10 @@ async fn plan_mode_refuses_writes_and_exec_over_mcp() -> anyhow::Result<()> {
     assert_eq!(result["isError"], json!(false));
     assert_eq!(result["structuredContent"]["agents"][0]["mode"], "plan");
     let result = node
-        .call_tool("exec", json!({"argv": ["true"], "agent_id": "someone-else"}))
+        .call_tool(
+            "exec",
+            json!({"argv": ["true"], "agent_id": "someone-else"}),
+        )
         .await?;
     assert_eq!(result["isError"], json!(true));
     assert!(
@@ -181,14 +187,22 @@ async fn wait_for_agent(node: &mut McpProcess, name: &str) -> anyhow::Result<ser
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_through_the_relay_runs_exec_and_writes_under_its_own_policy() -> anyhow::Result<()> {
+async fn a_peer_through_the_relay_runs_exec_and_writes_under_its_own_policy() -> anyhow::Result<()>
+{
     let relay = remote_agents_tests::relay::TestRelay::start().await?;
     let tmp = tempfile::tempdir()?;
     let work = std::fs::canonicalize(tmp.path())?;
     let b_data = work.join("b").display().to_string();
     let a_data = work.join("a").display().to_string();
     let room = format!("room-{}", uuid::Uuid::new_v4().simple());
-    let common = ["--relay", relay.url.as_str(), "--room", room.as_str(), "--token", "e2e-token"];
+    let common = [
+        "--relay",
+        relay.url.as_str(),
+        "--room",
+        room.as_str(),
+        "--token",
+        "e2e-token",
+    ];
     let mut b = tokio::process::Command::new(node_binary()?)
         .arg("run")
         .args(common)
@@ -210,14 +224,20 @@ async fn a_peer_through_the_relay_runs_exec_and_writes_under_its_own_policy() ->
     assert_eq!(info["structuredContent"]["name"], "node-b", "{info}");
 
     let result = a
-        .call_tool("exec", json!({"agent_id": "node-b", "argv": ["sh", "-c", "echo $0", "remote"]}))
+        .call_tool(
+            "exec",
+            json!({"agent_id": "node-b", "argv": ["sh", "-c", "echo $0", "remote"]}),
+        )
         .await?;
     assert_eq!(result["isError"], json!(false), "{result}");
     assert_eq!(result["structuredContent"]["stdout"], "remote\n");
 
     let target = work.join("written-remotely.txt").display().to_string();
     let result = a
-        .call_tool("write_file", json!({"agent_id": b_id, "path": target, "content": "over the relay"}))
+        .call_tool(
+            "write_file",
+            json!({"agent_id": b_id, "path": target, "content": "over the relay"}),
+        )
         .await?;
     assert_eq!(result["isError"], json!(false), "{result}");
     assert_eq!(std::fs::read_to_string(&target)?, "over the relay");
@@ -228,11 +248,17 @@ async fn a_peer_through_the_relay_runs_exec_and_writes_under_its_own_policy() ->
 
     // Plan mode on B (B's own policy): A's write is refused by B with B's reason.
     let result = a
-        .call_tool("set_mode", json!({"agent_id": b_id, "mode": "plan", "ttl_secs": 60}))
+        .call_tool(
+            "set_mode",
+            json!({"agent_id": b_id, "mode": "plan", "ttl_secs": 60}),
+        )
         .await?;
     assert_eq!(result["isError"], json!(false), "{result}");
     let result = a
-        .call_tool("write_file", json!({"agent_id": b_id, "path": target, "content": "refused"}))
+        .call_tool(
+            "write_file",
+            json!({"agent_id": b_id, "path": target, "content": "refused"}),
+        )
         .await?;
     assert_eq!(result["isError"], json!(true));
     assert!(result.to_string().contains("plan mode"), "{result}");
@@ -242,10 +268,72 @@ async fn a_peer_through_the_relay_runs_exec_and_writes_under_its_own_policy() ->
     assert_eq!(local["structuredContent"]["effective_mode"], "edit");
 
     let result = a
-        .call_tool("exec", json!({"agent_id": "no-such-node", "argv": ["true"]}))
+        .call_tool(
+            "exec",
+            json!({"agent_id": "no-such-node", "argv": ["true"]}),
+        )
         .await?;
     assert_eq!(result["isError"], json!(true));
     assert!(result.to_string().contains("list_agents"), "{result}");
     b.start_kill()?;
+    Ok(())
+}
+
+fn process_alive(pattern: &str) -> bool {
+    std::process::Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_exec_reports_progress_and_cancellation_kills_it() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let data = tmp.path().join("data").display().to_string();
+    let mut node = McpProcess::start(&["--data-dir", &data], &[]).await?;
+    let marker = format!("ra-cancel-{}", uuid::Uuid::new_v4().simple());
+    let id = node
+        .send(
+            "tools/call",
+            json!({
+                "name": "exec",
+                "arguments": {"argv": ["sh", "-c", "sleep 60", marker]},
+                "_meta": {"progressToken": "long-exec"},
+            }),
+        )
+        .await?;
+    // The first progress notification arrives about a second in.
+    loop {
+        let message = node.next_message(Duration::from_secs(10)).await?;
+        if message["method"] == "notifications/progress" {
+            assert_eq!(message["params"]["progressToken"], "long-exec");
+            assert!(
+                message["params"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("running")
+            );
+            break;
+        }
+        assert!(
+            message.get("id") != Some(&json!(id)),
+            "exec ended early: {message}"
+        );
+    }
+    assert!(process_alive(&marker), "the command is not running");
+    node.notify(
+        "notifications/cancelled",
+        json!({"requestId": id, "reason": "test"}),
+    )
+    .await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while process_alive(&marker) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cancellation did not kill the command"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     Ok(())
 }

@@ -10,8 +10,13 @@ use remote_agents_tests::relay::{RelayLimits, RelayProcess, random_peer, random_
 type TestResult = anyhow::Result<()>;
 
 fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    text.lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 #[tokio::test]
@@ -26,7 +31,9 @@ async fn metrics_count_rooms_peers_frames_and_rejections() -> TestResult {
     first.welcome().await?;
     let mut second = relay.connect(&room, random_peer()).await?;
     second.welcome().await?;
-    first.send_data(second.peer, 1, b"counted, never logged").await?;
+    first
+        .send_data(second.peer, 1, b"counted, never logged")
+        .await?;
     second.recv_kind(FrameKind::Data).await?;
     first.send_data(random_peer(), 2, b"nobody").await?;
     first.recv_kind(FrameKind::Join).await?;
@@ -79,7 +86,9 @@ async fn logs_at_trace_level_never_contain_payload_bytes() -> TestResult {
     sender.send_data(receiver.peer, 1, canary).await?;
     sender.send_broadcast(2, canary).await?;
     sender
-        .send(&remote_agents_protocol::frame::Frame::retain_put(3, b"k", canary)?)
+        .send(&remote_agents_protocol::frame::Frame::retain_put(
+            3, b"k", canary,
+        )?)
         .await?;
     receiver.recv_kind(FrameKind::Data).await?;
     receiver.recv_kind(FrameKind::Broadcast).await?;
@@ -90,7 +99,10 @@ async fn logs_at_trace_level_never_contain_payload_bytes() -> TestResult {
     assert!(!logs.is_empty(), "trace logging produced nothing");
     let hex_canary: String = canary.iter().map(|byte| format!("{byte:02x}")).collect();
     assert!(!logs.contains("CANARY"), "payload in logs:\n{logs}");
-    assert!(!logs.contains(&hex_canary), "payload (hex) in logs:\n{logs}");
+    assert!(
+        !logs.contains(&hex_canary),
+        "payload (hex) in logs:\n{logs}"
+    );
     Ok(())
 }
 

@@ -44,7 +44,9 @@ impl std::str::FromStr for Amount {
                 .parse()
                 .map_err(|_| format!("expected a number before '%', got {text:?}"))?;
             if !(0.0..=100.0).contains(&value) {
-                return Err(format!("a percentage must be between 0% and 100%, got {text:?}"));
+                return Err(format!(
+                    "a percentage must be between 0% and 100%, got {text:?}"
+                ));
             }
             Ok(Amount::Percent(value))
         } else {
@@ -188,8 +190,10 @@ async fn call_one(
     match tokio::time::timeout(timeout, caller.call(target, timeout)).await {
         Ok(record) => record,
         Err(_) => {
-            let mut record = HostRecord::new(host, HostStatus::Timeout)
-                .with_error(format!("no answer within {}", humantime::format_duration(timeout)));
+            let mut record = HostRecord::new(host, HostStatus::Timeout).with_error(format!(
+                "no answer within {}",
+                humantime::format_duration(timeout)
+            ));
             record.agent_id = agent_id;
             record.duration_ms = started.elapsed().as_millis() as u64;
             record
@@ -228,7 +232,11 @@ mod tests {
                 tokio::time::sleep(delay).await;
                 let mut record = HostRecord::new(
                     target.host,
-                    if fail { HostStatus::Failed } else { HostStatus::Ok },
+                    if fail {
+                        HostStatus::Failed
+                    } else {
+                        HostStatus::Ok
+                    },
                 );
                 record.exit = Some(if fail { 1 } else { 0 });
                 record
@@ -278,7 +286,12 @@ mod tests {
         };
         let started = Instant::now();
         let report = run(targets(4), caller, &options).await;
-        assert!(report.records.iter().all(|r| r.status == HostStatus::Timeout));
+        assert!(
+            report
+                .records
+                .iter()
+                .all(|r| r.status == HostStatus::Timeout)
+        );
         assert_eq!(started.elapsed(), Duration::from_secs(5));
     }
 
@@ -308,12 +321,15 @@ mod tests {
         let report = run(targets(10), caller.clone(), &options).await;
         assert!(report.halted);
         let statuses: Vec<_> = report.records.iter().map(|r| r.status).collect();
-        assert_eq!(&statuses[..4], &[
-            HostStatus::Ok,
-            HostStatus::Ok,
-            HostStatus::Failed,
-            HostStatus::Failed
-        ]);
+        assert_eq!(
+            &statuses[..4],
+            &[
+                HostStatus::Ok,
+                HostStatus::Ok,
+                HostStatus::Failed,
+                HostStatus::Failed
+            ]
+        );
         assert!(statuses[4..].iter().all(|s| *s == HostStatus::Skipped));
         assert_eq!(caller.called.lock().unwrap().len(), 4);
     }

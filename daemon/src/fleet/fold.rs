@@ -37,7 +37,14 @@ pub struct Folded {
 
 /// Groups records by everything a reader compares: status, exit code, stdout, stderr, error.
 pub fn fold(records: &[HostRecord]) -> Folded {
-    type Key<'a> = (HostStatus, Option<i32>, &'a str, &'a str, Option<&'a str>, bool);
+    type Key<'a> = (
+        HostStatus,
+        Option<i32>,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        bool,
+    );
     let mut by_output: BTreeMap<Key<'_>, Vec<String>> = BTreeMap::new();
     for record in records {
         let key = (
@@ -52,19 +59,21 @@ pub fn fold(records: &[HostRecord]) -> Folded {
     }
     let mut groups: Vec<OutputGroup> = by_output
         .into_iter()
-        .map(|((status, exit, stdout, stderr, error, truncated), mut hosts)| {
-            hosts.sort_by(|a, b| natural_cmp(a, b));
-            OutputGroup {
-                host_set: compress_hosts(&hosts),
-                hosts,
-                status,
-                exit,
-                stdout: stdout.to_string(),
-                stderr: stderr.to_string(),
-                error: error.map(str::to_string),
-                truncated,
-            }
-        })
+        .map(
+            |((status, exit, stdout, stderr, error, truncated), mut hosts)| {
+                hosts.sort_by(|a, b| natural_cmp(a, b));
+                OutputGroup {
+                    host_set: compress_hosts(&hosts),
+                    hosts,
+                    status,
+                    exit,
+                    stdout: stdout.to_string(),
+                    stderr: stderr.to_string(),
+                    error: error.map(str::to_string),
+                    truncated,
+                }
+            },
+        )
         .collect();
     // Largest group first; ties in a stable, readable order.
     groups.sort_by(|a, b| {
@@ -202,7 +211,10 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
             (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
                 let a_end = a.find(|c: char| !c.is_ascii_digit()).unwrap_or(a.len());
                 let b_end = b.find(|c: char| !c.is_ascii_digit()).unwrap_or(b.len());
-                let (a_digits, b_digits) = (a[..a_end].trim_start_matches('0'), b[..b_end].trim_start_matches('0'));
+                let (a_digits, b_digits) = (
+                    a[..a_end].trim_start_matches('0'),
+                    b[..b_end].trim_start_matches('0'),
+                );
                 let order = a_digits
                     .len()
                     .cmp(&b_digits.len())
@@ -267,15 +279,20 @@ mod tests {
         let folded = fold(&records);
         assert_eq!(folded.groups.len(), 2);
         assert_eq!(folded.not_ok, 1);
-        assert_eq!(folded.summary, "2 hosts, 1 ok, 1 not ok; 1 identical, 1 differ in 1 other group");
+        assert_eq!(
+            folded.summary,
+            "2 hosts, 1 ok, 1 not ok; 1 identical, 1 differ in 1 other group"
+        );
     }
 
     #[test]
     fn host_lists_compress_to_ranges() {
-        let hosts: Vec<String> = ["web-1", "web-2", "web-3", "web-5", "db-1", "mac", "x007", "web-10"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let hosts: Vec<String> = [
+            "web-1", "web-2", "web-3", "web-5", "db-1", "mac", "x007", "web-10",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         assert_eq!(compress_hosts(&hosts), "db-1,mac,web-[1-3,5,10],x007");
     }
 

@@ -3,8 +3,11 @@
 //! identical results. The engine is independent of transport: it calls hosts through
 //! [`HostCaller`], which the node implements over the secure channel.
 
+pub mod cli;
 pub mod fanout;
 pub mod fold;
+pub mod jobs;
+pub mod remote;
 
 use serde::{Deserialize, Serialize};
 
@@ -13,7 +16,17 @@ pub use fold::{Folded, OutputGroup, fold};
 
 /// What happened on one host. Every matched host gets exactly one of these; none is dropped.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum HostStatus {

@@ -3,7 +3,7 @@
 //! `exec`, `status`, ...) join [`Command`] as further variants with their own modules.
 
 mod offline;
-mod sources;
+pub(crate) mod sources;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -14,12 +14,19 @@ pub const EXIT_FINDINGS: u8 = 1;
 pub const EXIT_ERROR: u8 = 2;
 
 #[derive(Debug, Parser)]
-#[command(name = "fleetctl", version, about = "Declare, check and operate a fleet of machines")]
+#[command(
+    name = "fleetctl",
+    version,
+    about = "Declare, check and operate a fleet of machines"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
+// The enum is built once per process from argv, so the size difference between variants costs
+// nothing; boxing a flattened clap subcommand would only complicate the derive.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check spec files; exit 0 when valid, 1 when not (diagnostics on stderr).
@@ -31,6 +38,12 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Print the spec in the other spelling (YAML <-> KDL); comments are not carried over.
     Convert(ConvertArgs),
+    /// Fan-out operations on the live fleet (exec, read, write, git, search); exit 1 when any
+    /// host is not ok.
+    #[command(flatten)]
+    Fleet(crate::fleet::cli::FleetCommand),
+    /// The stored history of fan-outs, or one job in full.
+    Jobs(crate::fleet::cli::JobsCommand),
 }
 
 /// `-o text|json|yaml` for commands whose output is data.
@@ -105,6 +118,10 @@ pub fn run(cli: Cli) -> u8 {
         Command::Diff(args) => offline::diff(&args),
         Command::Explain(args) => offline::explain(&args),
         Command::Convert(args) => offline::convert(&args),
+        Command::Fleet(command) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| runtime.block_on(crate::fleet::cli::run(command))),
+        Command::Jobs(command) => crate::fleet::cli::jobs_command(&command),
     };
     match result {
         Ok(code) => code,

@@ -12,15 +12,22 @@ use std::path::Path;
 
 /// Prints diagnostics to stderr with the offending source line and a caret under the column.
 fn report(diagnostics: &[Diagnostic], files: &[(String, String)]) {
-    let texts: HashMap<&str, &str> = files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+    let texts: HashMap<&str, &str> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
     for diagnostic in diagnostics {
         eprintln!("{diagnostic}");
-        let line = texts
-            .get(&*diagnostic.loc.file)
-            .and_then(|text| text.lines().nth(diagnostic.loc.line.saturating_sub(1) as usize));
+        let line = texts.get(&*diagnostic.loc.file).and_then(|text| {
+            text.lines()
+                .nth(diagnostic.loc.line.saturating_sub(1) as usize)
+        });
         if let Some(line) = line {
             eprintln!("   | {line}");
-            eprintln!("   | {}^", " ".repeat(diagnostic.loc.col.saturating_sub(1) as usize));
+            eprintln!(
+                "   | {}^",
+                " ".repeat(diagnostic.loc.col.saturating_sub(1) as usize)
+            );
         }
     }
 }
@@ -87,7 +94,11 @@ pub fn diff(args: &DiffArgs) -> Result<u8> {
     let plan = remote_agents_spec::plan(&old, &new);
     let value = serde_json::to_value(&plan)?;
     print_data(args.output, &value, || plan.to_text());
-    Ok(if plan.is_empty() { EXIT_OK } else { EXIT_FINDINGS })
+    Ok(if plan.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FINDINGS
+    })
 }
 
 pub fn explain(args: &ExplainArgs) -> Result<u8> {

@@ -35,7 +35,10 @@ pub fn read_paths(paths: &[PathBuf]) -> Result<Vec<(String, String)>> {
 fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let path = entry?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         if name.starts_with('.') {
             continue;
         }
@@ -49,8 +52,8 @@ fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 fn read_file(path: &Path) -> Result<(String, String)> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ok((path.display().to_string(), text))
 }
 
@@ -92,9 +95,15 @@ pub fn read_at_revision(path: &Path, revision: &str) -> Result<Vec<(String, Stri
             }
             Some(git2::ObjectType::Blob) => {
                 let blob = object.peel_to_blob()?;
-                files.push((label(&relative), String::from_utf8_lossy(blob.content()).into_owned()));
+                files.push((
+                    label(&relative),
+                    String::from_utf8_lossy(blob.content()).into_owned(),
+                ));
             }
-            _ => bail!("{} at {revision} is neither a file nor a folder", relative.display()),
+            _ => bail!(
+                "{} at {revision} is neither a file nor a folder",
+                relative.display()
+            ),
         }
     }
     files.sort();
@@ -118,7 +127,10 @@ fn collect_tree(
             }
             Some(git2::ObjectType::Blob) if is_spec_file(&path) => {
                 let blob = entry.to_object(repository)?.peel_to_blob()?;
-                out.push((label(&path), String::from_utf8_lossy(blob.content()).into_owned()));
+                out.push((
+                    label(&path),
+                    String::from_utf8_lossy(blob.content()).into_owned(),
+                ));
             }
             _ => {}
         }

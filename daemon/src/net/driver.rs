@@ -24,8 +24,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    CallError, CallEvent, Command, ConnectionState, Handler, NetConfig, PeerInfo, Responder,
-    Shared,
+    CallError, CallEvent, Command, ConnectionState, Handler, NetConfig, PeerInfo, Responder, Shared,
 };
 use crate::identity::Identity;
 
@@ -128,6 +127,9 @@ impl ReconnectBackoff {
     }
 }
 
+/// How long a handler may keep running after its deadline fired its cancellation token.
+const HANDLER_GRACE: Duration = Duration::from_secs(2);
+
 enum Ended {
     Shutdown,
     Closed(u16, String),
@@ -212,7 +214,8 @@ impl Driver {
     }
 
     pub(crate) async fn run(mut self) {
-        let mut backoff = ReconnectBackoff::new(self.config.reconnect_min, self.config.reconnect_max);
+        let mut backoff =
+            ReconnectBackoff::new(self.config.reconnect_min, self.config.reconnect_max);
         loop {
             if self.shutdown.is_cancelled() {
                 break;
@@ -382,7 +385,10 @@ impl Driver {
     }
 
     fn reject(&self, peer: Option<PeerId>, reason: &dyn std::fmt::Display) {
-        self.shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .counters
+            .rejected
+            .fetch_add(1, Ordering::Relaxed);
         match peer {
             Some(peer) => tracing::warn!(%peer, %reason, "rejected frame"),
             None => tracing::warn!(%reason, "rejected frame"),
@@ -418,14 +424,20 @@ impl Driver {
                     self.reject(None, &"malformed welcome");
                     return false;
                 };
-                self.shared.counters.connections.fetch_add(1, Ordering::Relaxed);
-                self.shared.state.send_replace(ConnectionState::Connected);
+                self.shared
+                    .counters
+                    .connections
+                    .fetch_add(1, Ordering::Relaxed);
                 for peer in peers {
                     if peer != self.shared.local_id {
                         self.present.insert(peer);
                         self.sessions.peer_present(peer, now);
                     }
                 }
+                self.publish_present();
+                // Connected only once the room's members are known, so `wait_settled` never
+                // sees a connected, empty room that is not empty.
+                self.shared.state.send_replace(ConnectionState::Connected);
                 return true;
             }
             FrameKind::Join => {
@@ -433,6 +445,7 @@ impl Driver {
                     // A peer that rejoins may have restarted: forget its old sessions.
                     self.forget_peer(from, "peer rejoined the room");
                     self.present.insert(from);
+                    self.publish_present();
                     self.sessions.peer_present(from, now);
                 }
             }
@@ -458,6 +471,7 @@ impl Driver {
 
     fn forget_peer(&mut self, peer: PeerId, reason: &str) {
         self.present.remove(&peer);
+        self.publish_present();
         self.sessions.peer_left(&peer);
         if self.peers.remove(&peer).is_some() {
             self.publish_peers();
@@ -488,6 +502,7 @@ impl Driver {
         };
         self.sessions.reset();
         self.present.clear();
+        self.publish_present();
         if !self.peers.is_empty() {
             self.peers.clear();
             self.publish_peers();
@@ -506,6 +521,12 @@ impl Driver {
         self.notifications.clear();
     }
 
+    fn publish_present(&self) {
+        self.shared
+            .present
+            .send_replace(self.present.iter().copied().collect());
+    }
+
     fn publish_peers(&self) {
         self.shared.presence.send_replace(self.peers.clone());
     }
@@ -518,10 +539,11 @@ impl Driver {
                     remote_static,
                     announcement,
                 } => {
-                    let announcement = Announcement::decode(&announcement).unwrap_or_else(|error| {
-                        tracing::warn!(%peer, %error, "undecodable announcement");
-                        Announcement::default()
-                    });
+                    let announcement =
+                        Announcement::decode(&announcement).unwrap_or_else(|error| {
+                            tracing::warn!(%peer, %error, "undecodable announcement");
+                            Announcement::default()
+                        });
                     let info = PeerInfo {
                         peer_id: peer,
                         agent_id: peer.to_hex(),
@@ -573,7 +595,8 @@ impl Driver {
 
     fn set_announcement(&mut self, announcement: Announcement) {
         self.config.announcement = announcement;
-        self.sessions.set_announcement(self.config.announcement.encode());
+        self.sessions
+            .set_announcement(self.config.announcement.encode());
     }
 
     fn on_command(&mut self, command: Command) {
@@ -697,7 +720,10 @@ impl Driver {
                 return;
             }
         };
-        self.shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .counters
+            .accepted
+            .fetch_add(1, Ordering::Relaxed);
         let max_message = self.config.max_message;
         match envelope {
             Envelope::Announce(announcement) => {
@@ -712,12 +738,15 @@ impl Driver {
                 data,
                 more,
             } => {
-                let entry = self.inbound.entry((peer, call)).or_insert_with(|| InboundCall {
-                    cancel: self.shutdown.child_token(),
-                    request: Vec::new(),
-                    deadline_ms,
-                    started: false,
-                });
+                let entry = self
+                    .inbound
+                    .entry((peer, call))
+                    .or_insert_with(|| InboundCall {
+                        cancel: self.shutdown.child_token(),
+                        request: Vec::new(),
+                        deadline_ms,
+                        started: false,
+                    });
                 if entry.started {
                     tracing::debug!(%peer, call, "duplicate request part ignored");
                     return;
@@ -742,7 +771,9 @@ impl Driver {
                     outbound.chunk.extend_from_slice(&data);
                     if outbound.chunk.len() > max_message {
                         let outbound = self.calls.remove(&call).expect("present");
-                        let _ = outbound.events.send(Err(CallError::TooLarge(outbound.chunk.len())));
+                        let _ = outbound
+                            .events
+                            .send(Err(CallError::TooLarge(outbound.chunk.len())));
                     } else if !more {
                         let chunk = std::mem::take(&mut outbound.chunk);
                         let _ = outbound.events.send(Ok(CallEvent::Chunk(chunk)));
@@ -759,14 +790,21 @@ impl Driver {
                             .send(Err(CallError::TooLarge(outbound.response.len())));
                     } else if !more {
                         let outbound = self.calls.remove(&call).expect("present");
-                        let _ = outbound.events.send(Ok(CallEvent::Response(outbound.response)));
+                        let _ = outbound
+                            .events
+                            .send(Ok(CallEvent::Response(outbound.response)));
                     }
                 }
             }
             Envelope::Failure { call, failure } => {
                 if self.calls.get(&call).is_some_and(|c| c.peer == peer) {
                     let outbound = self.calls.remove(&call).expect("present");
-                    let _ = outbound.events.send(Err(CallError::Remote(failure)));
+                    // Whichever side noticed the deadline first, the caller sees one error.
+                    let error = match failure {
+                        RemoteFailure::DeadlineExceeded => CallError::DeadlineExceeded,
+                        failure => CallError::Remote(failure),
+                    };
+                    let _ = outbound.events.send(Err(error));
                 }
             }
             Envelope::Cancel { call } => {
@@ -817,13 +855,15 @@ impl Driver {
         };
         let commands = self.commands_tx.clone();
         tokio::spawn(async move {
-            let handling = handler.handle(info, request, responder, cancel.clone());
+            let mut handling = handler.handle(info, request, responder, cancel.clone());
             tokio::select! {
-                () = handling => {}
+                () = &mut handling => {}
                 () = tokio::time::sleep(deadline) => {
-                    // Dropping the handler future drops its responder, which reports the
+                    // Past the deadline: fire the token and give the handler a grace period to
+                    // stop on its own; dropping it then drops its responder, which reports the
                     // deadline to the caller.
                     cancel.cancel();
+                    let _ = tokio::time::timeout(HANDLER_GRACE, handling).await;
                 }
             }
             let _ = commands.send(Command::InboundDone { peer, call }).await;

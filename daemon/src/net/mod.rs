@@ -220,6 +220,8 @@ pub(crate) enum Command {
 pub(crate) struct Shared {
     pub(crate) local_id: PeerId,
     pub(crate) presence: watch::Sender<BTreeMap<PeerId, PeerInfo>>,
+    /// Peers the relay says are in the room, authenticated or not yet.
+    pub(crate) present: watch::Sender<std::collections::BTreeSet<PeerId>>,
     pub(crate) state: watch::Sender<ConnectionState>,
     pub(crate) counters: NetCounters,
     next_call: AtomicU64,
@@ -245,6 +247,7 @@ impl Net {
         let shared = Arc::new(Shared {
             local_id: identity.peer_id(),
             presence: watch::Sender::new(BTreeMap::new()),
+            present: watch::Sender::new(std::collections::BTreeSet::new()),
             state: watch::Sender::new(ConnectionState::Connecting),
             counters: NetCounters::default(),
             next_call: AtomicU64::new(1),
@@ -304,6 +307,33 @@ impl Net {
             .map_err(|_| CallError::DeadlineExceeded)?
             .map_err(|_| CallError::Shutdown)?;
         Ok(self.peers())
+    }
+
+    /// Waits until the relay connection is up and every peer present in the room has finished
+    /// its handshake, so `peers()` is the whole room. Fails when not connected within `timeout`;
+    /// once connected, returns after at most `timeout` in all with the number of present peers
+    /// still not authenticated (e.g. a peer with another room token), which callers may report.
+    pub async fn wait_settled(&self, timeout: Duration) -> Result<usize, CallError> {
+        let deadline = Instant::now() + timeout;
+        self.wait_for_state(timeout, |state| *state == ConnectionState::Connected)
+            .await?;
+        let mut present = self.shared.present.subscribe();
+        let mut presence = self.shared.presence.subscribe();
+        loop {
+            let missing = {
+                let present = present.borrow_and_update();
+                let peers = presence.borrow_and_update();
+                present.iter().filter(|p| !peers.contains_key(p)).count()
+            };
+            if missing == 0 {
+                return Ok(0);
+            }
+            tokio::select! {
+                changed = present.changed() => changed.map_err(|_| CallError::Shutdown)?,
+                changed = presence.changed() => changed.map_err(|_| CallError::Shutdown)?,
+                _ = tokio::time::sleep_until(deadline) => return Ok(missing),
+            }
+        }
     }
 
     /// Waits until the connection state satisfies `predicate`, or fails after `timeout`.

@@ -15,7 +15,10 @@ fn reconnect_waits_are_full_jitter_under_a_capped_exponential() {
         let mut backoff = ReconnectBackoff::new(minimum, maximum);
         for (attempt, step) in steps.iter().enumerate() {
             let delay = backoff.next_delay();
-            assert!(delay < Duration::from_millis(*step), "attempt {attempt}: {delay:?}");
+            assert!(
+                delay < Duration::from_millis(*step),
+                "attempt {attempt}: {delay:?}"
+            );
             if attempt == 0 {
                 firsts.push(delay.as_secs_f64());
             }

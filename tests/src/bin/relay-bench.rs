@@ -47,6 +47,9 @@ struct Args {
     /// The relay binary for the memory run (default: next to this binary).
     #[arg(long)]
     relay_bin: Option<PathBuf>,
+    /// Extra flags for the relay process in the memory run (e.g. "--write-buffer 0").
+    #[arg(long, allow_hyphen_values = true)]
+    relay_args: Option<String>,
     /// Skip (b), the memory run.
     #[arg(long)]
     no_memory: bool,
@@ -358,6 +361,7 @@ async fn memory(args: &Args) -> anyhow::Result<()> {
     let binary = relay_binary(args)?;
     let mut child = tokio::process::Command::new(&binary)
         .args(["--bind", "127.0.0.1:0", "--idle-timeout", "3600"])
+        .args(args.relay_args.iter().flat_map(|extra| extra.split_whitespace()))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)

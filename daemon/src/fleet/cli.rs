@@ -1,0 +1,581 @@
+//! fleetctl's fleet operations: `exec`, `read`, `write`, `git`, `search` fanned out to a target
+//! selector, and `jobs` (the stored history). fleetctl joins the room as a send-only peer with
+//! its own identity (`<data dir>/fleetctl`), so it never evicts a node sharing the data dir.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use remote_agents_spec::{HostFacts, Selector};
+use tokio_util::sync::CancellationToken;
+
+use super::fanout::{Amount, FanoutOptions};
+use super::fold::{fold, render_text};
+use super::jobs::{self, Job};
+use super::remote::{NetCaller, resolve_targets};
+use crate::config::{NodeFlags, ProcessEnv, Settings};
+use crate::identity::Identity;
+use crate::journal::Store;
+use crate::net::Net;
+use crate::ops::{
+    Encoding, ExecArgs, FileSearchArgs, GitCommitArgs, GitRemoteArgs, GitRepoArgs, ReadFileArgs,
+    Request, WriteFileArgs, now_ms,
+};
+
+/// How fleetctl reaches the fleet: the node's settings (flag > env > config > default), plus a
+/// named context that picks a config file.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectFlags {
+    #[command(flatten)]
+    pub node: NodeFlags,
+    /// Named context: reads `~/.config/remote-agents/contexts/NAME.toml` as the config file
+    /// (unless --config is given).
+    #[arg(long, env = "REMOTE_AGENTS_CONTEXT")]
+    pub context: Option<String>,
+    /// How long to wait for the relay and the peers' handshakes before acting.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Identical results folded into groups, then a summary line.
+    Text,
+    /// The list of per-host records (and the op id).
+    Json,
+}
+
+/// Options shared by every fan-out command.
+#[derive(Debug, Clone, Args)]
+pub struct FanoutFlags {
+    #[command(flatten)]
+    pub connect: ConnectFlags,
+    /// Which hosts: `all`, a tag, `name:GLOB`, `os:linux`, `fact:K=V`, joined with `,` `&` `!`.
+    #[arg(long, short = 't')]
+    pub target: String,
+    /// The fleet's spec (files or folders): hosts it declares that match the target but are not
+    /// connected are reported `unreachable` instead of being missed.
+    #[arg(long = "spec", short = 'f')]
+    pub spec: Vec<PathBuf>,
+    /// Rolling run: hosts per batch, as a count or a share (`10%`).
+    #[arg(long)]
+    pub batch: Option<Amount>,
+    /// Halt the rest once more than this many hosts (or this share) are not ok.
+    #[arg(long)]
+    pub max_fail: Option<Amount>,
+    /// Per-host timeout (`5s`, `2m`, `1h`).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Deadline for the whole run.
+    #[arg(long, value_parser = parse_duration)]
+    pub deadline: Option<Duration>,
+    /// Hosts in flight at once.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum GitAction {
+    Status,
+    Pull {
+        #[arg(long)]
+        remote: Option<String>,
+        #[arg(long)]
+        branch: Option<String>,
+    },
+    Commit {
+        #[arg(long, short = 'm')]
+        message: String,
+        /// Paths to stage (default: every change).
+        #[arg(long)]
+        path: Vec<String>,
+    },
+    Push {
+        #[arg(long)]
+        remote: Option<String>,
+        #[arg(long)]
+        branch: Option<String>,
+    },
+}
+
+/// One fleet operation from the command line.
+#[derive(Debug, Clone, Subcommand)]
+pub enum FleetCommand {
+    /// Run a command on every targeted host: `fleetctl exec -t web -- uptime`.
+    Exec {
+        #[command(flatten)]
+        fanout: FanoutFlags,
+        /// Run through `/bin/sh -c` (only where the host's policy grants a shell).
+        #[arg(long)]
+        shell: bool,
+        /// The program and its arguments.
+        #[arg(required = true, last = true)]
+        argv: Vec<String>,
+    },
+    /// Read a file on every targeted host.
+    Read {
+        #[command(flatten)]
+        fanout: FanoutFlags,
+        path: String,
+        #[arg(long)]
+        offset: Option<u64>,
+        #[arg(long)]
+        length: Option<u64>,
+    },
+    /// Write a file on every targeted host (refused where the host's mode is `plan`).
+    Write {
+        #[command(flatten)]
+        fanout: FanoutFlags,
+        path: String,
+        /// The content to write.
+        #[arg(
+            long,
+            conflicts_with = "from_file",
+            required_unless_present = "from_file"
+        )]
+        content: Option<String>,
+        /// Read the content from this local file.
+        #[arg(long)]
+        from_file: Option<PathBuf>,
+    },
+    /// Git in a repository on every targeted host.
+    Git {
+        #[command(flatten)]
+        fanout: FanoutFlags,
+        /// The repository's path on the hosts.
+        #[arg(long)]
+        repo: String,
+        #[command(subcommand)]
+        action: GitAction,
+    },
+    /// Search files on every targeted host.
+    Search {
+        #[command(flatten)]
+        fanout: FanoutFlags,
+        /// File name glob.
+        #[arg(long)]
+        name: Option<String>,
+        /// Content regex.
+        #[arg(long)]
+        content: Option<String>,
+        /// Folders to search (default: the hosts' home and usual folders).
+        #[arg(long)]
+        root: Vec<String>,
+    },
+}
+
+/// `fleetctl jobs`: the stored history of fan-outs.
+#[derive(Debug, Clone, Args)]
+pub struct JobsCommand {
+    /// Show one job in full (an op id or a unique prefix of one).
+    pub op_id: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub node: NodeFlags,
+}
+
+/// Parses `5s`, `2m`, `1h`, `1h30m`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if let Ok(seconds) = text.parse::<f64>()
+        && seconds.is_finite()
+        && seconds >= 0.0
+    {
+        return Ok(Duration::from_secs_f64(seconds));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{e}: expected a duration like 5s, 2m or 1h, got {text:?}"))
+}
+
+fn resolve_settings(flags: &ConnectFlags) -> anyhow::Result<Settings> {
+    let mut node = flags.node.clone();
+    if node.config.is_none()
+        && let Some(context) = &flags.context
+    {
+        let home = std::env::var_os("HOME").context("HOME is not set")?;
+        let path = PathBuf::from(home)
+            .join(".config/remote-agents/contexts")
+            .join(format!("{context}.toml"));
+        anyhow::ensure!(
+            path.exists(),
+            "context `{context}`: no file {}",
+            path.display()
+        );
+        node.config = Some(path);
+    }
+    Ok(Settings::resolve(&node, &ProcessEnv)?)
+}
+
+/// fleetctl's own state folder: identity and job history, beside (not inside) a node's.
+fn fleetctl_dir(settings: &Settings) -> anyhow::Result<PathBuf> {
+    let dir = settings.data_dir.value.join("fleetctl");
+    crate::config::ensure_data_dir(&dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// A send-only connection to the room.
+pub struct Connection {
+    pub net: Arc<Net>,
+    pub agent_id: String,
+    _shutdown: tokio_util::sync::DropGuard,
+}
+
+impl Connection {
+    /// Joins the room as a send-only peer and waits until the peers present have completed their
+    /// handshakes (or `timeout`).
+    pub async fn open(
+        settings: &Settings,
+        dir: &std::path::Path,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let identity = Identity::load_or_create(dir)?;
+        let agent_id = identity.agent_id();
+        let announcement = remote_agents_protocol::message::Announcement {
+            name: format!("fleetctl-{}", &agent_id[..8.min(agent_id.len())]),
+            tags: Vec::new(),
+            facts: BTreeMap::new(),
+            mode: "disabled".into(),
+            accepts_commands: false,
+        };
+        let config = crate::node::net_config(settings, announcement)?.context(
+            "no relay configured: pass --relay, --room and --token (or set REMOTE_AGENTS_RELAY, \
+             REMOTE_AGENTS_ROOM, REMOTE_AGENTS_TOKEN)",
+        )?;
+        let shutdown = CancellationToken::new();
+        let net = Arc::new(Net::start(&identity, config, None, shutdown.clone()));
+        net.wait_settled(timeout).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the relay within {}: {e}",
+                humantime::format_duration(timeout)
+            )
+        })?;
+        Ok(Connection {
+            net,
+            agent_id: identity.agent_id(),
+            _shutdown: shutdown.drop_guard(),
+        })
+    }
+}
+
+/// Runs one fleet operation; returns the process exit code (0 when every host is ok).
+pub async fn run(command: FleetCommand) -> anyhow::Result<u8> {
+    let (fanout, request, summary) = build_request(command)?;
+    let connect = &fanout.connect;
+    let settings = resolve_settings(connect)?;
+    let selector = Selector::parse(&fanout.target)
+        .map_err(|e| anyhow::anyhow!("--target {:?}: {e}", fanout.target))?;
+    let expected = declared_hosts(&fanout.spec)?;
+    let dir = fleetctl_dir(&settings)?;
+    let store = Store::open(&dir)?;
+    let connection = Connection::open(&settings, &dir, connect.connect_timeout).await?;
+    let job = fan_out(
+        &connection,
+        &selector,
+        &expected,
+        request,
+        BTreeMap::new(),
+        &options(&fanout),
+        summary,
+    )
+    .await;
+    // A target that matches nothing is almost always a typo: say so rather than succeed.
+    anyhow::ensure!(
+        !job.report.records.is_empty(),
+        "no host matched --target {:?} ({} connected)",
+        fanout.target,
+        connection.net.peers().len()
+    );
+    jobs::save(&store, &job)?;
+    print_job(&job, fanout.output)?;
+    Ok(if job.report.all_ok() { 0 } else { 1 })
+}
+
+/// Fans one request out to the hosts `selector` picks and returns the finished job.
+pub async fn fan_out(
+    connection: &Connection,
+    selector: &Selector,
+    expected: &[HostFacts],
+    request: Request,
+    per_os: BTreeMap<String, Request>,
+    options: &FanoutOptions,
+    summary: String,
+) -> Job {
+    let targets = resolve_targets(selector, &connection.net.peers(), expected);
+    let op_id = jobs::new_op_id();
+    let caller = Arc::new(NetCaller {
+        net: connection.net.clone(),
+        op_id: op_id.clone(),
+        caller: format!("fleet:{}", connection.agent_id),
+        request,
+        per_os,
+    });
+    let started_ms = now_ms();
+    let report = super::fanout::run(targets, caller, options).await;
+    Job {
+        op_id,
+        summary,
+        target: selector.as_str().to_string(),
+        started_ms,
+        finished_ms: now_ms(),
+        report,
+    }
+}
+
+/// The hosts a spec declares by exact name (glob entries such as `lab-*` name no one host), with
+/// their declared tags and facts.
+pub fn declared_hosts(paths: &[PathBuf]) -> anyhow::Result<Vec<HostFacts>> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let files = crate::fleetctl::sources::read_paths(paths)?;
+    let (model, diagnostics) = remote_agents_spec::load(&files);
+    if remote_agents_spec::has_errors(&diagnostics) {
+        for diagnostic in &diagnostics {
+            eprintln!("{diagnostic}");
+        }
+        anyhow::bail!("--spec: the spec files have errors");
+    }
+    let Some((_, fleet)) = model.fleet() else {
+        return Ok(Vec::new());
+    };
+    Ok(fleet
+        .spec
+        .hosts
+        .iter()
+        .filter(|host| !host.name.contains(['*', '?', '[', '{']))
+        .map(|host| HostFacts {
+            name: host.name.clone(),
+            tags: host.tags.iter().cloned().collect(),
+            facts: host.facts.clone(),
+        })
+        .collect())
+}
+
+fn options(flags: &FanoutFlags) -> FanoutOptions {
+    FanoutOptions {
+        per_host_timeout: flags.timeout,
+        deadline: flags.deadline,
+        concurrency: flags.concurrency,
+        batch: flags.batch,
+        max_fail: flags.max_fail,
+    }
+}
+
+fn build_request(command: FleetCommand) -> anyhow::Result<(FanoutFlags, Request, String)> {
+    Ok(match command {
+        FleetCommand::Exec {
+            fanout,
+            shell,
+            argv,
+        } => {
+            let summary = format!("exec {}", argv.join(" "));
+            let request = Request::Exec(ExecArgs {
+                agent_id: None,
+                argv,
+                shell,
+                cwd: None,
+                env: BTreeMap::new(),
+                stdin: None,
+                timeout_secs: Some(fanout.timeout.as_secs_f64()),
+                max_output_bytes: None,
+            });
+            (fanout, request, summary)
+        }
+        FleetCommand::Read {
+            fanout,
+            path,
+            offset,
+            length,
+        } => {
+            let summary = format!("read {path}");
+            let request = Request::ReadFile(ReadFileArgs {
+                agent_id: None,
+                path,
+                offset,
+                length,
+            });
+            (fanout, request, summary)
+        }
+        FleetCommand::Write {
+            fanout,
+            path,
+            content,
+            from_file,
+        } => {
+            let (content, encoding) = match (content, from_file) {
+                (Some(text), _) => (text, Encoding::Utf8),
+                (None, Some(file)) => {
+                    let bytes = std::fs::read(&file)
+                        .with_context(|| format!("--from-file {}", file.display()))?;
+                    match String::from_utf8(bytes) {
+                        Ok(text) => (text, Encoding::Utf8),
+                        Err(e) => {
+                            use base64::Engine;
+                            (
+                                base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
+                                Encoding::Base64,
+                            )
+                        }
+                    }
+                }
+                (None, None) => anyhow::bail!("write needs --content or --from-file"),
+            };
+            let summary = format!("write {path}");
+            let request = Request::WriteFile(WriteFileArgs {
+                agent_id: None,
+                path,
+                content,
+                encoding,
+                create_dirs: false,
+            });
+            (fanout, request, summary)
+        }
+        FleetCommand::Git {
+            fanout,
+            repo,
+            action,
+        } => {
+            let (summary, request) = match action {
+                GitAction::Status => (
+                    format!("git status {repo}"),
+                    Request::GitStatus(GitRepoArgs {
+                        agent_id: None,
+                        repo,
+                    }),
+                ),
+                GitAction::Pull { remote, branch } => (
+                    format!("git pull {repo}"),
+                    Request::GitPull(GitRemoteArgs {
+                        agent_id: None,
+                        repo,
+                        remote,
+                        branch,
+                    }),
+                ),
+                GitAction::Push { remote, branch } => (
+                    format!("git push {repo}"),
+                    Request::GitPush(GitRemoteArgs {
+                        agent_id: None,
+                        repo,
+                        remote,
+                        branch,
+                    }),
+                ),
+                GitAction::Commit { message, path } => (
+                    format!("git commit {repo}"),
+                    Request::GitCommit(GitCommitArgs {
+                        agent_id: None,
+                        repo,
+                        message,
+                        paths: (!path.is_empty()).then_some(path),
+                    }),
+                ),
+            };
+            (fanout, request, summary)
+        }
+        FleetCommand::Search {
+            fanout,
+            name,
+            content,
+            root,
+        } => {
+            let summary = format!(
+                "search name={} content={}",
+                name.as_deref().unwrap_or("*"),
+                content.as_deref().unwrap_or("-")
+            );
+            let request = Request::FileSearch(FileSearchArgs {
+                agent_id: None,
+                name,
+                content,
+                roots: (!root.is_empty()).then_some(root),
+                images_only: false,
+                include_hidden: false,
+                max_results: None,
+            });
+            (fanout, request, summary)
+        }
+    })
+}
+
+fn print_job(job: &Job, output: OutputFormat) -> anyhow::Result<()> {
+    match output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "op_id": job.op_id,
+                "halted": job.report.halted,
+                "records": job.report.records,
+            }))?
+        ),
+        OutputFormat::Text => {
+            print!("{}", render_text(&fold(&job.report.records)));
+            if job.report.halted {
+                println!("halted: the failure threshold was exceeded; the rest were skipped");
+            }
+            println!("op id: {}", job.op_id);
+        }
+    }
+    Ok(())
+}
+
+/// `fleetctl jobs [OP_ID]`: lists stored jobs, or shows one.
+pub fn jobs_command(command: &JobsCommand) -> anyhow::Result<u8> {
+    let settings = Settings::resolve(&command.node, &ProcessEnv)?;
+    let store = Store::open(&fleetctl_dir(&settings)?)?;
+    match &command.op_id {
+        Some(op_id) => {
+            let job = jobs::get(&store, op_id)?.with_context(|| {
+                format!("no job with op id {op_id:?} (or the prefix is ambiguous)")
+            })?;
+            match command.output {
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&job)?),
+                OutputFormat::Text => {
+                    println!("{}  {}  target {}", job.op_id, job.summary, job.target);
+                    print!("{}", render_text(&fold(&job.report.records)));
+                }
+            }
+        }
+        None => {
+            let list = jobs::list(&store, command.limit)?;
+            match command.output {
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&list)?),
+                OutputFormat::Text => {
+                    println!(
+                        "{:<24} {:<28} {:<16} {:>8}  RESULT",
+                        "OP ID", "OPERATION", "TARGET", "MS"
+                    );
+                    for job in list {
+                        println!(
+                            "{:<24} {:<28} {:<16} {:>8}  {}",
+                            job.op_id, job.summary, job.target, job.duration_ms, job.result
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_5s_2m_1h() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("soon").unwrap_err().contains("\"soon\""));
+    }
+}

@@ -1,0 +1,227 @@
+//! A fleet in a few lines: an in-process relay, real `remote-agents run` node processes with
+//! names, tags and modes, an observer that waits until they are all present, and `fleetctl`
+//! invocations wired to the same room.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use remote_agents::identity::Identity;
+use remote_agents::net::{Net, NetConfig};
+use remote_agents_relay::RelayConfig;
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+use crate::net::{DEADLINE, RestartableRelay, test_psk};
+use crate::node::node_binary;
+
+/// The explicit end-to-end key every node of a test fleet uses (hex of `test_psk`), so tests
+/// skip the deliberately slow Argon2id stretching of a room token.
+pub const ENCRYPTION_KEY: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+
+/// One node to start: name, tags and mode.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub name: String,
+    pub tags: Vec<String>,
+    pub mode: String,
+}
+
+impl NodeSpec {
+    pub fn new(name: &str, tags: &[&str], mode: &str) -> Self {
+        NodeSpec {
+            name: name.to_string(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            mode: mode.to_string(),
+        }
+    }
+}
+
+pub struct TestFleet {
+    pub relay: RestartableRelay,
+    pub room: String,
+    pub dir: tempfile::TempDir,
+    pub nodes: BTreeMap<String, Child>,
+    observer: Net,
+    _observer_shutdown: tokio_util::sync::DropGuard,
+}
+
+impl TestFleet {
+    /// Starts a relay and the nodes, and waits until every node is present and authenticated.
+    pub async fn start(nodes: &[NodeSpec]) -> anyhow::Result<Self> {
+        let relay = RestartableRelay::start(RelayConfig::default()).await?;
+        let room = format!("fleet-{}", uuid::Uuid::new_v4().simple());
+        let dir = tempfile::tempdir()?;
+        let shutdown = CancellationToken::new();
+        let observer_identity = Identity::ephemeral()?;
+        let mut config = NetConfig::new(relay.url(), room.clone(), test_psk());
+        config.announcement.name = "observer".into();
+        let observer = Net::start(&observer_identity, config, None, shutdown.clone());
+        let mut fleet = TestFleet {
+            relay,
+            room,
+            dir,
+            nodes: BTreeMap::new(),
+            observer,
+            _observer_shutdown: shutdown.drop_guard(),
+        };
+        for node in nodes {
+            fleet.spawn(node)?;
+        }
+        fleet
+            .wait_for_hosts(nodes.iter().map(|n| n.name.as_str()))
+            .await?;
+        Ok(fleet)
+    }
+
+    fn spawn(&mut self, node: &NodeSpec) -> anyhow::Result<()> {
+        // The node's state and its user's home are separate: a node never lets requests write
+        // into its own data dir.
+        let home = self.dir.path().join("nodes").join(&node.name);
+        let data_dir = self.dir.path().join("data").join(&node.name);
+        std::fs::create_dir_all(&home)?;
+        std::fs::create_dir_all(&data_dir)?;
+        let log = std::fs::File::create(home.with_extension("log"))?;
+        let child = Command::new(node_binary()?)
+            .args(["run", "--relay", &self.relay.url(), "--room", &self.room])
+            .args(["--encryption-key", ENCRYPTION_KEY, "--name", &node.name])
+            .args(["--tags", &node.tags.join(","), "--mode", &node.mode])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            // Commands on the node see which node they run on, so tests can make hosts differ.
+            .env("TEST_NODE_NAME", &node.name)
+            .env("HOME", &home)
+            .env_remove("REMOTE_AGENTS_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting node {}", node.name))?;
+        self.nodes.insert(node.name.clone(), child);
+        Ok(())
+    }
+
+    /// Waits until the observer sees every named host.
+    pub async fn wait_for_hosts<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> anyhow::Result<()> {
+        let wanted: Vec<String> = names.into_iter().map(str::to_string).collect();
+        let mut presence = self.observer.watch_peers();
+        let all_present = |peers: &BTreeMap<_, remote_agents::net::PeerInfo>| {
+            wanted
+                .iter()
+                .all(|name| peers.values().any(|p| &p.announcement.name == name))
+        };
+        tokio::time::timeout(DEADLINE * 3, presence.wait_for(all_present))
+            .await
+            .with_context(|| {
+                format!(
+                    "nodes not all present within {:?}: {wanted:?}",
+                    DEADLINE * 3
+                )
+            })??;
+        Ok(())
+    }
+
+    /// Kills a node process at once (SIGKILL) and waits until the relay reports it gone.
+    pub async fn kill(&mut self, name: &str) -> anyhow::Result<()> {
+        let mut child = self.nodes.remove(name).context("no such node")?;
+        child.start_kill()?;
+        child.wait().await?;
+        Ok(())
+    }
+
+    /// The data folder fleetctl uses in this fleet.
+    pub fn fleetctl_data_dir(&self) -> PathBuf {
+        self.dir.path().join("fleetctl")
+    }
+
+    /// Runs `fleetctl ARGS` connected to this fleet's room; returns (exit code, stdout, stderr).
+    pub async fn fleetctl(&self, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+        let output = Command::new(fleetctl_binary()?)
+            .args(args)
+            .env("REMOTE_AGENTS_RELAY", self.relay.url())
+            .env("REMOTE_AGENTS_ROOM", &self.room)
+            .env("REMOTE_AGENTS_ENCRYPTION_KEY", ENCRYPTION_KEY)
+            .env("REMOTE_AGENTS_DATA_DIR", self.fleetctl_data_dir())
+            .env_remove("REMOTE_AGENTS_CONFIG")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(120), output)
+            .await
+            .context("fleetctl did not finish within 120 s")??;
+        Ok((
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        ))
+    }
+
+    /// Runs `fleetctl ARGS -o json` and parses the per-host records into host → record.
+    pub async fn fleetctl_json(
+        &self,
+        args: &[&str],
+    ) -> anyhow::Result<(i32, BTreeMap<String, serde_json::Value>)> {
+        let mut all: Vec<&str> = args.to_vec();
+        // Options go before `--` (the command's own arguments follow it).
+        let at = all.iter().position(|a| *a == "--").unwrap_or(all.len());
+        all.splice(at..at, ["-o", "json"]);
+        let (code, stdout, stderr) = self.fleetctl(&all).await?;
+        let value: serde_json::Value = serde_json::from_str(&stdout).with_context(|| {
+            format!("fleetctl printed no JSON (exit {code}): {stdout}\n{stderr}")
+        })?;
+        let records = value["records"]
+            .as_array()
+            .context("no records")?
+            .iter()
+            .map(|r| {
+                (
+                    r["host"].as_str().unwrap_or_default().to_string(),
+                    r.clone(),
+                )
+            })
+            .collect();
+        Ok((code, records))
+    }
+
+    pub fn node_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join("nodes").join(format!("{name}.log")))
+            .unwrap_or_default()
+    }
+}
+
+/// The `fleetctl` binary beside the `remote-agents` one.
+pub fn fleetctl_binary() -> anyhow::Result<PathBuf> {
+    let node = node_binary()?;
+    let binary = node.with_file_name("fleetctl");
+    if !binary.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", "remote-agents", "--bin", "fleetctl"])
+            .status()?;
+        anyhow::ensure!(status.success(), "cargo build of fleetctl failed");
+    }
+    Ok(binary)
+}
+
+/// Status of each host in a record map.
+pub fn statuses(records: &BTreeMap<String, serde_json::Value>) -> BTreeMap<String, String> {
+    records
+        .iter()
+        .map(|(host, r)| {
+            (
+                host.clone(),
+                r["status"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A node's home folder (its user's files, where relative paths land).
+pub fn node_dir(fleet: &TestFleet, name: &str) -> PathBuf {
+    fleet.dir.path().join("nodes").join(name)
+}

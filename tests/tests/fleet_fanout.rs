@@ -1,0 +1,219 @@
+//! Fleet fan-out end to end: real node processes behind a relay, `fleetctl exec|write|jobs`
+//! targeting tags, names, OS and `&`/`!` selectors; folded output; rolling runs that halt;
+//! offline and killed hosts reported, never dropped.
+
+use std::time::Duration;
+
+use remote_agents_tests::fleet::{NodeSpec, TestFleet, node_dir, statuses};
+use remote_agents_tests::net::wait_until;
+
+fn example_fleet_nodes() -> Vec<NodeSpec> {
+    vec![
+        NodeSpec::new("web-1", &["web", "frontend"], "edit"),
+        NodeSpec::new("web-2", &["web", "frontend"], "edit"),
+        NodeSpec::new("web-3", &["web", "frontend"], "edit"),
+        NodeSpec::new("api-1", &["api", "backend"], "edit"),
+        NodeSpec::new("api-2", &["api", "backend"], "edit"),
+        NodeSpec::new("db-1", &["db", "backend"], "plan"),
+        NodeSpec::new("db-2", &["db", "backend"], "plan"),
+        NodeSpec::new("build-1", &["ci"], "bypass"),
+        NodeSpec::new("build-2", &["ci"], "bypass"),
+        NodeSpec::new("lab-1", &["lab"], "edit"),
+    ]
+}
+
+fn examples_fleet() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/fleet").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fan_out_targets_folds_halts_and_reports_every_host() -> anyhow::Result<()> {
+    let fleet = TestFleet::start(&example_fleet_nodes()).await?;
+    let echo_name = ["sh", "-c", "echo $TEST_NODE_NAME"];
+
+    // By tag.
+    let (code, records) = fleet
+        .fleetctl_json(&[&["exec", "-t", "web", "--"][..], &echo_name].concat())
+        .await?;
+    assert_eq!(code, 0);
+    assert_eq!(
+        records.keys().collect::<Vec<_>>(),
+        ["web-1", "web-2", "web-3"]
+    );
+    assert_eq!(records["web-2"]["stdout"], "web-2\n");
+    assert_eq!(records["web-2"]["exit"], 0);
+
+    // `&` and `!`: backends that are not databases.
+    let (code, records) = fleet
+        .fleetctl_json(&[&["exec", "-t", "backend&!db", "--"][..], &echo_name].concat())
+        .await?;
+    assert_eq!(code, 0);
+    assert_eq!(records.keys().collect::<Vec<_>>(), ["api-1", "api-2"]);
+
+    // By OS family (every node here is Linux) and by name glob, unioned with `,`.
+    let (code, records) = fleet
+        .fleetctl_json(&["exec", "-t", "os:linux&!db", "--", "true"])
+        .await?;
+    assert_eq!(code, 0);
+    assert_eq!(records.len(), 8);
+    let (_, records) = fleet
+        .fleetctl_json(&["exec", "-t", "name:build-*,lab", "--", "true"])
+        .await?;
+    assert_eq!(
+        records.keys().collect::<Vec<_>>(),
+        ["build-1", "build-2", "lab-1"]
+    );
+
+    // A target that matches nothing is an error, not a silent success.
+    let (code, _, stderr) = fleet
+        .fleetctl(&["exec", "-t", "os:macos", "--", "true"])
+        .await?;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no host matched"), "{stderr}");
+
+    // Writes on hosts in `plan` mode are denied; the others write; exit status says not all ok.
+    let (code, records) = fleet
+        .fleetctl_json(&["write", "-t", "backend", "notes.txt", "--content", "hello"])
+        .await?;
+    assert_eq!(code, 1);
+    let by_host = statuses(&records);
+    assert_eq!(by_host["api-1"], "ok");
+    assert_eq!(by_host["db-1"], "denied");
+    assert_eq!(by_host["db-2"], "denied");
+    assert!(
+        records["db-1"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("plan")
+    );
+    assert_eq!(
+        std::fs::read_to_string(node_dir(&fleet, "api-2").join("notes.txt"))?,
+        "hello"
+    );
+    assert!(!node_dir(&fleet, "db-1").join("notes.txt").exists());
+
+    // Folding: two distinct outputs over eight hosts give exactly two groups.
+    let (code, stdout, _) = fleet
+        .fleetctl(&[
+            "exec",
+            "-t",
+            "!db",
+            "--",
+            "sh",
+            "-c",
+            "case $TEST_NODE_NAME in web-*) echo front;; *) echo other;; esac",
+        ])
+        .await?;
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("web-[1-3] (3) ok exit 0\nfront\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("api-[1-2],build-[1-2],lab-1 (5) ok exit 0\nother\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("8 hosts, all ok; 5 identical, 3 differ in 1 other group"),
+        "{stdout}"
+    );
+
+    // Rolling run: batches of 2 in host order (api-1, api-2, build-1, …); api-1 fails and
+    // --max-fail 0 halts every later batch.
+    let (code, records) = fleet
+        .fleetctl_json(&[
+            "exec",
+            "-t",
+            "!db",
+            "--batch",
+            "2",
+            "--max-fail",
+            "0",
+            "--",
+            "sh",
+            "-c",
+            "test \"$TEST_NODE_NAME\" != api-1",
+        ])
+        .await?;
+    assert_eq!(code, 1);
+    let by_host = statuses(&records);
+    assert_eq!(by_host["api-1"], "failed");
+    assert_eq!(by_host["api-2"], "ok");
+    for host in ["build-1", "build-2", "lab-1", "web-1", "web-2", "web-3"] {
+        assert_eq!(by_host[host], "skipped", "{host}");
+    }
+
+    // A host the spec declares but that is not running is reported unreachable.
+    let spec = examples_fleet();
+    let (code, records) = fleet
+        .fleetctl_json(&["exec", "-t", "desk,ci", "-f", &spec, "--", "true"])
+        .await?;
+    assert_eq!(code, 1);
+    let by_host = statuses(&records);
+    assert_eq!(by_host["mac-1"], "unreachable");
+    assert_eq!(by_host["build-1"], "ok");
+
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_killed_mid_command_is_outcome_unknown_and_the_job_is_kept() -> anyhow::Result<()> {
+    let mut fleet = TestFleet::start(&[
+        NodeSpec::new("build-1", &["ci"], "bypass"),
+        NodeSpec::new("build-2", &["ci"], "bypass"),
+        NodeSpec::new("build-3", &["ci"], "bypass"),
+    ])
+    .await?;
+    let started_marker = node_dir(&fleet, "build-1").join("started");
+    let mut fleetctl = tokio::process::Command::new(remote_agents_tests::fleet::fleetctl_binary()?);
+    fleetctl
+        .args([
+            "exec",
+            "-t",
+            "ci",
+            "--timeout",
+            "60s",
+            "-o",
+            "json",
+            "--",
+            "sh",
+            "-c",
+        ])
+        .arg("case $TEST_NODE_NAME in build-1) touch $HOME/started; sleep 30;; esac")
+        .env("REMOTE_AGENTS_RELAY", fleet.relay.url())
+        .env("REMOTE_AGENTS_ROOM", &fleet.room)
+        .env(
+            "REMOTE_AGENTS_ENCRYPTION_KEY",
+            remote_agents_tests::fleet::ENCRYPTION_KEY,
+        )
+        .env("REMOTE_AGENTS_DATA_DIR", fleet.fleetctl_data_dir())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let running = fleetctl.spawn()?;
+    wait_until("build-1 to start its command", || started_marker.exists()).await?;
+    fleet.kill("build-1").await?;
+    let output =
+        tokio::time::timeout(Duration::from_secs(60), running.wait_with_output()).await??;
+    assert_eq!(output.status.code(), Some(1));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let records = value["records"].as_array().cloned().unwrap_or_default();
+    let status_of = |host: &str| {
+        records
+            .iter()
+            .find(|r| r["host"] == host)
+            .map(|r| r["status"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(status_of("build-1").as_deref(), Some("outcome_unknown"));
+    assert_eq!(status_of("build-2").as_deref(), Some("ok"));
+    assert_eq!(status_of("build-3").as_deref(), Some("ok"));
+
+    // The job is in the history and can be fetched in full.
+    let op_id = value["op_id"].as_str().unwrap_or_default().to_string();
+    let (code, stdout, _) = fleet.fleetctl(&["jobs", "-o", "json"]).await?;
+    assert_eq!(code, 0);
+    assert!(stdout.contains(&op_id), "{stdout}");
+    let (code, stdout, _) = fleet.fleetctl(&["jobs", &op_id[..16]]).await?;
+    assert_eq!(code, 0);
+    assert!(stdout.contains("outcome_unknown"), "{stdout}");
+    Ok(())
+}
