@@ -217,3 +217,133 @@ async fn a_node_killed_mid_command_is_outcome_unknown_and_the_job_is_kept() -> a
     assert!(stdout.contains("outcome_unknown"), "{stdout}");
     Ok(())
 }
+
+/// Fifty nodes: five roles of ten, one role in `plan` mode.
+fn fifty_nodes() -> Vec<NodeSpec> {
+    let roles = [
+        ("web", "frontend", "edit"),
+        ("api", "backend", "edit"),
+        ("db", "backend", "plan"),
+        ("build", "ci", "bypass"),
+        ("lab", "lab", "edit"),
+    ];
+    (1..=10)
+        .flat_map(|i| {
+            roles.iter().map(move |(role, group, mode)| {
+                NodeSpec::new(&format!("{role}-{i}"), &[role, group], mode)
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_nodes_with_five_killed_mid_run_report_every_host() -> anyhow::Result<()> {
+    let mut fleet = TestFleet::start(&fifty_nodes()).await?;
+
+    // Every host answers; identical output folds into one group.
+    let (code, stdout, stderr) = fleet
+        .fleetctl(&["exec", "-t", "all&!db", "--", "echo", "same"])
+        .await?;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("40 hosts, all ok; 40 identical"),
+        "{stdout}"
+    );
+
+    // Writes: the ten `plan` hosts are denied, the other backends write.
+    let (code, records) = fleet
+        .fleetctl_json(&["write", "-t", "backend", "fifty.txt", "--content", "x"])
+        .await?;
+    assert_eq!(code, 1);
+    let by_host = statuses(&records);
+    assert_eq!(by_host.values().filter(|s| *s == "denied").count(), 10);
+    assert_eq!(by_host.values().filter(|s| *s == "ok").count(), 10);
+    assert!(
+        by_host
+            .iter()
+            .filter(|(h, _)| h.starts_with("db-"))
+            .all(|(_, s)| s == "denied")
+    );
+
+    // Five lab hosts are killed while their command runs: each is reported, none dropped.
+    let markers: Vec<_> = (1..=5)
+        .map(|i| node_dir(&fleet, &format!("lab-{i}")).join("started"))
+        .collect();
+    let mut running = tokio::process::Command::new(remote_agents_tests::fleet::fleetctl_binary()?);
+    running
+        .args([
+            "exec",
+            "-t",
+            "lab",
+            "--timeout",
+            "60s",
+            "-o",
+            "json",
+            "-f",
+            &examples_fleet(),
+            "--",
+        ])
+        .args([
+            "sh",
+            "-c",
+            "case $TEST_NODE_NAME in lab-[1-5]) touch $HOME/started; sleep 30;; esac",
+        ])
+        .env("REMOTE_AGENTS_RELAY", fleet.relay.url())
+        .env("REMOTE_AGENTS_ROOM", &fleet.room)
+        .env(
+            "REMOTE_AGENTS_ENCRYPTION_KEY",
+            remote_agents_tests::fleet::ENCRYPTION_KEY,
+        )
+        .env("REMOTE_AGENTS_DATA_DIR", fleet.fleetctl_data_dir())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let running = running.spawn()?;
+    wait_until("lab-1..5 to start", || markers.iter().all(|m| m.exists())).await?;
+    for i in 1..=5 {
+        fleet.kill(&format!("lab-{i}")).await?;
+    }
+    let output =
+        tokio::time::timeout(Duration::from_secs(60), running.wait_with_output()).await??;
+    assert_eq!(output.status.code(), Some(1));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let records = value["records"].as_array().cloned().unwrap_or_default();
+    assert_eq!(records.len(), 10, "every lab host has a record");
+    for record in &records {
+        let host = record["host"].as_str().unwrap_or_default();
+        let n: u32 = host.trim_start_matches("lab-").parse()?;
+        let expected = if n <= 5 { "outcome_unknown" } else { "ok" };
+        assert_eq!(record["status"], expected, "{host}");
+    }
+
+    // Run again with the five gone: they are still expected (the spec declares `lab-*` only as
+    // a glob, so the caller names them through the job it ran before) — here they simply no
+    // longer match, and the five live ones answer.
+    let (code, records) = fleet
+        .fleetctl_json(&["exec", "-t", "lab", "--", "true"])
+        .await?;
+    assert_eq!(code, 0);
+    assert_eq!(records.len(), 5);
+
+    // A rolling run over the rest halts at its failure threshold (10% of 45 = 5 failures).
+    let (code, value) = fleet
+        .fleetctl_json(&[
+            "exec",
+            "-t",
+            "!db",
+            "--batch",
+            "10",
+            "--max-fail",
+            "10%",
+            "--",
+            "sh",
+            "-c",
+            "case $TEST_NODE_NAME in api-*) exit 1;; esac",
+        ])
+        .await?;
+    assert_eq!(code, 1);
+    let by_host = statuses(&value);
+    // Natural host order starts with api-1..api-10: the first batch fails wholesale.
+    assert_eq!(by_host.values().filter(|s| *s == "failed").count(), 10);
+    assert_eq!(by_host.values().filter(|s| *s == "skipped").count(), 25);
+    Ok(())
+}

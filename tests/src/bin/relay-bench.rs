@@ -361,7 +361,11 @@ async fn memory(args: &Args) -> anyhow::Result<()> {
     let binary = relay_binary(args)?;
     let mut child = tokio::process::Command::new(&binary)
         .args(["--bind", "127.0.0.1:0", "--idle-timeout", "3600"])
-        .args(args.relay_args.iter().flat_map(|extra| extra.split_whitespace()))
+        .args(
+            args.relay_args
+                .iter()
+                .flat_map(|extra| extra.split_whitespace()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
