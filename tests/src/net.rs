@@ -282,6 +282,8 @@ impl MitmProxy {
     }
 }
 
+// tungstenite's header callback must return its large `ErrorResponse` type.
+#[allow(clippy::result_large_err)]
 async fn proxy_connection(
     tcp: tokio::net::TcpStream,
     relay_url: &str,
