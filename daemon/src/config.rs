@@ -37,6 +37,9 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// A whole fleet on loopback: embedded relay, one node per host of the example fleet, two
+    /// fan-outs, then teardown. No account, no internet.
+    Demo(crate::demo::DemoArgs),
     /// Print the audit log: who asked what, the policy decision and the result.
     Audit {
         #[command(flatten)]

@@ -27,3 +27,6 @@ pub mod fleetctl;
 
 // The fleet as one computer (issue 5): fan-out engine, per-host records, folding.
 pub mod fleet;
+
+// `remote-agents demo`: a local fleet on loopback (embedded relay, nodes, fan-outs).
+pub mod demo;

@@ -954,6 +954,14 @@ fn start_net(node: &Arc<Node>, shutdown: CancellationToken) -> anyhow::Result<()
     Ok(())
 }
 
+/// Opens a node and connects it to its relay inside this process (the demo and simulations of
+/// many nodes use this); it stays connected until `shutdown` fires.
+pub fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Arc<Node>> {
+    let node = Node::open(settings)?;
+    start_net(&node, shutdown)?;
+    Ok(node)
+}
+
 /// Runs a node until it is told to stop: with `mcp`, until the MCP client closes stdin;
 /// otherwise until SIGINT or SIGTERM.
 pub async fn run(settings: Settings, mcp: bool) -> anyhow::Result<()> {

@@ -407,11 +407,29 @@ fn value_node(key: &str, value: &serde_json::Value) -> KdlNode {
         J::Array(items) => {
             let children = node.ensure_children();
             for item in items {
-                children.nodes_mut().push(value_node("-", item));
+                children.nodes_mut().push(item_node(item));
             }
         }
         J::Null => {}
         scalar => node.entries_mut().push(KdlEntry::new(scalar_value(scalar))),
+    }
+    node
+}
+
+/// A list item: `- "web-1" { tags web; }`, the `name` field (when it is a string) as the
+/// argument, which the reader maps back to `name`.
+fn item_node(item: &serde_json::Value) -> KdlNode {
+    let Some(map) = item.as_object() else {
+        return value_node("-", item);
+    };
+    let Some(serde_json::Value::String(name)) = map.get("name") else {
+        return value_node("-", item);
+    };
+    let mut node = KdlNode::new("-");
+    node.entries_mut().push(KdlEntry::new(name.clone()));
+    let children = node.ensure_children();
+    for (key, value) in map.iter().filter(|(key, _)| key.as_str() != "name") {
+        children.nodes_mut().push(value_node(key, value));
     }
     node
 }

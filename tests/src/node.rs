@@ -1,7 +1,7 @@
 //! Node test helpers: find the real `remote-agents` binary and talk MCP to it over stdio with
 //! plain JSON-RPC lines, so a test can pipeline many calls and kill the process mid-flight.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -17,12 +17,14 @@ pub fn node_binary() -> anyhow::Result<PathBuf> {
         return Ok(PathBuf::from(path));
     }
     let exe = std::env::current_exe()?;
-    // target/<profile>/deps/e2e-<hash> → target/<profile>/remote-agents
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("test binary has no target dir")?;
-    let binary = profile_dir.join("remote-agents");
+    // Tests live in target/<profile>/deps/, benchmark binaries in target/<profile>/.
+    let dir = exe.parent().context("current exe has no folder")?;
+    let binary = [Some(dir), dir.parent()]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join("remote-agents"))
+        .find(|candidate| candidate.exists())
+        .unwrap_or_else(|| dir.join("remote-agents"));
     if !binary.exists() {
         let status = std::process::Command::new(env!("CARGO"))
             .args(["build", "-p", "remote-agents", "--bin", "remote-agents"])

@@ -345,3 +345,49 @@ async fn fifty_nodes_with_five_killed_mid_run_report_every_host() -> anyhow::Res
     assert_eq!(by_host.values().filter(|s| *s == "skipped").count(), 25);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_a_whole_fleet_on_loopback_and_cleans_up() -> anyhow::Result<()> {
+    let output = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(remote_agents_tests::node::node_binary()?)
+            .arg("demo")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("10 nodes connected through the relay"),
+        "{stdout}"
+    );
+    // Commands run on edit/bypass hosts only; plan hosts refuse them.
+    assert!(
+        stdout.contains("build-[1-2],web-[1-3] (5) ok exit 0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("api-[1-2],db-[1-2],mac-1 (5) denied"),
+        "{stdout}"
+    );
+    // The written file reads back identically everywhere.
+    assert!(
+        stdout.contains("10 hosts, all ok; 10 identical"),
+        "{stdout}"
+    );
+    let work = stdout
+        .lines()
+        .find_map(|l| l.split("everything was in ").nth(1))
+        .and_then(|rest| rest.split(" and is removed").next())
+        .expect("the demo names its folder");
+    assert!(
+        !std::path::Path::new(work).exists(),
+        "{work} was left behind"
+    );
+    Ok(())
+}

@@ -7,7 +7,7 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log_filter())),
         )
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -29,6 +29,15 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// The demo prints a story on stdout; its many in-process nodes only log warnings by default.
+fn default_log_filter() -> &'static str {
+    if std::env::args().nth(1).as_deref() == Some("demo") {
+        "warn"
+    } else {
+        "info"
+    }
+}
+
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     use remote_agents::config::{ProcessEnv, Settings};
     match cli.command {
@@ -38,6 +47,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             print!("{}", Settings::resolve(&flags, &ProcessEnv)?.show());
             Ok(())
         }
+        Command::Demo(args) => remote_agents::demo::run(args).await,
         Command::Run(flags) => {
             remote_agents::node::run(Settings::resolve(&flags, &ProcessEnv)?, false).await
         }

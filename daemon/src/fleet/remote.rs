@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::fanout::{HostCaller, Target};
 use super::{HostRecord, HostStatus};
 use crate::net::{CallError, Net, PeerInfo};
-use crate::ops::{Envelope, ExecResult, Outcome, ReadFileResult, Reply, Request};
+use crate::ops::{Envelope, ExecResult, Outcome, ReadFileResult, Reply, Request, WriteFileResult};
 
 /// What a selector sees of a connected peer: its announced name, tags and facts. The OS family
 /// is the `os` fact (`os:linux` is `fact:os=linux`).
@@ -194,6 +194,15 @@ pub fn record_from_outcome(host: String, request: &Request, outcome: Outcome) ->
                 },
                 Err(e) => HostRecord::new(host, HostStatus::Failed)
                     .with_error(format!("malformed read result: {e}")),
+            },
+            // The backup's name differs per host; what a reader compares is what was written.
+            Request::WriteFile(_) => match serde_json::from_value::<WriteFileResult>(result) {
+                Ok(write) => HostRecord {
+                    stdout: format!("wrote {} bytes to {}\n", write.bytes_written, write.path),
+                    ..HostRecord::new(host, HostStatus::Ok)
+                },
+                Err(e) => HostRecord::new(host, HostStatus::Failed)
+                    .with_error(format!("malformed write result: {e}")),
             },
             _ => HostRecord {
                 stdout: serde_json::to_string_pretty(&result).unwrap_or_default() + "\n",

@@ -48,6 +48,8 @@
 
 mod driver;
 
+pub use driver::{ConnectError, ReconnectBackoff, RelaySocket, connect_relay};
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
