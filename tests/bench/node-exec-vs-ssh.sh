@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: `exec true` on a peer through the relay vs `ssh 127.0.0.1 true` over a reused
 # ControlMaster connection. Starts a throwaway sshd on 127.0.0.1 (own host key, own authorized
-# key file, nothing in ~/.ssh is touched) and runs the node-bench program against it.
+# key file, nothing in ~/.ssh is touched; creates a `ra-bench` user with /bin/sh if missing) and runs the node-bench program against it.
 # Needs openssh-server (`apt-get install openssh-server`). Not part of test.sh: benchmarks print
 # ratios, they do not gate.
 set -euo pipefail
@@ -28,8 +28,15 @@ UsePAM no
 StrictModes no
 PermitRootLogin prohibit-password
 EOF
+# A plain user whose shell is /bin/sh: root's login environment here makes every ssh command
+# several times slower, which would flatter the ratio.
+user=ra-bench
+id "$user" >/dev/null 2>&1 || useradd --no-create-home --home-dir /tmp --shell /bin/sh "$user"
+# "*" = no password but not locked: sshd without PAM refuses locked ("!") accounts.
+usermod -p "*" "$user"
+chmod 755 "$state"; chmod 644 "$state/authorized_keys"
 mkdir -p /run/sshd
 /usr/sbin/sshd -f "$state/sshd_config" -E "$state/sshd.log"
 for _ in $(seq 50); do [ -s "$state/sshd.pid" ] && break; sleep 0.1; done
 "$CARGO_TARGET_DIR/$profile/node-bench" --calls "${CALLS:-200}" \
-  --ssh "$(id -un)@127.0.0.1 -p $port -i $state/client_key"
+  --ssh "$user@127.0.0.1 -p $port -i $state/client_key"

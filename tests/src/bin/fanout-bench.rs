@@ -1,0 +1,270 @@
+//! fanout-bench: fan-out of `exec true` to N nodes, and a 64 KiB `read` from N nodes, through the
+//! real relay, Noise sessions, policy gate and executors — next to the peers measured in the same
+//! run: `pdsh -R exec` running the same command locally for N "hosts", and the process-spawn
+//! floor (N / the spawn rate of `/bin/true` measured here).
+//!
+//! Simulated nodes share this process (each is a full `Node` with its own identity, store and
+//! WebSocket connection); the relay runs in-process too. Not part of the test run: start it with
+//! `cargo run --release -p remote-agents-tests --bin fanout-bench -- --nodes 200,1000`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use remote_agents::config::{NodeFlags, Settings};
+use remote_agents::fleet::cli::{Connection, fan_out};
+use remote_agents::fleet::{FanoutOptions, HostStatus};
+use remote_agents::ops::{ExecArgs, ReadFileArgs, Request};
+use remote_agents_spec::Selector;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+struct Args {
+    /// Fleet sizes to measure, comma-separated.
+    #[arg(long, default_value = "200,1000", value_delimiter = ',')]
+    nodes: Vec<usize>,
+    /// Size of the file each node returns in the read benchmark.
+    #[arg(long, default_value_t = 64 * 1024)]
+    read_bytes: usize,
+    /// Repetitions of each fan-out; the best is reported (the first warms the sessions).
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let spawn_rate = spawn_rate(2_000).await?;
+    println!("process-spawn rate here: {spawn_rate:.0} /s (/bin/true, 8 in flight)");
+    let work = tempfile::tempdir()?;
+    let blob = work.path().join("blob.txt");
+    std::fs::write(&blob, "x".repeat(args.read_bytes))?;
+    let largest = args.nodes.iter().copied().max().unwrap_or(0);
+    let fleet = SimulatedFleet::start(largest, work.path()).await?;
+    println!("{largest} simulated nodes connected (one process, in-process relay)\n");
+
+    let all = Selector::parse("all").map_err(|e| anyhow::anyhow!("{e}"))?;
+    for &n in &args.nodes {
+        let selector = if n == largest {
+            all.clone()
+        } else {
+            Selector::parse(&format!("tag:first-{n}")).map_err(|e| anyhow::anyhow!("{e}"))?
+        };
+        let exec = Request::Exec(ExecArgs {
+            agent_id: None,
+            argv: vec!["true".into()],
+            shell: false,
+            cwd: None,
+            env: BTreeMap::new(),
+            stdin: None,
+            timeout_secs: Some(60.0),
+            max_output_bytes: None,
+        });
+        let ours = fleet.best_of(args.repeat, &selector, exec, n).await?;
+        let floor = n as f64 / spawn_rate;
+        let pdsh = pdsh_exec(n)?;
+        println!("fan-out `exec true` to {n} nodes: {:.3} s", ours);
+        println!(
+            "  spawn floor ({n} / spawn rate): {floor:.3} s   ratio {:.2}x (target <= 2x)",
+            ours / floor
+        );
+        match pdsh {
+            Some(pdsh) => println!(
+                "  pdsh -R exec locally:           {pdsh:.3} s   ratio {:.2}x (target <= 0.25x)",
+                ours / pdsh
+            ),
+            None => println!("  pdsh not installed (apt-get install pdsh): no pdsh ratio"),
+        }
+    }
+
+    let read = Request::ReadFile(ReadFileArgs {
+        agent_id: None,
+        path: blob.display().to_string(),
+        offset: None,
+        length: Some(args.read_bytes as u64),
+    });
+    let seconds = fleet.best_of(args.repeat, &all, read, largest).await?;
+    let megabytes = (largest * args.read_bytes) as f64 / 1e6;
+    println!(
+        "\nread {} KiB from {largest} nodes: {seconds:.3} s ({:.0} MB/s through relay + crypto; target <= 0.3 s)",
+        args.read_bytes / 1024,
+        megabytes / seconds
+    );
+    Ok(())
+}
+
+/// Spawns `/bin/true` `count` times with 8 in flight; returns spawns per second.
+async fn spawn_rate(count: usize) -> anyhow::Result<f64> {
+    use futures_util::StreamExt;
+    let started = Instant::now();
+    let results: Vec<std::io::Result<std::process::ExitStatus>> =
+        futures_util::stream::iter(0..count)
+            .map(|_| async { tokio::process::Command::new("/bin/true").status().await })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+    for result in results {
+        anyhow::ensure!(result?.success(), "/bin/true failed");
+    }
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
+/// `pdsh -R exec -f 64 -w bench[1-N] true`: the same command for N hosts, run locally.
+fn pdsh_exec(n: usize) -> anyhow::Result<Option<f64>> {
+    if which("pdsh").is_none() {
+        return Ok(None);
+    }
+    let started = Instant::now();
+    let status = std::process::Command::new("pdsh")
+        .args([
+            "-R",
+            "exec",
+            "-f",
+            "64",
+            "-w",
+            &format!("bench[1-{n}]"),
+            "true",
+        ])
+        .status()
+        .context("running pdsh")?;
+    anyhow::ensure!(status.success(), "pdsh failed");
+    Ok(Some(started.elapsed().as_secs_f64()))
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|path| path.is_file())
+    })
+}
+
+struct SimulatedFleet {
+    connection: Connection,
+    _nodes: Vec<Arc<remote_agents::node::Node>>,
+    _shutdown: tokio_util::sync::DropGuard,
+}
+
+impl SimulatedFleet {
+    async fn start(n: usize, work: &std::path::Path) -> anyhow::Result<Self> {
+        let shutdown = CancellationToken::new();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let relay_url = format!("ws://{}", listener.local_addr()?);
+        let config = remote_agents_relay::RelayConfig {
+            // One connection (the caller) sends a frame per node per fan-out.
+            rate_per_second: 0,
+            ..Default::default()
+        };
+        {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let _ = remote_agents_relay::serve(listener, config, async move {
+                    shutdown.cancelled().await
+                })
+                .await;
+            });
+        }
+        let key = "7e".repeat(32);
+        let flags = |name: &str, tags: String, no_agent: bool| NodeFlags {
+            relay: Some(relay_url.clone()),
+            room: Some("bench".into()),
+            name: Some(name.to_string()),
+            tags: Some(tags),
+            data_dir: Some(work.join("nodes").join(name)),
+            mode: Some("bypass".into()),
+            encryption_key: Some(key.clone()),
+            no_agent,
+            ..NodeFlags::default()
+        };
+        let mut nodes = Vec::with_capacity(n);
+        for i in 1..=n {
+            // Tags let a run target the first 200 of 1,000: `first-200` is on nodes 1..=200.
+            let tags: Vec<String> = [200usize, 1000]
+                .iter()
+                .filter(|limit| i <= **limit)
+                .map(|limit| format!("first-{limit}"))
+                .collect();
+            let settings = Settings::resolve(
+                &flags(&format!("sim-{i}"), tags.join(","), false),
+                &BTreeMap::new(),
+            )?;
+            nodes.push(remote_agents::node::start(settings, shutdown.clone())?);
+        }
+        let caller_settings =
+            Settings::resolve(&flags("caller", String::new(), true), &BTreeMap::new())?;
+        let caller_dir = work.join("caller");
+        std::fs::create_dir_all(&caller_dir)?;
+        let connection =
+            Connection::open(&caller_settings, &caller_dir, Duration::from_secs(120)).await?;
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while connection.net.peers().len() < n {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "only {} of {n} nodes connected",
+                connection.net.peers().len()
+            );
+            let mut presence = connection.net.watch_peers();
+            let _ = tokio::time::timeout(Duration::from_secs(1), presence.changed()).await;
+        }
+        Ok(SimulatedFleet {
+            connection,
+            _nodes: nodes,
+            _shutdown: shutdown.drop_guard(),
+        })
+    }
+
+    /// Runs the fan-out `repeat` times; returns the best wall time, checking every host was ok.
+    async fn best_of(
+        &self,
+        repeat: usize,
+        selector: &Selector,
+        request: Request,
+        expected: usize,
+    ) -> anyhow::Result<f64> {
+        let options = FanoutOptions {
+            per_host_timeout: Duration::from_secs(60),
+            concurrency: expected.max(1),
+            ..FanoutOptions::default()
+        };
+        let mut best = f64::MAX;
+        for _ in 0..repeat.max(1) {
+            let started = Instant::now();
+            let job = fan_out(
+                &self.connection,
+                selector,
+                &[],
+                request.clone(),
+                BTreeMap::new(),
+                &options,
+                "bench".into(),
+            )
+            .await;
+            let seconds = started.elapsed().as_secs_f64();
+            let ok = job
+                .report
+                .records
+                .iter()
+                .filter(|r| r.status == HostStatus::Ok)
+                .count();
+            anyhow::ensure!(
+                ok == expected && job.report.records.len() == expected,
+                "{ok} of {expected} hosts ok ({} records): {:?}",
+                job.report.records.len(),
+                job.report
+                    .records
+                    .iter()
+                    .find(|r| r.status != HostStatus::Ok)
+            );
+            best = best.min(seconds);
+        }
+        Ok(best)
+    }
+}
