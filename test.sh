@@ -89,3 +89,15 @@ step "worker: relay conformance suite against the local Worker"
     cargo test --locked -p remote-agents-tests --test e2e relay_conformance -- \
     --skip a_peer_that_never_answers_pings_is_closed_with_4008
 )
+
+step "worker: real nodes and fleetctl through the local Worker (fan-out, 50 nodes, relay restart)"
+(
+  # Default limits this time; the restart command brings the Worker back on the same port with
+  # its Durable Object storage, as a redeploy would.
+  worker_state="$(mktemp -d)"
+  trap 'worker/scripts/serve-local.sh stop "$worker_state"; rm -rf "$worker_state"' EXIT
+  worker_port="$(worker/scripts/serve-local.sh start "$worker_state")"
+  REMOTE_AGENTS_TEST_FLEET_RELAY_URL="ws://127.0.0.1:$worker_port" \
+    REMOTE_AGENTS_TEST_FLEET_RELAY_RESTART="PORT=$worker_port $PWD/worker/scripts/serve-local.sh start $worker_state >/dev/null" \
+    cargo test --locked -p remote-agents-tests --test e2e fleet_fanout -- --skip the_demo
+)

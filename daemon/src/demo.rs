@@ -115,7 +115,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             host,
             tags.join(","),
             effective.mode.value.to_string(),
-            effective.mode.from.to_string()
+            effective.mode.from
         );
         let flags = NodeFlags {
             relay: Some(relay_url.clone()),

@@ -46,12 +46,15 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        // tungstenite prints whole frames at debug/trace level; payload bytes never go to logs,
+        // whatever RUST_LOG asks for.
+        .add_directive("tungstenite=info".parse()?)
+        .add_directive("tokio_tungstenite=info".parse()?);
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(filter)
         .init();
     let args = Args::parse();
     let config = RelayConfig {

@@ -40,7 +40,10 @@ impl NodeSpec {
 }
 
 pub struct TestFleet {
-    pub relay: RestartableRelay,
+    /// The relay every node and fleetctl use: `REMOTE_AGENTS_TEST_FLEET_RELAY_URL` (e.g. the
+    /// Worker under workerd) or an in-process Rust relay.
+    pub relay_url: String,
+    _relay: Option<RestartableRelay>,
     pub room: String,
     pub dir: tempfile::TempDir,
     pub nodes: BTreeMap<String, Child>,
@@ -51,16 +54,23 @@ pub struct TestFleet {
 impl TestFleet {
     /// Starts a relay and the nodes, and waits until every node is present and authenticated.
     pub async fn start(nodes: &[NodeSpec]) -> anyhow::Result<Self> {
-        let relay = RestartableRelay::start(RelayConfig::default()).await?;
+        let (relay_url, relay) = match std::env::var("REMOTE_AGENTS_TEST_FLEET_RELAY_URL") {
+            Ok(url) if !url.is_empty() => (url, None),
+            _ => {
+                let relay = RestartableRelay::start(RelayConfig::default()).await?;
+                (relay.url(), Some(relay))
+            }
+        };
         let room = format!("fleet-{}", uuid::Uuid::new_v4().simple());
         let dir = tempfile::tempdir()?;
         let shutdown = CancellationToken::new();
         let observer_identity = Identity::ephemeral()?;
-        let mut config = NetConfig::new(relay.url(), room.clone(), test_psk());
+        let mut config = NetConfig::new(relay_url.clone(), room.clone(), test_psk());
         config.announcement.name = "observer".into();
         let observer = Net::start(&observer_identity, config, None, shutdown.clone());
         let mut fleet = TestFleet {
-            relay,
+            relay_url,
+            _relay: relay,
             room,
             dir,
             nodes: BTreeMap::new(),
@@ -85,7 +95,7 @@ impl TestFleet {
         std::fs::create_dir_all(&data_dir)?;
         let log = std::fs::File::create(home.with_extension("log"))?;
         let child = Command::new(node_binary()?)
-            .args(["run", "--relay", &self.relay.url(), "--room", &self.room])
+            .args(["run", "--relay", &self.relay_url, "--room", &self.room])
             .args(["--encryption-key", ENCRYPTION_KEY, "--name", &node.name])
             .args(["--tags", &node.tags.join(","), "--mode", &node.mode])
             .arg("--data-dir")
@@ -127,6 +137,22 @@ impl TestFleet {
         Ok(())
     }
 
+    /// Restarts the relay on the same address: the in-process one directly; an external one
+    /// (`REMOTE_AGENTS_TEST_FLEET_RELAY_URL`) with the shell command in
+    /// `REMOTE_AGENTS_TEST_FLEET_RELAY_RESTART`.
+    pub async fn restart_relay(&mut self) -> anyhow::Result<()> {
+        if let Some(relay) = &mut self._relay {
+            return relay.restart().await;
+        }
+        let command = std::env::var("REMOTE_AGENTS_TEST_FLEET_RELAY_RESTART").context(
+            "an external relay is in use: set REMOTE_AGENTS_TEST_FLEET_RELAY_RESTART to a command \
+             that restarts it on the same address",
+        )?;
+        let status = Command::new("sh").args(["-c", &command]).status().await?;
+        anyhow::ensure!(status.success(), "relay restart command failed: {command}");
+        Ok(())
+    }
+
     /// Kills a node process at once (SIGKILL) and waits until the relay reports it gone.
     pub async fn kill(&mut self, name: &str) -> anyhow::Result<()> {
         let mut child = self.nodes.remove(name).context("no such node")?;
@@ -144,7 +170,7 @@ impl TestFleet {
     pub async fn fleetctl(&self, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
         let output = Command::new(fleetctl_binary()?)
             .args(args)
-            .env("REMOTE_AGENTS_RELAY", self.relay.url())
+            .env("REMOTE_AGENTS_RELAY", self.relay_url.clone())
             .env("REMOTE_AGENTS_ROOM", &self.room)
             .env("REMOTE_AGENTS_ENCRYPTION_KEY", ENCRYPTION_KEY)
             .env("REMOTE_AGENTS_DATA_DIR", self.fleetctl_data_dir())

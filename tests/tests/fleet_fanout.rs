@@ -180,7 +180,7 @@ async fn a_node_killed_mid_command_is_outcome_unknown_and_the_job_is_kept() -> a
             "-c",
         ])
         .arg("case $TEST_NODE_NAME in build-1) touch $HOME/started; sleep 30;; esac")
-        .env("REMOTE_AGENTS_RELAY", fleet.relay.url())
+        .env("REMOTE_AGENTS_RELAY", &fleet.relay_url)
         .env("REMOTE_AGENTS_ROOM", &fleet.room)
         .env(
             "REMOTE_AGENTS_ENCRYPTION_KEY",
@@ -288,7 +288,7 @@ async fn fifty_nodes_with_five_killed_mid_run_report_every_host() -> anyhow::Res
             "-c",
             "case $TEST_NODE_NAME in lab-[1-5]) touch $HOME/started; sleep 30;; esac",
         ])
-        .env("REMOTE_AGENTS_RELAY", fleet.relay.url())
+        .env("REMOTE_AGENTS_RELAY", &fleet.relay_url)
         .env("REMOTE_AGENTS_ROOM", &fleet.room)
         .env(
             "REMOTE_AGENTS_ENCRYPTION_KEY",
@@ -389,5 +389,49 @@ async fn the_demo_runs_a_whole_fleet_on_loopback_and_cleans_up() -> anyhow::Resu
         !std::path::Path::new(work).exists(),
         "{work} was left behind"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_keeps_working_across_a_relay_restart() -> anyhow::Result<()> {
+    let mut fleet = TestFleet::start(&[
+        NodeSpec::new("app-1", &["app"], "edit"),
+        NodeSpec::new("app-2", &["app"], "edit"),
+        NodeSpec::new("app-3", &["app"], "edit"),
+    ])
+    .await?;
+    let (code, records) = fleet
+        .fleetctl_json(&["exec", "-t", "app", "--", "echo", "before"])
+        .await?;
+    assert_eq!(code, 0);
+    assert_eq!(records.len(), 3);
+
+    fleet.restart_relay().await?;
+
+    // Nodes reconnect with jittered backoff; until they are all back a fan-out reports the
+    // missing ones rather than hanging. Retry until all three answer, within a deadline.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, stdout, stderr) = fleet
+            .fleetctl(&["exec", "-t", "app", "-o", "json", "--", "echo", "after"])
+            .await?;
+        if code == 0 {
+            let value: serde_json::Value = serde_json::from_str(&stdout)?;
+            let records = value["records"].as_array().cloned().unwrap_or_default();
+            if records.len() == 3 {
+                assert!(records.iter().all(|r| r["stdout"] == "after\n"));
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nodes did not come back: {stdout}\n{stderr}"
+        );
+    }
+
+    // The request acknowledged before the restart is still in the history.
+    let (code, stdout, _) = fleet.fleetctl(&["jobs", "-o", "json"]).await?;
+    assert_eq!(code, 0);
+    assert!(stdout.contains("exec echo before"), "{stdout}");
     Ok(())
 }
