@@ -181,7 +181,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     });
     let all = Selector::parse("all").map_err(|e| anyhow::anyhow!("{e}"))?;
     let job = fan_out(
-        &connection,
+        &connection.net,
+        &connection.agent_id,
         &all,
         &expected,
         exec,
@@ -207,7 +208,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     });
     let selector = Selector::parse("web,db").map_err(|e| anyhow::anyhow!("{e}"))?;
     let job = fan_out(
-        &connection,
+        &connection.net,
+        &connection.agent_id,
         &selector,
         &expected,
         write,
@@ -229,7 +231,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         length: Some(4096),
     });
     let job = fan_out(
-        &connection,
+        &connection.net,
+        &connection.agent_id,
         &all,
         &expected,
         read,

@@ -201,6 +201,81 @@ pub fn tools() -> Vec<Tool> {
             READ,
         ),
     ]
+    .into_iter()
+    .chain(fleet_tools())
+    .collect()
+}
+
+/// The fleet tools: one call acts on every host a target selector picks; results come back
+/// folded (identical outputs grouped) with an op id for `job_get`.
+fn fleet_tools() -> Vec<Tool> {
+    use crate::fleet::tools::*;
+    const FANOUT_WRITE: Hints = Hints {
+        read_only: false,
+        destructive: true,
+        idempotent: false,
+        open_world: true,
+    };
+    const FANOUT_READ: Hints = Hints {
+        read_only: true,
+        destructive: false,
+        idempotent: true,
+        open_world: true,
+    };
+    vec![
+        tool::<FleetExecArgs, FleetResult>(
+            "fleet_exec",
+            "Run a command on many hosts",
+            "Run a program (argv, no shell) on every host the target selects, e.g. target \
+             \"web\", \"os:linux&!db\", \"all\". per_os picks another argv by OS family. Returns a \
+             summary and groups of hosts with identical output (so 1,000 hosts read as a few \
+             groups), plus an op_id for job_get. Hosts in plan mode answer `denied`; offline \
+             ones `unreachable`. batch + max_fail make a rolling run that halts on failures.",
+            FANOUT_WRITE,
+        ),
+        tool::<FleetReadArgs, FleetResult>(
+            "fleet_read",
+            "Read a file on many hosts",
+            "Read the same file on every host the target selects; identical contents are grouped.",
+            FANOUT_READ,
+        ),
+        tool::<FleetWriteArgs, FleetResult>(
+            "fleet_write",
+            "Write a file on many hosts",
+            "Write a file atomically on every host the target selects (backups in edit mode); \
+             hosts in plan mode refuse.",
+            Hints {
+                idempotent: true,
+                ..FANOUT_WRITE
+            },
+        ),
+        tool::<FleetGitArgs, FleetResult>(
+            "fleet_git",
+            "Git on many hosts",
+            "git status, pull (fast-forward), commit or push in a repository on every host the \
+             target selects.",
+            FANOUT_WRITE,
+        ),
+        tool::<FleetSearchArgs, FleetResult>(
+            "fleet_search",
+            "Find files on many hosts",
+            "Find files by name glob and/or content regex on every host the target selects.",
+            FANOUT_READ,
+        ),
+        tool::<JobGetArgs, JobGetResult>(
+            "job_get",
+            "Fetch a fan-out's full results",
+            "The full per-host records (status, exit, stdout, stderr, duration) of an earlier \
+             fleet_* call, optionally only some hosts.",
+            READ,
+        ),
+        tool::<JobListArgs, JobListResult>(
+            "job_list",
+            "List recent fan-outs",
+            "The newest fleet_* calls issued from this node, with their one-line results.",
+            READ,
+        ),
+    ]
 }
 
 impl McpServer {
@@ -216,6 +291,39 @@ impl McpServer {
         let service = self.serve(rmcp::transport::stdio()).await?;
         service.waiting().await?;
         Ok(())
+    }
+
+    async fn call_fleet_tool(&self, name: &str, arguments: Option<JsonObject>) -> CallToolResult {
+        let value = serde_json::json!({
+            "op": name,
+            "args": serde_json::Value::Object(arguments.unwrap_or_default()),
+        });
+        let request = match serde_json::from_value::<crate::fleet::tools::FleetRequest>(value) {
+            Ok(request) => request,
+            Err(e) => {
+                return CallToolResult::error(vec![ContentBlock::text(format!(
+                    "invalid arguments for {name}: {e}; see the tool's input schema"
+                ))]);
+            }
+        };
+        match crate::fleet::tools::run(&self.node, request).await {
+            Ok(result) => {
+                // The folded summary first: it is what a model should read.
+                let summary = result["summary"].as_str().map(str::to_string);
+                let text = serde_json::to_string_pretty(&result).unwrap_or_default();
+                let mut content = Vec::new();
+                if let Some(summary) = summary {
+                    content.push(ContentBlock::text(summary));
+                }
+                content.push(ContentBlock::text(text));
+                let mut r = CallToolResult::success(content);
+                r.structured_content = Some(result);
+                r
+            }
+            Err(error) => {
+                CallToolResult::error(vec![ContentBlock::text(format!("{name} failed: {error}"))])
+            }
+        }
     }
 
     fn progress_sink(context: &RequestContext<RoleServer>) -> Option<ProgressFn> {
@@ -304,6 +412,9 @@ impl ServerHandler for McpServer {
                 None,
             ));
         }
+        if name.starts_with("fleet_") || name.starts_with("job_") {
+            return Ok(self.call_fleet_tool(&name, request.arguments).await.into());
+        }
         let parsed = match parse_request(&name, request.arguments) {
             Ok(r) => r,
             Err(text) => {
@@ -349,6 +460,17 @@ mod tests {
         ] {
             assert!(names.contains(&expected), "missing {expected}");
         }
+        for expected in [
+            "fleet_exec",
+            "fleet_read",
+            "fleet_write",
+            "fleet_git",
+            "fleet_search",
+            "job_get",
+            "job_list",
+        ] {
+            assert!(names.contains(&expected), "missing {expected}");
+        }
         for tool in &tools {
             assert_eq!(tool.input_schema["type"], "object", "{}", tool.name);
             assert_eq!(
@@ -357,11 +479,21 @@ mod tests {
                 "{}",
                 tool.name
             );
-            assert!(
-                tool.input_schema["properties"].get("agent_id").is_some(),
-                "{} lacks agent_id",
-                tool.name
-            );
+            // Single-host tools take agent_id; fleet tools take a target selector instead.
+            let routing = if tool.name.starts_with("fleet_") {
+                "target"
+            } else if tool.name.starts_with("job_") {
+                "op_id"
+            } else {
+                "agent_id"
+            };
+            if tool.name != "job_list" {
+                assert!(
+                    tool.input_schema["properties"].get(routing).is_some(),
+                    "{} lacks {routing}",
+                    tool.name
+                );
+            }
             let annotations = tool.annotations.as_ref().unwrap();
             assert!(annotations.read_only_hint.is_some());
             assert!(tool.output_schema.is_some());

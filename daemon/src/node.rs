@@ -83,6 +83,8 @@ pub struct Node {
     agent_id: String,
     in_flight: Mutex<HashSet<String>>,
     peers: Mutex<Option<Arc<dyn Peers>>>,
+    /// The relay connection, for fleet fan-outs issued from this node (MCP `fleet_*` tools).
+    net: Mutex<Option<crate::net::Net>>,
 }
 
 /// What the gate approved, ready to run.
@@ -139,6 +141,7 @@ impl Node {
             agent_id,
             in_flight: Mutex::new(HashSet::new()),
             peers: Mutex::new(None),
+            net: Mutex::new(None),
         }))
     }
 
@@ -157,6 +160,11 @@ impl Node {
     /// Attaches the peer RPC once the connection manager is up.
     pub fn set_peers(&self, peers: Arc<dyn Peers>) {
         *self.peers.lock().unwrap_or_else(|e| e.into_inner()) = Some(peers);
+    }
+
+    /// The relay connection, when the node has one.
+    pub fn net(&self) -> Option<crate::net::Net> {
+        self.net.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn peers(&self) -> Option<Arc<dyn Peers>> {
@@ -950,6 +958,7 @@ fn start_net(node: &Arc<Node>, shutdown: CancellationToken) -> anyhow::Result<()
     };
     let net = crate::net::Net::start(&node.identity, config, handler, shutdown);
     tracing::info!(agent_id = %node.agent_id, "connecting to the relay");
+    *node.net.lock().unwrap_or_else(|e| e.into_inner()) = Some(net.clone());
     node.set_peers(Arc::new(NetPeers { net }));
     Ok(())
 }

@@ -223,7 +223,7 @@ fn fleetctl_dir(settings: &Settings) -> anyhow::Result<PathBuf> {
 
 /// A send-only connection to the room.
 pub struct Connection {
-    pub net: Arc<Net>,
+    pub net: Net,
     pub agent_id: String,
     _shutdown: tokio_util::sync::DropGuard,
 }
@@ -250,7 +250,7 @@ impl Connection {
              REMOTE_AGENTS_ROOM, REMOTE_AGENTS_TOKEN)",
         )?;
         let shutdown = CancellationToken::new();
-        let net = Arc::new(Net::start(&identity, config, None, shutdown.clone()));
+        let net = Net::start(&identity, config, None, shutdown.clone());
         net.wait_settled(timeout).await.map_err(|e| {
             anyhow::anyhow!(
                 "cannot reach the relay within {}: {e}",
@@ -277,7 +277,8 @@ pub async fn run(command: FleetCommand) -> anyhow::Result<u8> {
     let store = Store::open(&dir)?;
     let connection = Connection::open(&settings, &dir, connect.connect_timeout).await?;
     let job = fan_out(
-        &connection,
+        &connection.net,
+        &connection.agent_id,
         &selector,
         &expected,
         request,
@@ -300,7 +301,8 @@ pub async fn run(command: FleetCommand) -> anyhow::Result<u8> {
 
 /// Fans one request out to the hosts `selector` picks and returns the finished job.
 pub async fn fan_out(
-    connection: &Connection,
+    net: &Net,
+    caller_id: &str,
     selector: &Selector,
     expected: &[HostFacts],
     request: Request,
@@ -308,12 +310,12 @@ pub async fn fan_out(
     options: &FanoutOptions,
     summary: String,
 ) -> Job {
-    let targets = resolve_targets(selector, &connection.net.peers(), expected);
+    let targets = resolve_targets(selector, &net.peers(), expected);
     let op_id = jobs::new_op_id();
     let caller = Arc::new(NetCaller {
-        net: connection.net.clone(),
+        net: net.clone(),
         op_id: op_id.clone(),
-        caller: format!("fleet:{}", connection.agent_id),
+        caller: format!("fleet:{caller_id}"),
         request,
         per_os,
     });

@@ -8,6 +8,7 @@ pub mod fanout;
 pub mod fold;
 pub mod jobs;
 pub mod remote;
+pub mod tools;
 
 use serde::{Deserialize, Serialize};
 

@@ -3,7 +3,6 @@
 //! `ops::Envelope` through `daemon::net`, turning every way a call can end into a [`HostRecord`].
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -79,7 +78,7 @@ pub fn resolve_targets(
 /// envelope id is `op_id/host`, so a retried fan-out with the same op id returns the hosts'
 /// journaled results instead of running twice.
 pub struct NetCaller {
-    pub net: Arc<Net>,
+    pub net: Net,
     pub op_id: String,
     pub caller: String,
     pub request: Request,

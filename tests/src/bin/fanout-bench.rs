@@ -238,7 +238,8 @@ impl SimulatedFleet {
         for _ in 0..repeat.max(1) {
             let started = Instant::now();
             let job = fan_out(
-                &self.connection,
+                &self.connection.net,
+                &self.connection.agent_id,
                 selector,
                 &[],
                 request.clone(),
