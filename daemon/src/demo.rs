@@ -15,7 +15,7 @@ use remote_agents_spec::{HostFacts, Selector};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{NodeFlags, Settings};
-use crate::fleet::cli::{Connection, fan_out};
+use crate::fleet::cli::{Connection, FanoutPlan, fan_out};
 use crate::fleet::fold::{fold, render_text};
 use crate::fleet::{FanoutOptions, jobs};
 use crate::node::Node;
@@ -183,12 +183,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let job = fan_out(
         &connection.net,
         &connection.agent_id,
-        &all,
-        &expected,
-        exec,
-        BTreeMap::new(),
-        &options,
-        "exec uname -sr".into(),
+        FanoutPlan {
+            selector: &all,
+            expected: &expected,
+            request: exec,
+            per_os: BTreeMap::new(),
+            options: &options,
+            summary: "exec uname -sr".into(),
+        },
     )
     .await;
     print!("{}", render_text(&fold(&job.report.records)));
@@ -210,12 +212,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let job = fan_out(
         &connection.net,
         &connection.agent_id,
-        &selector,
-        &expected,
-        write,
-        BTreeMap::new(),
-        &options,
-        format!("write {motd_path}"),
+        FanoutPlan {
+            selector: &selector,
+            expected: &expected,
+            request: write,
+            per_os: BTreeMap::new(),
+            options: &options,
+            summary: format!("write {motd_path}"),
+        },
     )
     .await;
     print!("{}", render_text(&fold(&job.report.records)));
@@ -233,12 +237,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let job = fan_out(
         &connection.net,
         &connection.agent_id,
-        &all,
-        &expected,
-        read,
-        BTreeMap::new(),
-        &options,
-        format!("read {motd_path}"),
+        FanoutPlan {
+            selector: &all,
+            expected: &expected,
+            request: read,
+            per_os: BTreeMap::new(),
+            options: &options,
+            summary: format!("read {motd_path}"),
+        },
     )
     .await;
     print!("{}", render_text(&fold(&job.report.records)));

@@ -166,18 +166,25 @@ impl TestFleet {
         self.dir.path().join("fleetctl")
     }
 
-    /// Runs `fleetctl ARGS` connected to this fleet's room; returns (exit code, stdout, stderr).
-    pub async fn fleetctl(&self, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
-        let output = Command::new(fleetctl_binary()?)
+    /// `fleetctl ARGS` connected to this fleet's room, not started yet (stdout piped).
+    pub fn fleetctl_command(&self, args: &[&str]) -> anyhow::Result<Command> {
+        let mut command = Command::new(fleetctl_binary()?);
+        command
             .args(args)
-            .env("REMOTE_AGENTS_RELAY", self.relay_url.clone())
+            .env("REMOTE_AGENTS_RELAY", &self.relay_url)
             .env("REMOTE_AGENTS_ROOM", &self.room)
             .env("REMOTE_AGENTS_ENCRYPTION_KEY", ENCRYPTION_KEY)
             .env("REMOTE_AGENTS_DATA_DIR", self.fleetctl_data_dir())
             .env_remove("REMOTE_AGENTS_CONFIG")
             .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output();
+            .stdout(Stdio::piped())
+            .kill_on_drop(true);
+        Ok(command)
+    }
+
+    /// Runs `fleetctl ARGS` connected to this fleet's room; returns (exit code, stdout, stderr).
+    pub async fn fleetctl(&self, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+        let output = self.fleetctl_command(args)?.output();
         let output = tokio::time::timeout(Duration::from_secs(120), output)
             .await
             .context("fleetctl did not finish within 120 s")??;

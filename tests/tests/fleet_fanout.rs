@@ -165,9 +165,8 @@ async fn a_node_killed_mid_command_is_outcome_unknown_and_the_job_is_kept() -> a
     ])
     .await?;
     let started_marker = node_dir(&fleet, "build-1").join("started");
-    let mut fleetctl = tokio::process::Command::new(remote_agents_tests::fleet::fleetctl_binary()?);
-    fleetctl
-        .args([
+    let running = fleet
+        .fleetctl_command(&[
             "exec",
             "-t",
             "ci",
@@ -178,18 +177,9 @@ async fn a_node_killed_mid_command_is_outcome_unknown_and_the_job_is_kept() -> a
             "--",
             "sh",
             "-c",
-        ])
-        .arg("case $TEST_NODE_NAME in build-1) touch $HOME/started; sleep 30;; esac")
-        .env("REMOTE_AGENTS_RELAY", &fleet.relay_url)
-        .env("REMOTE_AGENTS_ROOM", &fleet.room)
-        .env(
-            "REMOTE_AGENTS_ENCRYPTION_KEY",
-            remote_agents_tests::fleet::ENCRYPTION_KEY,
-        )
-        .env("REMOTE_AGENTS_DATA_DIR", fleet.fleetctl_data_dir())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let running = fleetctl.spawn()?;
+            "case $TEST_NODE_NAME in build-1) touch $HOME/started; sleep 30;; esac",
+        ])?
+        .spawn()?;
     wait_until("build-1 to start its command", || started_marker.exists()).await?;
     fleet.kill("build-1").await?;
     let output =
@@ -269,9 +259,9 @@ async fn fifty_nodes_with_five_killed_mid_run_report_every_host() -> anyhow::Res
     let markers: Vec<_> = (1..=5)
         .map(|i| node_dir(&fleet, &format!("lab-{i}")).join("started"))
         .collect();
-    let mut running = tokio::process::Command::new(remote_agents_tests::fleet::fleetctl_binary()?);
-    running
-        .args([
+    let spec = examples_fleet();
+    let running = fleet
+        .fleetctl_command(&[
             "exec",
             "-t",
             "lab",
@@ -280,24 +270,13 @@ async fn fifty_nodes_with_five_killed_mid_run_report_every_host() -> anyhow::Res
             "-o",
             "json",
             "-f",
-            &examples_fleet(),
+            &spec,
             "--",
-        ])
-        .args([
             "sh",
             "-c",
             "case $TEST_NODE_NAME in lab-[1-5]) touch $HOME/started; sleep 30;; esac",
-        ])
-        .env("REMOTE_AGENTS_RELAY", &fleet.relay_url)
-        .env("REMOTE_AGENTS_ROOM", &fleet.room)
-        .env(
-            "REMOTE_AGENTS_ENCRYPTION_KEY",
-            remote_agents_tests::fleet::ENCRYPTION_KEY,
-        )
-        .env("REMOTE_AGENTS_DATA_DIR", fleet.fleetctl_data_dir())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let running = running.spawn()?;
+        ])?
+        .spawn()?;
     wait_until("lab-1..5 to start", || markers.iter().all(|m| m.exists())).await?;
     for i in 1..=5 {
         fleet.kill(&format!("lab-{i}")).await?;
@@ -433,5 +412,100 @@ async fn a_fleet_keeps_working_across_a_relay_restart() -> anyhow::Result<()> {
     let (code, stdout, _) = fleet.fleetctl(&["jobs", "-o", "json"]).await?;
     assert_eq!(code, 0);
     assert!(stdout.contains("exec echo before"), "{stdout}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_client_fans_out_with_fleet_exec_and_fetches_the_job() -> anyhow::Result<()> {
+    let fleet = TestFleet::start(&[
+        NodeSpec::new("web-1", &["web"], "edit"),
+        NodeSpec::new("web-2", &["web"], "edit"),
+        NodeSpec::new("db-1", &["db"], "plan"),
+    ])
+    .await?;
+    let data_dir = fleet.dir.path().join("mcp-node");
+    let data_dir = data_dir.to_string_lossy();
+    let mut mcp = remote_agents_tests::node::McpProcess::start(
+        &[
+            "--relay",
+            &fleet.relay_url,
+            "--room",
+            &fleet.room,
+            "--name",
+            "operator",
+            "--no-agent",
+            "--data-dir",
+            &data_dir,
+        ],
+        &[(
+            "REMOTE_AGENTS_ENCRYPTION_KEY",
+            remote_agents_tests::fleet::ENCRYPTION_KEY,
+        )],
+    )
+    .await?;
+
+    // The MCP node joins the room in the background: retry until all three hosts answer.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let result = loop {
+        let result = mcp
+            .call_tool(
+                "fleet_exec",
+                serde_json::json!({"target": "all", "argv": ["echo", "hi"]}),
+            )
+            .await?;
+        if result["structuredContent"]["hosts"] == 3 {
+            break result;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fleet never complete: {result}"
+        );
+    };
+    let folded = &result["structuredContent"];
+    assert_eq!(
+        folded["summary"],
+        "3 hosts, 2 ok, 1 not ok; 2 identical, 1 differ in 1 other group"
+    );
+    assert_eq!(folded["groups"][0]["host_set"], "web-[1-2]");
+    assert_eq!(folded["groups"][0]["stdout"], "hi\n");
+    assert_eq!(folded["groups"][1]["status"], "denied");
+    // The summary line comes first, so a model reads it before the groups.
+    assert_eq!(result["content"][0]["text"], folded["summary"]);
+
+    let op_id = folded["op_id"].as_str().unwrap_or_default().to_string();
+    let job = mcp
+        .call_tool(
+            "job_get",
+            serde_json::json!({"op_id": op_id, "hosts": ["db-1"]}),
+        )
+        .await?;
+    let records = job["structuredContent"]["job"]["report"]["records"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["status"], "denied");
+    let list = mcp.call_tool("job_list", serde_json::json!({})).await?;
+    assert!(
+        list["structuredContent"]["jobs"]
+            .as_array()
+            .is_some_and(|j| !j.is_empty())
+    );
+
+    // Bad arguments are tool errors a model can act on.
+    let bad = mcp
+        .call_tool(
+            "fleet_exec",
+            serde_json::json!({"target": "web&&", "argv": ["true"]}),
+        )
+        .await?;
+    assert_eq!(bad["isError"], true);
+    assert!(
+        bad["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("target"),
+        "{bad}"
+    );
     Ok(())
 }

@@ -279,12 +279,14 @@ pub async fn run(command: FleetCommand) -> anyhow::Result<u8> {
     let job = fan_out(
         &connection.net,
         &connection.agent_id,
-        &selector,
-        &expected,
-        request,
-        BTreeMap::new(),
-        &options(&fanout),
-        summary,
+        FanoutPlan {
+            selector: &selector,
+            expected: &expected,
+            request,
+            per_os: BTreeMap::new(),
+            options: &options(&fanout),
+            summary,
+        },
     )
     .await;
     // A target that matches nothing is almost always a typo: say so rather than succeed.
@@ -299,17 +301,29 @@ pub async fn run(command: FleetCommand) -> anyhow::Result<u8> {
     Ok(if job.report.all_ok() { 0 } else { 1 })
 }
 
-/// Fans one request out to the hosts `selector` picks and returns the finished job.
-pub async fn fan_out(
-    net: &Net,
-    caller_id: &str,
-    selector: &Selector,
-    expected: &[HostFacts],
-    request: Request,
-    per_os: BTreeMap<String, Request>,
-    options: &FanoutOptions,
-    summary: String,
-) -> Job {
+/// What one fan-out does: which hosts, what to send them, and how.
+pub struct FanoutPlan<'a> {
+    pub selector: &'a Selector,
+    /// Hosts expected to match even when offline (reported `unreachable`).
+    pub expected: &'a [HostFacts],
+    pub request: Request,
+    /// Per-OS-family replacement requests, keyed by the `os` fact.
+    pub per_os: BTreeMap<String, Request>,
+    pub options: &'a FanoutOptions,
+    /// A one-line description for the job history, e.g. `exec uptime`.
+    pub summary: String,
+}
+
+/// Fans one request out to the hosts the plan's selector picks and returns the finished job.
+pub async fn fan_out(net: &Net, caller_id: &str, plan: FanoutPlan<'_>) -> Job {
+    let FanoutPlan {
+        selector,
+        expected,
+        request,
+        per_os,
+        options,
+        summary,
+    } = plan;
     let targets = resolve_targets(selector, &net.peers(), expected);
     let op_id = jobs::new_op_id();
     let caller = Arc::new(NetCaller {

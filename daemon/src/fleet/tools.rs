@@ -313,12 +313,14 @@ pub async fn run(node: &Node, request: FleetRequest) -> Result<serde_json::Value
     let job = super::cli::fan_out(
         &net,
         node.agent_id(),
-        &selector,
-        &[],
-        request,
-        per_os,
-        &options,
-        summary,
+        super::cli::FanoutPlan {
+            selector: &selector,
+            expected: &[],
+            request,
+            per_os,
+            options: &options,
+            summary,
+        },
     )
     .await;
     if job.report.records.is_empty() {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use remote_agents::config::{NodeFlags, Settings};
-use remote_agents::fleet::cli::{Connection, fan_out};
+use remote_agents::fleet::cli::{Connection, FanoutPlan, fan_out};
 use remote_agents::fleet::{FanoutOptions, HostStatus};
 use remote_agents::ops::{ExecArgs, ReadFileArgs, Request};
 use remote_agents_spec::Selector;
@@ -240,12 +240,14 @@ impl SimulatedFleet {
             let job = fan_out(
                 &self.connection.net,
                 &self.connection.agent_id,
-                selector,
-                &[],
-                request.clone(),
-                BTreeMap::new(),
-                &options,
-                "bench".into(),
+                FanoutPlan {
+                    selector,
+                    expected: &[],
+                    request: request.clone(),
+                    per_os: BTreeMap::new(),
+                    options: &options,
+                    summary: "bench".into(),
+                },
             )
             .await;
             let seconds = started.elapsed().as_secs_f64();
