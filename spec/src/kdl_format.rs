@@ -441,5 +441,30 @@ pub(crate) fn write(documents: &[serde_json::Value]) -> String {
         out.nodes_mut().push(document_node(document));
     }
     out.autoformat();
-    out.to_string()
+    escape_forbidden_characters(&out.to_string())
+}
+
+/// The kdl crate writes every string quoted but escapes only `\\ \" \n \r \t \b \f`; KDL v2 also
+/// forbids other newlines (NEL, VT, LS, PS), control and bidi-override characters and the BOM
+/// from appearing literally. The writer emits them only inside quoted strings (everything else
+/// it writes is ASCII), so escaping them everywhere is exact. Found by the round-trip proptest.
+fn escape_forbidden_characters(text: &str) -> String {
+    let forbidden = |c: char| {
+        matches!(c,
+            '\u{0}'..='\u{8}' | '\u{b}' | '\u{e}'..='\u{1f}' | '\u{7f}' | '\u{85}'
+            | '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    };
+    if !text.contains(forbidden) {
+        return text.to_string();
+    }
+    let mut escaped = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if forbidden(c) {
+            escaped.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped
 }
