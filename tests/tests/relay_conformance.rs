@@ -505,8 +505,14 @@ async fn a_peer_that_never_answers_pings_is_closed_with_4008() -> TestResult {
         // A relay that declares no idle limit (REMOTE_AGENTS_TEST_RELAY_IDLE_SECS=0: the Worker,
         // whose Durable Object cannot send pings, leaves dead connections to the platform) must
         // not close a silent peer on its own.
-        assert_eq!(silent.close_code(Duration::from_secs(3)).await?, None);
-        return Ok(());
+        match silent.close_code(Duration::from_secs(3)).await {
+            // Nothing at all arrived within the wait: the connection is still open.
+            Err(error) if error.to_string().contains("no websocket frame within") => {
+                return Ok(());
+            }
+            Ok(Some(code)) => panic!("a relay without an idle limit closed a silent peer ({code})"),
+            other => panic!("a relay without an idle limit dropped a silent peer: {other:?}"),
+        }
     }
     let within = relay.limits().idle_timeout + Duration::from_secs(15);
     assert_eq!(
