@@ -937,8 +937,10 @@ pub fn net_config(
     Ok(Some(config))
 }
 
-/// Connects the node to its relay, when one is configured.
-fn start_net(node: &Arc<Node>, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Connects the node to its relay, when one is configured. `eager`: handshake with every peer
+/// present (an MCP node lists and fans out to the room); otherwise only answer handshakes and
+/// start them on first use, so large rooms of headless nodes do not pay for a full mesh.
+fn start_net(node: &Arc<Node>, shutdown: CancellationToken, eager: bool) -> anyhow::Result<()> {
     let settings = &node.settings;
     let announcement = remote_agents_protocol::message::Announcement {
         name: settings.name.value.clone(),
@@ -947,10 +949,11 @@ fn start_net(node: &Arc<Node>, shutdown: CancellationToken) -> anyhow::Result<()
         mode: node.effective_mode().to_string(),
         accepts_commands: !settings.no_agent.value,
     };
-    let Some(config) = net_config(settings, announcement)? else {
+    let Some(mut config) = net_config(settings, announcement)? else {
         tracing::info!(agent_id = %node.agent_id, "local-only: no relay configured");
         return Ok(());
     };
+    config.session.eager_handshakes = eager;
     let handler: Option<Arc<dyn crate::net::Handler>> = if settings.no_agent.value {
         None
     } else {
@@ -967,7 +970,7 @@ fn start_net(node: &Arc<Node>, shutdown: CancellationToken) -> anyhow::Result<()
 /// many nodes use this); it stays connected until `shutdown` fires.
 pub fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Arc<Node>> {
     let node = Node::open(settings)?;
-    start_net(&node, shutdown)?;
+    start_net(&node, shutdown, false)?;
     Ok(node)
 }
 
@@ -977,7 +980,7 @@ pub async fn run(settings: Settings, mcp: bool) -> anyhow::Result<()> {
     let node = Node::open(settings)?;
     let shutdown = CancellationToken::new();
     let _stop_net = shutdown.clone().drop_guard();
-    start_net(&node, shutdown.clone())?;
+    start_net(&node, shutdown.clone(), mcp)?;
     if mcp {
         crate::mcp::McpServer::new(node).serve_stdio().await
     } else {

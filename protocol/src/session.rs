@@ -147,6 +147,12 @@ pub struct SessionConfig {
     pub handshake_attempts: u32,
     /// Messages held per peer while its handshake runs.
     pub max_queued_per_peer: usize,
+    /// Start a handshake with every peer as soon as the relay says it is present. Peers that
+    /// need to see the whole room (fleetctl, MCP nodes: `list_agents`, fan-out) are eager; nodes
+    /// that only answer requests are lazy and handshake when an eager peer reaches out or when
+    /// they first send to a peer, so a room of N answering nodes costs N handshakes per eager
+    /// peer instead of N² in all.
+    pub eager_handshakes: bool,
 }
 
 impl Default for SessionConfig {
@@ -158,6 +164,7 @@ impl Default for SessionConfig {
             handshake_retry: Duration::from_secs(2),
             handshake_attempts: 5,
             max_queued_per_peer: 1024,
+            eager_handshakes: true,
         }
     }
 }
@@ -356,7 +363,9 @@ impl Sessions {
             return;
         }
         self.peers.entry(peer).or_default();
-        self.request_handshake(peer, now, false);
+        if self.config.eager_handshakes {
+            self.request_handshake(peer, now, false);
+        }
     }
 
     /// The relay told us `peer` left: its sessions and queue go (the static key stays cached, and

@@ -407,3 +407,65 @@ fn oversized_plaintext_is_refused_locally() {
     let frame = pair.a.poll_transmit().unwrap().frame;
     assert_eq!(frame.len(), MAX_FRAME_DEFAULT);
 }
+
+#[test]
+fn lazy_peers_handshake_only_when_an_eager_peer_reaches_out_or_on_first_send() {
+    let lazy = SessionConfig {
+        eager_handshakes: false,
+        ..SessionConfig::default()
+    };
+    // Two lazy peers present to each other exchange nothing.
+    let mut pair = Pair::new(lazy.clone(), "room token");
+    pair.a.peer_present(pair.b.local_id(), pair.now);
+    pair.b.peer_present(pair.a.local_id(), pair.now);
+    assert!(pair.a.poll_transmit().is_none() && pair.b.poll_transmit().is_none());
+    // The first message starts the handshake and is delivered once it completes.
+    let b = pair.b.local_id();
+    pair.a.send(b, b"first", pair.now).unwrap();
+    let (_, at_b, rejected) = pair.pump();
+    assert!(rejected.is_empty(), "{rejected:?}");
+    assert_eq!(at_b, vec![b"first".to_vec()]);
+
+    // An eager peer meets a lazy one, whichever has the lower peer id (both orders covered).
+    let mut orders_seen = std::collections::BTreeSet::new();
+    for _ in 0..64 {
+        let now = Instant::now();
+        let eager_key = StaticKeypair::generate().unwrap();
+        let quiet_key = StaticKeypair::generate().unwrap();
+        let order = eager_key.peer_id() < quiet_key.peer_id();
+        if !orders_seen.insert(order) {
+            continue;
+        }
+        let eager = node(
+            eager_key.clone(),
+            "room token",
+            "eager",
+            SessionConfig::default(),
+            now,
+        );
+        let quiet = node(quiet_key.clone(), "room token", "quiet", lazy.clone(), now);
+        let mut pair = Pair {
+            a: eager,
+            b: quiet,
+            a_key: eager_key,
+            b_key: quiet_key,
+            now,
+        };
+        pair.a.peer_present(pair.b.local_id(), pair.now);
+        pair.b.peer_present(pair.a.local_id(), pair.now);
+        let (_, _, rejected) = pair.pump();
+        assert!(rejected.is_empty(), "{rejected:?}");
+        assert!(
+            pair.a.is_established(&pair.b.local_id(), pair.now),
+            "eager lower: {order}"
+        );
+        assert!(
+            pair.b.is_established(&pair.a.local_id(), pair.now),
+            "eager lower: {order}"
+        );
+        if orders_seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(orders_seen.len(), 2);
+}
