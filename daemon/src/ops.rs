@@ -410,6 +410,22 @@ impl Request {
         }
     }
 
+    /// Whether the operation only reads: running it twice changes nothing, so it needs no
+    /// crash-safe "started" record before it runs (only its audit record after).
+    pub fn is_read_only(&self) -> bool {
+        matches!(
+            self,
+            Request::ReadFile(_)
+                | Request::ListDir(_)
+                | Request::FileStat(_)
+                | Request::FileSearch(_)
+                | Request::GitStatus(_)
+                | Request::GetInfo(_)
+                | Request::ListAgents(_)
+                | Request::Backups(_)
+        )
+    }
+
     /// The peer this request is addressed to, if not the local node.
     pub fn agent_id(&self) -> Option<&str> {
         match self {
