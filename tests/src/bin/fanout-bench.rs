@@ -31,6 +31,12 @@ struct Args {
     /// Repetitions of each fan-out; the best is reported (the first warms the sessions).
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// Where the simulated nodes keep their data (identity, journal). Default: /dev/shm when it
+    /// exists — on a real fleet every host commits its journal to its own disk, while here a
+    /// thousand nodes would queue their fsyncs on one; tmpfs makes the journal commits free so
+    /// the figure shows the relay, crypto and executors. Pass a disk folder to include them.
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,8 +50,19 @@ fn main() -> anyhow::Result<()> {
 async fn run(args: Args) -> anyhow::Result<()> {
     let spawn_rate = spawn_rate(2_000).await?;
     println!("process-spawn rate here: {spawn_rate:.0} /s (/bin/true, 8 in flight)");
-    let work = tempfile::tempdir()?;
-    let blob = work.path().join("blob.txt");
+    let base = args.data_dir.clone().unwrap_or_else(|| {
+        let shm = std::path::PathBuf::from("/dev/shm");
+        if shm.is_dir() {
+            shm
+        } else {
+            std::env::temp_dir()
+        }
+    });
+    let work = tempfile::tempdir_in(&base)?;
+    println!("node data (journals) in {}", base.display());
+    // The file the nodes read lives beneath their default roots (home, temp dir).
+    let blob_dir = tempfile::tempdir()?;
+    let blob = blob_dir.path().join("blob.txt");
     std::fs::write(&blob, "x".repeat(args.read_bytes))?;
     let largest = args.nodes.iter().copied().max().unwrap_or(0);
     let fleet = SimulatedFleet::start(largest, work.path()).await?;
