@@ -276,10 +276,17 @@ mod tests {
     #[tokio::test]
     async fn cancellation_kills_the_process() {
         let token = CancellationToken::new();
-        let s = spec(&["sleep", "30"]);
+        let dir = tempfile::tempdir().unwrap();
+        let started = dir.path().join("started");
+        let script = format!("touch {}; exec sleep 30", started.display());
+        let s = spec(&["sh", "-c", &script]);
         let trigger = token.clone();
+        // Cancel once the process is really running (its marker exists), within a deadline.
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !started.exists() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             trigger.cancel();
         });
         let result = run(s, token, |_| {}).await.unwrap();
