@@ -4,77 +4,36 @@
 //! (default 2), asserting that nothing panics and that no mutated frame is ever accepted as
 //! something it was not. A failure prints the seed (`FUZZ_SEED` replays it).
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 
 use remote_agents_protocol::frame::{Frame, Header, PeerId};
 use remote_agents_protocol::message::{Announcement, Envelope};
 use remote_agents_protocol::psk::Psk;
 use remote_agents_protocol::session::{SessionConfig, Sessions, StaticKeypair};
 
-/// xorshift64*: tiny, deterministic, seeded per run and printed for replay.
-struct Rng(u64);
+use remote_agents_testkit::{Rng, budget};
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn bytes(&mut self, max: usize) -> Vec<u8> {
-        let len = self.below(max + 1);
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-
-    /// Flips, overwrites, truncates or extends a valid input.
-    fn mutate(&mut self, input: &[u8]) -> Vec<u8> {
-        let mut out = input.to_vec();
-        for _ in 0..=self.below(4) {
-            match self.below(4) {
-                0 if !out.is_empty() => {
-                    let at = self.below(out.len());
-                    out[at] ^= 1 << self.below(8);
-                }
-                1 if !out.is_empty() => {
-                    let at = self.below(out.len());
-                    out[at] = self.next() as u8;
-                }
-                2 => out.truncate(self.below(out.len() + 1)),
-                _ => {
-                    let extra = self.bytes(16);
-                    out.extend_from_slice(&extra);
-                }
+/// Flips, overwrites, truncates or extends a valid input.
+fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
+    let mut out = input.to_vec();
+    for _ in 0..=rng.below(4) {
+        match rng.below(4) {
+            0 if !out.is_empty() => {
+                let at = rng.below(out.len());
+                out[at] ^= 1 << rng.below(8);
+            }
+            1 if !out.is_empty() => {
+                let at = rng.below(out.len());
+                out[at] = rng.next_u64() as u8;
+            }
+            2 => out.truncate(rng.below(out.len() + 1)),
+            _ => {
+                let extra = rng.bytes(16);
+                out.extend_from_slice(&extra);
             }
         }
-        out
     }
-}
-
-fn budget() -> Duration {
-    let seconds = std::env::var("FUZZ_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2.0);
-    Duration::from_secs_f64(seconds)
-}
-
-fn seed() -> u64 {
-    let seed = std::env::var("FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        })
-        | 1;
-    eprintln!("fuzz seed {seed} (replay with FUZZ_SEED={seed})");
-    seed
+    out
 }
 
 fn peer(byte: u8) -> PeerId {
@@ -83,7 +42,7 @@ fn peer(byte: u8) -> PeerId {
 
 #[test]
 fn the_frame_codec_never_panics_on_random_or_mutated_frames() {
-    let mut rng = Rng(seed());
+    let mut rng = Rng::from_env();
     let valid: Vec<Vec<u8>> = vec![
         Frame::welcome(peer(1), &[peer(2), peer(3)])
             .encode()
@@ -98,7 +57,7 @@ fn the_frame_codec_never_panics_on_random_or_mutated_frames() {
             rng.bytes(128)
         } else {
             let base = &valid[rng.below(valid.len())];
-            rng.mutate(base)
+            mutate(&mut rng, base)
         };
         let _ = Header::decode(&input);
         if let Ok(frame) = Frame::decode(bytes::Bytes::from(input)) {
@@ -122,7 +81,7 @@ fn sessions(keypair: StaticKeypair, name: &str, now: Instant) -> Sessions {
 
 #[test]
 fn the_session_never_accepts_a_mutated_frame_and_never_panics() {
-    let mut rng = Rng(seed());
+    let mut rng = Rng::from_env();
     let now = Instant::now();
     let mut a = sessions(StaticKeypair::generate().unwrap(), "a", now);
     let mut b = sessions(StaticKeypair::generate().unwrap(), "b", now);
@@ -153,7 +112,7 @@ fn the_session_never_accepts_a_mutated_frame_and_never_panics() {
             rng.bytes(256)
         } else {
             let base = &seen[rng.below(seen.len())];
-            rng.mutate(base)
+            mutate(&mut rng, base)
         };
         if input == data {
             continue;
@@ -176,7 +135,7 @@ fn the_session_never_accepts_a_mutated_frame_and_never_panics() {
 
 #[test]
 fn message_decoders_never_panic() {
-    let mut rng = Rng(seed());
+    let mut rng = Rng::from_env();
     let announcement = Announcement {
         name: "web-1".into(),
         tags: vec!["web".into()],
@@ -188,7 +147,7 @@ fn message_decoders_never_panic() {
         let input = if rng.below(2) == 0 {
             rng.bytes(128)
         } else {
-            rng.mutate(&announcement)
+            mutate(&mut rng, &announcement)
         };
         let _ = Envelope::decode(&input);
         let _ = Announcement::decode(&input);

@@ -5,45 +5,9 @@
 
 use remote_agents_spec::{Selector, load};
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 
-/// xorshift64*: a tiny deterministic generator, seeded per run and printed for replay.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-fn budget() -> Duration {
-    let seconds = std::env::var("FUZZ_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2.0);
-    Duration::from_secs_f64(seconds)
-}
-
-fn seed() -> u64 {
-    let seed = std::env::var("FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        })
-        | 1;
-    eprintln!("fuzz seed {seed} (replay with FUZZ_SEED={seed})");
-    seed
-}
+use remote_agents_testkit::{Rng, budget};
 
 /// Interesting fragments to splice in: the syntax of both spellings and of selectors.
 const TOKENS: &[&str] = &[
@@ -121,7 +85,7 @@ fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
                 out.splice(at..at, chunk);
             }
             _ => {
-                let byte = rng.next() as u8;
+                let byte = rng.next_u64() as u8;
                 out.insert(at, byte);
             }
         }
@@ -161,12 +125,12 @@ fn check_load(name: &str, bytes: &[u8]) {
 }
 
 fn run(name: &str, corpus: Vec<Vec<u8>>, target: impl Fn(&[u8])) {
-    let mut rng = Rng(seed());
+    let mut rng = Rng::from_env();
     let deadline = Instant::now() + budget();
     let mut runs = 0u64;
     while Instant::now() < deadline {
         let input = if corpus.is_empty() || rng.below(10) == 0 {
-            (0..rng.below(200)).map(|_| rng.next() as u8).collect()
+            (0..rng.below(200)).map(|_| rng.next_u64() as u8).collect()
         } else {
             let pick = rng.below(corpus.len());
             mutate(&mut rng, &corpus[pick])
