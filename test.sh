@@ -60,6 +60,26 @@ step "node: MCP Python SDK client against a second node through a relay"
     --agent-id node-b -- "${net[@]}" --name node-a --data-dir "$state/a"
 )
 
+# --- MCP desired-state tools (issue 6): spec_edit -> git commit -> spec_plan -> spec_apply ------
+# The script starts its own relay, a node web-1 and `remote-agents mcp --spec-repo` on a temp repo.
+step "desired: MCP Python SDK client edits, plans and applies the spec (spec_* tools)"
+"$HOME/.cache/remote-agents/venv/bin/python" tests/mcp/mcp_spec_test.py "$CARGO_TARGET_DIR/debug"
+
+# --- The node's MCP server over Streamable HTTP (issue 4): `remote-agents mcp --http 127.0.0.1:0` -
+# The same checks with the Python SDK over HTTP, twice: its default negotiation (the stateless
+# 2026-07-28 protocol) and the 2025-11-25 initialize handshake (mode="legacy").
+step "node: MCP Python SDK client against remote-agents mcp --http (2026-07-28 and 2025-11-25)"
+"$HOME/.cache/remote-agents/venv/bin/python" tests/mcp/mcp_client_test.py \
+  "$CARGO_TARGET_DIR/debug/remote-agents" --http
+
+# The official MCP conformance suite (npm @modelcontextprotocol/conformance, with the Node 22 it
+# needs, pinned by tests/mcp/conformance/package-lock.json and installed under
+# ~/.cache/remote-agents/conformance). Scenarios we don't serve are listed with their reasons in
+# tests/mcp/conformance/expected-failures.yml; any other failure, or a listed one that passes,
+# fails this step.
+step "node: MCP conformance suite against remote-agents mcp --http"
+tests/mcp/conformance.sh "$CARGO_TARGET_DIR/debug/remote-agents"
+
 # --- Worker relay (worker/, issue 8): the Cloudflare Worker under workerd, offline ----------------
 # npm ci installs workerd and esbuild from the npm registry (no account, no internet beyond it).
 step "worker: npm ci"
@@ -88,7 +108,7 @@ step "worker: relay conformance suite against the local Worker"
     cargo test --locked -p remote-agents-tests --test e2e relay_conformance
 )
 
-step "worker: real nodes and fleetctl through the local Worker (fan-out, 50 nodes, relay restart)"
+step "worker: real nodes and fleetctl through the local Worker (fan-out, 50 nodes, apply, relay restart)"
 (
   # Default limits this time; the restart command brings the Worker back on the same port with
   # its Durable Object storage, as a redeploy would.
@@ -97,5 +117,5 @@ step "worker: real nodes and fleetctl through the local Worker (fan-out, 50 node
   worker_port="$(worker/scripts/serve-local.sh start "$worker_state")"
   REMOTE_AGENTS_TEST_FLEET_RELAY_URL="ws://127.0.0.1:$worker_port" \
     REMOTE_AGENTS_TEST_FLEET_RELAY_RESTART="PORT=$worker_port $PWD/worker/scripts/serve-local.sh start $worker_state >/dev/null" \
-    cargo test --locked -p remote-agents-tests --test e2e fleet_fanout -- --skip the_demo
+    cargo test --locked -p remote-agents-tests --test e2e -- fleet_fanout desired:: --skip the_demo
 )

@@ -27,11 +27,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Headless full peer.
-    Run(NodeFlags),
-    /// Full peer plus an MCP server on stdio.
-    Mcp(NodeFlags),
+    Run(RunFlags),
+    /// Full peer plus an MCP server (stdio by default, or Streamable HTTP with --http).
+    Mcp(McpFlags),
     /// Alias of `mcp`.
-    Hybrid(NodeFlags),
+    Hybrid(McpFlags),
     /// Inspect configuration.
     Config {
         #[command(subcommand)]
@@ -96,6 +96,88 @@ pub struct NodeFlags {
     /// Credential presented to the relay itself (never derived from the room token).
     #[arg(long)]
     pub relay_key: Option<String>,
+    /// Comma-separated operator public keys (`ed25519:...`) this node trusts to sign desired
+    /// state, whatever a bundle says (the local trust anchor; best kept in a root-owned config
+    /// file as `operators = [...]`).
+    #[arg(long)]
+    pub operators: Option<String>,
+    /// The operator key this process acts for (file from `fleetctl keygen`): fleetctl signs
+    /// bundles with it and binds it to its peer identity so nodes know who commands them.
+    #[arg(long)]
+    pub operator_key: Option<PathBuf>,
+    /// Watch-mode flags: only `run`, `mcp` and `hybrid` take them (fleetctl's own `--spec`
+    /// means something else), so they are copied in after parsing.
+    #[arg(skip)]
+    pub watch: WatchFlags,
+}
+
+/// Watch mode (GitOps) flags of `run`, `mcp` and `hybrid`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct WatchFlags {
+    /// Watch mode: reconcile from this local spec folder and re-apply when its files change.
+    #[arg(long, value_name = "DIR")]
+    pub spec: Option<PathBuf>,
+    /// Watch mode (GitOps): follow this git repository (local path or URL) and apply new
+    /// commits that pass validation.
+    #[arg(long, value_name = "PATH|URL")]
+    pub spec_repo: Option<String>,
+    /// The branch --spec-repo follows (default: the remote's default branch / HEAD).
+    #[arg(long = "branch", value_name = "B")]
+    pub spec_branch: Option<String>,
+    /// How often --spec-repo is fetched (it is also fetched on SIGHUP and, for a local
+    /// repository, when its refs change).
+    #[arg(long, value_name = "D", value_parser = crate::fleet::cli::parse_duration)]
+    pub spec_interval: Option<std::time::Duration>,
+}
+
+/// Flags of `run`: the node's flags plus watch mode.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RunFlags {
+    #[command(flatten)]
+    pub node: NodeFlags,
+    #[command(flatten)]
+    pub watch: WatchFlags,
+}
+
+impl RunFlags {
+    /// The node's flags with the watch flags folded in.
+    pub fn node_flags(&self) -> NodeFlags {
+        NodeFlags {
+            watch: self.watch.clone(),
+            ..self.node.clone()
+        }
+    }
+}
+
+/// Flags of `mcp` / `hybrid`: the node's flags plus the MCP transport.
+#[derive(Debug, Args, Clone, Default)]
+pub struct McpFlags {
+    #[command(flatten)]
+    pub node: NodeFlags,
+    /// Serve MCP over Streamable HTTP at http://ADDR/mcp instead of stdio (loopback only, e.g.
+    /// 127.0.0.1:8765; port 0 picks a free one, printed on stderr).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    pub watch: WatchFlags,
+}
+
+impl McpFlags {
+    /// The node's flags with the watch flags folded in.
+    pub fn node_flags(&self) -> NodeFlags {
+        NodeFlags {
+            watch: self.watch.clone(),
+            ..self.node.clone()
+        }
+    }
+
+    /// The chosen transport; refuses a non-loopback HTTP address before anything starts.
+    pub fn transport(&self) -> Result<crate::mcp::Transport, crate::mcp::http::HttpError> {
+        match self.http {
+            None => Ok(crate::mcp::Transport::Stdio),
+            Some(addr) => crate::mcp::http::check_address(addr).map(crate::mcp::Transport::Http),
+        }
+    }
 }
 
 /// Where a setting's value came from.
@@ -139,6 +221,8 @@ pub struct FileConfig {
     pub mode: Option<String>,
     pub encryption_key: Option<String>,
     pub relay_key: Option<String>,
+    pub operators: Option<Vec<String>>,
+    pub operator_key: Option<PathBuf>,
     #[serde(default)]
     pub policy: Option<PolicyConfig>,
 }
@@ -182,6 +266,16 @@ pub struct Settings {
     pub encryption_key: Sourced<Option<String>>,
     pub relay_key: Sourced<Option<String>>,
     pub policy: Sourced<PolicyConfig>,
+    /// Locally trusted operator keys (`ed25519:...`); empty: trust follows the applied spec.
+    pub operators: Sourced<Vec<String>>,
+    /// This process's operator key file, when it acts for an operator.
+    pub operator_key: Sourced<Option<PathBuf>>,
+    /// Watch mode: a local spec folder (`--spec`).
+    pub spec: Sourced<Option<PathBuf>>,
+    /// Watch mode: a git repository to follow (`--spec-repo`), its branch and fetch interval.
+    pub spec_repo: Sourced<Option<String>>,
+    pub spec_branch: Sourced<Option<String>>,
+    pub spec_interval: std::time::Duration,
 }
 
 /// Reads environment variables; a trait object so tests pass a map instead of the process env.
@@ -288,6 +382,11 @@ impl Settings {
         const E_KEY: &str = "REMOTE_AGENTS_ENCRYPTION_KEY";
         const E_RELAY_KEY: &str = "REMOTE_AGENTS_RELAY_KEY";
         const E_CONFIG: &str = "REMOTE_AGENTS_CONFIG";
+        const E_OPERATORS: &str = "REMOTE_AGENTS_OPERATORS";
+        const E_OPERATOR_KEY: &str = "REMOTE_AGENTS_OPERATOR_KEY";
+        const E_SPEC: &str = "REMOTE_AGENTS_SPEC";
+        const E_SPEC_REPO: &str = "REMOTE_AGENTS_SPEC_REPO";
+        const E_SPEC_BRANCH: &str = "REMOTE_AGENTS_SPEC_BRANCH";
 
         // The config file is located first (flag > env > default path); a missing default file is
         // fine, a missing explicitly named one is an error.
@@ -409,6 +508,43 @@ impl Settings {
                 None,
             ),
             policy,
+            operators: layer(
+                (flags.operators.as_deref().map(split_tags), "--operators"),
+                (env.get(E_OPERATORS).as_deref().map(split_tags), E_OPERATORS),
+                (file.operators.clone(), fp),
+                Vec::new(),
+            ),
+            operator_key: layer(
+                (flags.operator_key.clone().map(Some), "--operator-key"),
+                (
+                    env.get(E_OPERATOR_KEY).map(|p| Some(PathBuf::from(p))),
+                    E_OPERATOR_KEY,
+                ),
+                (file.operator_key.clone().map(Some), fp),
+                None,
+            ),
+            spec: layer(
+                (flags.watch.spec.clone().map(Some), "--spec"),
+                (env.get(E_SPEC).map(|p| Some(PathBuf::from(p))), E_SPEC),
+                (None, fp),
+                None,
+            ),
+            spec_repo: layer(
+                (flags.watch.spec_repo.clone().map(Some), "--spec-repo"),
+                (env.get(E_SPEC_REPO).map(Some), E_SPEC_REPO),
+                (None, fp),
+                None,
+            ),
+            spec_branch: layer(
+                (flags.watch.spec_branch.clone().map(Some), "--branch"),
+                (env.get(E_SPEC_BRANCH).map(Some), E_SPEC_BRANCH),
+                (None, fp),
+                None,
+            ),
+            spec_interval: flags
+                .watch
+                .spec_interval
+                .unwrap_or(std::time::Duration::from_secs(10)),
         })
     }
 
@@ -487,6 +623,42 @@ impl Settings {
                 "relay_key",
                 secret(&self.relay_key.value),
                 self.relay_key.source.to_string(),
+            ),
+            (
+                "operators",
+                if self.operators.value.is_empty() {
+                    "(none: trust follows the applied spec)".into()
+                } else {
+                    self.operators.value.join(",")
+                },
+                self.operators.source.to_string(),
+            ),
+            (
+                "operator_key",
+                self.operator_key
+                    .value
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "(unset)".into()),
+                self.operator_key.source.to_string(),
+            ),
+            (
+                "spec",
+                self.spec
+                    .value
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "(unset)".into()),
+                self.spec.source.to_string(),
+            ),
+            (
+                "spec_repo",
+                match (&self.spec_repo.value, &self.spec_branch.value) {
+                    (Some(repo), Some(branch)) => format!("{repo} (branch {branch})"),
+                    (Some(repo), None) => repo.clone(),
+                    (None, _) => "(unset)".into(),
+                },
+                self.spec_repo.source.to_string(),
             ),
             (
                 "policy.roots",

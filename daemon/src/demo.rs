@@ -1,7 +1,8 @@
 //! `remote-agents demo`: a whole fleet on loopback in one process, with no account and no
 //! internet. It validates the example fleet spec, starts an embedded relay and one node per host
-//! the spec declares (each with the tags and mode the spec gives it), joins as a send-only peer
-//! like fleetctl, fans out a command and a file read, and tears everything down.
+//! the spec declares (with nothing but a name), joins as a send-only peer like fleetctl, applies
+//! the spec as a signed generation (the nodes take their tags, modes and schedules from it),
+//! shows `fleetctl status`, fans out a command, a write and a read, and tears everything down.
 //!
 //! Everything is real: WebSocket relay, Noise sessions, the policy gate, processes, files.
 
@@ -102,28 +103,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         });
     }
     println!("relay listening on {relay_url}");
+    println!("each node starts with only its name: mode plan, no tags, until the spec arrives");
     // A fresh random key for this run's room: the demo needs no token and leaves none behind.
     let key: [u8; 32] = rand_key()?;
     let key_hex = hex::encode(key);
     let mut nodes: Vec<Arc<Node>> = Vec::new();
-    println!("{:<10} {:<22} {:<8} MODE FROM", "HOST", "TAGS", "MODE");
     for host in &hosts {
-        let effective = model.effective_config(&HostFacts::new(host));
-        let tags: Vec<String> = effective.tags.iter().map(|t| t.value.clone()).collect();
-        println!(
-            "{:<10} {:<22} {:<8} {}",
-            host,
-            tags.join(","),
-            effective.mode.value.to_string(),
-            effective.mode.from
-        );
         let flags = NodeFlags {
             relay: Some(relay_url.clone()),
             room: Some("demo".into()),
             name: Some(host.clone()),
-            tags: Some(tags.join(",")),
             data_dir: Some(work.path().join(host)),
-            mode: Some(effective.mode.value.to_string()),
             encryption_key: Some(key_hex.clone()),
             ..NodeFlags::default()
         };
@@ -161,14 +151,54 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         connection.net.peers().len()
     );
 
-    let store = crate::journal::Store::open(&operator_dir)?;
     let expected: Vec<HostFacts> = hosts.iter().map(HostFacts::new).collect();
+
+    section("4. fleetctl apply -f examples/fleet --wait   (a signed generation; nodes converge)");
+    let operator_key = crate::desired::OperatorKey::create(&work.path().join("operator.key"))?;
+    println!(
+        "operator key {} (made by `fleetctl keygen`)",
+        operator_key.public()
+    );
+    print!(
+        "{}",
+        remote_agents_spec::plan(&Default::default(), &model).to_text()
+    );
+    let spec_files: Vec<crate::desired::SpecFile> = files
+        .iter()
+        .map(|(path, text)| crate::desired::SpecFile {
+            path: path.rsplit('/').next().unwrap_or(path).to_string(),
+            text: text.clone(),
+        })
+        .collect();
+    let revision = format!(
+        "sha256:{}",
+        &crate::desired::bundle::spec_hash(&spec_files)[..16]
+    );
+    let results = crate::fleetctl::desired::publish(
+        &connection,
+        &operator_key,
+        fleet.metadata.name.clone(),
+        spec_files,
+        revision,
+        1,
+        &expected,
+        false,
+        Some(Duration::from_secs(20)),
+    )
+    .await?;
+    crate::fleetctl::desired::print_results(&results, 1, Default::default())?;
+
+    section("5. fleetctl status");
+    let live = crate::fleetctl::desired::snapshot(&connection, &expected).await?;
+    crate::fleetctl::desired::print_status(&live, Default::default())?;
+
+    let store = crate::journal::Store::open(&operator_dir)?;
     let options = FanoutOptions {
         per_host_timeout: Duration::from_secs(10),
         ..FanoutOptions::default()
     };
 
-    section("4. fleetctl exec --target all -- uname -sr   (plan-mode hosts refuse commands)");
+    section("6. fleetctl exec --target all -- uname -sr   (plan-mode hosts refuse commands)");
     let exec = Request::Exec(ExecArgs {
         agent_id: None,
         argv: vec!["uname".into(), "-sr".into()],
@@ -199,7 +229,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let motd = work.path().join("motd.txt");
     let motd_path = motd.display().to_string();
     section(&format!(
-        "5. fleetctl write --target 'web,db' {motd_path}   (edit hosts write with a backup, plan hosts refuse)"
+        "7. fleetctl write --target 'web,db' {motd_path}   (edit hosts write with a backup, plan hosts refuse)"
     ));
     let write = Request::WriteFile(WriteFileArgs {
         agent_id: None,
@@ -226,7 +256,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     jobs::save(&store, &job)?;
 
     section(&format!(
-        "6. fleetctl read --target all {motd_path}   (reads pass in every mode)"
+        "8. fleetctl read --target all {motd_path}   (reads pass in every mode)"
     ));
     let read = Request::ReadFile(ReadFileArgs {
         agent_id: None,
@@ -250,7 +280,47 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     print!("{}", render_text(&fold(&job.report.records)));
     jobs::save(&store, &job)?;
 
-    section("7. fleetctl jobs");
+    section(
+        "9. fleetctl mapreduce run --target web --input-item ... --map-arg wc --map-arg -w --reduce sum",
+    );
+    let lines = [
+        "desired state lives in git",
+        "every host converges to it",
+        "and every imperative action is checked against it",
+    ];
+    let plan = crate::mapreduce::JobPlan {
+        name: "word-count".into(),
+        target: "web".into(),
+        input: crate::mapreduce::JobInput::Items(lines.iter().map(|l| l.to_string()).collect()),
+        partitions_per_host: 1,
+        chunk_bytes: crate::mapreduce::DEFAULT_CHUNK_BYTES,
+        map: crate::mapreduce::Command::Argv(vec!["wc".into(), "-w".into()]),
+        reduce: crate::mapreduce::ReduceStep::Builtin(remote_agents_spec::Reducer::Sum),
+        reduce_on: None,
+        retries: 1,
+        slots_per_host: 1,
+        attempt_timeout: Duration::from_secs(10),
+        max_output_bytes: crate::mapreduce::DEFAULT_MAX_OUTPUT,
+    };
+    let report = crate::mapreduce::run(
+        &connection.net,
+        &connection.agent_id,
+        &crate::mapreduce::CallerSide::Process,
+        plan,
+        None,
+        CancellationToken::new(),
+    )
+    .await?;
+    println!(
+        "{} partitions on {} ({} attempts): {} words{}",
+        report.partitions,
+        report.hosts.join(","),
+        report.attempts,
+        report.result.as_deref().unwrap_or("?").trim(),
+        if report.complete { "" } else { " (incomplete)" }
+    );
+
+    section("10. fleetctl jobs");
     for job in jobs::list(&store, 10)? {
         println!("{}  {:<22} {}", job.op_id, job.summary, job.result);
     }
@@ -259,7 +329,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     drop(connection);
     shutdown.cancel();
     println!(
-        "{} nodes, one relay, three fan-outs in {:.1} s; everything was in {} and is removed now",
+        "{} nodes, one relay, an apply, three fan-outs and a MapReduce job in {:.1} s; everything was in {} and is removed now",
         nodes.len(),
         started.elapsed().as_secs_f64(),
         work.path().display()

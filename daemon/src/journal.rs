@@ -5,10 +5,16 @@
 //! The journal is what guarantees that a request is never run twice: a request is marked
 //! `started` durably before its side effect, so after a crash it is reported `outcome_unknown`
 //! instead of being repeated.
+//!
+//! Both the journal and the audit log are bounded (`Retention`): finished entries older than a
+//! week, beyond the newest 50,000 or beyond 256 MiB of stored results are pruned, oldest first,
+//! and the audit log keeps its newest 200,000 records. So a repeated request id is recognised
+//! within that window (retries come seconds to minutes apart), not forever.
 
 use std::path::Path;
+use std::time::Duration;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditRecord;
@@ -18,6 +24,44 @@ const JOURNAL: TableDefinition<&str, &[u8]> = TableDefinition::new("journal");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 const BACKUPS: TableDefinition<u64, &[u8]> = TableDefinition::new("backups");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The journal's ids in the order they were first recorded, with when they were received, so
+/// pruning walks oldest first without reading every entry.
+const JOURNAL_ORDER: TableDefinition<u64, (u64, &str)> = TableDefinition::new("journal_order");
+
+/// How much history the store keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Finished journal entries older than this are pruned.
+    pub journal_max_age: Duration,
+    /// At most this many journal entries are kept.
+    pub journal_max_entries: u64,
+    /// At most this many bytes of journal entries (their stored results) are kept.
+    pub journal_max_bytes: u64,
+    /// At most this many audit records are kept.
+    pub audit_max_records: u64,
+    /// Prune after this many finished requests (pruning also runs when the store opens).
+    pub prune_every: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            journal_max_age: Duration::from_secs(7 * 24 * 3600),
+            journal_max_entries: 50_000,
+            journal_max_bytes: 256 * 1024 * 1024,
+            audit_max_records: 200_000,
+            prune_every: 256,
+        }
+    }
+}
+
+/// What one pruning pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub journal_entries: u64,
+    pub journal_bytes: u64,
+    pub audit_records: u64,
+}
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -58,12 +102,20 @@ pub struct JournalEntry {
 /// The store; cheap to share behind an `Arc`.
 pub struct Store {
     db: Database,
+    retention: Retention,
+    /// Finished requests since the last pruning pass.
+    finished_since_prune: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
     /// Opens (or creates) `store.redb` in `data_dir` and turns requests a crash interrupted
     /// after they started into `outcome_unknown`.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(data_dir, Retention::default())
+    }
+
+    /// `open` with explicit retention limits; prunes once before returning.
+    pub fn open_with(data_dir: &Path, retention: Retention) -> Result<Self, StoreError> {
         let path = data_dir.join("store.redb");
         let db = Database::create(&path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => {
@@ -71,20 +123,134 @@ impl Store {
             }
             other => db(other),
         })?;
-        let store = Store { db };
+        let store = Store {
+            db,
+            retention,
+            finished_since_prune: std::sync::atomic::AtomicU64::new(0),
+        };
         store.init_tables()?;
         store.recover()?;
+        store.prune(now_ms())?;
         Ok(store)
     }
 
     fn init_tables(&self) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
-        tx.open_table(JOURNAL).map_err(db)?;
+        let journal = tx.open_table(JOURNAL).map_err(db)?;
         tx.open_table(AUDIT).map_err(db)?;
         tx.open_table(BACKUPS).map_err(db)?;
         tx.open_table(META).map_err(db)?;
+        let mut order = tx.open_table(JOURNAL_ORDER).map_err(db)?;
+        // Stores written before the order table existed: index their entries once, in the order
+        // they were received.
+        if order.is_empty().map_err(db)? && !journal.is_empty().map_err(db)? {
+            let mut entries = Vec::new();
+            for item in journal.iter().map_err(db)? {
+                let (_, value) = item.map_err(db)?;
+                let entry: JournalEntry = serde_json::from_slice(value.value())?;
+                entries.push((entry.received_at_ms, entry.id));
+            }
+            entries.sort();
+            for (seq, (received_at_ms, id)) in (1u64..).zip(&entries) {
+                order
+                    .insert(seq, (*received_at_ms, id.as_str()))
+                    .map_err(db)?;
+            }
+        }
+        drop((journal, order));
         tx.commit().map_err(db)?;
         Ok(())
+    }
+
+    /// Writes a journal entry inside `tx`, indexing its id the first time it is seen.
+    fn put_entry(tx: &redb::WriteTransaction, entry: &JournalEntry) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(entry)?;
+        let mut table = tx.open_table(JOURNAL).map_err(db)?;
+        let existed = table
+            .insert(entry.id.as_str(), bytes.as_slice())
+            .map_err(db)?
+            .is_some();
+        if !existed {
+            let mut order = tx.open_table(JOURNAL_ORDER).map_err(db)?;
+            let next = order
+                .last()
+                .map_err(db)?
+                .map(|(k, _)| k.value() + 1)
+                .unwrap_or(1);
+            order
+                .insert(next, (entry.received_at_ms, entry.id.as_str()))
+                .map_err(db)?;
+        }
+        Ok(())
+    }
+
+    /// Removes, oldest first, finished journal entries beyond the retention limits and audit
+    /// records beyond their cap, in one durable commit. Entries not yet finished are never
+    /// removed: pruning stops at the oldest of them.
+    pub fn prune(&self, now_ms: u64) -> Result<Pruned, StoreError> {
+        let limits = self.retention;
+        let max_age_ms = u64::try_from(limits.journal_max_age.as_millis()).unwrap_or(u64::MAX);
+        let mut pruned = Pruned::default();
+        let tx = self.db.begin_write().map_err(db)?;
+        {
+            let mut journal = tx.open_table(JOURNAL).map_err(db)?;
+            let mut order = tx.open_table(JOURNAL_ORDER).map_err(db)?;
+            let mut count = order.len().map_err(db)?;
+            let mut bytes: u64 = 0;
+            for item in order.iter().map_err(db)? {
+                let (_, value) = item.map_err(db)?;
+                let (_, id) = value.value();
+                if let Some(entry) = journal.get(id).map_err(db)? {
+                    bytes += entry.value().len() as u64;
+                }
+            }
+            loop {
+                let Some((seq, received_at_ms, id)) = order
+                    .first()
+                    .map_err(db)?
+                    .map(|(k, v)| (k.value(), v.value().0, v.value().1.to_string()))
+                else {
+                    break;
+                };
+                let too_old = now_ms.saturating_sub(received_at_ms) > max_age_ms;
+                if !(too_old
+                    || count > limits.journal_max_entries
+                    || bytes > limits.journal_max_bytes)
+                {
+                    break;
+                }
+                let size = match journal.get(id.as_str()).map_err(db)? {
+                    Some(value) => {
+                        let entry: JournalEntry = serde_json::from_slice(value.value())?;
+                        if entry.stage != Stage::Finished {
+                            break;
+                        }
+                        value.value().len() as u64
+                    }
+                    None => 0,
+                };
+                journal.remove(id.as_str()).map_err(db)?;
+                order.remove(seq).map_err(db)?;
+                count -= 1;
+                bytes = bytes.saturating_sub(size);
+                pruned.journal_entries += 1;
+                pruned.journal_bytes += size;
+            }
+            let mut audit = tx.open_table(AUDIT).map_err(db)?;
+            let excess = audit
+                .len()
+                .map_err(db)?
+                .saturating_sub(limits.audit_max_records);
+            for _ in 0..excess {
+                audit.pop_first().map_err(db)?;
+                pruned.audit_records += 1;
+            }
+        }
+        tx.commit().map_err(db)?;
+        if pruned != Pruned::default() {
+            tracing::debug!(?pruned, "pruned the journal and audit log");
+        }
+        Ok(pruned)
     }
 
     fn recover(&self) -> Result<(), StoreError> {
@@ -127,7 +293,7 @@ impl Store {
             };
             entry.stage = Stage::Finished;
             entry.outcome = Some(outcome);
-            self.finish(&entry, audit)?;
+            self.finish_unpruned(&entry, audit)?;
         }
         Ok(())
     }
@@ -150,27 +316,35 @@ impl Store {
 
     /// Durably records a stage (received or started) of a request.
     pub fn record(&self, entry: &JournalEntry) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(entry)?;
         let tx = self.db.begin_write().map_err(db)?;
-        {
-            let mut table = tx.open_table(JOURNAL).map_err(db)?;
-            table
-                .insert(entry.id.as_str(), bytes.as_slice())
-                .map_err(db)?;
-        }
+        Self::put_entry(&tx, entry)?;
         tx.commit().map_err(db)?;
         Ok(())
     }
 
-    /// Durably records a finished request and its audit record in one commit.
-    pub fn finish(&self, entry: &JournalEntry, mut audit: AuditRecord) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(entry)?;
+    /// Durably records a finished request and its audit record in one commit; every
+    /// `prune_every` of them, prunes the journal and audit log.
+    pub fn finish(&self, entry: &JournalEntry, audit: AuditRecord) -> Result<(), StoreError> {
+        self.finish_unpruned(entry, audit)?;
+        let finished = 1 + self
+            .finished_since_prune
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if finished >= self.retention.prune_every {
+            self.finished_since_prune
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+            self.prune(now_ms())?;
+        }
+        Ok(())
+    }
+
+    fn finish_unpruned(
+        &self,
+        entry: &JournalEntry,
+        mut audit: AuditRecord,
+    ) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
         {
-            let mut table = tx.open_table(JOURNAL).map_err(db)?;
-            table
-                .insert(entry.id.as_str(), bytes.as_slice())
-                .map_err(db)?;
+            Self::put_entry(&tx, entry)?;
             let mut audit_table = tx.open_table(AUDIT).map_err(db)?;
             let next = audit_table
                 .last()
@@ -273,7 +447,8 @@ mod tests {
             op: "exec".into(),
             summary: "exec true".into(),
             stage,
-            received_at_ms: 1,
+            // Recent: stores prune entries older than a week when they open.
+            received_at_ms: now_ms(),
             outcome: None,
         }
     }
@@ -308,6 +483,185 @@ mod tests {
             Store::open(dir.path()),
             Err(StoreError::Locked(_))
         ));
+    }
+
+    fn finished(id: &str, received_at_ms: u64, output: &str) -> JournalEntry {
+        JournalEntry {
+            received_at_ms,
+            stage: Stage::Finished,
+            outcome: Some(Outcome::Ok {
+                result: serde_json::json!({ "stdout": output }),
+            }),
+            ..entry(id, Stage::Finished)
+        }
+    }
+
+    fn audit_of(entry: &JournalEntry) -> AuditRecord {
+        AuditRecord {
+            seq: 0,
+            at_ms: entry.received_at_ms,
+            request_id: entry.id.clone(),
+            caller: entry.caller.clone(),
+            op: entry.op.clone(),
+            summary: entry.summary.clone(),
+            decision: "allowed".into(),
+            result: "ok".into(),
+            detail: None,
+        }
+    }
+
+    /// Limits that never trigger, so each test sets only the one it checks.
+    fn unlimited() -> Retention {
+        Retention {
+            journal_max_age: Duration::from_secs(u64::MAX / 2000),
+            journal_max_entries: u64::MAX,
+            journal_max_bytes: u64::MAX,
+            audit_max_records: u64::MAX,
+            prune_every: u64::MAX,
+        }
+    }
+
+    const NOW: u64 = 1_000_000_000_000;
+
+    fn finish_all(store: &Store, ids: &[&str]) {
+        for (i, id) in ids.iter().enumerate() {
+            let e = finished(id, NOW + i as u64, "out");
+            store.finish(&e, audit_of(&e)).unwrap();
+        }
+    }
+
+    fn kept(store: &Store, ids: &[&str]) -> Vec<String> {
+        ids.iter()
+            .filter(|id| store.lookup(id).unwrap().is_some())
+            .map(|id| id.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_entries_up_to_the_count_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let retention = Retention {
+            journal_max_entries: 3,
+            ..unlimited()
+        };
+        let store = Store::open_with(dir.path(), retention).unwrap();
+        let ids = ["a", "b", "c", "d", "e"];
+        finish_all(&store, &ids);
+        let pruned = store.prune(NOW).unwrap();
+        assert_eq!(pruned.journal_entries, 2);
+        assert_eq!(kept(&store, &ids), ["c", "d", "e"]);
+        // Idempotent: a second pass removes nothing.
+        assert_eq!(store.prune(NOW).unwrap(), Pruned::default());
+    }
+
+    #[test]
+    fn pruning_removes_entries_older_than_the_age_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let retention = Retention {
+            journal_max_age: Duration::from_secs(7 * 24 * 3600),
+            ..unlimited()
+        };
+        let store = Store::open_with(dir.path(), retention).unwrap();
+        let day = 24 * 3600 * 1000;
+        for (id, at) in [("old", NOW - 8 * day), ("recent", NOW - day), ("new", NOW)] {
+            let e = finished(id, at, "out");
+            store.finish(&e, audit_of(&e)).unwrap();
+        }
+        assert_eq!(store.prune(NOW).unwrap().journal_entries, 1);
+        assert_eq!(kept(&store, &["old", "recent", "new"]), ["recent", "new"]);
+    }
+
+    #[test]
+    fn pruning_bounds_the_bytes_of_stored_results() {
+        let dir = tempfile::tempdir().unwrap();
+        let retention = Retention {
+            journal_max_bytes: 3 * 1024,
+            ..unlimited()
+        };
+        let store = Store::open_with(dir.path(), retention).unwrap();
+        let big = "x".repeat(1000);
+        for (i, id) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+            let e = finished(id, NOW + i as u64, &big);
+            store.finish(&e, audit_of(&e)).unwrap();
+        }
+        let pruned = store.prune(NOW).unwrap();
+        assert_eq!(pruned.journal_entries, 3, "{pruned:?}");
+        assert!(pruned.journal_bytes > 3000);
+        assert_eq!(kept(&store, &["a", "b", "c", "d", "e"]), ["d", "e"]);
+    }
+
+    #[test]
+    fn a_request_still_running_is_never_pruned_and_holds_back_newer_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let retention = Retention {
+            journal_max_entries: 1,
+            ..unlimited()
+        };
+        let store = Store::open_with(dir.path(), retention).unwrap();
+        let running = JournalEntry {
+            received_at_ms: NOW - 1,
+            ..entry("running", Stage::Started)
+        };
+        store.record(&running).unwrap();
+        finish_all(&store, &["a", "b"]);
+        assert_eq!(store.prune(NOW).unwrap().journal_entries, 0);
+        assert_eq!(
+            store.lookup("running").unwrap().unwrap().stage,
+            Stage::Started
+        );
+        // Once it finishes, the oldest entries go.
+        let done = JournalEntry {
+            stage: Stage::Finished,
+            outcome: Some(Outcome::Ok {
+                result: serde_json::Value::Null,
+            }),
+            ..running
+        };
+        store.finish(&done, audit_of(&done)).unwrap();
+        assert_eq!(store.prune(NOW).unwrap().journal_entries, 2);
+        assert_eq!(kept(&store, &["running", "a", "b"]), ["b"]);
+    }
+
+    #[test]
+    fn the_audit_log_keeps_its_newest_records_and_finish_prunes_on_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let retention = Retention {
+            journal_max_entries: 2,
+            audit_max_records: 3,
+            prune_every: 4,
+            ..unlimited()
+        };
+        let store = Store::open_with(dir.path(), retention).unwrap();
+        let ids = ["a", "b", "c", "d"];
+        finish_all(&store, &ids);
+        // The fourth finish ran a pruning pass without being asked.
+        assert_eq!(kept(&store, &ids), ["c", "d"]);
+        let audit: Vec<String> = store
+            .audit(10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.request_id)
+            .collect();
+        assert_eq!(audit, ["b", "c", "d"]);
+    }
+
+    #[test]
+    fn a_store_written_before_the_order_index_is_indexed_and_pruned_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open_with(dir.path(), unlimited()).unwrap();
+            finish_all(&store, &["a", "b", "c"]);
+            // What an older version left behind: the journal without its order table.
+            let tx = store.database().begin_write().unwrap();
+            tx.delete_table(JOURNAL_ORDER).unwrap();
+            tx.commit().unwrap();
+        }
+        let retention = Retention {
+            journal_max_entries: 1,
+            ..unlimited()
+        };
+        let store = Store::open_with(dir.path(), retention).unwrap();
+        assert_eq!(kept(&store, &["a", "b", "c"]), ["c"]);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 // operation types shared by MCP and the net RPC, the node wiring and the MCP server.
 pub mod audit;
 pub mod config;
+pub mod desired;
 pub mod exec;
 pub mod facts;
 pub mod fs;
@@ -28,5 +29,11 @@ pub mod fleetctl;
 // The fleet as one computer (issue 5): fan-out engine, per-host records, folding.
 pub mod fleet;
 
+// MapReduce across the fleet (issue 7): a coordinator on the caller (fleetctl or an MCP node).
+pub mod mapreduce;
+
 // `remote-agents demo`: a local fleet on loopback (embedded relay, nodes, fan-outs).
 pub mod demo;
+
+// Schedules (issue 7): cron lines, the per-node runner, imperative schedules and run history.
+pub mod schedule;

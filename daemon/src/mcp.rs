@@ -3,6 +3,11 @@
 //! the peer RPC share one code path. Tool failures come back as `isError` results with text a
 //! model can act on; protocol errors are reserved for calls that cannot be routed at all.
 
+pub mod http;
+pub mod spec_tools;
+
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rmcp::model::{
@@ -17,11 +22,22 @@ use schemars::JsonSchema;
 use crate::node::{CallContext, Node, ProgressFn};
 use crate::ops::{self, Envelope, Outcome, Request};
 
+/// How the MCP server talks to its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// JSON-RPC lines on stdin/stdout (the default: how desktop clients start servers).
+    Stdio,
+    /// Streamable HTTP at `http://ADDR/mcp` on a loopback address (port 0 picks one).
+    Http(SocketAddr),
+}
+
 /// The MCP face of a node.
 #[derive(Clone)]
 pub struct McpServer {
     node: Arc<Node>,
     tools: Arc<Vec<Tool>>,
+    /// The desired-state tools' recent plans.
+    spec: Arc<spec_tools::SpecTools>,
 }
 
 /// How a tool behaves, for its annotations.
@@ -202,8 +218,68 @@ pub fn tools() -> Vec<Tool> {
         ),
     ]
     .into_iter()
+    .chain(schedule_tools())
     .chain(fleet_tools())
+    .chain([mapreduce_tool()])
+    .chain(spec_tools::tools())
     .collect()
+}
+
+/// `mapreduce`: map over partitions of an input on many hosts, then reduce.
+fn mapreduce_tool() -> Tool {
+    tool::<crate::mapreduce::tool::MapReduceArgs, crate::mapreduce::JobReport>(
+        "mapreduce",
+        "MapReduce over many hosts",
+        "Split an input into partitions, run the map step on each partition's stdin on the          hosts the target selects, and reduce the outputs in partition order (builtin sum,          count or concat, or a command). Input: files (globs each host expands; each file is          mapped on its own host), command/shell (lines printed on this node) or items. Failed          partitions are retried, slow ones backed up on another host, and a lost host's          shipped partitions re-run elsewhere; the result lists every partition that finally          failed. Reports progress as partitions finish.",
+        Hints {
+            read_only: false,
+            destructive: true,
+            idempotent: false,
+            open_world: true,
+        },
+    )
+}
+
+/// The schedule tools: imperative schedules on one node (or on agent_id), shown as drift
+/// because the spec does not hold them.
+fn schedule_tools() -> Vec<Tool> {
+    use crate::schedule::*;
+    vec![
+        tool::<ScheduleAddArgs, ScheduleAddResult>(
+            "schedule_add",
+            "Add a schedule",
+            "Run a command on a crontab line on this node (or agent_id), e.g. cron \"*/5 * * * *\" \
+             (5 fields, optional leading seconds field, @daily etc., node's local time zone). \
+             Each firing runs as exec under the node's policy and as the caller who added it; a \
+             slot never runs twice. Adding an existing name replaces it; ttl_secs makes it \
+             expire. Imperative schedules are reported as drift. Refused in plan mode.",
+            Hints {
+                read_only: false,
+                destructive: true,
+                idempotent: true,
+                open_world: true,
+            },
+        ),
+        tool::<ScheduleRemoveArgs, ScheduleRemoveResult>(
+            "schedule_remove",
+            "Remove a schedule",
+            "Stop and delete an imperative schedule (a run already going finishes). Schedules \
+             declared in the spec are changed in the spec instead. Its run history is kept.",
+            Hints {
+                read_only: false,
+                destructive: true,
+                idempotent: true,
+                open_world: false,
+            },
+        ),
+        tool::<ScheduleListArgs, ScheduleListResult>(
+            "schedule_list",
+            "List schedules",
+            "The node's schedules (source spec or imperative), their next run and recent runs \
+             (start, end, exit code, output tail, outcome), and the drift.",
+            READ,
+        ),
+    ]
 }
 
 /// The fleet tools: one call acts on every host a target selector picks; results come back
@@ -283,6 +359,7 @@ impl McpServer {
         Self {
             node,
             tools: Arc::new(tools()),
+            spec: Arc::default(),
         }
     }
 
@@ -293,7 +370,29 @@ impl McpServer {
         Ok(())
     }
 
-    async fn call_fleet_tool(&self, name: &str, arguments: Option<JsonObject>) -> CallToolResult {
+    /// Serves MCP on `transport` until `shutdown` resolves or, on stdio, the client disconnects.
+    pub async fn serve_on(
+        self,
+        transport: Transport,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        match transport {
+            Transport::Stdio => tokio::select! {
+                served = self.serve_stdio() => served,
+                () = shutdown => Ok(()),
+            },
+            Transport::Http(addr) => http::serve(self, addr, shutdown).await,
+        }
+    }
+
+    /// Runs a fleet tool until it finishes or the client cancels it: dropping the fan-out drops
+    /// its calls, which cancels them on every peer (their processes are killed there).
+    async fn call_fleet_tool(
+        &self,
+        name: &str,
+        arguments: Option<JsonObject>,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> CallToolResult {
         let value = serde_json::json!({
             "op": name,
             "args": serde_json::Value::Object(arguments.unwrap_or_default()),
@@ -306,7 +405,13 @@ impl McpServer {
                 ))]);
             }
         };
-        match crate::fleet::tools::run(&self.node, request).await {
+        let outcome = tokio::select! {
+            outcome = crate::fleet::tools::run(&self.node, request) => outcome,
+            () = cancel.cancelled() => {
+                Err("cancelled; the hosts still running were told to stop".to_string())
+            }
+        };
+        match outcome {
             Ok(result) => {
                 // The folded summary first: it is what a model should read.
                 let summary = result["summary"].as_str().map(str::to_string);
@@ -326,24 +431,110 @@ impl McpServer {
         }
     }
 
-    fn progress_sink(context: &RequestContext<RoleServer>) -> Option<ProgressFn> {
-        let token = context.meta.get_progress_token()?;
-        let peer = context.peer.clone();
-        Some(Arc::new(
-            move |progress: f64, total: Option<f64>, message: String| {
-                let mut param =
-                    ProgressNotificationParam::new(token.clone(), progress).with_message(message);
-                if let Some(total) = total {
-                    param = param.with_total(total);
-                }
-                let peer = peer.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = peer.notify_progress(param).await {
-                        tracing::debug!("progress notification not delivered: {e}");
+    async fn call_mapreduce(
+        &self,
+        arguments: Option<JsonObject>,
+        context: &RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let value = serde_json::Value::Object(arguments.unwrap_or_default());
+        let args = match serde_json::from_value::<crate::mapreduce::tool::MapReduceArgs>(value) {
+            Ok(args) => args,
+            Err(e) => {
+                return CallToolResult::error(vec![ContentBlock::text(format!(
+                    "invalid arguments for mapreduce: {e}; see the tool's input schema"
+                ))]);
+            }
+        };
+        let progress = ProgressRelay::new(context);
+        let outcome =
+            crate::mapreduce::tool::run(&self.node, args, progress.sink(), context.ct.clone())
+                .await;
+        progress.flush().await;
+        match outcome {
+            Ok(report) => {
+                let summary = format!(
+                    "{}/{} partitions done on {} hosts, {} failed{}",
+                    report.done,
+                    report.partitions,
+                    report.hosts.len(),
+                    report.failed,
+                    if report.complete {
+                        ""
+                    } else {
+                        " (incomplete result)"
                     }
-                });
-            },
-        ))
+                );
+                let value = serde_json::to_value(&report).unwrap_or_default();
+                let text = serde_json::to_string_pretty(&value).unwrap_or_default();
+                let mut r = CallToolResult::success(vec![
+                    ContentBlock::text(summary),
+                    ContentBlock::text(text),
+                ]);
+                r.structured_content = Some(value);
+                r
+            }
+            Err(error) => CallToolResult::error(vec![ContentBlock::text(format!(
+                "mapreduce failed: {error}"
+            ))]),
+        }
+    }
+}
+
+/// The progress notifications of one tool call (when the client asked for them with a progress
+/// token): sent in order by one task, and all of them before the call's result, because a client
+/// stops listening for a token once it has the result.
+struct ProgressRelay {
+    sink: Option<ProgressFn>,
+    forwarder: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ProgressRelay {
+    /// How long the result waits for progress still queued (a sink clone kept alive elsewhere
+    /// must not hold the result back).
+    const FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+    fn new(context: &RequestContext<RoleServer>) -> Self {
+        let Some(token) = context.meta.get_progress_token() else {
+            return Self {
+                sink: None,
+                forwarder: None,
+            };
+        };
+        let peer = context.peer.clone();
+        let (queue, mut queued) = tokio::sync::mpsc::unbounded_channel();
+        let forwarder = tokio::spawn(async move {
+            while let Some(param) = queued.recv().await {
+                if let Err(e) = peer.notify_progress(param).await {
+                    tracing::debug!("progress notification not delivered: {e}");
+                }
+            }
+        });
+        let sink: ProgressFn = Arc::new(move |progress: f64, total: Option<f64>, message| {
+            let mut param =
+                ProgressNotificationParam::new(token.clone(), progress).with_message(message);
+            if let Some(total) = total {
+                param = param.with_total(total);
+            }
+            let _ = queue.send(param);
+        });
+        Self {
+            sink: Some(sink),
+            forwarder: Some(forwarder),
+        }
+    }
+
+    fn sink(&self) -> Option<ProgressFn> {
+        self.sink.clone()
+    }
+
+    /// Waits until every queued notification went out; call it after the work, before
+    /// returning the result.
+    async fn flush(self) {
+        let Self { sink, forwarder } = self;
+        drop(sink);
+        if let Some(forwarder) = forwarder {
+            let _ = tokio::time::timeout(Self::FLUSH_LIMIT, forwarder).await;
+        }
     }
 }
 
@@ -380,16 +571,56 @@ pub fn parse_request(tool: &str, arguments: Option<JsonObject>) -> Result<Reques
 
 impl ServerHandler for McpServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new(
-                "remote-agents",
-                env!("CARGO_PKG_VERSION"),
-            ))
-            .with_instructions(
-                "Controls this machine and, with agent_id, any machine of the remote-agents \
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(Implementation::new(
+            "remote-agents",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .with_instructions(
+            "Controls this machine and, with agent_id, any machine of the remote-agents \
                  fleet (see list_agents). Every call passes the target node's policy gate: in \
                  plan mode only reads are allowed.",
-            )
+        )
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListResourcesResult, McpError> {
+        Ok(rmcp::model::ListResourcesResult::with_all_items(
+            spec_tools::resources(),
+        ))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListResourceTemplatesResult, McpError> {
+        Ok(rmcp::model::ListResourceTemplatesResult::with_all_items(
+            spec_tools::resource_templates(),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: rmcp::model::ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ReadResourceResponse, McpError> {
+        match self.spec.read_resource(&self.node, &request.uri).await {
+            Ok(text) => Ok(rmcp::model::ReadResourceResult::new(vec![
+                rmcp::model::ResourceContents::text(text, request.uri)
+                    .with_mime_type("application/json"),
+            ])
+            .into()),
+            Err(message) => Err(McpError::invalid_params(message, None)),
+        }
     }
 
     async fn list_tools(
@@ -412,8 +643,24 @@ impl ServerHandler for McpServer {
                 None,
             ));
         }
+        if spec_tools::is_spec_tool(&name) {
+            return Ok(self
+                .spec
+                .call(&self.node, &name, request.arguments)
+                .await
+                .into());
+        }
         if name.starts_with("fleet_") || name.starts_with("job_") {
-            return Ok(self.call_fleet_tool(&name, request.arguments).await.into());
+            return Ok(self
+                .call_fleet_tool(&name, request.arguments, &context.ct)
+                .await
+                .into());
+        }
+        if name == "mapreduce" {
+            return Ok(self
+                .call_mapreduce(request.arguments, &context)
+                .await
+                .into());
         }
         let parsed = match parse_request(&name, request.arguments) {
             Ok(r) => r,
@@ -426,11 +673,13 @@ impl ServerHandler for McpServer {
             caller: "mcp:local".into(),
             request: parsed,
         };
+        let progress = ProgressRelay::new(&context);
         let ctx = CallContext {
             cancel: context.ct.clone(),
-            progress: Self::progress_sink(&context),
+            progress: progress.sink(),
         };
         let outcome = self.node.handle(envelope, ctx).await;
+        progress.flush().await;
         Ok(to_tool_result(&name, outcome).into())
     }
 }
@@ -457,6 +706,9 @@ mod tests {
             "git_commit",
             "git_push",
             "list_agents",
+            "schedule_add",
+            "schedule_remove",
+            "schedule_list",
         ] {
             assert!(names.contains(&expected), "missing {expected}");
         }
@@ -480,14 +732,17 @@ mod tests {
                 tool.name
             );
             // Single-host tools take agent_id; fleet tools take a target selector instead.
-            let routing = if tool.name.starts_with("fleet_") {
+            let routing = if tool.name.starts_with("fleet_") || tool.name == "mapreduce" {
                 "target"
             } else if tool.name.starts_with("job_") {
                 "op_id"
             } else {
                 "agent_id"
             };
-            if tool.name != "job_list" {
+            // The desired-state tools act on the spec source, not on one agent.
+            if tool.name != "job_list"
+                && !(tool.name.starts_with("spec_") || tool.name == "fleet_status")
+            {
                 assert!(
                     tool.input_schema["properties"].get(routing).is_some(),
                     "{} lacks {routing}",
@@ -498,6 +753,14 @@ mod tests {
             assert!(annotations.read_only_hint.is_some());
             assert!(tool.output_schema.is_some());
         }
+        let hints = |name: &str| {
+            let tool = tools.iter().find(|t| t.name == name).unwrap();
+            let a = tool.annotations.clone().unwrap();
+            (a.read_only_hint, a.destructive_hint)
+        };
+        assert_eq!(hints("schedule_list"), (Some(true), None));
+        assert_eq!(hints("schedule_add"), (Some(false), Some(true)));
+        assert_eq!(hints("schedule_remove"), (Some(false), Some(true)));
         let exec = tools.iter().find(|t| t.name == "exec").unwrap();
         assert_eq!(
             exec.annotations.as_ref().unwrap().read_only_hint,

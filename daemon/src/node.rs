@@ -8,13 +8,14 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::path::{Component, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::AuditRecord;
 use crate::config::Settings;
+use crate::desired::{Accepted, DesiredState, OperatorKey};
 use crate::exec::{self, ExecSpec};
 use crate::facts::Facts;
 use crate::identity::Identity;
@@ -29,6 +30,15 @@ use crate::search;
 /// Progress callback: (progress, total, message).
 pub type ProgressFn = Arc<dyn Fn(f64, Option<f64>, String) + Send + Sync>;
 
+/// One progress report of a forwarded request, streamed back to the caller as an RPC chunk
+/// (JSON) before the final reply, so an MCP client sees a peer's long exec progress too.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct ProgressChunk {
+    progress: f64,
+    total: Option<f64>,
+    message: String,
+}
+
 /// Per-call context from the caller: cancellation and an optional progress sink.
 #[derive(Clone, Default)]
 pub struct CallContext {
@@ -39,12 +49,14 @@ pub struct CallContext {
 /// The other nodes, as seen through the relay. Implemented over `daemon::net` when a relay is
 /// configured; absent when the node is local-only.
 pub trait Peers: Send + Sync {
-    /// Sends an encoded `Envelope` to `agent_id` and returns its encoded `Reply`.
+    /// Sends an encoded `Envelope` to `agent_id` and returns its encoded `Reply`; the peer's
+    /// progress reports, if any, go to `progress`.
     fn call<'a>(
         &'a self,
         agent_id: &'a str,
         envelope: Vec<u8>,
         deadline: Duration,
+        progress: Option<ProgressFn>,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'a>>;
     /// The peers currently known, with what they advertised.
     fn list(&self) -> Vec<AgentSummary>;
@@ -65,6 +77,10 @@ pub enum NodeError {
     Policy(#[from] PolicyError),
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
+    #[error("{0}")]
+    Desired(String),
+    #[error(transparent)]
+    OperatorKey(#[from] crate::desired::operator::OperatorKeyError),
 }
 
 const OVERRIDE_KEY: &str = "mode_override";
@@ -77,7 +93,21 @@ const FORWARD_SLACK: Duration = Duration::from_secs(30);
 pub struct Node {
     identity: Identity,
     settings: Settings,
-    policy: Policy,
+    /// What the node runs now: from the applied spec once there is one, else local config.
+    live: RwLock<Arc<Live>>,
+    /// The applied desired-state bundle and who is trusted to sign and command.
+    desired: DesiredState,
+    /// The operator key this node acts for when it commands peers (MCP fleet tools).
+    operator_key: Option<Arc<OperatorKey>>,
+    /// The room key, for sealing the desired state left at the relay.
+    psk: Mutex<Option<remote_agents_protocol::psk::Psk>>,
+    /// Why the newest bundle this node was offered was refused, if it was.
+    last_refusal: Mutex<Option<String>>,
+    /// The state of the watched spec folder or repository (watch mode), reported in `status`.
+    source_condition: Mutex<Option<crate::desired::Condition>>,
+    /// Changes of mode or tags that peers have not been told about yet.
+    announce: tokio::sync::Notify,
+    last_changes: std::sync::atomic::AtomicU64,
     store: Arc<Store>,
     facts: Facts,
     agent_id: String,
@@ -85,6 +115,8 @@ pub struct Node {
     peers: Mutex<Option<Arc<dyn Peers>>>,
     /// The relay connection, for fleet fan-outs issued from this node (MCP `fleet_*` tools).
     net: Mutex<Option<crate::net::Net>>,
+    /// Declared and imperative schedules; their runner starts with the node (`start`, `run`).
+    schedules: crate::schedule::Schedules,
 }
 
 /// What the gate approved, ready to run.
@@ -107,6 +139,26 @@ enum Prepared {
     ListAgents,
     SetMode(SetModeArgs),
     Backups(Option<PathBuf>),
+    ScheduleAdd(crate::schedule::ScheduleAddArgs),
+    ScheduleRemove(String),
+    ScheduleList(crate::schedule::ScheduleListArgs),
+    DesiredOffer(crate::ops::DesiredOfferArgs),
+    DesiredStatus,
+    DesiredGet(Option<String>),
+    DesiredHistory,
+}
+
+/// The configuration the node runs under right now.
+#[derive(Clone)]
+struct Live {
+    /// 0 before any bundle: the local config decides.
+    generation: u64,
+    mode: Mode,
+    tags: Vec<String>,
+    policy_config: crate::policy::PolicyConfig,
+    policy: Arc<Policy>,
+    schedules: Vec<String>,
+    jobs: Vec<String>,
 }
 
 enum WriteTarget {
@@ -127,22 +179,49 @@ impl Node {
             path: data_dir.display().to_string(),
             source,
         })?;
-        let store = Store::open(&data_dir)?;
+        let store = Arc::new(Store::open(&data_dir)?);
+        let schedules = crate::schedule::Schedules::open(store.clone())?;
         let policy = Policy::new(&settings.policy.value, &data_dir)?;
+        let desired = DesiredState::open(store.clone(), &settings.operators.value)
+            .map_err(NodeError::Desired)?;
+        let operator_key = match &settings.operator_key.value {
+            Some(path) => Some(Arc::new(OperatorKey::load(path)?)),
+            None => None,
+        };
+        let live = Live {
+            generation: 0,
+            mode: settings.mode.value,
+            tags: settings.tags.value.clone(),
+            policy_config: settings.policy.value.clone(),
+            policy: Arc::new(policy),
+            schedules: Vec::new(),
+            jobs: Vec::new(),
+        };
         // The agent id is the peer id: a hash of the node's persistent public key.
         let identity = Identity::load_or_create(&data_dir)?;
         let agent_id = identity.agent_id();
-        Ok(Arc::new(Node {
+        let node = Arc::new(Node {
             identity,
             settings,
-            policy,
-            store: Arc::new(store),
+            live: RwLock::new(Arc::new(live)),
+            desired,
+            operator_key,
+            psk: Mutex::new(None),
+            last_refusal: Mutex::new(None),
+            source_condition: Mutex::new(None),
+            announce: tokio::sync::Notify::new(),
+            last_changes: std::sync::atomic::AtomicU64::new(0),
+            store,
             facts: Facts::gather(),
             agent_id,
             in_flight: Mutex::new(HashSet::new()),
             peers: Mutex::new(None),
             net: Mutex::new(None),
-        }))
+            schedules,
+        });
+        // Converge to the bundle kept from the last run before anything else is asked.
+        node.reconcile();
+        Ok(node)
     }
 
     pub fn agent_id(&self) -> &str {
@@ -155,6 +234,10 @@ impl Node {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub fn schedules(&self) -> &crate::schedule::Schedules {
+        &self.schedules
     }
 
     /// Attaches the peer RPC once the connection manager is up.
@@ -182,11 +265,348 @@ impl Node {
 
     /// The mode requests are judged by right now.
     pub fn effective_mode(&self) -> Mode {
-        let configured = self.settings.mode.value;
-        if configured == Mode::Disabled {
+        // A locally configured `disabled` is a kill switch no spec or request lifts.
+        if self.settings.mode.value == Mode::Disabled {
             return Mode::Disabled;
         }
+        let configured = self.configured_mode();
         self.mode_override().map(|o| o.mode).unwrap_or(configured)
+    }
+
+    fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The mode the applied spec (or, before any, the local config) gives this host.
+    pub fn configured_mode(&self) -> Mode {
+        self.live().mode
+    }
+
+    /// The tags this host has now (its own plus the spec's).
+    pub fn tags(&self) -> Vec<String> {
+        self.live().tags.clone()
+    }
+
+    fn policy(&self) -> Arc<Policy> {
+        self.live().policy.clone()
+    }
+
+    /// The applied desired state.
+    pub fn desired(&self) -> &DesiredState {
+        &self.desired
+    }
+
+    /// This host as the spec's selectors see it: name, own tags, live facts.
+    pub fn host_facts(&self) -> remote_agents_spec::HostFacts {
+        remote_agents_spec::HostFacts {
+            name: self.settings.name.value.clone(),
+            tags: self.settings.tags.value.iter().cloned().collect(),
+            facts: self.facts.to_map(),
+        }
+    }
+
+    /// Verifies and applies a bundle from `source` (relay, peer, fleetctl, watch), then
+    /// converges. A refusal is remembered for `status`.
+    pub fn offer_bundle(
+        &self,
+        bundle: &crate::desired::SignedBundle,
+        source: &str,
+    ) -> Result<Accepted, crate::desired::Refusal> {
+        let result = self.desired.offer(bundle, &self.host_facts());
+        match &result {
+            Ok(Accepted::New) => self.converge_to_new(source),
+            Ok(Accepted::Current) => {}
+            Err(refusal) => {
+                tracing::warn!(%refusal, source, "refused desired state");
+                *self.last_refusal.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(format!("from {source}: {refusal}"));
+            }
+        }
+        result
+    }
+
+    /// After a new generation was accepted: drop imperative drift and converge.
+    fn converge_to_new(&self, source: &str) {
+        // The next apply reverts imperative drift.
+        if let Err(e) = self.store.set_meta::<ModeOverride>(OVERRIDE_KEY, None) {
+            tracing::error!("cannot clear the mode override: {e}");
+        }
+        *self.last_refusal.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        tracing::info!(
+            generation = self.desired.generation(),
+            source,
+            "applied desired state"
+        );
+        self.reconcile();
+    }
+
+    /// Applies spec files from a local authority (watch mode's folder or repository, the MCP
+    /// spec tools), without the operator check, then converges. Signed with the node's
+    /// operator key when it has one (so the same bundle can be published to the room), else
+    /// with a node-local key kept in the data dir. Same content as applied: no new generation.
+    pub fn apply_local(
+        &self,
+        files: Vec<crate::desired::SpecFile>,
+        revision: String,
+        source: &str,
+    ) -> Result<(Arc<crate::desired::VerifiedBundle>, Accepted), crate::desired::Refusal> {
+        let signer = match &self.operator_key {
+            Some(key) => key.clone(),
+            None => Arc::new(self.local_signer().map_err(|e| {
+                crate::desired::Refusal::Store(format!("node-local signing key: {e}"))
+            })?),
+        };
+        let result = self.desired.apply_local(files, revision, &signer);
+        if let Ok((_, Accepted::New)) = &result {
+            self.converge_to_new(source);
+        }
+        result
+    }
+
+    /// The node-local key that signs bundles from local sources (0600 in the data dir).
+    fn local_signer(&self) -> Result<OperatorKey, crate::desired::operator::OperatorKeyError> {
+        let path = self.settings.data_dir.value.join("local-operator.key");
+        match OperatorKey::load(&path) {
+            Err(crate::desired::operator::OperatorKeyError::Missing { .. }) => {
+                OperatorKey::create(&path)
+            }
+            other => other,
+        }
+    }
+
+    /// The operator key this node acts for, if any.
+    pub fn operator_key(&self) -> Option<Arc<OperatorKey>> {
+        self.operator_key.clone()
+    }
+
+    /// The room key, once the node is connected to a relay.
+    pub fn psk(&self) -> Option<remote_agents_protocol::psk::Psk> {
+        self.psk.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records the state of the watched spec source (`None`: no source watched).
+    pub fn set_source_condition(&self, condition: Option<crate::desired::Condition>) {
+        *self
+            .source_condition
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = condition;
+    }
+
+    /// One reconcile pass: computes what the applied bundle says this host runs and swaps in
+    /// the difference. Idempotent: with the same input the second pass changes nothing.
+    /// Returns how many settings changed.
+    pub fn reconcile(&self) -> u64 {
+        let Some(bundle) = self.desired.current() else {
+            return 0;
+        };
+        let target = crate::desired::reconcile::target(
+            &bundle,
+            &self.host_facts(),
+            &self.settings.policy.value,
+        );
+        let live = self.live();
+        let mut changes = 0;
+        changes += u64::from(live.mode != target.mode);
+        changes += u64::from(live.tags != target.tags);
+        changes += u64::from(live.policy_config != target.policy);
+        changes += u64::from(
+            live.schedules
+                != target
+                    .schedules
+                    .iter()
+                    .map(|(n, _)| n.clone())
+                    .collect::<Vec<_>>(),
+        );
+        changes += u64::from(live.jobs != target.jobs);
+        let policy = if live.policy_config == target.policy {
+            Ok(live.policy.clone())
+        } else {
+            Policy::new(&target.policy, &self.settings.data_dir.value).map(Arc::new)
+        };
+        let policy = match policy {
+            Ok(policy) => policy,
+            Err(e) => {
+                *self.last_refusal.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!(
+                    "generation {}: policy not applied: {e}",
+                    target.generation
+                ));
+                live.policy.clone()
+            }
+        };
+        self.schedules.set_declared(
+            target
+                .schedules
+                .iter()
+                .map(|(name, spec)| crate::schedule::DeclaredSchedule {
+                    name: name.clone(),
+                    spec: spec.clone(),
+                    generation: target.generation,
+                })
+                .collect(),
+        );
+        if changes > 0 || live.generation != target.generation {
+            let announce = live.mode != target.mode || live.tags != target.tags;
+            *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Live {
+                generation: target.generation,
+                mode: target.mode,
+                tags: target.tags.clone(),
+                policy_config: target.policy.clone(),
+                policy,
+                schedules: target.schedules.iter().map(|(n, _)| n.clone()).collect(),
+                jobs: target.jobs.clone(),
+            });
+            if announce {
+                self.announce.notify_one();
+            }
+        }
+        self.last_changes
+            .store(changes, std::sync::atomic::Ordering::Relaxed);
+        changes
+    }
+
+    /// What this host reports about its desired state.
+    pub fn status(&self) -> crate::desired::ObservedStatus {
+        use crate::desired::{Condition, Drift, Health, ObservedStatus, SyncState};
+        let live = self.live();
+        let bundle = self.desired.current();
+        let mut drift = Vec::new();
+        if let Some(o) = self.mode_override() {
+            drift.push(Drift {
+                kind: "mode".into(),
+                message: format!(
+                    "mode set to {} by hand (spec says {}){}",
+                    o.mode,
+                    live.mode,
+                    o.reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ),
+                expires_at_ms: Some(o.expires_at_ms),
+            });
+        }
+        for message in self.schedules.drift() {
+            drift.push(Drift {
+                kind: "schedule".into(),
+                message,
+                expires_at_ms: None,
+            });
+        }
+        let refusal = self
+            .last_refusal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut conditions = Vec::new();
+        let converged = bundle
+            .as_ref()
+            .is_some_and(|b| b.content.generation == live.generation);
+        conditions.push(Condition {
+            kind: "Reconciled".into(),
+            status: converged,
+            reason: if bundle.is_none() {
+                "NoDesiredState".into()
+            } else if converged {
+                "Converged".into()
+            } else {
+                "Pending".into()
+            },
+            message: match &bundle {
+                Some(b) => format!(
+                    "generation {} (revision {})",
+                    b.content.generation, b.content.revision
+                ),
+                None => "no bundle applied yet; running from local config".into(),
+            },
+        });
+        conditions.push(Condition {
+            kind: "Drifted".into(),
+            status: !drift.is_empty(),
+            reason: if drift.is_empty() {
+                "NoDrift".into()
+            } else {
+                "ImperativeOverride".into()
+            },
+            message: drift
+                .iter()
+                .map(|d| d.message.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+        });
+        if let Some(refusal) = &refusal {
+            conditions.push(Condition {
+                kind: "BundleRefused".into(),
+                status: true,
+                reason: "Refused".into(),
+                message: refusal.clone(),
+            });
+        }
+        let source_condition = self
+            .source_condition
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let source_invalid = source_condition.as_ref().is_some_and(|c| !c.status);
+        conditions.extend(source_condition);
+        let sync = match &bundle {
+            None => SyncState::Unknown,
+            Some(_) if converged && drift.is_empty() => SyncState::Synced,
+            Some(_) => SyncState::OutOfSync,
+        };
+        ObservedStatus {
+            host: self.settings.name.value.clone(),
+            agent_id: self.agent_id.clone(),
+            observed_generation: live.generation,
+            revision: bundle.as_ref().map(|b| b.content.revision.clone()),
+            spec_hash: bundle.as_ref().map(|b| b.spec_hash.clone()),
+            sync,
+            health: if refusal.is_some() || source_invalid {
+                Health::Degraded
+            } else {
+                Health::Healthy
+            },
+            mode: self.effective_mode(),
+            desired_mode: live.mode,
+            tags: live.tags.clone(),
+            schedules: live.schedules.clone(),
+            jobs: live.jobs.clone(),
+            conditions,
+            drift,
+            last_changes: self.last_changes.load(std::sync::atomic::Ordering::Relaxed),
+            reconciled_at_ms: now_ms(),
+        }
+    }
+
+    /// Whether `caller` may run `request` here. Local callers (this machine's MCP client, the
+    /// CLI, the spec's own schedules) are trusted; a peer needs an operator key the applied
+    /// spec allows for this host and capability, once the fleet lists operators.
+    fn authorize(&self, caller: &str, request: &Request) -> Result<(), String> {
+        let Some(capability) = request.capability() else {
+            return Ok(());
+        };
+        let Some(peer) = caller.strip_prefix("peer:") else {
+            return Ok(());
+        };
+        let operator = peer
+            .split_once(";operator=")
+            .and_then(|(_, key)| remote_agents_spec::parse_operator_key(key).ok());
+        self.desired
+            .authorize(operator.as_ref(), capability, &self.host_facts())
+    }
+
+    /// The announcement peers see: name, tags, facts, mode, and the operator binding.
+    fn announcement(&self) -> remote_agents_protocol::message::Announcement {
+        remote_agents_protocol::message::Announcement {
+            name: self.settings.name.value.clone(),
+            tags: self.tags(),
+            facts: self.facts.to_map(),
+            mode: self.effective_mode().to_string(),
+            accepts_commands: !self.settings.no_agent.value,
+            operator: self
+                .operator_key
+                .as_ref()
+                .map(|key| key.bind(&self.identity.public_key())),
+        }
     }
 
     fn is_local(&self, agent_id: &str) -> bool {
@@ -205,15 +625,25 @@ impl Node {
 
     /// Handles an encoded `Envelope` from an authenticated peer and returns the encoded `Reply`.
     /// `peer` is the peer's authenticated id; it replaces whatever caller the envelope claims.
+    /// `operator` is the operator key the peer proved (its announcement's binding verified
+    /// against its handshake key), if any.
     pub async fn handle_remote(
         self: &Arc<Self>,
         peer: &str,
+        operator: Option<[u8; 32]>,
         bytes: &[u8],
         cancel: CancellationToken,
+        progress: Option<ProgressFn>,
     ) -> Vec<u8> {
         let reply = match serde_json::from_slice::<Envelope>(bytes) {
             Ok(mut envelope) => {
-                envelope.caller = format!("peer:{peer}");
+                envelope.caller = match operator {
+                    Some(key) => format!(
+                        "peer:{peer};operator={}",
+                        crate::desired::operator::format_public(&key)
+                    ),
+                    None => format!("peer:{peer}"),
+                };
                 envelope.request = envelope.request.without_agent_id();
                 let id = envelope.id.clone();
                 let outcome = if self.settings.no_agent.value {
@@ -221,10 +651,7 @@ impl Node {
                         reason: "this node runs with --no-agent and accepts no commands".into(),
                     }
                 } else {
-                    let ctx = CallContext {
-                        cancel,
-                        progress: None,
-                    };
+                    let ctx = CallContext { cancel, progress };
                     self.handle_local(envelope, ctx).await
                 };
                 Reply { id, outcome }
@@ -261,7 +688,7 @@ impl Node {
             Ok(b) => b,
             Err(e) => return Outcome::failed(format!("cannot encode request: {e}")),
         };
-        let call = peers.call(&agent, bytes, timeout);
+        let call = peers.call(&agent, bytes, timeout, ctx.progress.clone());
         let reply = tokio::select! {
             r = call => r,
             _ = ctx.cancel.cancelled() => return Outcome::failed(
@@ -354,7 +781,12 @@ impl Node {
             return Outcome::failed(format!("journal unavailable, nothing ran: {e}"));
         }
         let mode = self.effective_mode();
-        let prepared = self.prepare(mode, request);
+        let prepared = match self.authorize(&entry.caller, &request) {
+            Ok(()) => self.prepare(mode, request),
+            Err(reason) => Err(Refusal {
+                reason: format!("not authorized: {reason}"),
+            }),
+        };
         let (decision, prepared) = match prepared {
             Ok(p) => (format!("allowed (mode {mode})"), p),
             Err(refusal) => {
@@ -374,7 +806,7 @@ impl Node {
         if journal_stages && let Err(e) = self.store.record(&entry) {
             return Outcome::failed(format!("journal unavailable, nothing ran: {e}"));
         }
-        let outcome = self.execute(id, prepared, ctx).await;
+        let outcome = self.execute(id, &entry.caller, prepared, ctx).await;
         entry.stage = Stage::Finished;
         entry.outcome = Some(outcome.clone());
         let audit = self.audit(&entry, decision, &outcome);
@@ -391,7 +823,7 @@ impl Node {
         intent: Intent,
     ) -> Result<PathBuf, Refusal> {
         Ok(self
-            .policy
+            .policy()
             .resolve(mode, std::path::Path::new(repo), intent)?
             .absolute)
     }
@@ -401,15 +833,15 @@ impl Node {
         let refuse = |reason: String| Refusal { reason };
         Ok(match request {
             Request::Exec(a) => {
-                self.policy.check_command(mode, &a.argv, a.shell)?;
+                self.policy().check_command(mode, &a.argv, a.shell)?;
                 let cwd = match &a.cwd {
                     Some(cwd) => {
                         let resolved =
-                            self.policy
+                            self.policy()
                                 .resolve(mode, std::path::Path::new(cwd), Intent::Read)?;
                         resolved.absolute
                     }
-                    None => self.policy.home().to_path_buf(),
+                    None => self.policy().home().to_path_buf(),
                 };
                 let timeout = a
                     .timeout_secs
@@ -427,7 +859,7 @@ impl Node {
                 })
             }
             Request::ReadFile(a) => Prepared::Read(
-                self.policy
+                self.policy()
                     .resolve(mode, std::path::Path::new(&a.path), Intent::Read)?,
                 a.offset.unwrap_or(0),
                 a.length,
@@ -436,7 +868,7 @@ impl Node {
                 let bytes =
                     crate::fs::decode(&a.content, a.encoding).map_err(|e| refuse(e.to_string()))?;
                 let path = std::path::Path::new(&a.path);
-                let target = match self.policy.resolve(mode, path, Intent::Write) {
+                let target = match self.policy().resolve(mode, path, Intent::Write) {
                     Ok(r) => WriteTarget::Existing(r),
                     Err(first) if a.create_dirs => self.prepare_create(mode, path).ok_or(first)?,
                     Err(e) => return Err(e),
@@ -447,15 +879,15 @@ impl Node {
                     backup: mode == Mode::Edit,
                 }
             }
-            Request::ListDir(a) => Prepared::ListDir(self.policy.resolve(
+            Request::ListDir(a) => Prepared::ListDir(self.policy().resolve(
                 mode,
                 std::path::Path::new(&a.path),
                 Intent::Read,
             )?),
             Request::FileStat(a) => {
-                let requested = self.policy.absolute(std::path::Path::new(&a.path));
+                let requested = self.policy().absolute(std::path::Path::new(&a.path));
                 Prepared::Stat(
-                    self.policy.resolve(mode, &requested, Intent::Read)?,
+                    self.policy().resolve(mode, &requested, Intent::Read)?,
                     requested,
                 )
             }
@@ -473,14 +905,14 @@ impl Node {
                     Some(roots) => roots
                         .iter()
                         .map(|r| {
-                            self.policy
+                            self.policy()
                                 .resolve(mode, std::path::Path::new(r), Intent::Read)
                                 .map(|r| r.absolute)
                         })
                         .collect::<Result<_, _>>()?,
-                    None => search::default_roots(self.policy.home())
+                    None => search::default_roots(self.policy().home())
                         .into_iter()
-                        .filter_map(|r| self.policy.resolve(mode, &r, Intent::Read).ok())
+                        .filter_map(|r| self.policy().resolve(mode, &r, Intent::Read).ok())
                         .map(|r| r.absolute)
                         .collect(),
                 };
@@ -516,8 +948,38 @@ impl Node {
                 Policy::check_mode(mode, Access::Read)?;
                 Prepared::Backups(
                     a.path
-                        .map(|p| self.policy.absolute(std::path::Path::new(&p))),
+                        .map(|p| self.policy().absolute(std::path::Path::new(&p))),
                 )
+            }
+            Request::ScheduleAdd(a) => {
+                // Adding a schedule installs future process execution, so it needs exec rights
+                // now (refused in plan mode); each firing passes the gate again.
+                let (argv, shell) = crate::schedule::validate_add(&a).map_err(refuse)?;
+                self.policy().check_command(mode, &argv, shell)?;
+                Prepared::ScheduleAdd(a)
+            }
+            Request::ScheduleRemove(a) => {
+                Policy::check_mode(mode, Access::Write)?;
+                Prepared::ScheduleRemove(a.name)
+            }
+            Request::DesiredOffer(a) => {
+                // Desired state arrives in every mode (a spec that disabled a host must be able
+                // to enable it again), except under a local kill switch.
+                if self.settings.mode.value == Mode::Disabled {
+                    return Err(refuse(
+                        "this node is disabled by its local config; it applies no desired state"
+                            .into(),
+                    ));
+                }
+                Prepared::DesiredOffer(a)
+            }
+            // Status and the kept bundles are metadata about the node, answered in every mode.
+            Request::DesiredStatus(_) => Prepared::DesiredStatus,
+            Request::DesiredGet(a) => Prepared::DesiredGet(a.revision),
+            Request::DesiredHistory(_) => Prepared::DesiredHistory,
+            Request::ScheduleList(a) => {
+                Policy::check_mode(mode, Access::Read)?;
+                Prepared::ScheduleList(a)
             }
             Request::SetMode(a) => {
                 // A configured `disabled` is a kill switch no request can lift; an override to
@@ -530,7 +992,7 @@ impl Node {
 
     /// For `create_dirs`: the nearest existing ancestor beneath a root, plus the folders to make.
     fn prepare_create(&self, mode: Mode, path: &std::path::Path) -> Option<WriteTarget> {
-        let absolute = self.policy.absolute(path);
+        let absolute = self.policy().absolute(path);
         if absolute
             .components()
             .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
@@ -539,7 +1001,7 @@ impl Node {
         }
         let parent = absolute.parent()?;
         for ancestor in parent.ancestors() {
-            if let Ok(resolved) = self.policy.resolve(mode, ancestor, Intent::Write) {
+            if let Ok(resolved) = self.policy().resolve(mode, ancestor, Intent::Write) {
                 let missing = parent.strip_prefix(ancestor).ok()?.to_path_buf();
                 return Some(WriteTarget::Create {
                     ancestor: resolved,
@@ -554,10 +1016,19 @@ impl Node {
     async fn execute(
         self: &Arc<Self>,
         request_id: &str,
+        caller: &str,
         prepared: Prepared,
         ctx: CallContext,
     ) -> Outcome {
         match prepared {
+            // The schedule's issuer is the caller that added it: each firing runs as them.
+            Prepared::ScheduleAdd(args) => {
+                let node = self.clone();
+                let issuer = caller.to_string();
+                tokio::task::spawn_blocking(move || result(node.schedules.add(args, &issuer)))
+                    .await
+                    .unwrap_or_else(|e| Outcome::failed(format!("executor panicked: {e}")))
+            }
             Prepared::Exec(spec) => {
                 let progress = ctx.progress.clone();
                 let result = exec::run(spec, ctx.cancel.clone(), move |p| {
@@ -606,7 +1077,7 @@ impl Node {
             Prepared::ListDir(target) => result(crate::fs::list_dir(&target)),
             Prepared::Stat(target, requested) => result(crate::fs::file_stat(&target, &requested)),
             Prepared::Search(roots, query) => Outcome::ok(&search::search(
-                &self.policy,
+                &self.policy(),
                 self.effective_mode(),
                 &roots,
                 &query,
@@ -628,6 +1099,39 @@ impl Node {
             Prepared::Info => Outcome::ok(&self.info()),
             Prepared::ListAgents => Outcome::ok(&self.list_agents()),
             Prepared::SetMode(args) => self.set_mode(request_id, args),
+            Prepared::ScheduleAdd(_) => Outcome::failed("schedule_add runs asynchronously"),
+            Prepared::ScheduleRemove(name) => result(self.schedules.remove(&name)),
+            Prepared::ScheduleList(args) => result(self.schedules.list(&args)),
+            Prepared::DesiredOffer(args) => {
+                let (decision, reason) = match self.offer_bundle(&args.bundle, "request") {
+                    Ok(Accepted::New) => ("new", None),
+                    Ok(Accepted::Current) => ("current", None),
+                    Err(refusal) => ("refused", Some(refusal.to_string())),
+                };
+                if args.prune && reason.is_none() {
+                    self.schedules.prune_imperative();
+                }
+                Outcome::ok(&crate::ops::DesiredOfferResult {
+                    decision: decision.into(),
+                    reason,
+                    status: self.status(),
+                })
+            }
+            Prepared::DesiredStatus => Outcome::ok(&self.status()),
+            Prepared::DesiredGet(revision) => match revision {
+                None => match self.desired.current() {
+                    Some(bundle) => Outcome::ok(&bundle.signed),
+                    None => Outcome::failed("this node has no desired state yet"),
+                },
+                Some(wanted) => match self.desired.find(&wanted) {
+                    Ok(Some(bundle)) => Outcome::ok(&bundle),
+                    Ok(None) => Outcome::failed(format!(
+                        "this node keeps no bundle for `{wanted}` (see fleetctl history)"
+                    )),
+                    Err(e) => Outcome::failed(e),
+                },
+            },
+            Prepared::DesiredHistory => result(self.desired.history()),
             Prepared::Backups(path) => match self.store.backups() {
                 Ok(all) => Outcome::ok(&BackupsResult {
                     backups: all
@@ -659,7 +1163,7 @@ impl Node {
                         ancestor.absolute.join(&missing).display()
                     ));
                 }
-                match self.policy.resolve(mode, &path, Intent::Write) {
+                match self.policy().resolve(mode, &path, Intent::Write) {
                     Ok(r) => r,
                     Err(refusal) => {
                         return Outcome::Refused {
@@ -722,12 +1226,13 @@ impl Node {
             expires_at_ms: now + ttl.as_millis() as u64,
         };
         // Setting the configured mode clears the override rather than recording a no-op drift.
-        let stored = (args.mode != self.settings.mode.value).then_some(&record);
+        let stored = (args.mode != self.configured_mode()).then_some(&record);
         if let Err(e) = self.store.set_meta(OVERRIDE_KEY, stored) {
             return Outcome::failed(e);
         }
+        self.announce.notify_one();
         Outcome::ok(&SetModeResult {
-            configured_mode: self.settings.mode.value,
+            configured_mode: self.configured_mode(),
             effective_mode: self.effective_mode(),
             expires_at_ms: if stored.is_some() {
                 record.expires_at_ms
@@ -745,7 +1250,7 @@ impl Node {
             drift.push(format!(
                 "mode overridden to {} (configured {}) until {} ms since epoch{}",
                 o.mode,
-                self.settings.mode.value,
+                self.configured_mode(),
                 o.expires_at_ms,
                 o.reason
                     .as_deref()
@@ -756,16 +1261,16 @@ impl Node {
         InfoResult {
             agent_id: self.agent_id.clone(),
             name: self.settings.name.value.clone(),
-            tags: self.settings.tags.value.clone(),
+            tags: self.tags(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             facts: self.facts.clone(),
-            configured_mode: self.settings.mode.value,
+            configured_mode: self.configured_mode(),
             effective_mode: self.effective_mode(),
             mode_override,
             drift,
             accepts_commands: !self.settings.no_agent.value,
             roots: self
-                .policy
+                .policy()
                 .roots()
                 .iter()
                 .map(|r| r.display().to_string())
@@ -779,7 +1284,7 @@ impl Node {
         let mut agents = vec![AgentSummary {
             agent_id: self.agent_id.clone(),
             name: self.settings.name.value.clone(),
-            tags: self.settings.tags.value.clone(),
+            tags: self.tags(),
             facts: self.facts.to_map(),
             mode: self.effective_mode(),
             accepts_commands: !self.settings.no_agent.value,
@@ -830,7 +1335,39 @@ impl crate::net::Handler for NodeHandler {
     ) -> futures_util::future::BoxFuture<'static, ()> {
         let node = self.node.clone();
         Box::pin(async move {
-            let reply = node.handle_remote(&from.agent_id, &request, cancel).await;
+            let operator = from.announcement.operator.as_ref().and_then(|binding| {
+                crate::desired::operator::bound_operator(&from.public_key, binding)
+            });
+            // Progress reports become chunks of this call while the request runs.
+            let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel();
+            let progress: ProgressFn = Arc::new(move |progress, total, message| {
+                let _ = progress_tx.send(ProgressChunk {
+                    progress,
+                    total,
+                    message,
+                });
+            });
+            let mut responder = responder;
+            let work =
+                node.handle_remote(&from.agent_id, operator, &request, cancel, Some(progress));
+            tokio::pin!(work);
+            let reply = loop {
+                tokio::select! {
+                    reply = &mut work => break reply,
+                    Some(chunk) = progress_rx.recv() => {
+                        if let Ok(bytes) = serde_json::to_vec(&chunk) {
+                            // A caller that went away is noticed by `cancel`; nothing to do here.
+                            let _ = responder.chunk(&bytes).await;
+                        }
+                    }
+                }
+            };
+            // Progress reported just before the end still goes out ahead of the reply.
+            while let Ok(chunk) = progress_rx.try_recv() {
+                if let Ok(bytes) = serde_json::to_vec(&chunk) {
+                    let _ = responder.chunk(&bytes).await;
+                }
+            }
             responder.respond(&reply).await;
         })
     }
@@ -847,6 +1384,7 @@ impl Peers for NetPeers {
         agent_id: &'a str,
         envelope: Vec<u8>,
         deadline: Duration,
+        progress: Option<ProgressFn>,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'a>> {
         Box::pin(async move {
             let peers = self.net.peers();
@@ -880,8 +1418,20 @@ impl Peers for NetPeers {
                 .call(peer.peer_id, envelope, deadline)
                 .await
                 .map_err(|e| e.to_string())?;
-            let (_chunks, response) = call.collect().await.map_err(|e| e.to_string())?;
-            Ok(response)
+            while let Some(event) = call.next().await {
+                match event.map_err(|e| e.to_string())? {
+                    crate::net::CallEvent::Response(response) => return Ok(response),
+                    crate::net::CallEvent::Chunk(chunk) => {
+                        // Chunks of other shapes (a newer peer's) are skipped, not fatal.
+                        if let (Some(progress), Ok(report)) =
+                            (&progress, serde_json::from_slice::<ProgressChunk>(&chunk))
+                        {
+                            progress(report.progress, report.total, report.message);
+                        }
+                    }
+                }
+            }
+            Err(crate::net::CallError::Shutdown.to_string())
         })
     }
 
@@ -946,14 +1496,7 @@ pub fn net_config(
 /// start them on first use, so large rooms of headless nodes do not pay for a full mesh.
 fn start_net(node: &Arc<Node>, shutdown: CancellationToken, eager: bool) -> anyhow::Result<()> {
     let settings = &node.settings;
-    let announcement = remote_agents_protocol::message::Announcement {
-        name: settings.name.value.clone(),
-        tags: settings.tags.value.clone(),
-        facts: node.facts.to_map(),
-        mode: node.effective_mode().to_string(),
-        accepts_commands: !settings.no_agent.value,
-    };
-    let Some(mut config) = net_config(settings, announcement)? else {
+    let Some(mut config) = net_config(settings, node.announcement())? else {
         tracing::info!(agent_id = %node.agent_id, "local-only: no relay configured");
         return Ok(());
     };
@@ -963,37 +1506,88 @@ fn start_net(node: &Arc<Node>, shutdown: CancellationToken, eager: bool) -> anyh
     } else {
         Some(Arc::new(NodeHandler { node: node.clone() }))
     };
-    let net = crate::net::Net::start(&node.identity, config, handler, shutdown);
+    let psk = config.psk.clone();
+    *node.psk.lock().unwrap_or_else(|e| e.into_inner()) = Some(psk.clone());
+    let net = crate::net::Net::start(&node.identity, config, handler, shutdown.clone());
     tracing::info!(agent_id = %node.agent_id, "connecting to the relay");
     *node.net.lock().unwrap_or_else(|e| e.into_inner()) = Some(net.clone());
-    node.set_peers(Arc::new(NetPeers { net }));
+    node.set_peers(Arc::new(NetPeers { net: net.clone() }));
+    if !settings.no_agent.value {
+        tokio::spawn(crate::desired::distribute::follow(
+            node.clone(),
+            net.clone(),
+            psk,
+            shutdown.clone(),
+        ));
+    }
+    tokio::spawn(keep_announced(node.clone(), net, shutdown));
     Ok(())
+}
+
+/// Tells peers when this node's mode or tags change: after a reconcile pass, a `set_mode`, or
+/// when a mode override expires.
+async fn keep_announced(node: Arc<Node>, net: crate::net::Net, shutdown: CancellationToken) {
+    loop {
+        let expiry = node
+            .mode_override()
+            .map(|o| Duration::from_millis(o.expires_at_ms.saturating_sub(now_ms())))
+            .unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = node.announce.notified() => {}
+            _ = tokio::time::sleep(expiry) => {}
+        }
+        net.announce(node.announcement()).await;
+    }
 }
 
 /// Opens a node and connects it to its relay inside this process (the demo and simulations of
 /// many nodes use this); it stays connected until `shutdown` fires.
 pub fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Arc<Node>> {
     let node = Node::open(settings)?;
+    crate::schedule::start(
+        &node,
+        Arc::new(crate::schedule::SystemClock),
+        shutdown.clone(),
+    );
     start_net(&node, shutdown, false)?;
     Ok(node)
 }
 
-/// Runs a node until it is told to stop: with `mcp`, until the MCP client closes stdin;
-/// otherwise until SIGINT or SIGTERM.
-pub async fn run(settings: Settings, mcp: bool) -> anyhow::Result<()> {
+/// Runs a node until it is told to stop: SIGINT or SIGTERM, or with an MCP stdio server also
+/// when the client closes stdin.
+pub async fn run(settings: Settings, mcp: Option<crate::mcp::Transport>) -> anyhow::Result<()> {
     let node = Node::open(settings)?;
     let shutdown = CancellationToken::new();
     let _stop_net = shutdown.clone().drop_guard();
-    start_net(&node, shutdown.clone(), mcp)?;
-    if mcp {
-        crate::mcp::McpServer::new(node).serve_stdio().await
-    } else {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    start_net(&node, shutdown.clone(), mcp.is_some())?;
+    // An MCP node's spec source is what its spec tools plan and apply (spec_plan, spec_apply),
+    // so it is not also applied automatically on every commit.
+    if mcp.is_none() {
+        crate::desired::watch::start(&node, shutdown.clone())?;
+    }
+    crate::schedule::start(
+        &node,
+        Arc::new(crate::schedule::SystemClock),
+        shutdown.clone(),
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let terminated = async move {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        Ok(())
+    };
+    match mcp {
+        Some(transport) => {
+            crate::mcp::McpServer::new(node)
+                .serve_on(transport, terminated)
+                .await
+        }
+        None => {
+            terminated.await;
+            Ok(())
+        }
     }
 }
 

@@ -387,6 +387,49 @@ pub enum Request {
     SetMode(SetModeArgs),
     ListAgents(AgentArgs),
     Backups(BackupsArgs),
+    ScheduleAdd(crate::schedule::ScheduleAddArgs),
+    ScheduleRemove(crate::schedule::ScheduleRemoveArgs),
+    ScheduleList(crate::schedule::ScheduleListArgs),
+    /// A signed desired-state bundle for this node to verify and apply.
+    DesiredOffer(DesiredOfferArgs),
+    /// This node's observed desired-state status.
+    DesiredStatus(AgentArgs),
+    /// A kept bundle (the applied one, or one by generation/revision), for peers that missed it
+    /// and for `rollback`.
+    DesiredGet(DesiredGetArgs),
+    /// The generations this node accepted.
+    DesiredHistory(AgentArgs),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DesiredOfferArgs {
+    pub bundle: crate::desired::SignedBundle,
+    /// Also remove imperative changes the spec does not hold (schedules added by hand).
+    #[serde(default)]
+    pub prune: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DesiredGetArgs {
+    /// Generation number, revision or hash prefix; the applied bundle when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+}
+
+/// The answer to a `DesiredOffer`: what the node decided and its status after reconciling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredOfferResult {
+    /// `new`, `current` or `refused`.
+    pub decision: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub status: crate::desired::ObservedStatus,
 }
 
 impl Request {
@@ -407,6 +450,13 @@ impl Request {
             Request::SetMode(_) => "set_mode",
             Request::ListAgents(_) => "list_agents",
             Request::Backups(_) => "backups",
+            Request::ScheduleAdd(_) => "schedule_add",
+            Request::ScheduleRemove(_) => "schedule_remove",
+            Request::ScheduleList(_) => "schedule_list",
+            Request::DesiredOffer(_) => "desired_offer",
+            Request::DesiredStatus(_) => "desired_status",
+            Request::DesiredGet(_) => "desired_get",
+            Request::DesiredHistory(_) => "desired_history",
         }
     }
 
@@ -423,7 +473,38 @@ impl Request {
                 | Request::GetInfo(_)
                 | Request::ListAgents(_)
                 | Request::Backups(_)
+                | Request::ScheduleList(_)
+                | Request::DesiredStatus(_)
+                | Request::DesiredGet(_)
+                | Request::DesiredHistory(_)
         )
+    }
+
+    /// What an operator must be allowed to do for this request, once the fleet lists
+    /// operators. `None`: authorised by other means (a bundle carries its own signature).
+    pub fn capability(&self) -> Option<remote_agents_spec::Capability> {
+        use remote_agents_spec::Capability;
+        Some(match self {
+            // A bundle carries its own operator signature, and any member of the room may pass
+            // on the bundles it holds (they are signed; only room members can read them).
+            Request::DesiredOffer(_) | Request::DesiredGet(_) => return None,
+            Request::Exec(_) => Capability::Exec,
+            Request::WriteFile(_) => Capability::Write,
+            Request::GitPull(_) | Request::GitCommit(_) | Request::GitPush(_) => Capability::Git,
+            Request::SetMode(_) => Capability::Admin,
+            Request::ScheduleAdd(_) | Request::ScheduleRemove(_) => Capability::Schedule,
+            Request::ReadFile(_)
+            | Request::ListDir(_)
+            | Request::FileStat(_)
+            | Request::FileSearch(_)
+            | Request::GitStatus(_)
+            | Request::GetInfo(_)
+            | Request::ListAgents(_)
+            | Request::Backups(_)
+            | Request::ScheduleList(_)
+            | Request::DesiredStatus(_)
+            | Request::DesiredHistory(_) => Capability::Read,
+        })
     }
 
     /// The peer this request is addressed to, if not the local node.
@@ -440,6 +521,12 @@ impl Request {
             Request::GetInfo(a) | Request::ListAgents(a) => a.agent_id.as_deref(),
             Request::SetMode(a) => a.agent_id.as_deref(),
             Request::Backups(a) => a.agent_id.as_deref(),
+            Request::ScheduleAdd(a) => a.agent_id.as_deref(),
+            Request::ScheduleRemove(a) => a.agent_id.as_deref(),
+            Request::ScheduleList(a) => a.agent_id.as_deref(),
+            Request::DesiredOffer(a) => a.agent_id.as_deref(),
+            Request::DesiredGet(a) => a.agent_id.as_deref(),
+            Request::DesiredStatus(a) | Request::DesiredHistory(a) => a.agent_id.as_deref(),
         }
     }
 
@@ -458,6 +545,12 @@ impl Request {
             Request::GetInfo(a) | Request::ListAgents(a) => a.agent_id = None,
             Request::SetMode(a) => a.agent_id = None,
             Request::Backups(a) => a.agent_id = None,
+            Request::ScheduleAdd(a) => a.agent_id = None,
+            Request::ScheduleRemove(a) => a.agent_id = None,
+            Request::ScheduleList(a) => a.agent_id = None,
+            Request::DesiredOffer(a) => a.agent_id = None,
+            Request::DesiredGet(a) => a.agent_id = None,
+            Request::DesiredStatus(a) | Request::DesiredHistory(a) => a.agent_id = None,
         }
         self
     }
@@ -488,6 +581,27 @@ impl Request {
             Request::SetMode(a) => format!("set_mode {}", a.mode),
             Request::ListAgents(_) => "list_agents".to_string(),
             Request::Backups(_) => "backups".to_string(),
+            Request::ScheduleAdd(a) => format!(
+                "schedule_add {} `{}`: {}",
+                a.name,
+                a.cron,
+                a.shell.clone().unwrap_or_else(|| a.command.join(" "))
+            ),
+            Request::ScheduleRemove(a) => format!("schedule_remove {}", a.name),
+            Request::ScheduleList(_) => "schedule_list".to_string(),
+            Request::DesiredOffer(a) => match a.bundle.verify() {
+                Ok(b) => format!(
+                    "desired_offer generation {} revision {} by {}",
+                    b.content.generation, b.content.revision, b.content.issuer
+                ),
+                Err(e) => format!("desired_offer (unverifiable: {e})"),
+            },
+            Request::DesiredStatus(_) => "desired_status".to_string(),
+            Request::DesiredGet(a) => format!(
+                "desired_get {}",
+                a.revision.as_deref().unwrap_or("(applied)")
+            ),
+            Request::DesiredHistory(_) => "desired_history".to_string(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The wire protocol: the frame header the relay routes on and its codec, and the secure
 //! session between two peers. Sans-IO: bytes in, bytes out; no sockets, no runtime.
 
+pub mod blob;
 pub mod frame;
 pub mod message;
 pub mod psk;

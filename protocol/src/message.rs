@@ -22,6 +22,30 @@ pub struct Announcement {
     pub facts: BTreeMap<String, String>,
     pub mode: String,
     pub accepts_commands: bool,
+    /// The operator key this peer acts for, when it acts for one (fleetctl, an MCP node with an
+    /// operator key). Nodes check it against the applied spec's operators.
+    pub operator: Option<OperatorBinding>,
+}
+
+/// Proof that an operator key stands behind a peer: the operator's Ed25519 signature over
+/// [`operator_binding_message`] of the peer's Noise static public key. The handshake proves the
+/// peer holds that static key, so requests on the session come from the operator; a copied
+/// binding is useless without the static private key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorBinding {
+    /// The Ed25519 public key (32 bytes).
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    /// The Ed25519 signature (64 bytes).
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+}
+
+/// The bytes an operator signs to bind its key to a peer's static key.
+pub fn operator_binding_message(static_public_key: &[u8; 32]) -> Vec<u8> {
+    let mut message = b"remote-agents operator binding v1\0".to_vec();
+    message.extend_from_slice(static_public_key);
+    message
 }
 
 /// Why a call failed on the callee's side.
@@ -167,6 +191,10 @@ mod tests {
             facts: BTreeMap::from([("os".into(), "linux".into())]),
             mode: "plan".into(),
             accepts_commands: true,
+            operator: Some(OperatorBinding {
+                key: vec![1; 32],
+                signature: vec![2; 64],
+            }),
         };
         assert_eq!(
             Announcement::decode(&announcement.encode()).unwrap(),

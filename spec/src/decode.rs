@@ -237,6 +237,11 @@ decode_enum!(Mode, Code::UnknownMode, "mode", {
 decode_enum!(Concurrency, Code::BadValue, "concurrency policy", {
     "allow" => Concurrency::Allow, "forbid" => Concurrency::Forbid, "replace" => Concurrency::Replace,
 });
+decode_enum!(Capability, Code::BadValue, "capability", {
+    "read" => Capability::Read, "write" => Capability::Write, "exec" => Capability::Exec,
+    "git" => Capability::Git, "schedule" => Capability::Schedule, "admin" => Capability::Admin,
+    "apply" => Capability::Apply,
+});
 decode_enum!(Reducer, Code::BadValue, "reducer", {
     "sum" => Reducer::Sum, "count" => Reducer::Count, "concat" => Reducer::Concat,
 });
@@ -304,7 +309,9 @@ decode_struct!(Metadata, "metadata", required ["name"], { "name" => name, "label
 decode_struct!(AllowDeny, "allow/deny lists", required [], { "allow" => allow, "deny" => deny });
 decode_struct!(Policy, "policy", required [], { "paths" => paths, "commands" => commands });
 decode_struct!(Defaults, "defaults", required [], { "mode" => mode, "policy" => policy });
-decode_struct!(Operator, "operator", required ["name", "key"], { "name" => name, "key" => key });
+decode_struct!(Operator, "operator", required ["name", "key"], {
+    "name" => name, "key" => key, "target" => target, "allow" => allow,
+});
 decode_struct!(HostEntry, "host entry", required ["name"], {
     "name" => name, "tags" => tags, "facts" => facts, "mode" => mode, "policy" => policy,
 });

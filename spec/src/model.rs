@@ -111,12 +111,79 @@ pub struct Defaults {
 }
 
 /// A public key allowed to command and apply. Format: `ed25519:` followed by the standard
-/// base64 of the 32-byte key.
+/// base64 of the 32-byte key. Once a fleet lists operators, nodes accept desired state and
+/// commands only from them (deny by default), each limited to its `target` hosts and its
+/// `allow`ed capabilities.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Operator {
     pub name: String,
     pub key: String,
+    /// The hosts this key may command (a target selector); all hosts when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// What this key may do on those hosts; everything when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<Capability>,
+}
+
+/// What an operator may do on a host.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Capability {
+    /// Read files, list, search, status and facts.
+    Read,
+    /// Write files.
+    Write,
+    /// Start processes (exec, MapReduce map steps).
+    Exec,
+    /// Git status, pull, commit, push.
+    Git,
+    /// Add and remove schedules by hand.
+    Schedule,
+    /// Change a node's mode by hand (`set_mode`).
+    Admin,
+    /// Sign desired state that nodes apply.
+    Apply,
+}
+
+impl Capability {
+    pub const ALL: [Capability; 7] = [
+        Capability::Read,
+        Capability::Write,
+        Capability::Exec,
+        Capability::Git,
+        Capability::Schedule,
+        Capability::Admin,
+        Capability::Apply,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::Read => "read",
+            Capability::Write => "write",
+            Capability::Exec => "exec",
+            Capability::Git => "git",
+            Capability::Schedule => "schedule",
+            Capability::Admin => "admin",
+            Capability::Apply => "apply",
+        }
+    }
+}
+
+impl std::fmt::Display for Capability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Operator {
+    /// Whether this operator may use `capability` (an empty `allow` list allows everything).
+    pub fn allows(&self, capability: Capability) -> bool {
+        self.allow.is_empty() || self.allow.contains(&capability)
+    }
 }
 
 /// A host by exact name or by glob (`lab-*`); facts here override the host's live facts.

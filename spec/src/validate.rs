@@ -345,7 +345,10 @@ fn check_fleet(check: &mut Check, index: usize, spec: &FleetSpec) {
                 format!("malformed operator key: {problem}"),
             );
             d.expected = Some("`ed25519:` followed by the base64 of a 32-byte public key".into());
-            d.hint = Some("print it with `remote-agents identity --public`".into());
+            d.hint = Some("make one with `fleetctl keygen`, which prints the public key".into());
+        }
+        if let Some(target) = &operator.target {
+            check.selector(index, &format!("{path}.target"), target);
         }
     }
     let mut host_names: HashMap<&str, usize> = HashMap::new();

@@ -63,7 +63,19 @@ fn fleet() -> impl Strategy<Value = Document> {
             mode,
             policy,
         });
-    let operator = (text(), text()).prop_map(|(name, key)| Operator { name, key });
+    let capability = prop::sample::select(Capability::ALL.to_vec());
+    let operator = (
+        text(),
+        text(),
+        option::of(text()),
+        prop::collection::vec(capability, 0..3),
+    )
+        .prop_map(|(name, key, target, allow)| Operator {
+            name,
+            key,
+            target,
+            allow,
+        });
     let defaults = (option::of(mode()), option::of(policy()))
         .prop_map(|(mode, policy)| Defaults { mode, policy });
     (

@@ -1,11 +1,17 @@
 """Drives `remote-agents mcp` with the official MCP Python SDK client (2.x API).
 
-Usage: python mcp_client_test.py BINARY [--agent-id ID] [-- extra args for `remote-agents mcp`]
+Usage: python mcp_client_test.py BINARY [--http] [--agent-id ID] [-- extra args for `remote-agents mcp`]
 
-Lists tools, runs exec, writes then reads a file, switches the target node to plan mode and
-checks that a write and an exec are refused with a clear reason. With --agent-id every call goes
-to that peer through the relay instead of the local node. Exits non-zero on the first failure and
-prints a `N passed, N failed` line.
+Lists tools, runs exec (and a long one that must report progress), writes then reads a file,
+switches the target node to plan mode and checks that a write and an exec are refused with a
+clear reason. With --agent-id every call goes to that peer through the relay instead of the local
+node.
+
+By default the SDK starts the node as a stdio server. With --http the script starts
+`remote-agents mcp --http 127.0.0.1:0`, reads the URL from its stderr, and runs the same checks
+twice over Streamable HTTP: once with the SDK's default negotiation (it probes the stateless
+2026-07-28 protocol) and once forcing the 2025-11-25 initialize handshake (`mode="legacy"`).
+Prints a `N passed, N failed` line and exits non-zero when anything failed.
 """
 
 import asyncio
@@ -13,7 +19,7 @@ import os
 import sys
 import tempfile
 
-from mcp import ClientSession, StdioServerParameters
+from mcp import Client, ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 EXPECTED_TOOLS = {
@@ -39,18 +45,137 @@ def text_of(result):
     return " ".join(getattr(block, "text", "") for block in result.content)
 
 
+async def exercise(session, target, agent_id, path):
+    """The checks, against a ClientSession (stdio) or a Client (HTTP): both have list_tools and
+    call_tool with the same shapes."""
+    if agent_id:
+        # The peer may still be connecting through the relay: wait for it to show up.
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            agents = await session.call_tool("list_agents", {})
+            found = [a for a in agents.structured_content["agents"]
+                     if agent_id in (a["agent_id"], a["name"])]
+            if found:
+                check(not found[0]["local"], f"list_agents shows the peer {agent_id}")
+                break
+            if asyncio.get_running_loop().time() > deadline:
+                check(False, f"peer {agent_id} appeared in list_agents within 30 s")
+                return
+            await asyncio.sleep(0.05)
+
+    listed = await session.list_tools()
+    tools = {t.name: t for t in listed.tools}
+    check(EXPECTED_TOOLS <= set(tools), f"tools/list has every tool ({len(tools)} listed)")
+    check(tools["exec"].annotations.read_only_hint is False
+          and tools["exec"].annotations.destructive_hint is True,
+          "exec is annotated as not read-only and destructive")
+    check(tools["read_file"].annotations.read_only_hint is True,
+          "read_file is annotated read-only")
+    check(all(t.input_schema.get("additionalProperties") is False for t in listed.tools),
+          "every input schema rejects unknown fields")
+
+    info = await session.call_tool("get_info", {**target})
+    check(not info.is_error and info.structured_content["facts"]["os_family"],
+          f"get_info answers ({text_of(info)[:60]!r}...)")
+    if agent_id:
+        check(agent_id in (info.structured_content["name"], info.structured_content["agent_id"]),
+              f"get_info answers from the peer {agent_id}, not the local node")
+
+    result = await session.call_tool("exec", {**target, "argv": ["echo", "hello from mcp"]})
+    sc = result.structured_content or {}
+    check(not result.is_error and sc.get("exit_code") == 0
+          and sc.get("stdout") == "hello from mcp\n",
+          f"exec echo returns stdout and exit code 0 ({sc.get('stdout')!r})")
+
+    # exec reports progress about every second while the command runs; the notifications must
+    # reach the client on every transport, and from a peer through the relay too.
+    updates = []
+
+    async def on_progress(progress, total, message):
+        updates.append((progress, message))
+
+    result = await session.call_tool("exec", {**target, "argv": ["sleep", "2.5"]},
+                                     progress_callback=on_progress)
+    check(not result.is_error and len(updates) >= 1,
+          f"a 2.5 s exec sends progress notifications ({len(updates)} received: {updates[:1]})")
+
+    result = await session.call_tool("write_file", {**target, "path": path, "content": "written by the python sdk\n"})
+    check(not result.is_error and result.structured_content["bytes_written"] == 26,
+          f"write_file writes 26 bytes ({text_of(result)[:80]!r})")
+    result = await session.call_tool("read_file", {**target, "path": path})
+    check(not result.is_error
+          and result.structured_content["content"] == "written by the python sdk\n",
+          "read_file returns what write_file wrote")
+
+    result = await session.call_tool("list_dir", {**target, "path": "/", "recursive": True})
+    check(result.is_error and "recursive" in text_of(result),
+          "an unknown argument is an isError result naming it")
+
+    result = await session.call_tool("set_mode", {**target, "mode": "plan", "ttl_secs": 600, "reason": "python sdk test"})
+    check(not result.is_error and result.structured_content["effective_mode"] == "plan",
+          "set_mode plan takes effect")
+    result = await session.call_tool("write_file", {**target, "path": path, "content": "must not land"})
+    check(result.is_error and "plan mode" in text_of(result),
+          f"write_file is refused in plan mode ({text_of(result)[:90]!r})")
+    result = await session.call_tool("exec", {**target, "argv": ["touch", path + ".exec"]})
+    check(result.is_error and "plan mode" in text_of(result)
+          and not os.path.exists(path + ".exec"),
+          "exec is refused in plan mode")
+    result = await session.call_tool("read_file", {**target, "path": path})
+    check(not result.is_error
+          and result.structured_content["content"] == "written by the python sdk\n",
+          "reads still work in plan mode and the refused write did not land")
+    info = await session.call_tool("get_info", {**target})
+    check(any("overridden to plan" in d for d in info.structured_content["drift"]),
+          "the override is reported as drift")
+    result = await session.call_tool("set_mode", {**target, "mode": "edit"})
+    check(not result.is_error and result.structured_content["effective_mode"] == "edit",
+          "set_mode back to the configured mode clears the override")
+
+
+async def start_http_server(binary, extra, env):
+    """Starts `remote-agents mcp --http 127.0.0.1:0` and returns (process, url) once it listens."""
+    process = await asyncio.create_subprocess_exec(
+        binary, "mcp", "--http", "127.0.0.1:0", *extra,
+        env=env, stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    prefix = "remote-agents: mcp http listening on "
+
+    async def read_url():
+        while True:
+            line = await process.stderr.readline()
+            if not line:
+                raise RuntimeError("remote-agents mcp --http exited before listening")
+            text = line.decode(errors="replace").rstrip()
+            if text.startswith(prefix):
+                return text[len(prefix):]
+            print(f"server: {text}", file=sys.stderr)
+
+    url = await asyncio.wait_for(read_url(), timeout=30)
+
+    async def drain():
+        # Keeps the pipe from filling up (and blocking the server) while the checks run.
+        while await process.stderr.readline():
+            pass
+
+    drainer = asyncio.get_running_loop().create_task(drain())
+    return process, url, drainer
+
+
 async def main():
     args = sys.argv[1:]
     if not args:
-        print("usage: mcp_client_test.py BINARY [--agent-id ID] [-- mcp args]")
+        print("usage: mcp_client_test.py BINARY [--http] [--agent-id ID] [-- mcp args]")
         return 2
     binary = args.pop(0)
     agent_id = None
+    http = False
     extra = []
     while args:
         arg = args.pop(0)
         if arg == "--agent-id":
             agent_id = args.pop(0)
+        elif arg == "--http":
+            http = True
         elif arg == "--":
             extra = args
             break
@@ -59,87 +184,30 @@ async def main():
     env.setdefault("RUST_LOG", "warn")
     if not any(a.startswith("--data-dir") for a in extra):
         extra = ["--data-dir", os.path.join(work, "data")] + extra
-    params = StdioServerParameters(command=binary, args=["mcp", *extra], env=env)
     target = {"agent_id": agent_id} if agent_id else {}
     # Files go under the temp dir, which is an allowed root by default on the target node.
     path = os.path.join(tempfile.gettempdir(), f"ra-mcp-{os.getpid()}-{os.urandom(4).hex()}.txt")
 
-    async with stdio_client(params) as (read, write):
-        async with ClientSession(read, write) as session:
-            await session.initialize()
-
-            if agent_id:
-                # The peer may still be connecting through the relay: wait for it to show up.
-                deadline = asyncio.get_running_loop().time() + 30
-                while True:
-                    agents = await session.call_tool("list_agents", {})
-                    found = [a for a in agents.structured_content["agents"]
-                             if agent_id in (a["agent_id"], a["name"])]
-                    if found:
-                        check(not found[0]["local"], f"list_agents shows the peer {agent_id}")
-                        break
-                    if asyncio.get_running_loop().time() > deadline:
-                        check(False, f"peer {agent_id} appeared in list_agents within 30 s")
-                        print(f"{passed} passed, {failed} failed")
-                        return 1
-                    await asyncio.sleep(0.05)
-
-            listed = await session.list_tools()
-            tools = {t.name: t for t in listed.tools}
-            check(EXPECTED_TOOLS <= set(tools), f"tools/list has every tool ({len(tools)} listed)")
-            check(tools["exec"].annotations.read_only_hint is False
-                  and tools["exec"].annotations.destructive_hint is True,
-                  "exec is annotated as not read-only and destructive")
-            check(tools["read_file"].annotations.read_only_hint is True,
-                  "read_file is annotated read-only")
-            check(all(t.input_schema.get("additionalProperties") is False for t in listed.tools),
-                  "every input schema rejects unknown fields")
-
-            info = await session.call_tool("get_info", {**target})
-            check(not info.is_error and info.structured_content["facts"]["os_family"],
-                  f"get_info answers ({text_of(info)[:60]!r}...)")
-            if agent_id:
-                check(agent_id in (info.structured_content["name"], info.structured_content["agent_id"]),
-                      f"get_info answers from the peer {agent_id}, not the local node")
-
-            result = await session.call_tool("exec", {**target, "argv": ["echo", "hello from mcp"]})
-            sc = result.structured_content or {}
-            check(not result.is_error and sc.get("exit_code") == 0
-                  and sc.get("stdout") == "hello from mcp\n",
-                  f"exec echo returns stdout and exit code 0 ({sc.get('stdout')!r})")
-
-            result = await session.call_tool("write_file", {**target, "path": path, "content": "written by the python sdk\n"})
-            check(not result.is_error and result.structured_content["bytes_written"] == 26,
-                  f"write_file writes 26 bytes ({text_of(result)[:80]!r})")
-            result = await session.call_tool("read_file", {**target, "path": path})
-            check(not result.is_error
-                  and result.structured_content["content"] == "written by the python sdk\n",
-                  "read_file returns what write_file wrote")
-
-            result = await session.call_tool("list_dir", {**target, "path": "/", "recursive": True})
-            check(result.is_error and "recursive" in text_of(result),
-                  "an unknown argument is an isError result naming it")
-
-            result = await session.call_tool("set_mode", {**target, "mode": "plan", "ttl_secs": 600, "reason": "python sdk test"})
-            check(not result.is_error and result.structured_content["effective_mode"] == "plan",
-                  "set_mode plan takes effect")
-            result = await session.call_tool("write_file", {**target, "path": path, "content": "must not land"})
-            check(result.is_error and "plan mode" in text_of(result),
-                  f"write_file is refused in plan mode ({text_of(result)[:90]!r})")
-            result = await session.call_tool("exec", {**target, "argv": ["touch", path + ".exec"]})
-            check(result.is_error and "plan mode" in text_of(result)
-                  and not os.path.exists(path + ".exec"),
-                  "exec is refused in plan mode")
-            result = await session.call_tool("read_file", {**target, "path": path})
-            check(not result.is_error
-                  and result.structured_content["content"] == "written by the python sdk\n",
-                  "reads still work in plan mode and the refused write did not land")
-            info = await session.call_tool("get_info", {**target})
-            check(any("overridden to plan" in d for d in info.structured_content["drift"]),
-                  "the override is reported as drift")
-            result = await session.call_tool("set_mode", {**target, "mode": "edit"})
-            check(not result.is_error and result.structured_content["effective_mode"] == "edit",
-                  "set_mode back to the configured mode clears the override")
+    if not http:
+        params = StdioServerParameters(command=binary, args=["mcp", *extra], env=env)
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                await exercise(session, target, agent_id, path)
+    else:
+        process, url, _drainer = await start_http_server(binary, extra, env)
+        print(f"server: {url}")
+        try:
+            for mode, expect_version in (("auto", None), ("legacy", "2025-11-25")):
+                async with Client(url, mode=mode) as client:
+                    version = client.protocol_version
+                    check(expect_version is None or version == expect_version,
+                          f"mode={mode}: negotiated protocol {version}")
+                    await exercise(client, target, agent_id, f"{path}.{mode}")
+        finally:
+            process.terminate()
+            code = await process.wait()
+        check(code == 0, f"remote-agents mcp --http stops cleanly on SIGTERM (exit {code})")
 
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0

@@ -25,8 +25,12 @@ pub const ENCRYPTION_KEY: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a
 #[derive(Debug, Clone)]
 pub struct NodeSpec {
     pub name: String,
+    /// Empty: no `--tags` flag.
     pub tags: Vec<String>,
+    /// Empty: no `--mode` flag.
     pub mode: String,
+    /// More arguments for `remote-agents run`.
+    pub args: Vec<String>,
 }
 
 impl NodeSpec {
@@ -35,7 +39,18 @@ impl NodeSpec {
             name: name.to_string(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
             mode: mode.to_string(),
+            args: Vec::new(),
         }
+    }
+
+    /// A node started with only a name: the spec gives it its tags and mode.
+    pub fn bare(name: &str) -> Self {
+        NodeSpec::new(name, &[], "")
+    }
+
+    pub fn with_args(mut self, args: &[&str]) -> Self {
+        self.args = args.iter().map(|a| a.to_string()).collect();
+        self
     }
 }
 
@@ -86,6 +101,38 @@ impl TestFleet {
         Ok(fleet)
     }
 
+    /// Starts (or restarts, with the same data) one node; does not wait for it.
+    pub fn start_node(&mut self, node: &NodeSpec) -> anyhow::Result<()> {
+        self.spawn(node)
+    }
+
+    /// Sends one request (an `ops::Request` as JSON) to the named host from the observer (a
+    /// peer with no operator key) and returns the outcome as JSON.
+    pub async fn call(
+        &self,
+        host: &str,
+        request: serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let peer = self
+            .observer
+            .peers()
+            .into_iter()
+            .find(|p| p.announcement.name == host)
+            .with_context(|| format!("{host} is not connected"))?;
+        let envelope = serde_json::json!({
+            "id": uuid::Uuid::new_v4().to_string(),
+            "caller": "test",
+            "request": request,
+        });
+        let mut call = self
+            .observer
+            .call(peer.peer_id, serde_json::to_vec(&envelope)?, DEADLINE)
+            .await?;
+        let (_, response) = call.collect().await?;
+        let reply: serde_json::Value = serde_json::from_slice(&response)?;
+        Ok(reply["outcome"].clone())
+    }
+
     fn spawn(&mut self, node: &NodeSpec) -> anyhow::Result<()> {
         // The node's state and its user's home are separate: a node never lets requests write
         // into its own data dir.
@@ -94,10 +141,18 @@ impl TestFleet {
         std::fs::create_dir_all(&home)?;
         std::fs::create_dir_all(&data_dir)?;
         let log = std::fs::File::create(home.with_extension("log"))?;
-        let child = Command::new(node_binary()?)
+        let mut command = Command::new(node_binary()?);
+        command
             .args(["run", "--relay", &self.relay_url, "--room", &self.room])
-            .args(["--encryption-key", ENCRYPTION_KEY, "--name", &node.name])
-            .args(["--tags", &node.tags.join(","), "--mode", &node.mode])
+            .args(["--encryption-key", ENCRYPTION_KEY, "--name", &node.name]);
+        if !node.tags.is_empty() {
+            command.args(["--tags", &node.tags.join(",")]);
+        }
+        if !node.mode.is_empty() {
+            command.args(["--mode", &node.mode]);
+        }
+        let child = command
+            .args(&node.args)
             .arg("--data-dir")
             .arg(&data_dir)
             // Commands on the node see which node they run on, so tests can make hosts differ.
@@ -175,6 +230,9 @@ impl TestFleet {
             .env("REMOTE_AGENTS_ROOM", &self.room)
             .env("REMOTE_AGENTS_ENCRYPTION_KEY", ENCRYPTION_KEY)
             .env("REMOTE_AGENTS_DATA_DIR", self.fleetctl_data_dir())
+            // Never the operator key of whoever runs the tests (~/.config/remote-agents).
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .env_remove("REMOTE_AGENTS_OPERATOR_KEY")
             .env_remove("REMOTE_AGENTS_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -183,6 +183,7 @@ impl TestNode {
             tags: vec!["test".into()],
             mode: "plan".into(),
             accepts_commands: true,
+            operator: None,
             ..Announcement::default()
         };
         config.reconnect_min = Duration::from_millis(50);

@@ -1,8 +1,13 @@
 //! The one end-to-end test binary: real binaries on 127.0.0.1. Each capability is a module.
 
 mod adversarial;
+mod desired;
+mod desired_watch;
 mod fleet_fanout;
+mod mapreduce;
+mod mcp_http;
 mod net_rpc;
 mod node;
 mod relay_binary;
 mod relay_conformance;
+mod schedules;

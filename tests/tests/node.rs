@@ -254,6 +254,19 @@ async fn a_peer_through_the_relay_runs_exec_and_writes_under_its_own_policy() ->
         )
         .await?;
     assert_eq!(result["isError"], json!(false), "{result}");
+    // B re-announces its mode, so A's list_agents stops showing the stale `edit`.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let agent = wait_for_agent(&mut a, "node-b").await?;
+        if agent["mode"] == "plan" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node-b's new mode never reached node-a: {agent}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let result = a
         .call_tool(
             "write_file",
@@ -335,5 +348,115 @@ async fn a_long_exec_reports_progress_and_cancellation_kills_it() -> anyhow::Res
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_exec_relays_progress_and_cancellation_kills_it_on_the_peer()
+-> anyhow::Result<()> {
+    let relay = remote_agents_tests::relay::TestRelay::start().await?;
+    let tmp = tempfile::tempdir()?;
+    let b_data = tmp.path().join("b").display().to_string();
+    let a_data = tmp.path().join("a").display().to_string();
+    let room = format!("room-{}", uuid::Uuid::new_v4().simple());
+    let common = [
+        "--relay",
+        relay.url.as_str(),
+        "--room",
+        room.as_str(),
+        "--token",
+        "e2e-token",
+    ];
+    let mut b = tokio::process::Command::new(node_binary()?)
+        .arg("run")
+        .args(common)
+        .args(["--name", "node-b", "--data-dir", &b_data])
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut a_args = common.to_vec();
+    a_args.extend(["--name", "node-a", "--data-dir", &a_data]);
+    let mut a = McpProcess::start(&a_args, &[]).await?;
+    wait_for_agent(&mut a, "node-b").await?;
+
+    let marker = format!("ra-forward-cancel-{}", uuid::Uuid::new_v4().simple());
+    let id = a
+        .send(
+            "tools/call",
+            json!({
+                "name": "exec",
+                "arguments": {"agent_id": "node-b", "argv": ["sh", "-c", "sleep 60", marker]},
+                "_meta": {"progressToken": "forwarded"},
+            }),
+        )
+        .await?;
+    // node-b's progress comes back through the relay as RPC chunks and out as MCP progress.
+    loop {
+        let message = a.next_message(Duration::from_secs(10)).await?;
+        if message["method"] == "notifications/progress" {
+            assert_eq!(message["params"]["progressToken"], "forwarded");
+            assert!(
+                message["params"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("running"),
+                "{message}"
+            );
+            break;
+        }
+        assert!(
+            message.get("id") != Some(&json!(id)),
+            "the forwarded exec ended early: {message}"
+        );
+    }
+    assert!(
+        process_alive(&marker),
+        "the command is not running on node-b"
+    );
+    // Cancelling on node-a cancels the RPC, which kills the process group on node-b.
+    a.notify(
+        "notifications/cancelled",
+        json!({"requestId": id, "reason": "test"}),
+    )
+    .await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while process_alive(&marker) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cancellation did not reach node-b"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The same for a fan-out: cancelling fleet_exec stops the command on the hosts it reached.
+    let marker = format!("ra-fleet-cancel-{}", uuid::Uuid::new_v4().simple());
+    let id = a
+        .send_tool(
+            "fleet_exec",
+            json!({"target": "name:node-b", "argv": ["sh", "-c", "sleep 60", marker]}),
+        )
+        .await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !process_alive(&marker) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fleet_exec never started the command on node-b"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.notify(
+        "notifications/cancelled",
+        json!({"requestId": id, "reason": "test"}),
+    )
+    .await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while process_alive(&marker) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cancelling fleet_exec did not stop the command on node-b"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b.start_kill()?;
     Ok(())
 }

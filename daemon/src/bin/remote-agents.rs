@@ -49,10 +49,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo(args) => remote_agents::demo::run(args).await,
         Command::Run(flags) => {
-            remote_agents::node::run(Settings::resolve(&flags, &ProcessEnv)?, false).await
+            remote_agents::node::run(Settings::resolve(&flags.node_flags(), &ProcessEnv)?, None)
+                .await
         }
         Command::Mcp(flags) | Command::Hybrid(flags) => {
-            remote_agents::node::run(Settings::resolve(&flags, &ProcessEnv)?, true).await
+            let transport = flags.transport()?;
+            let settings = Settings::resolve(&flags.node_flags(), &ProcessEnv)?;
+            remote_agents::node::run(settings, Some(transport)).await
         }
         Command::Audit { flags, limit, json } => {
             let settings = Settings::resolve(&flags, &ProcessEnv)?;

@@ -153,6 +153,11 @@ pub enum FleetCommand {
         #[command(subcommand)]
         action: GitAction,
     },
+    /// Schedules on every targeted host: add, remove or list imperative schedules.
+    Schedule {
+        #[command(subcommand)]
+        action: ScheduleAction,
+    },
     /// Search files on every targeted host.
     Search {
         #[command(flatten)]
@@ -167,6 +172,72 @@ pub enum FleetCommand {
         #[arg(long)]
         root: Vec<String>,
     },
+}
+
+/// `fleetctl schedule ...`: imperative schedules on the targeted hosts (reported as drift there
+/// unless the spec holds them).
+#[derive(Debug, Clone, Subcommand)]
+pub enum ScheduleAction {
+    /// Add (or replace) a schedule:
+    /// `fleetctl schedule add -t web backup --cron '0 3 * * *' -- /usr/local/bin/backup`.
+    Add {
+        #[command(flatten)]
+        fanout: FanoutFlags,
+        /// The schedule's name (letters, digits, `.`, `_`, `-`); an existing one is replaced.
+        #[arg(value_name = "NAME")]
+        schedule: String,
+        /// Crontab line in each host's local time zone: 5 fields, an optional leading seconds
+        /// field, or @hourly/@daily/@weekly/@monthly.
+        #[arg(long)]
+        cron: String,
+        /// Run the words after `--` as one `/bin/sh -c` line (where the host's policy grants a
+        /// shell).
+        #[arg(long)]
+        shell: bool,
+        /// Kill a run after this long (`30s`, `5m`); default 60s.
+        #[arg(long, value_parser = parse_duration)]
+        run_timeout: Option<Duration>,
+        /// When a slot comes due while the previous run still runs: forbid (skip it), allow,
+        /// or replace (cancel the running one).
+        #[arg(long, value_parser = parse_concurrency)]
+        concurrency_policy: Option<remote_agents_spec::Concurrency>,
+        /// Remove the schedule after this long (`1h`, `7d`); default: never.
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<Duration>,
+        /// The program and its arguments.
+        #[arg(required = true, last = true)]
+        argv: Vec<String>,
+    },
+    /// Remove a schedule (a run already going finishes).
+    Remove {
+        #[command(flatten)]
+        fanout: FanoutFlags,
+        #[arg(value_name = "NAME")]
+        schedule: String,
+    },
+    /// List schedules with their recent runs.
+    List {
+        #[command(flatten)]
+        fanout: FanoutFlags,
+        /// Only this schedule.
+        #[arg(value_name = "NAME")]
+        schedule: Option<String>,
+        /// Recent runs shown per schedule.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+}
+
+fn parse_concurrency(text: &str) -> Result<remote_agents_spec::Concurrency, String> {
+    use remote_agents_spec::Concurrency;
+    match text {
+        "forbid" => Ok(Concurrency::Forbid),
+        "allow" => Ok(Concurrency::Allow),
+        "replace" => Ok(Concurrency::Replace),
+        other => Err(format!(
+            "unknown concurrency policy {other:?}: expected forbid, allow or replace"
+        )),
+    }
 }
 
 /// `fleetctl jobs`: the stored history of fan-outs.
@@ -194,7 +265,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{e}: expected a duration like 5s, 2m or 1h, got {text:?}"))
 }
 
-fn resolve_settings(flags: &ConnectFlags) -> anyhow::Result<Settings> {
+pub(crate) fn resolve_settings(flags: &ConnectFlags) -> anyhow::Result<Settings> {
     let mut node = flags.node.clone();
     if node.config.is_none()
         && let Some(context) = &flags.context
@@ -214,7 +285,7 @@ fn resolve_settings(flags: &ConnectFlags) -> anyhow::Result<Settings> {
 }
 
 /// fleetctl's own state folder: identity and job history, beside (not inside) a node's.
-fn fleetctl_dir(settings: &Settings) -> anyhow::Result<PathBuf> {
+pub(crate) fn fleetctl_dir(settings: &Settings) -> anyhow::Result<PathBuf> {
     let dir = settings.data_dir.value.join("fleetctl");
     crate::config::ensure_data_dir(&dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -225,6 +296,8 @@ fn fleetctl_dir(settings: &Settings) -> anyhow::Result<PathBuf> {
 pub struct Connection {
     pub net: Net,
     pub agent_id: String,
+    /// The room key, for sealing what fleetctl leaves at the relay.
+    pub psk: remote_agents_protocol::psk::Psk,
     _shutdown: tokio_util::sync::DropGuard,
 }
 
@@ -238,18 +311,23 @@ impl Connection {
     ) -> anyhow::Result<Self> {
         let identity = Identity::load_or_create(dir)?;
         let agent_id = identity.agent_id();
+        // Bound to the operator key, so nodes of a fleet that lists operators know who asks.
+        let operator = crate::fleetctl::desired::operator_key(settings)?
+            .map(|key| key.bind(&identity.public_key()));
         let announcement = remote_agents_protocol::message::Announcement {
             name: format!("fleetctl-{}", &agent_id[..8.min(agent_id.len())]),
             tags: Vec::new(),
             facts: BTreeMap::new(),
             mode: "disabled".into(),
             accepts_commands: false,
+            operator,
         };
         let config = crate::node::net_config(settings, announcement)?.context(
             "no relay configured: pass --relay, --room and --token (or set REMOTE_AGENTS_RELAY, \
              REMOTE_AGENTS_ROOM, REMOTE_AGENTS_TOKEN)",
         )?;
         let shutdown = CancellationToken::new();
+        let psk = config.psk.clone();
         let net = Net::start(&identity, config, None, shutdown.clone());
         net.wait_settled(timeout).await.map_err(|e| {
             anyhow::anyhow!(
@@ -259,9 +337,21 @@ impl Connection {
         })?;
         Ok(Connection {
             net,
+            psk,
             agent_id: identity.agent_id(),
             _shutdown: shutdown.drop_guard(),
         })
+    }
+
+    /// A connection a node already holds (watch mode and the MCP spec tools publish over the
+    /// node's own relay connection); dropping it leaves that connection running.
+    pub fn of_node(net: Net, agent_id: String, psk: remote_agents_protocol::psk::Psk) -> Self {
+        Connection {
+            net,
+            agent_id,
+            psk,
+            _shutdown: CancellationToken::new().drop_guard(),
+        }
     }
 }
 
@@ -497,6 +587,7 @@ fn build_request(command: FleetCommand) -> anyhow::Result<(FanoutFlags, Request,
             };
             (fanout, request, summary)
         }
+        FleetCommand::Schedule { action } => schedule_request(action),
         FleetCommand::Search {
             fanout,
             name,
@@ -520,6 +611,64 @@ fn build_request(command: FleetCommand) -> anyhow::Result<(FanoutFlags, Request,
             (fanout, request, summary)
         }
     })
+}
+
+fn schedule_request(action: ScheduleAction) -> (FanoutFlags, Request, String) {
+    use crate::schedule::{ScheduleAddArgs, ScheduleListArgs, ScheduleRemoveArgs};
+    match action {
+        ScheduleAction::Add {
+            fanout,
+            schedule: name,
+            cron,
+            shell,
+            run_timeout,
+            concurrency_policy,
+            ttl,
+            argv,
+        } => {
+            let summary = format!("schedule add {name} `{cron}` {}", argv.join(" "));
+            let (command, shell) = if shell {
+                (Vec::new(), Some(argv.join(" ")))
+            } else {
+                (argv, None)
+            };
+            let request = Request::ScheduleAdd(ScheduleAddArgs {
+                agent_id: None,
+                name,
+                cron,
+                command,
+                shell,
+                timeout_secs: run_timeout.map(|t| t.as_secs_f64()),
+                concurrency: concurrency_policy,
+                ttl_secs: ttl.map(|t| t.as_secs().max(1)),
+            });
+            (fanout, request, summary)
+        }
+        ScheduleAction::Remove {
+            fanout,
+            schedule: name,
+        } => {
+            let summary = format!("schedule remove {name}");
+            let request = Request::ScheduleRemove(ScheduleRemoveArgs {
+                agent_id: None,
+                name,
+            });
+            (fanout, request, summary)
+        }
+        ScheduleAction::List {
+            fanout,
+            schedule: name,
+            runs,
+        } => {
+            let summary = format!("schedule list {}", name.as_deref().unwrap_or("*"));
+            let request = Request::ScheduleList(ScheduleListArgs {
+                agent_id: None,
+                name,
+                runs: Some(runs),
+            });
+            (fanout, request, summary)
+        }
+    }
 }
 
 fn print_job(job: &Job, output: OutputFormat) -> anyhow::Result<()> {
@@ -585,6 +734,54 @@ pub fn jobs_command(command: &JobsCommand) -> anyhow::Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schedule_commands_parse_into_schedule_requests() {
+        use clap::Parser;
+        let cli = crate::fleetctl::Cli::try_parse_from([
+            "fleetctl",
+            "schedule",
+            "add",
+            "-t",
+            "web",
+            "tick",
+            "--cron",
+            "*/5 * * * *",
+            "--concurrency-policy",
+            "replace",
+            "--ttl",
+            "1h",
+            "--",
+            "sh",
+            "-c",
+            "date",
+        ])
+        .unwrap();
+        let crate::fleetctl::Command::Fleet(command) = cli.command else {
+            panic!("not a fleet command");
+        };
+        let (fanout, request, _) = build_request(command).unwrap();
+        assert_eq!(fanout.target, "web");
+        let Request::ScheduleAdd(args) = request else {
+            panic!("not schedule_add: {request:?}");
+        };
+        assert_eq!(args.name, "tick");
+        assert_eq!(args.command, ["sh", "-c", "date"]);
+        assert_eq!(
+            args.concurrency,
+            Some(remote_agents_spec::Concurrency::Replace)
+        );
+        assert_eq!(args.ttl_secs, Some(3600));
+        for argv in [
+            &["fleetctl", "schedule", "remove", "-t", "all", "tick"][..],
+            &["fleetctl", "schedule", "list", "-t", "all", "--runs", "3"][..],
+        ] {
+            assert!(
+                crate::fleetctl::Cli::try_parse_from(argv).is_ok(),
+                "{argv:?}"
+            );
+        }
+    }
 
     #[test]
     fn durations_read_like_5s_2m_1h() {

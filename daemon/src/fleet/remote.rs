@@ -89,11 +89,17 @@ pub struct NetCaller {
 impl HostCaller for NetCaller {
     fn call(&self, target: Target, timeout: Duration) -> BoxFuture<'static, HostRecord> {
         let net = self.net.clone();
-        let os = target
-            .agent_id
-            .as_deref()
-            .and_then(|id| net.peers().into_iter().find(|p| p.agent_id == id))
-            .and_then(|p| host_facts(&p).facts.get("os").cloned());
+        // Only a per-OS command map needs the host's facts; look up just this one peer.
+        let os = if self.per_os.is_empty() {
+            None
+        } else {
+            target
+                .agent_id
+                .as_deref()
+                .and_then(|id| id.parse::<PeerId>().ok())
+                .and_then(|id| net.peer(&id))
+                .and_then(|p| host_facts(&p).facts.get("os").cloned())
+        };
         let request = os
             .and_then(|os| self.per_os.get(&os).cloned())
             .unwrap_or_else(|| self.request.clone())

@@ -2,6 +2,7 @@
 //! spec files (`validate`, `diff`/`plan`, `explain`, `convert`); online commands (`apply`,
 //! `exec`, `status`, ...) join [`Command`] as further variants with their own modules.
 
+pub mod desired;
 mod offline;
 pub(crate) mod sources;
 
@@ -31,9 +32,23 @@ pub struct Cli {
 pub enum Command {
     /// Check spec files; exit 0 when valid, 1 when not (diagnostics on stderr).
     Validate(ValidateArgs),
-    /// Show what would change going from --against to -f; exit 0 no changes, 1 changes, 2 error.
+    /// Show what would change going from --against (or, without it, the live fleet) to -f;
+    /// exit 0 no changes, 1 changes or drift, 2 error.
     #[command(alias = "plan")]
     Diff(DiffArgs),
+    /// Validate, plan against the live fleet, sign and publish a new generation; with --wait,
+    /// block until every host reports it (exit 1 if any host failed or timed out).
+    Apply(desired::ApplyArgs),
+    /// Per host: applied generation, sync state, health, mode and drift.
+    Status(desired::StatusArgs),
+    /// List hosts, schedules or jobs of the live fleet.
+    Get(desired::GetArgs),
+    /// The generations applied to the fleet.
+    History(desired::HistoryArgs),
+    /// Publish an older generation's content as a new generation.
+    Rollback(desired::RollbackArgs),
+    /// Make an operator key (prints the public key for the spec's `operators`).
+    Keygen(desired::KeygenArgs),
     /// Show a host's effective config and where each value was set.
     Explain(ExplainArgs),
     /// Print the spec in the other spelling (YAML <-> KDL); comments are not carried over.
@@ -44,6 +59,9 @@ pub enum Command {
     Fleet(crate::fleet::cli::FleetCommand),
     /// The stored history of fan-outs, or one job in full.
     Jobs(crate::fleet::cli::JobsCommand),
+    /// MapReduce jobs over the fleet: `fleetctl mapreduce run ...`.
+    #[command(subcommand)]
+    Mapreduce(crate::mapreduce::cli::MapReduceCommand),
 }
 
 /// `-o text|json|yaml` for commands whose output is data.
@@ -70,11 +88,13 @@ pub struct DiffArgs {
     #[arg(short = 'f', long = "filename", required = true)]
     pub path: PathBuf,
     /// The old side: a path, or a git revision of the repository that holds -f (the same
-    /// folder is read at that revision).
+    /// folder is read at that revision). Without it, -f is compared with the live fleet.
     #[arg(long)]
-    pub against: String,
+    pub against: Option<String>,
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: OutputFormat,
+    #[command(flatten)]
+    pub connect: crate::fleet::cli::ConnectFlags,
 }
 
 #[derive(Debug, Args)]
@@ -111,17 +131,34 @@ fn parse_fact(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Runs one command that talks to the live fleet on a fresh runtime.
+fn online(future: impl std::future::Future<Output = anyhow::Result<u8>>) -> anyhow::Result<u8> {
+    tokio::runtime::Runtime::new()?.block_on(future)
+}
+
 /// Runs a parsed command and returns the process exit status. Errors are printed to stderr.
 pub fn run(cli: Cli) -> u8 {
     let result = match cli.command {
         Command::Validate(args) => offline::validate(&args),
-        Command::Diff(args) => offline::diff(&args),
+        Command::Diff(args) => match &args.against {
+            Some(against) => offline::diff(&args, against),
+            None => online(desired::diff_live(&args.path, &args.connect)),
+        },
+        Command::Apply(args) => online(desired::apply(&args)),
+        Command::Status(args) => online(desired::status(&args)),
+        Command::Get(args) => online(desired::get(&args)),
+        Command::History(args) => online(desired::history(&args)),
+        Command::Rollback(args) => online(desired::rollback(&args)),
+        Command::Keygen(args) => desired::keygen(&args),
         Command::Explain(args) => offline::explain(&args),
         Command::Convert(args) => offline::convert(&args),
         Command::Fleet(command) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|runtime| runtime.block_on(crate::fleet::cli::run(command))),
         Command::Jobs(command) => crate::fleet::cli::jobs_command(&command),
+        Command::Mapreduce(command) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| runtime.block_on(crate::mapreduce::cli::run(command))),
     };
     match result {
         Ok(code) => code,

@@ -80,12 +80,12 @@ pub fn validate(args: &ValidateArgs) -> Result<u8> {
     Ok(EXIT_OK)
 }
 
-pub fn diff(args: &DiffArgs) -> Result<u8> {
+pub fn diff(args: &DiffArgs, against: &str) -> Result<u8> {
     let new_files = read_paths(std::slice::from_ref(&args.path))?;
-    let old_files = if Path::new(&args.against).exists() {
-        read_paths(&[args.against.clone().into()])?
+    let old_files = if Path::new(against).exists() {
+        read_paths(&[against.into()])?
     } else {
-        read_at_revision(&args.path, &args.against)?
+        read_at_revision(&args.path, against)?
     };
     let (Some(new), Some(old)) = (load_valid(&new_files), load_valid(&old_files)) else {
         eprintln!("fleetctl: error: cannot plan from an invalid spec");

@@ -110,7 +110,7 @@ pub fn read_at_revision(path: &Path, revision: &str) -> Result<Vec<(String, Stri
     Ok(files)
 }
 
-fn collect_tree(
+pub(crate) fn collect_tree(
     repository: &git2::Repository,
     tree: &git2::Tree,
     prefix: &Path,

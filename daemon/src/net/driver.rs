@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use backon::BackoffBuilder;
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use remote_agents_protocol::frame::{
     Body, Frame, FrameKind, Header, PeerId, close_code, connect_path, room_id_from_name,
 };
@@ -79,7 +79,7 @@ pub async fn connect_relay(
         .max_message_size(Some(max_frame + 1024))
         .max_frame_size(Some(max_frame + 1024))
         .read_buffer_size(read_buffer)
-        .write_buffer_size(0);
+        .write_buffer_size(WRITE_BUFFER);
     match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
         Ok((socket, _response)) => Ok(socket),
         Err(tungstenite::Error::Http(response)) => {
@@ -127,6 +127,15 @@ impl ReconnectBackoff {
     }
 }
 
+/// Most relay frames, or most commands, handled in one pass of the driver loop before its
+/// writes are flushed: enough to batch a fan-out's burst, few enough to keep timers and the
+/// other direction responsive.
+const BATCH: usize = 64;
+
+/// Bytes of outgoing frames tungstenite collects before it writes to the socket; the loop
+/// flushes after every pass, so this only merges the frames of one pass into fewer writes.
+const WRITE_BUFFER: usize = 64 * 1024;
+
 /// How long a handler may keep running after its deadline fired its cancellation token.
 const HANDLER_GRACE: Duration = Duration::from_secs(2);
 
@@ -168,6 +177,34 @@ pub(crate) struct Driver {
     inbound: HashMap<(PeerId, u64), InboundCall>,
     notifications: HashMap<(PeerId, u64), Vec<u8>>,
     next_notification: u64,
+    /// Frames for the relay itself (retained store requests), sent with the session frames.
+    relay_frames: Vec<Bytes>,
+    /// Retained-store requests waiting for the relay's answer, by frame id.
+    retain_waiters: HashMap<u64, RetainWaiter>,
+    next_relay_request: u64,
+}
+
+/// A retained-store request in flight at the relay.
+enum RetainWaiter {
+    Put(tokio::sync::oneshot::Sender<Result<(), CallError>>),
+    /// The blobs received so far (oldest first) and where to send them at the closing `ACK`.
+    Get(
+        Vec<Vec<u8>>,
+        tokio::sync::oneshot::Sender<Result<Vec<Vec<u8>>, CallError>>,
+    ),
+}
+
+impl RetainWaiter {
+    fn fail(self, error: CallError) {
+        match self {
+            RetainWaiter::Put(done) => {
+                let _ = done.send(Err(error));
+            }
+            RetainWaiter::Get(_, done) => {
+                let _ = done.send(Err(error));
+            }
+        }
+    }
 }
 
 fn unix_nanos() -> u64 {
@@ -210,6 +247,9 @@ impl Driver {
             inbound: HashMap::new(),
             notifications: HashMap::new(),
             next_notification: 1,
+            relay_frames: Vec::new(),
+            retain_waiters: HashMap::new(),
+            next_relay_request: 1,
         }
     }
 
@@ -330,6 +370,16 @@ impl Driver {
                 self.calls.remove(&call);
             }
             Command::Reply { .. } => {}
+            Command::RetainPut { done, .. } => {
+                let _ = done.send(Err(CallError::Unreachable(
+                    "not connected to the relay".into(),
+                )));
+            }
+            Command::RetainGet { done, .. } => {
+                let _ = done.send(Err(CallError::Unreachable(
+                    "not connected to the relay".into(),
+                )));
+            }
         }
     }
 
@@ -346,24 +396,31 @@ impl Driver {
                     let _ = sink.send(Message::Close(None)).await;
                     return Ended::Shutdown;
                 }
-                message = stream.next() => match message {
-                    Some(Ok(Message::Binary(bytes))) => {
-                        if self.on_frame(bytes) {
-                            backoff.reset();
+                message = stream.next() => {
+                    if let Some(ended) = self.on_message(message, backoff) {
+                        return ended;
+                    }
+                    // Frames that are already readable are handled before writing, so a burst
+                    // (a fan-out's answers, its requests on a node) costs one flush, not one each.
+                    for _ in 1..BATCH {
+                        let Some(message) = stream.next().now_or_never() else {
+                            break;
+                        };
+                        if let Some(ended) = self.on_message(message, backoff) {
+                            return ended;
                         }
                     }
-                    Some(Ok(Message::Close(frame))) => {
-                        let (code, reason) = frame
-                            .map(|frame| (u16::from(frame.code), frame.reason.to_string()))
-                            .unwrap_or((1005, String::new()));
-                        return Ended::Closed(code, reason);
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(error)) => return Ended::Lost(error.to_string()),
-                    None => return Ended::Lost("stream ended".into()),
-                },
+                }
                 command = self.commands.recv() => match command {
-                    Some(command) => self.on_command(command),
+                    Some(command) => {
+                        self.on_command(command);
+                        for _ in 1..BATCH {
+                            let Ok(command) = self.commands.try_recv() else {
+                                break;
+                            };
+                            self.on_command(command);
+                        }
+                    }
                     None => return Ended::Shutdown,
                 },
                 _ = tokio::time::sleep_until(timer) => {
@@ -372,6 +429,12 @@ impl Driver {
             }
             self.drain_events();
             let mut wrote = false;
+            for frame in std::mem::take(&mut self.relay_frames) {
+                wrote = true;
+                if let Err(error) = sink.feed(Message::Binary(frame)).await {
+                    return Ended::Lost(error.to_string());
+                }
+            }
             while let Some(outgoing) = self.sessions.poll_transmit() {
                 wrote = true;
                 if let Err(error) = sink.feed(Message::Binary(outgoing.frame.into())).await {
@@ -381,6 +444,34 @@ impl Driver {
             if wrote && let Err(error) = sink.flush().await {
                 return Ended::Lost(error.to_string());
             }
+        }
+    }
+
+    /// Handles one message from the relay; `Some` when the connection is over.
+    fn on_message(
+        &mut self,
+        message: Option<Result<Message, tungstenite::Error>>,
+        backoff: &mut ReconnectBackoff,
+    ) -> Option<Ended> {
+        match message {
+            Some(Ok(Message::Binary(bytes))) => {
+                if self.on_frame(bytes) {
+                    backoff.reset();
+                }
+                // A handshake completed by this frame must register the peer before the next
+                // frame of the same batch (often the first request on the new session).
+                self.drain_events();
+                None
+            }
+            Some(Ok(Message::Close(frame))) => {
+                let (code, reason) = frame
+                    .map(|frame| (u16::from(frame.code), frame.reason.to_string()))
+                    .unwrap_or((1005, String::new()));
+                Some(Ended::Closed(code, reason))
+            }
+            Some(Ok(_)) => None,
+            Some(Err(error)) => Some(Ended::Lost(error.to_string())),
+            None => Some(Ended::Lost("stream ended".into())),
         }
     }
 
@@ -455,13 +546,34 @@ impl Driver {
             FrameKind::Error => {
                 if let Ok(Body::Error { code, message }) = frame.body() {
                     tracing::debug!(code, %message, id = frame.header.id, "relay error");
+                    if let Some(waiter) = self.retain_waiters.remove(&frame.header.id) {
+                        waiter.fail(CallError::Unreachable(format!(
+                            "the relay refused the retained-store request: {code} {message}"
+                        )));
+                    }
                 }
             }
             FrameKind::Broadcast => {
                 // We never send relay broadcasts: a BROADCAST body is not authenticated.
                 self.reject(Some(from), &"unauthenticated broadcast frame");
             }
-            FrameKind::Ack | FrameKind::Retained => {}
+            FrameKind::Ack => match self.retain_waiters.remove(&frame.header.id) {
+                Some(RetainWaiter::Put(done)) => {
+                    let _ = done.send(Ok(()));
+                }
+                Some(RetainWaiter::Get(blobs, done)) => {
+                    let _ = done.send(Ok(blobs));
+                }
+                None => {}
+            },
+            FrameKind::Retained => {
+                if let Some(RetainWaiter::Get(blobs, _)) =
+                    self.retain_waiters.get_mut(&frame.header.id)
+                    && let Ok(Body::Retained { blob, .. }) = frame.body()
+                {
+                    blobs.push(blob.to_vec());
+                }
+            }
             FrameKind::RetainPut | FrameKind::RetainGet => {
                 self.reject(None, &"peer-to-relay frame kind from the relay");
             }
@@ -519,6 +631,10 @@ impl Driver {
         }
         self.inbound.retain(|_, inbound| inbound.started);
         self.notifications.clear();
+        self.relay_frames.clear();
+        for (_, waiter) in self.retain_waiters.drain() {
+            waiter.fail(CallError::Unreachable(reason.clone()));
+        }
     }
 
     fn publish_present(&self) {
@@ -686,6 +802,37 @@ impl Driver {
                     )))
                 };
                 let _ = sent.send(result);
+            }
+            Command::RetainPut { key, blob, done } => {
+                let id = self.next_relay_request;
+                self.next_relay_request += 1;
+                match Frame::retain_put(id, &key, &blob) {
+                    Ok(frame) => {
+                        self.relay_frames.push(frame.encode());
+                        self.retain_waiters.insert(id, RetainWaiter::Put(done));
+                    }
+                    Err(error) => {
+                        let _ = done.send(Err(CallError::Unreachable(format!(
+                            "cannot frame the retained blob: {error}"
+                        ))));
+                    }
+                }
+            }
+            Command::RetainGet { key, done } => {
+                let id = self.next_relay_request;
+                self.next_relay_request += 1;
+                match Frame::retain_get(id, &key) {
+                    Ok(frame) => {
+                        self.relay_frames.push(frame.encode());
+                        self.retain_waiters
+                            .insert(id, RetainWaiter::Get(Vec::new(), done));
+                    }
+                    Err(error) => {
+                        let _ = done.send(Err(CallError::Unreachable(format!(
+                            "cannot frame the retained-store request: {error}"
+                        ))));
+                    }
+                }
             }
             Command::Announce(announcement) => {
                 self.set_announcement(announcement.clone());

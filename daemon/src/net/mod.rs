@@ -217,6 +217,17 @@ pub(crate) enum Command {
         sent: oneshot::Sender<Result<(), CallError>>,
     },
     Announce(Announcement),
+    /// Leave a blob in the relay's retained store (already sealed by the caller).
+    RetainPut {
+        key: Vec<u8>,
+        blob: Vec<u8>,
+        done: oneshot::Sender<Result<(), CallError>>,
+    },
+    /// Fetch the blobs the relay keeps under a key, oldest first.
+    RetainGet {
+        key: Vec<u8>,
+        done: oneshot::Sender<Result<Vec<Vec<u8>>, CallError>>,
+    },
 }
 
 pub(crate) struct Shared {
@@ -277,6 +288,17 @@ impl Net {
     /// The authenticated peers right now.
     pub fn peers(&self) -> Vec<PeerInfo> {
         self.shared.presence.borrow().values().cloned().collect()
+    }
+
+    /// One authenticated peer, without copying the whole presence table (fan-outs look up
+    /// one peer per host: cloning every peer per host was quadratic in the room size).
+    pub fn peer(&self, peer_id: &PeerId) -> Option<PeerInfo> {
+        self.shared.presence.borrow().get(peer_id).cloned()
+    }
+
+    /// How many peers are authenticated right now.
+    pub fn peer_count(&self) -> usize {
+        self.shared.presence.borrow().len()
     }
 
     /// Watches the presence table.
@@ -412,6 +434,40 @@ impl Net {
             .await
             .map_err(|_| CallError::Shutdown)?;
         sent_rx.await.map_err(|_| CallError::Shutdown)?
+    }
+
+    /// Leaves `blob` at the relay under `key` (the relay keeps the newest few per key for
+    /// peers that join later). The relay sees the blob: seal it first (`protocol::blob`).
+    pub async fn retain_put(&self, key: &[u8], blob: Vec<u8>) -> Result<(), CallError> {
+        let (done, answer) = oneshot::channel();
+        self.commands
+            .send(Command::RetainPut {
+                key: key.to_vec(),
+                blob,
+                done,
+            })
+            .await
+            .map_err(|_| CallError::Shutdown)?;
+        answer.await.map_err(|_| CallError::Shutdown)?
+    }
+
+    /// The blobs the relay keeps under `key`, oldest first (empty when none, e.g. after the
+    /// relay restarted).
+    pub async fn retain_get(&self, key: &[u8]) -> Result<Vec<Vec<u8>>, CallError> {
+        let (done, answer) = oneshot::channel();
+        self.commands
+            .send(Command::RetainGet {
+                key: key.to_vec(),
+                done,
+            })
+            .await
+            .map_err(|_| CallError::Shutdown)?;
+        answer.await.map_err(|_| CallError::Shutdown)?
+    }
+
+    /// Peers the relay says are in the room, authenticated or not yet.
+    pub fn present_peers(&self) -> Vec<PeerId> {
+        self.shared.present.borrow().iter().copied().collect()
     }
 
     /// Changes what this node announces and tells every authenticated peer.

@@ -201,6 +201,17 @@ impl SimulatedFleet {
             no_agent,
             ..NodeFlags::default()
         };
+        // The caller joins first and nodes join in waves of 100, each wave handshaking with the
+        // caller before the next starts: a caller joining a full room starts a thousand
+        // handshakes at once, and on a loaded machine their 2-s retries overtake the answers.
+        let caller_settings =
+            Settings::resolve(&flags("caller", String::new(), true), &BTreeMap::new())?;
+        let caller_dir = work.join("caller");
+        std::fs::create_dir_all(&caller_dir)?;
+        let connection =
+            Connection::open(&caller_settings, &caller_dir, Duration::from_secs(120)).await?;
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(600);
         let mut nodes = Vec::with_capacity(n);
         for i in 1..=n {
             // Tags let a run target the first 200 of 1,000: `first-200` is on nodes 1..=200.
@@ -214,22 +225,21 @@ impl SimulatedFleet {
                 &BTreeMap::new(),
             )?;
             nodes.push(remote_agents::node::start(settings, shutdown.clone())?);
-        }
-        let caller_settings =
-            Settings::resolve(&flags("caller", String::new(), true), &BTreeMap::new())?;
-        let caller_dir = work.join("caller");
-        std::fs::create_dir_all(&caller_dir)?;
-        let connection =
-            Connection::open(&caller_settings, &caller_dir, Duration::from_secs(120)).await?;
-        let deadline = Instant::now() + Duration::from_secs(300);
-        while connection.net.peers().len() < n {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "only {} of {n} nodes connected",
-                connection.net.peers().len()
-            );
-            let mut presence = connection.net.watch_peers();
-            let _ = tokio::time::timeout(Duration::from_secs(1), presence.changed()).await;
+            if i % 100 == 0 || i == n {
+                let mut presence = connection.net.watch_peers();
+                while connection.net.peer_count() < i {
+                    anyhow::ensure!(
+                        Instant::now() < deadline,
+                        "only {} of {i} nodes connected",
+                        connection.net.peer_count()
+                    );
+                    let _ = tokio::time::timeout(Duration::from_secs(1), presence.changed()).await;
+                }
+                eprintln!(
+                    "  {i} of {n} nodes connected after {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+            }
         }
         Ok(SimulatedFleet {
             connection,

@@ -1,0 +1,993 @@
+//! fleetctl's desired-state commands against the live fleet: `apply`, `diff` (live), `status`,
+//! `get`, `history`, `rollback`, and `keygen` for operator keys. fleetctl joins the room as a
+//! send-only peer bound to its operator key, reads every node's observed status, plans the spec
+//! against the newest applied bundle, signs a new generation, leaves it (sealed) at the relay
+//! and offers it to every node, then reports per host.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use remote_agents_spec::{FleetModel, HostFacts, Selector};
+
+use super::{EXIT_FINDINGS, EXIT_OK};
+use crate::desired::distribute::{fetch_from_peer, publish_retained};
+use crate::desired::operator::{OperatorKey, default_key_path};
+use crate::desired::{
+    BundleContent, ObservedStatus, SignedBundle, SpecFile, SyncState, VerifiedBundle,
+};
+use crate::fleet::HostStatus;
+use crate::fleet::cli::{
+    ConnectFlags, Connection, FanoutPlan, fan_out, fleetctl_dir, parse_duration, resolve_settings,
+};
+use crate::fleet::fanout::FanoutOptions;
+use crate::ops::{AgentArgs, DesiredOfferArgs, DesiredOfferResult, Request, now_ms};
+
+/// `-o table|json|yaml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    #[default]
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The fleet repo folder (or files) to apply.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub path: PathBuf,
+    /// Print the plan against the live fleet and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Block until every targeted host reports the new generation (or --timeout).
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Also remove imperative changes the spec does not hold (schedules added by hand).
+    #[arg(long)]
+    pub prune: bool,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connect: ConnectFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connect: ConnectFlags,
+}
+
+/// What `fleetctl get` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Resource {
+    Hosts,
+    Schedules,
+    Jobs,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    pub resource: Resource,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connect: ConnectFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connect: ConnectFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The generation number, revision or hash prefix to go back to (see `fleetctl history`).
+    #[arg(long = "to")]
+    pub to: String,
+    #[arg(long)]
+    pub wait: bool,
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connect: ConnectFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the private key (default: ~/.config/remote-agents/operator.key, or
+    /// REMOTE_AGENTS_OPERATOR_KEY). Never overwritten.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `fleetctl keygen`: a new operator key; prints the public key for the spec's `operators`.
+pub fn keygen(args: &KeygenArgs) -> anyhow::Result<u8> {
+    let path = args
+        .out
+        .clone()
+        .or_else(|| std::env::var_os("REMOTE_AGENTS_OPERATOR_KEY").map(PathBuf::from))
+        .unwrap_or_else(default_key_path);
+    let key = OperatorKey::create(&path)?;
+    eprintln!("wrote the private key to {} (mode 0600)", path.display());
+    eprintln!(
+        "add the public key to your Fleet spec:\n  operators:\n    - name: {}\n      key: {}",
+        whoami(),
+        key.public()
+    );
+    println!("{}", key.public());
+    Ok(EXIT_OK)
+}
+
+fn whoami() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "me".into())
+}
+
+/// The operator key fleetctl signs with: --operator-key / REMOTE_AGENTS_OPERATOR_KEY / config,
+/// else the default path when that file exists.
+pub(crate) fn operator_key(
+    settings: &crate::config::Settings,
+) -> anyhow::Result<Option<OperatorKey>> {
+    if let Some(path) = &settings.operator_key.value {
+        return Ok(Some(OperatorKey::load(path)?));
+    }
+    let default = default_key_path();
+    if default.exists() {
+        return Ok(Some(OperatorKey::load(&default)?));
+    }
+    Ok(None)
+}
+
+/// What the live fleet reports: every host's status, and the newest applied bundle.
+pub(crate) struct Snapshot {
+    /// host → status, or why it gave none.
+    pub(crate) hosts: BTreeMap<String, Result<ObservedStatus, String>>,
+    pub(crate) newest: Option<VerifiedBundle>,
+}
+
+impl Snapshot {
+    pub(crate) fn generation(&self) -> u64 {
+        self.newest.as_ref().map_or(0, |b| b.content.generation)
+    }
+}
+
+fn quiet_options(timeout: Duration) -> FanoutOptions {
+    FanoutOptions {
+        per_host_timeout: timeout,
+        ..FanoutOptions::default()
+    }
+}
+
+/// Asks every node (and every host the spec declares, reported when absent) for its status.
+pub(crate) async fn snapshot(
+    connection: &Connection,
+    expected: &[HostFacts],
+) -> anyhow::Result<Snapshot> {
+    let all = Selector::parse("all").expect("`all` is a selector");
+    let job = fan_out(
+        &connection.net,
+        &connection.agent_id,
+        FanoutPlan {
+            selector: &all,
+            expected,
+            request: Request::DesiredStatus(AgentArgs { agent_id: None }),
+            per_os: BTreeMap::new(),
+            options: &quiet_options(Duration::from_secs(15)),
+            summary: "desired_status".into(),
+        },
+    )
+    .await;
+    let mut hosts = BTreeMap::new();
+    let mut newest: Option<(u64, String)> = None;
+    for record in job.report.records {
+        let status = if record.status == HostStatus::Ok {
+            serde_json::from_str::<ObservedStatus>(&record.stdout)
+                .map_err(|e| format!("malformed status: {e}"))
+        } else {
+            Err(record
+                .error
+                .clone()
+                .unwrap_or_else(|| format!("{:?}", record.status).to_lowercase()))
+        };
+        if let (Ok(status), Some(agent)) = (&status, &record.agent_id)
+            && newest
+                .as_ref()
+                .is_none_or(|(g, _)| status.observed_generation > *g)
+            && status.observed_generation > 0
+        {
+            newest = Some((status.observed_generation, agent.clone()));
+        }
+        hosts.insert(record.host, status);
+    }
+    let newest = match newest {
+        Some((_, agent)) => {
+            let peer = connection
+                .net
+                .peers()
+                .into_iter()
+                .find(|p| p.agent_id == agent)
+                .map(|p| p.peer_id);
+            match peer {
+                Some(peer) => fetch_from_peer(&connection.net, peer, None)
+                    .await
+                    .ok()
+                    .and_then(|b| b.verify().ok()),
+                None => None,
+            }
+        }
+        None => None,
+    };
+    Ok(Snapshot { hosts, newest })
+}
+
+/// The revision of the files under `path`: the git commit when they are committed and clean,
+/// else `sha256:` of their content.
+pub(crate) fn revision_of(path: &Path, files: &[SpecFile]) -> String {
+    let content = format!("sha256:{}", &crate::desired::bundle::spec_hash(files)[..16]);
+    let Ok(repo) = git2::Repository::discover(path) else {
+        return content;
+    };
+    let Ok(head) = repo.head().and_then(|h| h.peel_to_commit()) else {
+        return content;
+    };
+    let mut options = git2::StatusOptions::new();
+    options.include_untracked(true);
+    if let (Some(workdir), Ok(absolute)) = (repo.workdir(), std::fs::canonicalize(path))
+        && let Ok(relative) = absolute
+            .strip_prefix(std::fs::canonicalize(workdir).unwrap_or_else(|_| workdir.to_path_buf()))
+        && !relative.as_os_str().is_empty()
+    {
+        options.pathspec(relative);
+    }
+    match repo.statuses(Some(&mut options)) {
+        Ok(statuses) if statuses.is_empty() => head.id().to_string(),
+        _ => content,
+    }
+}
+
+/// Reads and validates the spec under `path`; diagnostics go to stderr.
+fn read_spec(path: &Path) -> anyhow::Result<(Vec<SpecFile>, FleetModel)> {
+    let files = super::sources::read_paths(&[path.to_path_buf()])?;
+    let (model, diagnostics) = remote_agents_spec::load(&files);
+    for diagnostic in &diagnostics {
+        eprintln!("{diagnostic}");
+    }
+    anyhow::ensure!(
+        !remote_agents_spec::has_errors(&diagnostics),
+        "{}: the spec has errors; nothing was applied",
+        path.display()
+    );
+    let base = if path.is_dir() {
+        path
+    } else {
+        path.parent().unwrap_or(path)
+    };
+    let files = files
+        .into_iter()
+        .map(|(display, text)| SpecFile {
+            path: Path::new(&display)
+                .strip_prefix(base)
+                .map(|p| p.display().to_string())
+                .unwrap_or(display),
+            text,
+        })
+        .collect();
+    Ok((files, model))
+}
+
+pub(crate) fn expected_hosts(model: &FleetModel) -> Vec<HostFacts> {
+    model
+        .fleet()
+        .map(|(_, fleet)| {
+            fleet
+                .spec
+                .hosts
+                .iter()
+                .filter(|h| !h.name.contains(['*', '?', '[', '{']))
+                .map(|h| HostFacts {
+                    name: h.name.clone(),
+                    tags: h.tags.iter().cloned().collect(),
+                    facts: h.facts.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn connect(flags: &ConnectFlags) -> anyhow::Result<(crate::config::Settings, Connection)> {
+    let settings = resolve_settings(flags)?;
+    let dir = fleetctl_dir(&settings)?;
+    let connection = Connection::open(&settings, &dir, flags.connect_timeout).await?;
+    Ok((settings, connection))
+}
+
+/// Per-host outcome of publishing one generation.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct HostResult {
+    pub(crate) host: String,
+    /// `applied`, `current`, `refused`, `unreachable`, `timeout`.
+    pub(crate) result: String,
+    pub(crate) generation: u64,
+    pub(crate) sync: Option<SyncState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) detail: Option<String>,
+}
+
+/// Signs `files` as `generation`, leaves it at the relay, offers it to every node and, with
+/// `wait`, polls until every targeted host reports it. Returns per-host results.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn publish(
+    connection: &Connection,
+    key: &OperatorKey,
+    fleet: String,
+    files: Vec<SpecFile>,
+    revision: String,
+    generation: u64,
+    expected: &[HostFacts],
+    prune: bool,
+    wait: Option<Duration>,
+) -> anyhow::Result<Vec<HostResult>> {
+    let content = BundleContent {
+        fleet,
+        generation,
+        revision,
+        issued_at_ms: now_ms(),
+        issuer: key.public(),
+        files,
+    };
+    let signed = SignedBundle::sign(&content, key);
+    // Fail here, with the same reasons a node would give, rather than on every node.
+    signed.verify().context("the bundle does not verify")?;
+    publish_signed(connection, &signed, generation, expected, prune, wait).await
+}
+
+/// Leaves an already signed bundle at the relay, offers it to every node and, with `wait`,
+/// polls until every targeted host reports `generation`. Also used by nodes that apply from a
+/// local source and publish (watch mode, the MCP spec tools).
+pub(crate) async fn publish_signed(
+    connection: &Connection,
+    signed: &SignedBundle,
+    generation: u64,
+    expected: &[HostFacts],
+    prune: bool,
+    wait: Option<Duration>,
+) -> anyhow::Result<Vec<HostResult>> {
+    if let Err(e) = publish_retained(&connection.net, &connection.psk, signed).await {
+        eprintln!(
+            "warning: the relay did not keep the bundle ({e}); nodes offline now will get it from a peer"
+        );
+    }
+    let all = Selector::parse("all").expect("`all` is a selector");
+    let started = tokio::time::Instant::now();
+    let job = fan_out(
+        &connection.net,
+        &connection.agent_id,
+        FanoutPlan {
+            selector: &all,
+            expected,
+            request: Request::DesiredOffer(DesiredOfferArgs {
+                bundle: signed.clone(),
+                prune,
+                agent_id: None,
+            }),
+            per_os: BTreeMap::new(),
+            options: &quiet_options(Duration::from_secs(30)),
+            summary: format!("apply generation {generation}"),
+        },
+    )
+    .await;
+    let mut results: BTreeMap<String, HostResult> = BTreeMap::new();
+    for record in job.report.records {
+        let result = match record.status {
+            HostStatus::Ok => match serde_json::from_str::<DesiredOfferResult>(&record.stdout) {
+                Ok(offer) => HostResult {
+                    host: record.host.clone(),
+                    result: match offer.decision.as_str() {
+                        "new" => "applied".into(),
+                        other => other.into(),
+                    },
+                    generation: offer.status.observed_generation,
+                    sync: Some(offer.status.sync),
+                    detail: offer.reason.or_else(|| {
+                        (!offer.status.drift.is_empty()).then(|| {
+                            offer
+                                .status
+                                .drift
+                                .iter()
+                                .map(|d| d.message.clone())
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        })
+                    }),
+                },
+                Err(e) => HostResult {
+                    host: record.host.clone(),
+                    result: "failed".into(),
+                    generation: 0,
+                    sync: None,
+                    detail: Some(format!("malformed answer: {e}")),
+                },
+            },
+            other => HostResult {
+                host: record.host.clone(),
+                result: format!("{other:?}").to_lowercase(),
+                generation: 0,
+                sync: None,
+                detail: record.error.clone(),
+            },
+        };
+        results.insert(record.host, result);
+    }
+    if let Some(timeout) = wait {
+        // Hosts that were offline catch up from the relay or a peer when they come back.
+        while results
+            .values()
+            .any(|r| r.generation < generation && r.result != "refused")
+            && started.elapsed() < timeout
+        {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let snapshot = snapshot(connection, expected).await?;
+            for (host, status) in snapshot.hosts {
+                if let Ok(status) = status
+                    && status.observed_generation >= generation
+                {
+                    results.insert(
+                        host.clone(),
+                        HostResult {
+                            host,
+                            result: "applied".into(),
+                            generation: status.observed_generation,
+                            sync: Some(status.sync),
+                            detail: None,
+                        },
+                    );
+                }
+            }
+        }
+        for result in results.values_mut() {
+            if result.generation < generation && result.result != "refused" {
+                result.result = "timeout".into();
+            }
+        }
+    }
+    Ok(results.into_values().collect())
+}
+
+pub(crate) fn print_results(
+    results: &[HostResult],
+    generation: u64,
+    output: Output,
+) -> anyhow::Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(results)?),
+        Output::Yaml => print!(
+            "{}",
+            remote_agents_spec::json_to_yaml(&serde_json::to_value(results)?)
+        ),
+        Output::Table => {
+            let mut rows = vec![vec![
+                "HOST".to_string(),
+                "RESULT".into(),
+                "GENERATION".into(),
+                "SYNC".into(),
+                "DETAIL".into(),
+            ]];
+            for r in results {
+                rows.push(vec![
+                    r.host.clone(),
+                    r.result.clone(),
+                    r.generation.to_string(),
+                    r.sync.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+                    r.detail.clone().unwrap_or_default(),
+                ]);
+            }
+            print!("{}", table(&rows));
+            let ok = results
+                .iter()
+                .filter(|r| r.generation >= generation)
+                .count();
+            println!("{ok}/{} hosts at generation {generation}", results.len());
+        }
+    }
+    Ok(())
+}
+
+fn all_converged(results: &[HostResult], generation: u64) -> bool {
+    results
+        .iter()
+        .all(|r| r.generation >= generation && r.result != "refused")
+}
+
+/// A plain aligned table.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  ", width = widths[c]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `fleetctl apply -f DIR`.
+pub async fn apply(args: &ApplyArgs) -> anyhow::Result<u8> {
+    let (files, model) = read_spec(&args.path)?;
+    let expected = expected_hosts(&model);
+    let (settings, connection) = connect(&args.connect).await?;
+    let live = snapshot(&connection, &expected).await?;
+    let old = live
+        .newest
+        .as_ref()
+        .map(|b| b.model.clone())
+        .unwrap_or_default();
+    let plan = remote_agents_spec::plan(&old, &model);
+    let spec_hash = crate::desired::bundle::spec_hash(&files);
+    let unknown: Vec<&String> = live
+        .hosts
+        .iter()
+        .filter(|(_, s)| s.is_err())
+        .map(|(h, _)| h)
+        .collect();
+    // Hosts that did not answer (offline) do not force a new generation: they catch up from
+    // the relay or a peer when they return.
+    let in_sync = live
+        .newest
+        .as_ref()
+        .is_some_and(|b| b.spec_hash == spec_hash)
+        && live.hosts.values().all(|s| match s {
+            Ok(s) => {
+                s.spec_hash.as_deref() == Some(spec_hash.as_str()) && s.sync == SyncState::Synced
+            }
+            Err(_) => true,
+        });
+    print!("{}", plan.to_text());
+    for host in &unknown {
+        println!(
+            "  ? host {host}: unknown ({})",
+            live.hosts[*host]
+                .as_ref()
+                .err()
+                .map(String::as_str)
+                .unwrap_or("")
+        );
+    }
+    if in_sync && !args.prune {
+        let answered = live.hosts.len() - unknown.len();
+        println!(
+            "No changes: {answered} hosts already run this spec (generation {}){}.",
+            live.generation(),
+            if unknown.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} did not answer and will catch up when they return",
+                    unknown.len()
+                )
+            }
+        );
+        return Ok(if args.wait && !unknown.is_empty() {
+            EXIT_FINDINGS
+        } else {
+            EXIT_OK
+        });
+    }
+    if args.dry_run {
+        println!("(dry run: nothing was published)");
+        return Ok(EXIT_OK);
+    }
+    let key = operator_key(&settings)?.context(
+        "no operator key to sign with: run `fleetctl keygen` (and list its public key under \
+         `operators` in the Fleet spec to lock the fleet), or pass --operator-key",
+    )?;
+    let fleet = model
+        .fleet()
+        .map(|(_, f)| f.metadata.name.clone())
+        .unwrap_or_default();
+    let generation = live.generation() + 1;
+    let revision = revision_of(&args.path, &files);
+    println!("Publishing generation {generation} (revision {revision}).");
+    let results = publish(
+        &connection,
+        &key,
+        fleet,
+        files,
+        revision,
+        generation,
+        &expected,
+        args.prune,
+        args.wait.then_some(args.timeout),
+    )
+    .await?;
+    print_results(&results, generation, args.output)?;
+    Ok(if !args.wait || all_converged(&results, generation) {
+        if results.iter().any(|r| r.result == "refused") {
+            EXIT_FINDINGS
+        } else {
+            EXIT_OK
+        }
+    } else {
+        EXIT_FINDINGS
+    })
+}
+
+/// `fleetctl diff -f DIR` without `--against`: the spec against the live fleet. Exit 0 in
+/// sync, 1 changes or drift, 2 error.
+pub async fn diff_live(path: &Path, connect_flags: &ConnectFlags) -> anyhow::Result<u8> {
+    let (files, model) = read_spec(path)?;
+    let expected = expected_hosts(&model);
+    let (_, connection) = connect(connect_flags).await?;
+    let live = snapshot(&connection, &expected).await?;
+    let old = live
+        .newest
+        .as_ref()
+        .map(|b| b.model.clone())
+        .unwrap_or_default();
+    let plan = remote_agents_spec::plan(&old, &model);
+    let spec_hash = crate::desired::bundle::spec_hash(&files);
+    let mut differs = !plan.is_empty();
+    if !plan.is_empty() {
+        print!("{}", plan.to_text());
+    }
+    for (host, status) in &live.hosts {
+        match status {
+            Ok(status) => {
+                if status.spec_hash.as_deref() != Some(spec_hash.as_str()) {
+                    differs = true;
+                    println!(
+                        "  ~ host {host}: runs generation {} ({}), not this spec",
+                        status.observed_generation,
+                        status.revision.as_deref().unwrap_or("no bundle")
+                    );
+                }
+                for drift in &status.drift {
+                    differs = true;
+                    println!("  ~ host {host}: drift: {}", drift.message);
+                }
+            }
+            Err(reason) => {
+                differs = true;
+                println!("  ? host {host}: unknown ({reason})");
+            }
+        }
+    }
+    if differs {
+        Ok(EXIT_FINDINGS)
+    } else {
+        println!(
+            "No changes: {} hosts run this spec with no drift.",
+            live.hosts.len()
+        );
+        Ok(EXIT_OK)
+    }
+}
+
+/// `fleetctl status`.
+pub async fn status(args: &StatusArgs) -> anyhow::Result<u8> {
+    let (_, connection) = connect(&args.connect).await?;
+    let live = snapshot(&connection, &[]).await?;
+    print_status(&live, args.output)?;
+    Ok(EXIT_OK)
+}
+
+/// The `fleetctl status` table (or JSON/YAML list) of a snapshot.
+pub(crate) fn print_status(live: &Snapshot, output: Output) -> anyhow::Result<()> {
+    let statuses: Vec<&ObservedStatus> = live
+        .hosts
+        .values()
+        .filter_map(|s| s.as_ref().ok())
+        .collect();
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&statuses)?),
+        Output::Yaml => print!(
+            "{}",
+            remote_agents_spec::json_to_yaml(&serde_json::to_value(&statuses)?)
+        ),
+        Output::Table => {
+            let mut rows = vec![vec![
+                "HOST".to_string(),
+                "GENERATION".into(),
+                "SYNC".into(),
+                "HEALTH".into(),
+                "MODE".into(),
+                "DRIFT".into(),
+            ]];
+            for (host, status) in &live.hosts {
+                rows.push(match status {
+                    Ok(s) => vec![
+                        host.clone(),
+                        s.observed_generation.to_string(),
+                        s.sync.to_string(),
+                        s.health.to_string(),
+                        if s.mode == s.desired_mode {
+                            s.mode.to_string()
+                        } else {
+                            format!("{} (spec: {})", s.mode, s.desired_mode)
+                        },
+                        s.drift
+                            .iter()
+                            .map(|d| d.message.clone())
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    ],
+                    Err(reason) => vec![
+                        host.clone(),
+                        "-".into(),
+                        "Unknown".into(),
+                        "-".into(),
+                        "-".into(),
+                        reason.clone(),
+                    ],
+                });
+            }
+            print!("{}", table(&rows));
+        }
+    }
+    Ok(())
+}
+
+/// `fleetctl get hosts|schedules|jobs`.
+pub async fn get(args: &GetArgs) -> anyhow::Result<u8> {
+    let (_, connection) = connect(&args.connect).await?;
+    let live = snapshot(&connection, &[]).await?;
+    let statuses: Vec<&ObservedStatus> = live
+        .hosts
+        .values()
+        .filter_map(|s| s.as_ref().ok())
+        .collect();
+    let (header, rows): (Vec<&str>, Vec<Vec<String>>) = match args.resource {
+        Resource::Hosts => (
+            vec!["NAME", "TAGS", "MODE", "GENERATION", "SYNC"],
+            statuses
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.host.clone(),
+                        s.tags.join(","),
+                        s.mode.to_string(),
+                        s.observed_generation.to_string(),
+                        s.sync.to_string(),
+                    ]
+                })
+                .collect(),
+        ),
+        Resource::Schedules => {
+            let model = live.newest.as_ref().map(|b| &b.model);
+            (
+                vec!["NAME", "TARGET", "CRON", "HOSTS"],
+                model
+                    .into_iter()
+                    .flat_map(|m| m.schedules())
+                    .map(|(_, s)| {
+                        let hosts: Vec<&str> = statuses
+                            .iter()
+                            .filter(|st| st.schedules.contains(&s.metadata.name))
+                            .map(|st| st.host.as_str())
+                            .collect();
+                        vec![
+                            s.metadata.name.clone(),
+                            s.spec.target.clone(),
+                            s.spec.cron.clone(),
+                            hosts.join(","),
+                        ]
+                    })
+                    .collect(),
+            )
+        }
+        Resource::Jobs => {
+            let model = live.newest.as_ref().map(|b| &b.model);
+            (
+                vec!["NAME", "TARGET", "TRIGGER", "HOSTS"],
+                model
+                    .into_iter()
+                    .flat_map(|m| m.jobs())
+                    .map(|(_, j)| {
+                        let hosts: Vec<&str> = statuses
+                            .iter()
+                            .filter(|st| st.jobs.contains(&j.metadata.name))
+                            .map(|st| st.host.as_str())
+                            .collect();
+                        vec![
+                            j.metadata.name.clone(),
+                            j.spec.target.clone(),
+                            format!("{:?}", j.spec.trigger.unwrap_or_default()).to_lowercase(),
+                            hosts.join(","),
+                        ]
+                    })
+                    .collect(),
+            )
+        }
+    };
+    match args.output {
+        Output::Table => {
+            let mut all = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
+            all.extend(rows);
+            print!("{}", table(&all));
+        }
+        Output::Json | Output::Yaml => {
+            let objects: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|row| {
+                    serde_json::Value::Object(
+                        header
+                            .iter()
+                            .zip(row)
+                            .map(|(h, v)| (h.to_lowercase(), serde_json::Value::String(v.clone())))
+                            .collect(),
+                    )
+                })
+                .collect();
+            let value = serde_json::Value::Array(objects);
+            if args.output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                print!("{}", remote_agents_spec::json_to_yaml(&value));
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// `fleetctl history`: the generations the most advanced node accepted.
+pub async fn history(args: &HistoryArgs) -> anyhow::Result<u8> {
+    let (_, connection) = connect(&args.connect).await?;
+    let live = snapshot(&connection, &[]).await?;
+    let Some(agent) = most_advanced(&live) else {
+        println!("No desired state has been applied to this fleet yet.");
+        return Ok(EXIT_OK);
+    };
+    let entries: Vec<crate::desired::HistoryEntry> = call_json(
+        &connection,
+        &agent,
+        Request::DesiredHistory(AgentArgs { agent_id: None }),
+    )
+    .await?;
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
+        Output::Yaml => print!(
+            "{}",
+            remote_agents_spec::json_to_yaml(&serde_json::to_value(&entries)?)
+        ),
+        Output::Table => {
+            let mut rows = vec![vec![
+                "GENERATION".to_string(),
+                "REVISION".into(),
+                "ISSUED".into(),
+                "ISSUER".into(),
+            ]];
+            for e in entries.iter().rev() {
+                rows.push(vec![
+                    e.generation.to_string(),
+                    e.revision.clone(),
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + Duration::from_millis(e.issued_at_ms),
+                    )
+                    .to_string(),
+                    e.issuer.clone(),
+                ]);
+            }
+            print!("{}", table(&rows));
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn most_advanced(live: &Snapshot) -> Option<String> {
+    live.hosts
+        .values()
+        .filter_map(|s| s.as_ref().ok())
+        .filter(|s| s.observed_generation > 0)
+        .max_by_key(|s| s.observed_generation)
+        .map(|s| s.agent_id.clone())
+}
+
+async fn call_json<T: serde::de::DeserializeOwned>(
+    connection: &Connection,
+    agent: &str,
+    request: Request,
+) -> anyhow::Result<T> {
+    let peer = connection
+        .net
+        .peers()
+        .into_iter()
+        .find(|p| p.agent_id == agent)
+        .context("the node left the room")?;
+    let envelope = crate::ops::Envelope {
+        id: uuid::Uuid::new_v4().to_string(),
+        caller: String::new(),
+        request,
+    };
+    let mut call = connection
+        .net
+        .call(
+            peer.peer_id,
+            serde_json::to_vec(&envelope)?,
+            Duration::from_secs(15),
+        )
+        .await?;
+    let (_, response) = call.collect().await?;
+    let reply: crate::ops::Reply = serde_json::from_slice(&response)?;
+    match reply.outcome {
+        crate::ops::Outcome::Ok { result } => Ok(serde_json::from_value(result)?),
+        other => anyhow::bail!("{}: {other:?}", peer.announcement.name),
+    }
+}
+
+/// `fleetctl rollback --to REV`: a new generation with an older generation's content.
+pub async fn rollback(args: &RollbackArgs) -> anyhow::Result<u8> {
+    let (settings, connection) = connect(&args.connect).await?;
+    let live = snapshot(&connection, &[]).await?;
+    let agent = most_advanced(&live).context("no desired state has been applied yet")?;
+    let old: SignedBundle = call_json(
+        &connection,
+        &agent,
+        Request::DesiredGet(crate::ops::DesiredGetArgs {
+            revision: Some(args.to.clone()),
+            agent_id: None,
+        }),
+    )
+    .await?;
+    let old = old.verify().context("the kept bundle does not verify")?;
+    let key = operator_key(&settings)?
+        .context("no operator key to sign with: pass --operator-key or run `fleetctl keygen`")?;
+    let current = live
+        .newest
+        .as_ref()
+        .map(|b| b.model.clone())
+        .unwrap_or_default();
+    print!(
+        "{}",
+        remote_agents_spec::plan(&current, &old.model).to_text()
+    );
+    let generation = live.generation() + 1;
+    println!(
+        "Rolling back to generation {} (revision {}) as generation {generation}.",
+        old.content.generation, old.content.revision
+    );
+    let expected = expected_hosts(&old.model);
+    let results = publish(
+        &connection,
+        &key,
+        old.content.fleet.clone(),
+        old.content.files.clone(),
+        old.content.revision.clone(),
+        generation,
+        &expected,
+        false,
+        args.wait.then_some(args.timeout),
+    )
+    .await?;
+    print_results(&results, generation, args.output)?;
+    Ok(if all_converged(&results, generation) || !args.wait {
+        EXIT_OK
+    } else {
+        EXIT_FINDINGS
+    })
+}

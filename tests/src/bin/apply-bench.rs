@@ -1,0 +1,294 @@
+//! apply-bench: time from publishing a signed desired-state bundle to every one of N nodes
+//! acknowledging the new generation (verified, stored, reconciled, status reported back), next
+//! to a bare broadcast-and-ack floor measured in the same run (the same fan-out machinery with a
+//! trivial read-only request), and the idle CPU of N nodes holding an applied spec.
+//!
+//! Simulated nodes share this process (each a full `Node` with its own identity, store,
+//! reconciler and WebSocket connection); the relay runs in-process too, so both figures pay the
+//! same two shared cores. Not part of the test run: start it with
+//! `cargo run --release -p remote-agents-tests --bin apply-bench -- --nodes 1000`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use remote_agents::config::{NodeFlags, Settings};
+use remote_agents::desired::distribute::publish_retained;
+use remote_agents::desired::{BundleContent, OperatorKey, SignedBundle, SpecFile};
+use remote_agents::fleet::cli::{Connection, FanoutPlan, fan_out};
+use remote_agents::fleet::{FanoutOptions, HostStatus};
+use remote_agents::ops::{AgentArgs, DesiredOfferArgs, DesiredOfferResult, Request};
+use remote_agents_spec::Selector;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+struct Args {
+    /// How many simulated nodes.
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
+    /// Generations applied (and floor fan-outs run); the best of each is reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Seconds of idle time over which the CPU of the idle fleet is measured.
+    #[arg(long, default_value_t = 10)]
+    idle_secs: u64,
+    /// Where the nodes keep their stores (default /dev/shm: a thousand nodes would otherwise
+    /// queue their fsyncs on one disk, which a real fleet spreads over a thousand).
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+/// A realistic small fleet spec; `generation` changes a rule so every apply changes the mode
+/// of a fifth of the hosts and the policy of all.
+fn spec(generation: u64) -> Vec<SpecFile> {
+    let mode = if generation.is_multiple_of(2) {
+        "edit"
+    } else {
+        "plan"
+    };
+    let fleet = format!(
+        "apiVersion: remote-agents.dev/v1
+kind: Fleet
+metadata: {{name: bench}}
+spec:
+  defaults:
+    mode: bypass
+    policy:
+      paths: {{deny: [/etc/shadow, '/root/**']}}
+      commands: {{deny: [shutdown, reboot]}}
+  hosts:
+    - {{name: 'sim-*', tags: [sim]}}
+    - {{name: sim-1, tags: [canary]}}
+  rules:
+    - {{name: first-200, target: first-200, mode: {mode}}}
+    - {{name: generation, target: sim, policy: {{paths: {{deny: ['/tmp/generation-{generation}']}}}}}}
+"
+    );
+    vec![SpecFile {
+        path: "fleet.yaml".into(),
+        text: fleet,
+    }]
+}
+
+/// Process CPU time (user + system) so far, from /proc/self/stat (clock ticks of 1/100 s).
+fn cpu_time() -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    Ok(Duration::from_millis(ticks * 10))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let base = args.data_dir.clone().unwrap_or_else(|| {
+        let shm = std::path::PathBuf::from("/dev/shm");
+        if shm.is_dir() {
+            shm
+        } else {
+            std::env::temp_dir()
+        }
+    });
+    let work = tempfile::tempdir_in(&base)?;
+    let n = args.nodes;
+    let started = Instant::now();
+    let fleet = SimulatedFleet::start(n, work.path()).await?;
+    println!(
+        "{n} nodes connected in {:.1} s (data in {})",
+        started.elapsed().as_secs_f64(),
+        base.display()
+    );
+    let all = Selector::parse("all").expect("`all` is a selector");
+    let options = FanoutOptions {
+        per_host_timeout: Duration::from_secs(60),
+        concurrency: n.max(1),
+        ..FanoutOptions::default()
+    };
+    let key = OperatorKey::generate();
+    let mut floor = f64::MAX;
+    let mut apply = f64::MAX;
+    // One warm-up generation: the first contact with each node pays its Noise handshake.
+    for generation in 1..=(args.repeat.max(1) as u64 + 1) {
+        // The floor: the same broadcast-and-ack path with a trivial read-only request.
+        let t = Instant::now();
+        let job = fan_out(
+            &fleet.connection.net,
+            &fleet.connection.agent_id,
+            FanoutPlan {
+                selector: &all,
+                expected: &[],
+                request: Request::DesiredStatus(AgentArgs { agent_id: None }),
+                per_os: BTreeMap::new(),
+                options: &options,
+                summary: "floor".into(),
+            },
+        )
+        .await;
+        let floor_seconds = t.elapsed().as_secs_f64();
+        let ok = job
+            .report
+            .records
+            .iter()
+            .filter(|r| r.status == HostStatus::Ok)
+            .count();
+        anyhow::ensure!(ok == n, "floor: {ok} of {n} hosts answered");
+        if generation > 1 {
+            floor = floor.min(floor_seconds);
+        }
+
+        // Publish: sign, leave it at the relay, offer it to every node; each acknowledges
+        // with its status after verifying, storing and reconciling.
+        let files = spec(generation);
+        let t = Instant::now();
+        let content = BundleContent {
+            fleet: "bench".into(),
+            generation,
+            revision: format!("bench-{generation}"),
+            issued_at_ms: remote_agents::ops::now_ms(),
+            issuer: key.public(),
+            files,
+        };
+        let signed = SignedBundle::sign(&content, &key);
+        publish_retained(&fleet.connection.net, &fleet.connection.psk, &signed).await?;
+        let job = fan_out(
+            &fleet.connection.net,
+            &fleet.connection.agent_id,
+            FanoutPlan {
+                selector: &all,
+                expected: &[],
+                request: Request::DesiredOffer(DesiredOfferArgs {
+                    bundle: signed,
+                    prune: false,
+                    agent_id: None,
+                }),
+                per_os: BTreeMap::new(),
+                options: &options,
+                summary: format!("apply {generation}"),
+            },
+        )
+        .await;
+        let seconds = t.elapsed().as_secs_f64();
+        let acknowledged = job
+            .report
+            .records
+            .iter()
+            .filter(|r| r.status == HostStatus::Ok)
+            .filter_map(|r| serde_json::from_str::<DesiredOfferResult>(&r.stdout).ok())
+            // `current`: the node already took it from the relay's retained copy meanwhile.
+            .filter(|r| r.decision != "refused" && r.status.observed_generation == generation)
+            .count();
+        anyhow::ensure!(
+            acknowledged == n,
+            "generation {generation}: {acknowledged} of {n} nodes acknowledged it"
+        );
+        if generation > 1 {
+            apply = apply.min(seconds);
+        }
+        println!(
+            "generation {generation}: floor {floor_seconds:.3} s, apply {seconds:.3} s{}",
+            if generation == 1 { " (warm-up)" } else { "" }
+        );
+    }
+    println!("\napply to {n} nodes (publish -> every node acknowledged the new generation):");
+    println!("  apply: {apply:.3} s (best of {})", args.repeat);
+    println!("  floor (same fan-out, trivial request): {floor:.3} s");
+    println!("  ratio {:.2}x (target <= 3x)", apply / floor);
+
+    // Idle: nodes hold the applied spec; nothing is asked of them.
+    let wall = Duration::from_secs(args.idle_secs);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = cpu_time()?;
+    let t = Instant::now();
+    tokio::time::sleep(wall).await;
+    let used = cpu_time()? - before;
+    let share = used.as_secs_f64() / t.elapsed().as_secs_f64() * 100.0;
+    println!(
+        "idle CPU with {n} nodes (whole process: nodes, relay, caller): {:.2} s over {:.1} s = \
+         {share:.2}% of a core (target < 1%)",
+        used.as_secs_f64(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+struct SimulatedFleet {
+    connection: Connection,
+    _nodes: Vec<Arc<remote_agents::node::Node>>,
+    _shutdown: tokio_util::sync::DropGuard,
+}
+
+impl SimulatedFleet {
+    async fn start(n: usize, work: &std::path::Path) -> anyhow::Result<Self> {
+        let shutdown = CancellationToken::new();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let relay_url = format!("ws://{}", listener.local_addr()?);
+        let config = remote_agents_relay::RelayConfig {
+            // One connection (the caller) sends a frame per node per fan-out.
+            rate_per_second: 0,
+            ..Default::default()
+        };
+        {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let _ = remote_agents_relay::serve(listener, config, async move {
+                    shutdown.cancelled().await
+                })
+                .await;
+            });
+        }
+        let key = "7e".repeat(32);
+        let flags = |name: &str, tags: String, no_agent: bool| NodeFlags {
+            relay: Some(relay_url.clone()),
+            room: Some("bench".into()),
+            name: Some(name.to_string()),
+            tags: (!tags.is_empty()).then_some(tags),
+            data_dir: Some(work.join("nodes").join(name)),
+            mode: Some("bypass".into()),
+            encryption_key: Some(key.clone()),
+            no_agent,
+            ..NodeFlags::default()
+        };
+        let mut nodes = Vec::with_capacity(n);
+        for i in 1..=n {
+            let tags = if i <= 200 { "first-200" } else { "" };
+            let settings = Settings::resolve(
+                &flags(&format!("sim-{i}"), tags.into(), false),
+                &BTreeMap::new(),
+            )?;
+            nodes.push(remote_agents::node::start(settings, shutdown.clone())?);
+        }
+        let caller_settings =
+            Settings::resolve(&flags("caller", String::new(), true), &BTreeMap::new())?;
+        let caller_dir = work.join("caller");
+        std::fs::create_dir_all(&caller_dir)?;
+        let connection =
+            Connection::open(&caller_settings, &caller_dir, Duration::from_secs(120)).await?;
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while connection.net.peers().len() < n {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "only {} of {n} nodes connected",
+                connection.net.peers().len()
+            );
+            let mut presence = connection.net.watch_peers();
+            let _ = tokio::time::timeout(Duration::from_secs(1), presence.changed()).await;
+        }
+        Ok(SimulatedFleet {
+            connection,
+            _nodes: nodes,
+            _shutdown: shutdown.drop_guard(),
+        })
+    }
+}

@@ -1,0 +1,455 @@
+//! The declarative fleet end to end: `fleetctl apply` converges real node processes to
+//! examples/fleet, a second apply changes nothing, a changed rule reconverges only the hosts it
+//! matches, offline nodes catch up from the relay or (after the relay lost everything) from
+//! peers, bad bundles are refused by every node, drift shows and is reverted, and a fleet that
+//! lists operators obeys only them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use remote_agents::desired::{BundleContent, OperatorKey, SignedBundle, SpecFile};
+use remote_agents_tests::fleet::{NodeSpec, TestFleet};
+
+fn examples_fleet() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/fleet"))
+}
+
+/// A copy of a spec folder the test may edit.
+fn copy_spec(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let path = entry?.path();
+        if path.is_file() {
+            std::fs::copy(&path, to.join(path.file_name().context("file name")?))?;
+        }
+    }
+    Ok(())
+}
+
+/// Host → status JSON from `fleetctl status -o json`.
+async fn status(fleet: &TestFleet) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
+    let (code, stdout, stderr) = fleet.fleetctl(&["status", "-o", "json"]).await?;
+    anyhow::ensure!(code == 0, "fleetctl status failed: {stdout}{stderr}");
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&stdout).with_context(|| format!("not JSON: {stdout}"))?;
+    Ok(list
+        .into_iter()
+        .map(|s| (s["host"].as_str().unwrap_or_default().to_string(), s))
+        .collect())
+}
+
+/// Polls `fleetctl status` until `condition` holds for the map (or a generous deadline).
+async fn wait_status(
+    fleet: &TestFleet,
+    what: &str,
+    condition: impl Fn(&BTreeMap<String, serde_json::Value>) -> bool,
+) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = status(fleet).await?;
+        if condition(&now) {
+            return Ok(now);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {now:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn generation(status: &serde_json::Value) -> u64 {
+    status["observed_generation"].as_u64().unwrap_or(0)
+}
+
+async fn keygen(fleet: &TestFleet) -> anyhow::Result<String> {
+    let (code, stdout, stderr) = fleet.fleetctl(&["keygen"]).await?;
+    anyhow::ensure!(code == 0, "keygen failed: {stderr}");
+    Ok(stdout.trim().to_string())
+}
+
+fn twenty_hosts() -> Vec<NodeSpec> {
+    let mut nodes: Vec<NodeSpec> = [
+        "web-1", "web-2", "web-3", "api-1", "api-2", "db-1", "db-2", "build-1", "build-2", "mac-1",
+    ]
+    .iter()
+    .map(|name| NodeSpec::bare(name))
+    .collect();
+    nodes.extend((1..=10).map(|i| NodeSpec::bare(&format!("lab-{i}"))));
+    nodes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn apply_converges_twenty_nodes_is_idempotent_and_reverts_drift() -> anyhow::Result<()> {
+    let fleet = TestFleet::start(&twenty_hosts()).await?;
+    keygen(&fleet).await?;
+    let spec = fleet.dir.path().join("repo");
+    copy_spec(&examples_fleet(), &spec)?;
+    let spec_arg = spec.to_str().context("utf-8 path")?;
+
+    // Dry run: a plan, nothing published.
+    let (code, stdout, _) = fleet
+        .fleetctl(&["apply", "-f", spec_arg, "--dry-run"])
+        .await?;
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("Plan: "), "{stdout}");
+    assert!(stdout.contains("dry run"), "{stdout}");
+    assert!(status(&fleet).await?.values().all(|s| generation(s) == 0));
+
+    let (code, stdout, stderr) = fleet
+        .fleetctl(&["apply", "-f", spec_arg, "--wait", "--timeout", "60s"])
+        .await?;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("20/20 hosts at generation 1"), "{stdout}");
+    let now = status(&fleet).await?;
+    assert_eq!(now.len(), 20);
+    for (host, s) in &now {
+        assert_eq!(generation(s), 1, "{host}: {s}");
+        assert_eq!(s["sync"], "Synced", "{host}: {s}");
+    }
+    // Nodes started with no flags take their tags and mode from the spec.
+    assert_eq!(now["web-1"]["mode"], "edit");
+    assert_eq!(now["build-2"]["mode"], "bypass");
+    assert_eq!(now["db-1"]["mode"], "plan");
+    assert_eq!(now["lab-7"]["tags"], serde_json::json!(["lab"]));
+    assert_eq!(now["api-1"]["tags"], serde_json::json!(["api", "backend"]));
+    assert!(
+        now["web-1"]["schedules"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("rotate-logs"))
+    );
+    // The live mode is enforced: plan-mode hosts refuse writes.
+    let (code, records) = fleet
+        .fleetctl_json(&["write", "-t", "name:db-1", "x.txt", "--content", "x"])
+        .await?;
+    assert_eq!(code, 1);
+    assert_eq!(records["db-1"]["status"], "denied");
+
+    // A second apply of the same spec changes nothing and publishes nothing.
+    let (code, stdout, _) = fleet.fleetctl(&["apply", "-f", spec_arg, "--wait"]).await?;
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("No changes"), "{stdout}");
+    let (code, stdout, _) = fleet.fleetctl(&["diff", "-f", spec_arg]).await?;
+    assert_eq!(code, 0, "diff of an applied spec: {stdout}");
+
+    // Changing one rule reconverges only the hosts it matches.
+    let fleet_yaml = spec.join("fleet.yaml");
+    let text = std::fs::read_to_string(&fleet_yaml)?;
+    std::fs::write(
+        &fleet_yaml,
+        text.replace(
+            "target: tag:ci\n      mode: bypass",
+            "target: tag:ci\n      mode: edit",
+        ),
+    )?;
+    let (code, stdout, _) = fleet.fleetctl(&["diff", "-f", spec_arg]).await?;
+    assert_eq!(code, 1, "diff of a changed spec: {stdout}");
+    let (code, stdout, stderr) = fleet.fleetctl(&["apply", "-f", spec_arg, "--wait"]).await?;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("~ Rule ci-bypass"), "{stdout}");
+    let now = status(&fleet).await?;
+    let changed: Vec<&str> = now
+        .iter()
+        .filter(|(_, s)| s["last_changes"].as_u64() != Some(0))
+        .map(|(h, _)| h.as_str())
+        .collect();
+    assert_eq!(changed, vec!["build-1", "build-2"]);
+    assert!(now.values().all(|s| generation(s) == 2));
+    assert_eq!(now["build-1"]["mode"], "edit");
+
+    // Drift: set_mode by hand shows in status and diff, and the next apply reverts it.
+    let outcome = fleet
+        .call(
+            "web-1",
+            serde_json::json!({"op": "set_mode", "args": {"mode": "bypass", "reason": "debugging"}}),
+        )
+        .await?;
+    assert_eq!(outcome["status"], "ok", "{outcome}");
+    let now = status(&fleet).await?;
+    assert_eq!(now["web-1"]["sync"], "OutOfSync");
+    assert_eq!(now["web-1"]["mode"], "bypass");
+    assert!(
+        now["web-1"]["drift"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("debugging")
+    );
+    let (code, stdout, _) = fleet.fleetctl(&["status"]).await?;
+    assert_eq!(code, 0);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("web-1") && l.contains("OutOfSync") && l.contains("bypass")),
+        "{stdout}"
+    );
+    let (code, stdout, _) = fleet.fleetctl(&["diff", "-f", spec_arg]).await?;
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("web-1: drift"), "{stdout}");
+    let (code, stdout, _) = fleet.fleetctl(&["apply", "-f", spec_arg, "--wait"]).await?;
+    assert_eq!(code, 0, "{stdout}");
+    let now = status(&fleet).await?;
+    assert_eq!(now["web-1"]["sync"], "Synced");
+    assert_eq!(now["web-1"]["mode"], "edit");
+    assert_eq!(generation(&now["web-1"]), 3);
+
+    // An override also reverts by itself at its expiry.
+    let outcome = fleet
+        .call(
+            "web-2",
+            serde_json::json!({"op": "set_mode", "args": {"mode": "plan", "ttl_secs": 1}}),
+        )
+        .await?;
+    assert_eq!(outcome["status"], "ok", "{outcome}");
+    wait_status(&fleet, "web-2's override to expire", |now| {
+        now["web-2"]["sync"] == "Synced" && now["web-2"]["mode"] == "edit"
+    })
+    .await?;
+
+    // History and rollback.
+    let (code, stdout, _) = fleet.fleetctl(&["history", "-o", "json"]).await?;
+    assert_eq!(code, 0);
+    let history: Vec<serde_json::Value> = serde_json::from_str(&stdout)?;
+    assert_eq!(
+        history.iter().map(generation_of).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    let (code, stdout, stderr) = fleet.fleetctl(&["rollback", "--to", "1", "--wait"]).await?;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let now = status(&fleet).await?;
+    assert!(now.values().all(|s| generation(s) == 4));
+    assert_eq!(
+        now["build-1"]["mode"], "bypass",
+        "generation 1's content is back"
+    );
+
+    let (code, stdout, _) = fleet.fleetctl(&["get", "schedules", "-o", "json"]).await?;
+    assert_eq!(code, 0);
+    let schedules: Vec<serde_json::Value> = serde_json::from_str(&stdout)?;
+    let backup = schedules
+        .iter()
+        .find(|s| s["name"] == "backup-db")
+        .context("backup-db listed")?;
+    assert_eq!(backup["hosts"], "db-1,db-2");
+    Ok(())
+}
+
+fn generation_of(entry: &serde_json::Value) -> u64 {
+    entry["generation"].as_u64().unwrap_or(0)
+}
+
+const SMALL_FLEET: &str = "apiVersion: remote-agents.dev/v1
+kind: Fleet
+metadata: {name: small}
+spec:
+  defaults: {mode: plan}
+  hosts:
+    - {name: web-1, tags: [web]}
+    - {name: web-2, tags: [web]}
+    - {name: web-3, tags: [web]}
+  rules:
+    - {target: tag:web, mode: MODE}
+";
+
+fn write_small(dir: &Path, mode: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("fleet.yaml"), SMALL_FLEET.replace("MODE", mode))?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_offline_node_catches_up_from_the_relay_and_after_a_relay_restart() -> anyhow::Result<()>
+{
+    let nodes: Vec<NodeSpec> = ["web-1", "web-2", "web-3"]
+        .iter()
+        .map(|n| NodeSpec::bare(n))
+        .collect();
+    let mut fleet = TestFleet::start(&nodes).await?;
+    keygen(&fleet).await?;
+    let spec = fleet.dir.path().join("repo");
+    let spec_arg = spec.to_str().context("utf-8 path")?.to_string();
+
+    // web-3 is down during the apply: --wait reports it and fails.
+    fleet.kill("web-3").await?;
+    write_small(&spec, "edit")?;
+    let (code, stdout, _) = fleet
+        .fleetctl(&["apply", "-f", &spec_arg, "--wait", "--timeout", "2s"])
+        .await?;
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("2/3 hosts at generation 1"), "{stdout}");
+    // It comes back and takes the bundle the relay kept.
+    fleet.start_node(&nodes[2])?;
+    wait_status(&fleet, "web-3 to catch up from the relay", |now| {
+        now.get("web-3")
+            .is_some_and(|s| generation(s) == 1 && s["mode"] == "edit")
+    })
+    .await?;
+
+    // Down again for generation 2; then the relay restarts and forgets its retained store.
+    fleet.kill("web-3").await?;
+    write_small(&spec, "bypass")?;
+    let (code, stdout, _) = fleet
+        .fleetctl(&["apply", "-f", &spec_arg, "--timeout", "2s"])
+        .await?;
+    assert_eq!(code, 0, "{stdout}");
+    fleet.restart_relay().await?;
+    fleet.start_node(&nodes[2])?;
+    // Only the peers remember generation 2 now (they hand it over or restore the relay's copy).
+    let now = wait_status(&fleet, "web-3 to catch up from its peers", |now| {
+        now.get("web-3")
+            .is_some_and(|s| generation(s) == 2 && s["mode"] == "bypass")
+    })
+    .await?;
+    assert!(now.values().all(|s| s["sync"] == "Synced"), "{now:#?}");
+    Ok(())
+}
+
+/// Offers a hand-made bundle to every host from the observer; returns host → decision.
+async fn offer_everywhere(
+    fleet: &TestFleet,
+    bundle: &SignedBundle,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for host in ["web-1", "web-2", "web-3"] {
+        let outcome = fleet
+            .call(
+                host,
+                serde_json::json!({"op": "desired_offer", "args": {"bundle": bundle}}),
+            )
+            .await?;
+        let decision = outcome["result"]["decision"].as_str().unwrap_or_default();
+        let reason = outcome["result"]["reason"].as_str().unwrap_or_default();
+        out.insert(host.to_string(), format!("{decision}: {reason}"));
+    }
+    Ok(out)
+}
+
+fn bundle_content(key: &OperatorKey, generation: u64, text: &str) -> BundleContent {
+    BundleContent {
+        fleet: "small".into(),
+        generation,
+        revision: format!("test-{generation}"),
+        issued_at_ms: 1,
+        issuer: key.public(),
+        files: vec![SpecFile {
+            path: "fleet.yaml".into(),
+            text: text.into(),
+        }],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_bundles_are_refused_and_only_operators_command() -> anyhow::Result<()> {
+    let nodes: Vec<NodeSpec> = ["web-1", "web-2", "web-3"]
+        .iter()
+        .map(|n| NodeSpec::bare(n))
+        .collect();
+    let fleet = TestFleet::start(&nodes).await?;
+    let alice_public = keygen(&fleet).await?;
+    let alice_path = fleet.dir.path().join("config/remote-agents/operator.key");
+    let alice = OperatorKey::load(&alice_path)?;
+    assert_eq!(alice.public(), alice_public);
+    let mallory = OperatorKey::generate();
+    let locked = SMALL_FLEET.replace("MODE", "edit").replace(
+        "  defaults:",
+        &format!("  operators:\n    - {{name: alice, key: \"{alice_public}\"}}\n  defaults:"),
+    );
+    let spec = fleet.dir.path().join("repo");
+    std::fs::create_dir_all(&spec)?;
+    std::fs::write(spec.join("fleet.yaml"), &locked)?;
+    let (code, stdout, stderr) = fleet
+        .fleetctl(&["apply", "-f", spec.to_str().unwrap(), "--wait"])
+        .await?;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+
+    // Tampered: a valid signature over other bytes.
+    let good = SignedBundle::sign(&bundle_content(&alice, 5, &locked), &alice);
+    let other = SignedBundle::sign(
+        &bundle_content(&alice, 5, &locked.replace("edit", "bypass")),
+        &alice,
+    );
+    let tampered = SignedBundle {
+        content: other.content.clone(),
+        signature: good.signature.clone(),
+    };
+    // Unsigned.
+    let unsigned = SignedBundle {
+        content: good.content.clone(),
+        signature: String::new(),
+    };
+    // Signed by a key the fleet does not list (even though the bundle lists it).
+    let takeover = locked.replace(&alice_public, &mallory.public());
+    let wrong_signer = SignedBundle::sign(&bundle_content(&mallory, 5, &takeover), &mallory);
+    for (what, bundle, expected) in [
+        ("tampered", &tampered, "does not verify"),
+        ("unsigned", &unsigned, "does not verify"),
+        ("wrong signer", &wrong_signer, "not an operator"),
+    ] {
+        let decisions = offer_everywhere(&fleet, bundle).await?;
+        for (host, decision) in &decisions {
+            assert!(
+                decision.starts_with("refused") && decision.contains(expected),
+                "{what} on {host}: {decision}"
+            );
+        }
+    }
+    // Older: alice moves the fleet to generation 5, then offers generation 4.
+    let decisions = offer_everywhere(&fleet, &good).await?;
+    assert!(
+        decisions.values().all(|d| d.starts_with("new")),
+        "{decisions:?}"
+    );
+    let older = SignedBundle::sign(&bundle_content(&alice, 4, &locked), &alice);
+    let decisions = offer_everywhere(&fleet, &older).await?;
+    for (host, decision) in &decisions {
+        assert!(
+            decision.starts_with("refused") && decision.contains("older"),
+            "older on {host}: {decision}"
+        );
+    }
+    let now = status(&fleet).await?;
+    for (host, s) in &now {
+        assert_eq!(generation(s), 5, "{host}");
+        assert_eq!(s["health"], "Degraded", "{host}: the refusal is reported");
+    }
+
+    // Commands: the observer proved no operator key, mallory is not listed, alice is.
+    let outcome = fleet
+        .call(
+            "web-1",
+            serde_json::json!({"op": "exec", "args": {"argv": ["true"]}}),
+        )
+        .await?;
+    assert_eq!(outcome["status"], "refused", "{outcome}");
+    assert!(
+        outcome["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not authorized")
+    );
+    let (code, records) = fleet
+        .fleetctl_json(&["exec", "-t", "web", "--", "true"])
+        .await?;
+    assert_eq!(code, 0, "alice's fleetctl may exec: {records:?}");
+    let mallory_path = fleet.dir.path().join("mallory.key");
+    OperatorKey::create(&mallory_path)?;
+    let (code, records) = fleet
+        .fleetctl_json(&[
+            "exec",
+            "--operator-key",
+            mallory_path.to_str().unwrap(),
+            "-t",
+            "web",
+            "--",
+            "true",
+        ])
+        .await?;
+    assert_eq!(code, 1);
+    assert!(
+        records.values().all(|r| r["status"] == "denied"),
+        "{records:?}"
+    );
+    Ok(())
+}
