@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/remote-agents/target}"
 export CARGO_TERM_COLOR=never
+# No incremental caches: they double the build cache's size on disk for little gain in a run
+# that starts from a fresh clone.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 step() { printf '\n=== %s\n' "$*"; }
 
 # --- Secure channel (issue 3): the canary test dumps the relay's memory with gcore (from gdb) -----
