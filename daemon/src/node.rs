@@ -108,6 +108,8 @@ pub struct Node {
     /// Changes of mode or tags that peers have not been told about yet.
     announce: tokio::sync::Notify,
     last_changes: std::sync::atomic::AtomicU64,
+    /// One reconcile pass at a time (a pass compares and swaps the live config).
+    reconciling: Mutex<()>,
     store: Arc<Store>,
     facts: Facts,
     agent_id: String,
@@ -211,6 +213,7 @@ impl Node {
             source_condition: Mutex::new(None),
             announce: tokio::sync::Notify::new(),
             last_changes: std::sync::atomic::AtomicU64::new(0),
+            reconciling: Mutex::new(()),
             store,
             facts: Facts::gather(),
             agent_id,
@@ -396,6 +399,7 @@ impl Node {
     /// the difference. Idempotent: with the same input the second pass changes nothing.
     /// Returns how many settings changed.
     pub fn reconcile(&self) -> u64 {
+        let _one_pass = self.reconciling.lock().unwrap_or_else(|e| e.into_inner());
         let Some(bundle) = self.desired.current() else {
             return 0;
         };
@@ -458,9 +462,10 @@ impl Node {
             if announce {
                 self.announce.notify_one();
             }
+            // What converging to this generation changed; an idempotent pass keeps the figure.
+            self.last_changes
+                .store(changes, std::sync::atomic::Ordering::Relaxed);
         }
-        self.last_changes
-            .store(changes, std::sync::atomic::Ordering::Relaxed);
         changes
     }
 

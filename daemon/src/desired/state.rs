@@ -82,6 +82,9 @@ pub struct DesiredState {
     local_operators: Vec<[u8; 32]>,
     current: RwLock<Option<Arc<VerifiedBundle>>>,
     changed: watch::Sender<u64>,
+    /// Held from the generation check to the swap: the same bundle arriving at once from the
+    /// relay and from fleetctl is accepted once and found current the second time.
+    accepting: std::sync::Mutex<()>,
 }
 
 fn db<E: Into<redb::Error>>(e: E) -> StoreError {
@@ -104,6 +107,7 @@ impl DesiredState {
             store,
             local_operators,
             current: RwLock::new(None),
+            accepting: std::sync::Mutex::new(()),
             changed: watch::channel(0).0,
         };
         let newest = state
@@ -204,6 +208,7 @@ impl DesiredState {
     /// the spec sees it (an operator's `target` must select it).
     pub fn offer(&self, signed: &SignedBundle, host: &HostFacts) -> Result<Accepted, Refusal> {
         let bundle = signed.verify()?;
+        let _accepting = self.accepting.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.current();
         let anchor = self.operators();
         let declared: Vec<Operator> = bundle
@@ -260,6 +265,7 @@ impl DesiredState {
         revision: String,
         signer: &super::operator::OperatorKey,
     ) -> Result<(Arc<VerifiedBundle>, Accepted), Refusal> {
+        let _accepting = self.accepting.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.current();
         if let Some(current) = &current
             && current.spec_hash == super::bundle::spec_hash(&files)
