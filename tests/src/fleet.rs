@@ -113,6 +113,8 @@ impl TestFleet {
         host: &str,
         request: serde_json::Value,
     ) -> anyhow::Result<serde_json::Value> {
+        // A node may be between sessions (a re-handshake after a relay hiccup): wait for it.
+        self.wait_for_hosts([host]).await?;
         let peer = self
             .observer
             .peers()
