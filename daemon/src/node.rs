@@ -377,6 +377,14 @@ impl Node {
         }
     }
 
+    /// Whether `bundle` was signed with this node's local key (a watched folder or repository
+    /// applied without an operator key): it is this node's own business and is not passed on
+    /// to the relay or to peers, where it would compete with the fleet's operators.
+    pub fn is_local_only(&self, bundle: &crate::desired::VerifiedBundle) -> bool {
+        let path = self.settings.data_dir.value.join("local-operator.key");
+        OperatorKey::load(&path).is_ok_and(|key| key.public() == bundle.content.issuer)
+    }
+
     /// The operator key this node acts for, if any.
     pub fn operator_key(&self) -> Option<Arc<OperatorKey>> {
         self.operator_key.clone()
@@ -1125,6 +1133,9 @@ impl Node {
             Prepared::DesiredStatus => Outcome::ok(&self.status()),
             Prepared::DesiredGet(revision) => match revision {
                 None => match self.desired.current() {
+                    Some(bundle) if self.is_local_only(&bundle) => Outcome::failed(
+                        "this node runs a spec from its own watched source, which it does not share",
+                    ),
                     Some(bundle) => Outcome::ok(&bundle.signed),
                     None => Outcome::failed("this node has no desired state yet"),
                 },

@@ -209,12 +209,15 @@ async fn a_watching_node_applies_commits_and_keeps_the_last_good_generation() ->
         "the broken commit was never published: {follower:#}"
     );
 
-    // The folder watcher, in a room of its own: two local sources that disagree in one open
-    // room would pass their bundles to each other through the relay's retained copy.
+    // The folder watcher, with a bystander: a spec applied from a node's own folder without an
+    // operator key is that node's business and is not passed on (no relay copy, no peer
+    // hand-over), so it never competes with the fleet's operators.
     drop(fleet);
-    let fleet =
-        TestFleet::start(&[NodeSpec::bare("folder-watcher").with_args(&["--spec", &folder_arg])])
-            .await?;
+    let fleet = TestFleet::start(&[
+        NodeSpec::bare("folder-watcher").with_args(&["--spec", &folder_arg]),
+        NodeSpec::bare("bystander"),
+    ])
+    .await?;
     wait_status(
         &fleet,
         "folder-watcher",
@@ -232,6 +235,11 @@ async fn a_watching_node_applies_commits_and_keeps_the_last_good_generation() ->
         |s| s["observed_generation"] == 2 && s["mode"] == "edit",
     )
     .await?;
+    let bystander = status(&fleet, "bystander").await?;
+    assert_eq!(
+        bystander["observed_generation"], 0,
+        "a local-key bundle reached a peer: {bystander:#}"
+    );
     Ok(())
 }
 

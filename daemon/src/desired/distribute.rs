@@ -102,7 +102,13 @@ pub async fn catch_up(node: &Arc<Node>, net: &Net, psk: &Psk, ask_peers: bool) -
     };
     let mut relay_newest = 0;
     for bundle in &retained {
-        relay_newest = relay_newest.max(generation_of(bundle));
+        let generation = generation_of(bundle);
+        relay_newest = relay_newest.max(generation);
+        // The relay keeps a few older copies too; those are history here, not news (offering
+        // them would only record a "stale" refusal).
+        if generation <= node.desired().generation() {
+            continue;
+        }
         if let Err(refusal) = node.offer_bundle(bundle, "relay") {
             tracing::debug!(%refusal, "retained bundle not applied");
         }
@@ -122,6 +128,7 @@ pub async fn catch_up(node: &Arc<Node>, net: &Net, psk: &Psk, ask_peers: bool) -
     let mut answers = 0;
     for peer in peers.into_iter().take(PEERS_TO_ASK) {
         match fetch_from_peer(net, peer, None).await {
+            Ok(bundle) if generation_of(&bundle) <= node.desired().generation() => answers += 1,
             Ok(bundle) => {
                 answers += 1;
                 if let Err(refusal) = node.offer_bundle(&bundle, "peer") {
@@ -136,6 +143,7 @@ pub async fn catch_up(node: &Arc<Node>, net: &Net, psk: &Psk, ask_peers: bool) -
     }
     if let Some(current) = node.desired().current()
         && current.content.generation > relay_newest
+        && !node.is_local_only(&current)
         && let Err(error) = publish_retained(net, psk, &current.signed).await
     {
         tracing::debug!(%error, "cannot restore the desired state at the relay");
