@@ -589,12 +589,13 @@ impl Request {
             ),
             Request::ScheduleRemove(a) => format!("schedule_remove {}", a.name),
             Request::ScheduleList(_) => "schedule_list".to_string(),
-            Request::DesiredOffer(a) => match a.bundle.verify() {
-                Ok(b) => format!(
+            // The claim only: verifying (signature + spec load) happens once, in the offer.
+            Request::DesiredOffer(a) => match a.bundle.peek() {
+                Some(c) => format!(
                     "desired_offer generation {} revision {} by {}",
-                    b.content.generation, b.content.revision, b.content.issuer
+                    c.generation, c.revision, c.issuer
                 ),
-                Err(e) => format!("desired_offer (unverifiable: {e})"),
+                None => "desired_offer (unreadable bundle)".to_string(),
             },
             Request::DesiredStatus(_) => "desired_status".to_string(),
             Request::DesiredGet(a) => format!(

@@ -99,6 +99,13 @@ impl SignedBundle {
         }
     }
 
+    /// What the bundle claims (generation, revision, issuer) without checking the signature or
+    /// loading the spec: for log lines, never for decisions.
+    pub fn peek(&self) -> Option<BundleContent> {
+        let bytes = b64().decode(&self.content).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a signed bundle is plain data")
     }
