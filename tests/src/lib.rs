@@ -4,3 +4,4 @@ pub mod fleet;
 pub mod net;
 pub mod node;
 pub mod relay;
+pub mod simulated;

@@ -9,18 +9,16 @@
 //! `cargo run --release -p remote-agents-tests --bin apply-bench -- --nodes 1000`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use remote_agents::config::{NodeFlags, Settings};
 use remote_agents::desired::distribute::publish_retained;
 use remote_agents::desired::{BundleContent, OperatorKey, SignedBundle, SpecFile};
-use remote_agents::fleet::cli::{Connection, FanoutPlan, fan_out};
+use remote_agents::fleet::cli::{FanoutPlan, fan_out};
 use remote_agents::fleet::{FanoutOptions, HostStatus};
 use remote_agents::ops::{AgentArgs, DesiredOfferArgs, DesiredOfferResult, Request};
 use remote_agents_spec::Selector;
-use tokio_util::sync::CancellationToken;
+use remote_agents_tests::simulated::SimulatedFleet;
 
 #[derive(Parser)]
 struct Args {
@@ -221,74 +219,4 @@ async fn run(args: Args) -> anyhow::Result<()> {
         t.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-struct SimulatedFleet {
-    connection: Connection,
-    _nodes: Vec<Arc<remote_agents::node::Node>>,
-    _shutdown: tokio_util::sync::DropGuard,
-}
-
-impl SimulatedFleet {
-    async fn start(n: usize, work: &std::path::Path) -> anyhow::Result<Self> {
-        let shutdown = CancellationToken::new();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let relay_url = format!("ws://{}", listener.local_addr()?);
-        let config = remote_agents_relay::RelayConfig {
-            // One connection (the caller) sends a frame per node per fan-out.
-            rate_per_second: 0,
-            ..Default::default()
-        };
-        {
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                let _ = remote_agents_relay::serve(listener, config, async move {
-                    shutdown.cancelled().await
-                })
-                .await;
-            });
-        }
-        let key = "7e".repeat(32);
-        let flags = |name: &str, tags: String, no_agent: bool| NodeFlags {
-            relay: Some(relay_url.clone()),
-            room: Some("bench".into()),
-            name: Some(name.to_string()),
-            tags: (!tags.is_empty()).then_some(tags),
-            data_dir: Some(work.join("nodes").join(name)),
-            mode: Some("bypass".into()),
-            encryption_key: Some(key.clone()),
-            no_agent,
-            ..NodeFlags::default()
-        };
-        let mut nodes = Vec::with_capacity(n);
-        for i in 1..=n {
-            let tags = if i <= 200 { "first-200" } else { "" };
-            let settings = Settings::resolve(
-                &flags(&format!("sim-{i}"), tags.into(), false),
-                &BTreeMap::new(),
-            )?;
-            nodes.push(remote_agents::node::start(settings, shutdown.clone())?);
-        }
-        let caller_settings =
-            Settings::resolve(&flags("caller", String::new(), true), &BTreeMap::new())?;
-        let caller_dir = work.join("caller");
-        std::fs::create_dir_all(&caller_dir)?;
-        let connection =
-            Connection::open(&caller_settings, &caller_dir, Duration::from_secs(120)).await?;
-        let deadline = Instant::now() + Duration::from_secs(300);
-        while connection.net.peers().len() < n {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "only {} of {n} nodes connected",
-                connection.net.peers().len()
-            );
-            let mut presence = connection.net.watch_peers();
-            let _ = tokio::time::timeout(Duration::from_secs(1), presence.changed()).await;
-        }
-        Ok(SimulatedFleet {
-            connection,
-            _nodes: nodes,
-            _shutdown: shutdown.drop_guard(),
-        })
-    }
 }

@@ -8,17 +8,15 @@
 //! `cargo run --release -p remote-agents-tests --bin fanout-bench -- --nodes 200,1000`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use remote_agents::config::{NodeFlags, Settings};
-use remote_agents::fleet::cli::{Connection, FanoutPlan, fan_out};
+use remote_agents::fleet::cli::{FanoutPlan, fan_out};
 use remote_agents::fleet::{FanoutOptions, HostStatus};
 use remote_agents::ops::{ExecArgs, ReadFileArgs, Request};
 use remote_agents_spec::Selector;
-use tokio_util::sync::CancellationToken;
+use remote_agents_tests::simulated::SimulatedFleet;
 
 #[derive(Parser)]
 struct Args {
@@ -85,7 +83,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             timeout_secs: Some(60.0),
             max_output_bytes: None,
         });
-        let ours = fleet.best_of(args.repeat, &selector, exec, n).await?;
+        let ours = best_of(&fleet, args.repeat, &selector, exec, n).await?;
         let floor = n as f64 / spawn_rate;
         let pdsh = pdsh_exec(n)?;
         println!("fan-out `exec true` to {n} nodes: {:.3} s", ours);
@@ -108,7 +106,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         offset: None,
         length: Some(args.read_bytes as u64),
     });
-    let seconds = fleet.best_of(args.repeat, &all, read, largest).await?;
+    let seconds = best_of(&fleet, args.repeat, &all, read, largest).await?;
     let megabytes = (largest * args.read_bytes) as f64 / 1e6;
     println!(
         "\nread {} KiB from {largest} nodes: {seconds:.3} s ({:.0} MB/s through relay + crypto; target <= 0.3 s)",
@@ -164,137 +162,52 @@ fn which(program: &str) -> Option<std::path::PathBuf> {
     })
 }
 
-struct SimulatedFleet {
-    connection: Connection,
-    _nodes: Vec<Arc<remote_agents::node::Node>>,
-    _shutdown: tokio_util::sync::DropGuard,
-}
-
-impl SimulatedFleet {
-    async fn start(n: usize, work: &std::path::Path) -> anyhow::Result<Self> {
-        let shutdown = CancellationToken::new();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let relay_url = format!("ws://{}", listener.local_addr()?);
-        let config = remote_agents_relay::RelayConfig {
-            // One connection (the caller) sends a frame per node per fan-out.
-            rate_per_second: 0,
-            ..Default::default()
-        };
-        {
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                let _ = remote_agents_relay::serve(listener, config, async move {
-                    shutdown.cancelled().await
-                })
-                .await;
-            });
-        }
-        let key = "7e".repeat(32);
-        let flags = |name: &str, tags: String, no_agent: bool| NodeFlags {
-            relay: Some(relay_url.clone()),
-            room: Some("bench".into()),
-            name: Some(name.to_string()),
-            tags: Some(tags),
-            data_dir: Some(work.join("nodes").join(name)),
-            mode: Some("bypass".into()),
-            encryption_key: Some(key.clone()),
-            no_agent,
-            ..NodeFlags::default()
-        };
-        // The caller joins first and nodes join in waves of 100, each wave handshaking with the
-        // caller before the next starts: a caller joining a full room starts a thousand
-        // handshakes at once, and on a loaded machine their 2-s retries overtake the answers.
-        let caller_settings =
-            Settings::resolve(&flags("caller", String::new(), true), &BTreeMap::new())?;
-        let caller_dir = work.join("caller");
-        std::fs::create_dir_all(&caller_dir)?;
-        let connection =
-            Connection::open(&caller_settings, &caller_dir, Duration::from_secs(120)).await?;
+/// Runs the fan-out `repeat` times; returns the best wall time, checking every host was ok.
+async fn best_of(
+    fleet: &SimulatedFleet,
+    repeat: usize,
+    selector: &Selector,
+    request: Request,
+    expected: usize,
+) -> anyhow::Result<f64> {
+    let options = FanoutOptions {
+        per_host_timeout: Duration::from_secs(60),
+        concurrency: expected.max(1),
+        ..FanoutOptions::default()
+    };
+    let mut best = f64::MAX;
+    for _ in 0..repeat.max(1) {
         let started = Instant::now();
-        let deadline = started + Duration::from_secs(600);
-        let mut nodes = Vec::with_capacity(n);
-        for i in 1..=n {
-            // Tags let a run target the first 200 of 1,000: `first-200` is on nodes 1..=200.
-            let tags: Vec<String> = [200usize, 1000]
-                .iter()
-                .filter(|limit| i <= **limit)
-                .map(|limit| format!("first-{limit}"))
-                .collect();
-            let settings = Settings::resolve(
-                &flags(&format!("sim-{i}"), tags.join(","), false),
-                &BTreeMap::new(),
-            )?;
-            nodes.push(remote_agents::node::start(settings, shutdown.clone())?);
-            if i % 100 == 0 || i == n {
-                let mut presence = connection.net.watch_peers();
-                while connection.net.peer_count() < i {
-                    anyhow::ensure!(
-                        Instant::now() < deadline,
-                        "only {} of {i} nodes connected",
-                        connection.net.peer_count()
-                    );
-                    let _ = tokio::time::timeout(Duration::from_secs(1), presence.changed()).await;
-                }
-                eprintln!(
-                    "  {i} of {n} nodes connected after {:.1} s",
-                    started.elapsed().as_secs_f64()
-                );
-            }
-        }
-        Ok(SimulatedFleet {
-            connection,
-            _nodes: nodes,
-            _shutdown: shutdown.drop_guard(),
-        })
-    }
-
-    /// Runs the fan-out `repeat` times; returns the best wall time, checking every host was ok.
-    async fn best_of(
-        &self,
-        repeat: usize,
-        selector: &Selector,
-        request: Request,
-        expected: usize,
-    ) -> anyhow::Result<f64> {
-        let options = FanoutOptions {
-            per_host_timeout: Duration::from_secs(60),
-            concurrency: expected.max(1),
-            ..FanoutOptions::default()
-        };
-        let mut best = f64::MAX;
-        for _ in 0..repeat.max(1) {
-            let started = Instant::now();
-            let job = fan_out(
-                &self.connection.net,
-                &self.connection.agent_id,
-                FanoutPlan {
-                    selector,
-                    expected: &[],
-                    request: request.clone(),
-                    per_os: BTreeMap::new(),
-                    options: &options,
-                    summary: "bench".into(),
-                },
-            )
-            .await;
-            let seconds = started.elapsed().as_secs_f64();
-            let ok = job
-                .report
+        let job = fan_out(
+            &fleet.connection.net,
+            &fleet.connection.agent_id,
+            FanoutPlan {
+                selector,
+                expected: &[],
+                request: request.clone(),
+                per_os: BTreeMap::new(),
+                options: &options,
+                summary: "bench".into(),
+            },
+        )
+        .await;
+        let seconds = started.elapsed().as_secs_f64();
+        let ok = job
+            .report
+            .records
+            .iter()
+            .filter(|r| r.status == HostStatus::Ok)
+            .count();
+        anyhow::ensure!(
+            ok == expected && job.report.records.len() == expected,
+            "{ok} of {expected} hosts ok ({} records): {:?}",
+            job.report.records.len(),
+            job.report
                 .records
                 .iter()
-                .filter(|r| r.status == HostStatus::Ok)
-                .count();
-            anyhow::ensure!(
-                ok == expected && job.report.records.len() == expected,
-                "{ok} of {expected} hosts ok ({} records): {:?}",
-                job.report.records.len(),
-                job.report
-                    .records
-                    .iter()
-                    .find(|r| r.status != HostStatus::Ok)
-            );
-            best = best.min(seconds);
-        }
-        Ok(best)
+                .find(|r| r.status != HostStatus::Ok)
+        );
+        best = best.min(seconds);
     }
+    Ok(best)
 }
