@@ -112,13 +112,21 @@ step "worker: relay conformance suite against the local Worker"
 )
 
 step "worker: real nodes and fleetctl through the local Worker (fan-out, 50 nodes, apply, relay restart)"
-(
-  # Default limits this time; the restart command brings the Worker back on the same port with
-  # its Durable Object storage, as a redeploy would.
-  worker_state="$(mktemp -d)"
-  trap 'worker/scripts/serve-local.sh stop "$worker_state"; rm -rf "$worker_state"' EXIT
-  worker_port="$(worker/scripts/serve-local.sh start "$worker_state")"
-  REMOTE_AGENTS_TEST_FLEET_RELAY_URL="ws://127.0.0.1:$worker_port" \
-    REMOTE_AGENTS_TEST_FLEET_RELAY_RESTART="PORT=$worker_port $PWD/worker/scripts/serve-local.sh start $worker_state >/dev/null" \
-    cargo test --locked -p remote-agents-tests --test e2e -- fleet_fanout desired:: --skip the_demo
-)
+# Default limits this time; the restart command brings the Worker back on the same port with its
+# Durable Object storage, as a redeploy would. A restart drops every room on that Worker, so the
+# two restart tests get a Worker of their own and run one after the other; the rest share one.
+restart_tests=(fleet_fanout::a_fleet_keeps_working_across_a_relay_restart
+  desired::an_offline_node_catches_up_from_the_relay_and_after_a_relay_restart)
+fleet_through_worker() {
+  (
+    worker_state="$(mktemp -d)"
+    trap 'worker/scripts/serve-local.sh stop "$worker_state"; rm -rf "$worker_state"' EXIT
+    worker_port="$(worker/scripts/serve-local.sh start "$worker_state")"
+    REMOTE_AGENTS_TEST_FLEET_RELAY_URL="ws://127.0.0.1:$worker_port" \
+      REMOTE_AGENTS_TEST_FLEET_RELAY_RESTART="PORT=$worker_port $PWD/worker/scripts/serve-local.sh start $worker_state >/dev/null" \
+      cargo test --locked -p remote-agents-tests --test e2e -- "$@"
+  )
+}
+fleet_through_worker fleet_fanout desired:: --skip the_demo \
+  "${restart_tests[@]/#/--skip=}"
+fleet_through_worker "${restart_tests[@]}" --exact --test-threads=1

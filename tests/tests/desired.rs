@@ -204,7 +204,8 @@ async fn apply_converges_twenty_nodes_is_idempotent_and_reverts_drift() -> anyho
         .await?;
     assert_eq!(outcome["status"], "ok", "{outcome}");
     wait_status(&fleet, "web-2's override to expire", |now| {
-        now["web-2"]["sync"] == "Synced" && now["web-2"]["mode"] == "edit"
+        now.get("web-2")
+            .is_some_and(|s| s["sync"] == "Synced" && s["mode"] == "edit")
     })
     .await?;
 

@@ -3,6 +3,7 @@
 #   scripts/serve-local.sh start STATE_DIR   bundle, start on a free 127.0.0.1 port, wait for
 #                                            /healthz; prints the port and writes STATE_DIR/port
 #   scripts/serve-local.sh stop STATE_DIR    SIGTERM to its process group, SIGKILL after 3 s
+# Starts and stops on one STATE_DIR are serialised with flock(1) on STATE_DIR/lock.
 # STATE_DIR keeps the Durable Object storage (retained blobs survive a stop/start), the pid, the
 # port and workerd.log. PORT=N reuses a given port (a restart keeps the URL); RELAY_KEY and the
 # limits of src/limits.ts are read from the environment.
@@ -12,6 +13,10 @@ command="${1:?usage: serve-local.sh start|stop STATE_DIR}"
 state="${2:?usage: serve-local.sh start|stop STATE_DIR}"
 mkdir -p "$state"
 state="$(cd "$state" && pwd)"
+# One start or stop at a time per STATE_DIR: two tests restarting a shared Worker at once would
+# otherwise both bind PORT and one would die with "Address already in use".
+exec 9>"$state/lock"
+flock 9
 
 stop() {
   [[ -f "$state/pid" ]] || return 0
@@ -38,14 +43,25 @@ case "$command" in
       --outfile="$here/dist/worker.js" --log-level=warning
     mkdir -p "$state/storage"
     rm -f "$state/control" "$state/port"
-    setsid "$here/node_modules/.bin/workerd" serve "$here/workerd.capnp" \
-      -s "http=127.0.0.1:${PORT:-0}" -d "room-storage=$state/storage" --control-fd=3 \
-      3>"$state/control" >"$state/workerd.log" 2>&1 </dev/null &
-    echo $! >"$state/pid"
+    launch() {
+      # The lock descriptor stays with this script, not with workerd.
+      setsid "$here/node_modules/.bin/workerd" serve "$here/workerd.capnp" \
+        -s "http=127.0.0.1:${PORT:-0}" -d "room-storage=$state/storage" --control-fd=3 \
+        3>"$state/control" 9>&- >"$state/workerd.log" 2>&1 </dev/null &
+      echo $! >"$state/pid"
+    }
+    launch
     # workerd reports the port it bound on the control descriptor; then /healthz must answer.
     port=""
     for _ in $(seq 200); do
       if ! kill -0 "$(cat "$state/pid")" 2>/dev/null; then
+        # A fixed PORT can be held for a moment by another process's outgoing connection (it is
+        # in the ephemeral range); try again while the 10 s budget lasts.
+        if [[ -n "${PORT:-}" ]] && grep -q "Address already in use" "$state/workerd.log"; then
+          sleep 0.1
+          launch
+          continue
+        fi
         echo "workerd exited; log:" >&2
         cat "$state/workerd.log" >&2
         exit 1
