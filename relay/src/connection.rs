@@ -24,10 +24,11 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::metrics::Rejection;
 use crate::outbox::{Drained, Outbox};
+use crate::read_ahead::ReadAhead;
 use crate::room::Room;
 use crate::{JoinRefused, LiveConnection, Relay, error_frame};
 
-type Socket = WebSocketStream<TokioIo<Upgraded>>;
+type Socket = WebSocketStream<ReadAhead<TokioIo<Upgraded>>>;
 
 /// How long a closing connection waits for the other side before the socket is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -69,16 +70,21 @@ pub(crate) async fn run(
     tracing::debug!(%room_id, %peer, "peer joined");
     let (sink, stream) = socket.split();
     let last_activity = Activity::new();
-    let reader = async {
-        read_loop(&relay, &room, peer, &outbox, stream, &last_activity).await;
-        outbox.finish();
-    };
-    let writer = async {
-        write_loop(&relay, &outbox, sink, &last_activity).await;
-        outbox.finish();
-    };
+    // The futures are written inline, not bound to locals first: a moved-from local still takes
+    // room in the connection's task, and that task is most of an idle connection's memory.
     tokio::select! {
-        _ = async { tokio::join!(reader, writer) } => {}
+        _ = async {
+            tokio::join!(
+                async {
+                    read_loop(&relay, &room, peer, &outbox, stream, &last_activity).await;
+                    outbox.finish();
+                },
+                async {
+                    write_loop(&relay, &outbox, sink, &last_activity).await;
+                    outbox.finish();
+                },
+            )
+        } => {}
         _ = async {
             outbox.wait_finished().await;
             tokio::time::sleep(CLOSE_GRACE).await;
@@ -185,7 +191,9 @@ async fn read_loop(
                     ));
                     continue;
                 }
-                handle_frame(relay, room, peer, outbox, bytes).await;
+                // Boxed: routing a frame needs ~0.5 KB of future state that an idle
+                // connection would otherwise carry all the time.
+                Box::pin(handle_frame(relay, room, peer, outbox, bytes)).await;
             }
             Ok(Message::Text(_)) => {
                 relay.metrics.reject(Rejection::Malformed);
@@ -378,7 +386,6 @@ async fn write_loop(
     loop {
         match outbox.drain_into(&mut batch) {
             Drained::Frames => {
-                let drained = batch.len();
                 for frame in batch.drain(..) {
                     if sink.feed(Message::Binary(frame)).await.is_err() {
                         return;
@@ -387,10 +394,12 @@ async fn write_loop(
                 if sink.flush().await.is_err() {
                     return;
                 }
-                // Keep a small queue allocation for the next burst, but give back what a burst
-                // grew, so a connection that once was busy is cheap again when idle.
-                if batch.capacity() > 64 && drained < 16 {
-                    batch.shrink_to(16);
+                // Give back what a burst grew (the join storm of a big room leaves ~100 presence
+                // frames' worth): the batch and the queue swap places, so an unshrunk batch would
+                // stay with an idle connection for good. Regrowing costs a few reallocations
+                // per burst, nothing next to the writes.
+                if batch.capacity() > 16 {
+                    batch = VecDeque::new();
                 }
                 continue;
             }
