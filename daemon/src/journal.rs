@@ -1,5 +1,5 @@
 //! The node's embedded store (one redb file, every commit `Durability::Immediate`): the request
-//! journal (received → started → finished), the audit log, the backups index and small
+//! journal (started → finished), the audit log, the backups index and small
 //! key/value state such as the live mode override.
 //!
 //! The journal is what guarantees that a request is never run twice: a request is marked
@@ -82,6 +82,8 @@ fn db<E: Into<redb::Error>>(e: E) -> StoreError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
+    /// Accepted but not started. The node no longer commits this stage (it starts a request
+    /// without awaiting anything in between); journals written by earlier versions have it.
     Received,
     Started,
     Finished,

@@ -433,7 +433,9 @@ impl Node {
         let policy = if live.policy_config == target.policy {
             Ok(live.policy.clone())
         } else {
-            Policy::new(&target.policy, &self.settings.data_dir.value).map(Arc::new)
+            live.policy
+                .rebuild(&target.policy, &self.settings.data_dir.value)
+                .map(Arc::new)
         };
         let policy = match policy {
             Ok(policy) => policy,
@@ -786,13 +788,12 @@ impl Node {
             received_at_ms: now_ms(),
             outcome: None,
         };
-        // Reads are audited when they finish but need no durable received/started records: a
-        // crash mid-read leaves nothing to report as `outcome_unknown`, and rerunning is
-        // harmless. This saves two fsync'd commits per read.
-        let journal_stages = !request.is_read_only();
-        if journal_stages && let Err(e) = self.store.record(&entry) {
-            return Outcome::failed(format!("journal unavailable, nothing ran: {e}"));
-        }
+        // Every request is audited when it finishes; only those whose interruption must read
+        // `outcome_unknown` also get a durable `started` record first (`needs_started_record`).
+        // Nothing awaits between receiving a request and starting it (the gate below is
+        // synchronous), so no `received` record is written: a crash in between leaves no
+        // entry, and a retry with the same id then runs, which is right since nothing ran.
+        let journal_stages = request.needs_started_record();
         let mode = self.effective_mode();
         let prepared = match self.authorize(&entry.caller, &request) {
             Ok(()) => self.prepare(mode, request),

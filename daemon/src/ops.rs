@@ -480,6 +480,14 @@ impl Request {
         )
     }
 
+    /// Whether a crash while this request runs must be reported as `outcome_unknown`, which
+    /// takes a durable `started` record before it runs. Not for reads (rerunning is harmless)
+    /// and not for a desired-state offer: adopting a bundle is one atomic commit of its own, so
+    /// after a crash the node's generation says exactly whether it took effect.
+    pub fn needs_started_record(&self) -> bool {
+        !self.is_read_only() && !matches!(self, Request::DesiredOffer(_))
+    }
+
     /// What an operator must be allowed to do for this request, once the fleet lists
     /// operators. `None`: authorised by other means (a bundle carries its own signature).
     pub fn capability(&self) -> Option<remote_agents_spec::Capability> {

@@ -17,6 +17,7 @@
 
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
@@ -154,12 +155,12 @@ pub enum Intent {
 pub struct Policy {
     roots: Vec<PathBuf>,
     home: PathBuf,
-    allow_paths: Option<GlobSet>,
-    deny_paths: GlobSet,
-    hard_deny_write: GlobSet,
-    hard_deny_any: GlobSet,
-    allow_commands: Option<GlobSet>,
-    deny_commands: GlobSet,
+    allow_paths: Option<Globs>,
+    deny_paths: Globs,
+    hard_deny_write: Globs,
+    hard_deny_any: Globs,
+    allow_commands: Option<Globs>,
+    deny_commands: Globs,
     allow_shell: bool,
     data_dir: PathBuf,
 }
@@ -174,6 +175,48 @@ const HARD_DENY_WRITE: &[&str] = &[
     "/etc/sudoers.d/**",
     "/boot/**",
 ];
+
+/// A compiled glob set and the globs it was built from, so that a policy rebuilt after an apply
+/// reuses the sets whose globs did not change: compiling one builds regex and Aho-Corasick
+/// automata, the larger part of taking a new policy.
+#[derive(Debug, Clone)]
+struct Globs {
+    source: Vec<String>,
+    set: Arc<GlobSet>,
+}
+
+impl Globs {
+    fn build(source: Vec<String>, previous: Option<&Globs>) -> Result<Globs, PolicyError> {
+        if let Some(previous) = previous
+            && previous.source == source
+        {
+            return Ok(previous.clone());
+        }
+        Ok(Globs {
+            set: Arc::new(build_set(&source)?),
+            source,
+        })
+    }
+
+    /// `None` for no globs (nothing to allow-list).
+    fn optional(
+        source: Vec<String>,
+        previous: Option<&Option<Globs>>,
+    ) -> Result<Option<Globs>, PolicyError> {
+        if source.is_empty() {
+            return Ok(None);
+        }
+        Globs::build(source, previous.and_then(Option::as_ref)).map(Some)
+    }
+}
+
+impl std::ops::Deref for Globs {
+    type Target = GlobSet;
+
+    fn deref(&self) -> &GlobSet {
+        &self.set
+    }
+}
 
 fn build_set(globs: &[String]) -> Result<GlobSet, PolicyError> {
     let mut builder = GlobSetBuilder::new();
@@ -208,6 +251,20 @@ impl Policy {
     /// Compiles a policy. `data_dir` is the node's own state (keys, store, backups): no request
     /// may read its keys or write anything in it, in any mode.
     pub fn new(config: &PolicyConfig, data_dir: &Path) -> Result<Self, PolicyError> {
+        Self::build(config, data_dir, None)
+    }
+
+    /// A policy for `config` that reuses this one's compiled glob sets where their globs are
+    /// unchanged (an apply usually changes one list, if any).
+    pub fn rebuild(&self, config: &PolicyConfig, data_dir: &Path) -> Result<Self, PolicyError> {
+        Self::build(config, data_dir, Some(self))
+    }
+
+    fn build(
+        config: &PolicyConfig,
+        data_dir: &Path,
+        previous: Option<&Policy>,
+    ) -> Result<Self, PolicyError> {
         let home = home_dir();
         let configured: Vec<PathBuf> = if config.roots.is_empty() {
             vec![home.clone(), std::env::temp_dir()]
@@ -235,30 +292,33 @@ impl Policy {
             "/etc/shadow".to_string(),
             "/etc/gshadow".to_string(),
         ];
-        let optional = |globs: &[String]| -> Result<Option<GlobSet>, PolicyError> {
-            if globs.is_empty() {
-                Ok(None)
-            } else {
-                build_set(globs).map(Some)
-            }
-        };
         let expanded = |globs: &[String]| -> Vec<String> {
             globs
                 .iter()
                 .map(|g| expand_home(Path::new(g), &home).display().to_string())
                 .collect()
         };
-        let allow_paths = optional(&expanded(&config.allow_paths))?;
-        let deny_paths = build_set(&expanded(&config.deny_paths))?;
         Ok(Self {
+            allow_paths: Globs::optional(
+                expanded(&config.allow_paths),
+                previous.map(|p| &p.allow_paths),
+            )?,
+            deny_paths: Globs::build(
+                expanded(&config.deny_paths),
+                previous.map(|p| &p.deny_paths),
+            )?,
+            hard_deny_write: Globs::build(hard_write, previous.map(|p| &p.hard_deny_write))?,
+            hard_deny_any: Globs::build(hard_any, previous.map(|p| &p.hard_deny_any))?,
+            allow_commands: Globs::optional(
+                config.allow_commands.clone(),
+                previous.map(|p| &p.allow_commands),
+            )?,
+            deny_commands: Globs::build(
+                config.deny_commands.clone(),
+                previous.map(|p| &p.deny_commands),
+            )?,
             roots,
             home,
-            allow_paths,
-            deny_paths,
-            hard_deny_write: build_set(&hard_write)?,
-            hard_deny_any: build_set(&hard_any)?,
-            allow_commands: optional(&config.allow_commands)?,
-            deny_commands: build_set(&config.deny_commands)?,
             allow_shell: config.allow_shell,
             data_dir,
         })
@@ -581,6 +641,52 @@ mod tests {
     }
 
     const ALL_MODES: [Mode; 4] = [Mode::Plan, Mode::Edit, Mode::Bypass, Mode::Disabled];
+
+    #[test]
+    fn a_rebuilt_policy_reuses_unchanged_sets_and_obeys_the_changed_ones() {
+        let f = fixture();
+        let before = policy(&f, |_| {});
+        let mut config = PolicyConfig {
+            roots: vec![f.root.clone()],
+            deny_paths: vec!["**/file.txt".into()],
+            deny_commands: vec!["rm *".into(), "shutdown".into()],
+            ..Default::default()
+        };
+        let after = before.rebuild(&config, &f.data).unwrap();
+        assert!(Arc::ptr_eq(
+            &before.deny_commands.set,
+            &after.deny_commands.set
+        ));
+        assert!(Arc::ptr_eq(
+            &before.hard_deny_any.set,
+            &after.hard_deny_any.set
+        ));
+        assert!(!Arc::ptr_eq(&before.deny_paths.set, &after.deny_paths.set));
+        let file = f.root.join("sub/file.txt");
+        let denied = f.root.join("sub/denied.txt");
+        assert!(before.resolve(Mode::Edit, &file, Intent::Read).is_ok());
+        assert!(after.resolve(Mode::Edit, &file, Intent::Read).is_err());
+        assert!(after.resolve(Mode::Edit, &denied, Intent::Read).is_ok());
+        assert!(
+            after
+                .check_command(Mode::Edit, &["shutdown".into()], false)
+                .is_err()
+        );
+        // An allow-list that appears is built; one that goes away is gone.
+        config.allow_commands = vec!["true".into()];
+        let allowing = after.rebuild(&config, &f.data).unwrap();
+        assert!(
+            allowing
+                .check_command(Mode::Edit, &["echo".into()], false)
+                .is_err()
+        );
+        config.allow_commands.clear();
+        let open = allowing.rebuild(&config, &f.data).unwrap();
+        assert!(
+            open.check_command(Mode::Edit, &["echo".into()], false)
+                .is_ok()
+        );
+    }
 
     #[test]
     fn writes_are_refused_in_plan_mode() {

@@ -287,6 +287,9 @@ pub struct Sessions {
     last_timestamp: u64,
     handshake_frame_id: u64,
     incarnation: u64,
+    /// Peers whose `attempt.started` is set: `next_timeout` runs on every turn of the node's
+    /// event loop, and with a thousand established peers and none pending it must not scan them.
+    attempts_in_progress: usize,
 }
 
 impl Sessions {
@@ -316,6 +319,7 @@ impl Sessions {
             clock_origin_unix_nanos: unix_nanos,
             last_timestamp: 0,
             handshake_frame_id: 0,
+            attempts_in_progress: 0,
             incarnation: {
                 use ring::rand::SecureRandom;
                 let mut bytes = [0u8; 8];
@@ -376,7 +380,9 @@ impl Sessions {
             return 0;
         };
         let dropped = state.queue.len();
-        Self::clear_peer(state, &mut self.indexes);
+        if Self::clear_peer(state, &mut self.indexes) {
+            self.attempts_in_progress -= 1;
+        }
         dropped
     }
 
@@ -386,10 +392,12 @@ impl Sessions {
         for state in self.peers.values_mut() {
             Self::clear_peer(state, &mut self.indexes);
         }
+        self.attempts_in_progress = 0;
         self.outbox.clear();
     }
 
-    fn clear_peer(state: &mut Peer, indexes: &mut HashMap<u32, PeerId>) {
+    /// Returns whether a handshake attempt was in progress.
+    fn clear_peer(state: &mut Peer, indexes: &mut HashMap<u32, PeerId>) -> bool {
         for index in [
             state.current.as_ref().map(|t| t.local_index),
             state.previous.as_ref().map(|t| t.local_index),
@@ -406,7 +414,7 @@ impl Sessions {
         state.initiation = None;
         state.response = None;
         state.queue.clear();
-        state.attempt = Attempt::default();
+        std::mem::take(&mut state.attempt).started.is_some()
     }
 
     /// Encrypts `plaintext` for `peer`, or queues it until a handshake completes.
@@ -471,6 +479,7 @@ impl Sessions {
         }
         if state.attempt.started.is_none() {
             state.attempt.started = Some(now);
+            self.attempts_in_progress += 1;
         }
         state.attempt.last_try = Some(now);
         state.attempt.tries += 1;
@@ -624,7 +633,10 @@ impl Sessions {
                 && state.initiation.is_some();
             if !recently {
                 state.attempt.last_try = Some(now);
-                state.attempt.started.get_or_insert(now);
+                if state.attempt.started.is_none() {
+                    state.attempt.started = Some(now);
+                    self.attempts_in_progress += 1;
+                }
                 self.initiate(from, remote_static, now);
             }
         } else if please_reply {
@@ -813,7 +825,9 @@ impl Sessions {
             self.indexes.remove(&old.local_index);
         }
         state.incarnation = Some(incarnation);
-        state.attempt = Attempt::default();
+        if std::mem::take(&mut state.attempt).started.is_some() {
+            self.attempts_in_progress -= 1;
+        }
         self.events.push_back(Event::Established {
             peer,
             remote_static,
@@ -912,6 +926,17 @@ impl Sessions {
 
     /// When `handle_timeout` next has work to do.
     pub fn next_timeout(&self) -> Option<Instant> {
+        debug_assert_eq!(
+            self.attempts_in_progress,
+            self.peers
+                .values()
+                .filter(|state| state.attempt.started.is_some())
+                .count(),
+            "attempts_in_progress out of step"
+        );
+        if self.attempts_in_progress == 0 {
+            return None;
+        }
         self.peers
             .values()
             .filter(|state| state.attempt.started.is_some())
@@ -955,6 +980,7 @@ impl Sessions {
                     self.indexes.remove(&pending.local_index);
                 }
                 state.attempt = Attempt::default();
+                self.attempts_in_progress -= 1;
                 failed.push((*peer, dropped));
             } else {
                 retry_peers.push((*peer, !state.queue.is_empty()));

@@ -6,7 +6,8 @@
 //! connection. This wrapper sits between the two: it reads up to [`CHUNK`] bytes per system
 //! call into a buffer of its own and serves tungstenite's small reads from memory, and it gives
 //! the buffer back as soon as the socket has nothing more (the read would block), so an idle
-//! connection holds none of it.
+//! connection holds none of it. The buffer starts small ([`FIRST`]) and grows while reads fill
+//! it, so a ping or a short frame costs a small allocation, not 64 KiB.
 
 use std::io;
 use std::pin::Pin;
@@ -17,11 +18,18 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Bytes read from the socket per system call while data keeps coming.
 pub(crate) const CHUNK: usize = 64 * 1024;
+/// The read-ahead size after a quiet spell.
+pub(crate) const FIRST: usize = 4 * 1024;
 
 pub(crate) struct ReadAhead<S> {
     inner: S,
     /// Read but not yet handed out; empty (no allocation) while the connection is idle.
     pending: BytesMut,
+    /// How much the next socket read asks for: x4 after a read that filled it, back to
+    /// [`FIRST`] when the socket runs dry after a read that used a quarter or less.
+    size: usize,
+    /// Bytes the last socket read returned.
+    last_read: usize,
 }
 
 impl<S> ReadAhead<S> {
@@ -29,6 +37,8 @@ impl<S> ReadAhead<S> {
         ReadAhead {
             inner,
             pending: BytesMut::new(),
+            size: FIRST,
+            last_read: 0,
         }
     }
 }
@@ -41,13 +51,18 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.pending.is_empty() {
-            if out.remaining() >= CHUNK {
+            if out.remaining() >= this.size {
                 // A read as big as ours gains nothing from the extra copy.
                 return Pin::new(&mut this.inner).poll_read(cx, out);
             }
-            this.pending.reserve(CHUNK);
+            this.pending.reserve(this.size);
             match tokio_util::io::poll_read_buf(Pin::new(&mut this.inner), cx, &mut this.pending) {
-                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Ok(count)) => {
+                    this.last_read = count;
+                    if count >= this.size {
+                        this.size = (this.size * 4).min(CHUNK);
+                    }
+                }
                 Poll::Ready(Err(error)) => {
                     this.pending = BytesMut::new();
                     return Poll::Ready(Err(error));
@@ -55,6 +70,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
                 Poll::Pending => {
                     // Nothing more for now: an idle connection keeps no read-ahead memory.
                     this.pending = BytesMut::new();
+                    if this.last_read <= this.size / 4 {
+                        this.size = FIRST;
+                    }
                     return Poll::Pending;
                 }
             }
@@ -128,6 +146,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn reads_grow_while_they_fill_the_buffer() {
+        let (mut writer, reader) = tokio::io::duplex(512 * 1024);
+        writer.write_all(&[7u8; 300_000]).await.unwrap();
+        drop(writer);
+        let mut reader = ReadAhead::new(reader);
+        let mut chunk = [0u8; 2048];
+        let mut sizes = Vec::new();
+        while reader.read(&mut chunk).await.unwrap() > 0 {
+            sizes.push(reader.size);
+        }
+        assert_eq!(sizes.first(), Some(&(FIRST * 4)));
+        assert_eq!(sizes.iter().max(), Some(&CHUNK));
+    }
+
+    #[tokio::test]
     async fn an_idle_connection_holds_no_read_ahead_buffer() {
         let (mut writer, reader) = tokio::io::duplex(1024);
         let mut reader = ReadAhead::new(reader);
@@ -137,6 +170,10 @@ mod tests {
         assert!(
             !reader.pending.is_empty(),
             "reads ahead while data is there"
+        );
+        assert!(
+            reader.pending.capacity() < CHUNK,
+            "a short read starts small"
         );
         assert_eq!(reader.read(&mut chunk).await.unwrap(), 2);
         // The next read finds nothing and would block: the buffer is given back.

@@ -2,12 +2,13 @@
 //! right class, at the right line and column.
 
 use remote_agents_spec::{Code, Severity, load};
-use std::path::Path;
 
 fn diagnose(name: &str) -> Vec<remote_agents_spec::Diagnostic> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/broken")
-        .join(name);
+    let path = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (run by cargo)"),
+    )
+    .join("tests/fixtures/broken")
+    .join(name);
     let text = std::fs::read_to_string(&path).expect("fixture");
     load(&[(name, text)]).1
 }
@@ -107,10 +108,14 @@ fn each_broken_fixture_gives_one_diagnostic_at_the_right_place() {
             "spec.rules[0].target",
         ),
     ];
-    let fixtures =
-        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/broken"))
-            .expect("fixtures dir")
-            .count();
+    let fixtures = std::fs::read_dir(
+        std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (run by cargo)"),
+        )
+        .join("tests/fixtures/broken"),
+    )
+    .expect("fixtures dir")
+    .count();
     assert_eq!(fixtures, cases.len(), "every fixture has a case");
     for (name, code, severity, line, col, field) in cases {
         let diagnostics = diagnose(name);

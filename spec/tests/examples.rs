@@ -2,10 +2,13 @@
 //! load to the same model, and every example round-trips through both writers.
 
 use remote_agents_spec::{FleetModel, HostFacts, Mode, has_errors, load, to_kdl, to_yaml};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (run by cargo)"),
+    )
+    .join("..")
 }
 
 /// (relative path, text) of every spec file in a folder, sorted by name.

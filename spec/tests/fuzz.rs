@@ -4,7 +4,6 @@
 //! `scripts/fuzz-long.sh` runs longer.
 
 use remote_agents_spec::{Selector, load};
-use std::path::Path;
 use std::time::Instant;
 
 use remote_agents_testkit::{Rng, budget};
@@ -94,7 +93,10 @@ fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
 }
 
 fn corpus(extension: &str) -> Vec<Vec<u8>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (run by cargo)"),
+    )
+    .join("..");
     let mut files = Vec::new();
     for folder in [
         "examples/fleet",

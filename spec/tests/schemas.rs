@@ -1,11 +1,12 @@
 //! The JSON Schemas in `schemas/` are generated from the model; this test fails when they are
 //! stale. Regenerate with `UPDATE_SCHEMAS=1 cargo test -p remote-agents-spec --test schemas`.
 
-use std::path::Path;
-
 #[test]
 fn checked_in_schemas_are_up_to_date() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
+    let dir = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (run by cargo)"),
+    )
+    .join("../schemas");
     let update = std::env::var_os("UPDATE_SCHEMAS").is_some();
     let mut stale = Vec::new();
     for (name, text) in remote_agents_spec::schema::all() {
@@ -43,7 +44,10 @@ fn schemas_are_draft_07_and_name_the_kind() {
 
 #[test]
 fn example_files_point_editors_at_the_schemas() {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let examples = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (run by cargo)"),
+    )
+    .join("../examples");
     for folder in ["fleet", "secure-fleet"] {
         for entry in std::fs::read_dir(examples.join(folder)).expect("examples") {
             let path = entry.expect("entry").path();

@@ -13,7 +13,10 @@ use remote_agents::desired::{BundleContent, OperatorKey, SignedBundle, SpecFile}
 use remote_agents_tests::fleet::{NodeSpec, TestFleet};
 
 fn examples_fleet() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/fleet"))
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (run by cargo)"),
+    )
+    .join("../examples/fleet")
 }
 
 /// A copy of a spec folder the test may edit.

@@ -23,7 +23,12 @@ fn example_fleet_nodes() -> Vec<NodeSpec> {
 }
 
 fn examples_fleet() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/fleet").to_string()
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (run by cargo)"),
+    )
+    .join("../examples/fleet")
+    .display()
+    .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -58,7 +58,7 @@ pub async fn fetch_retained(net: &Net, psk: &Psk) -> Result<Vec<SignedBundle>, C
 /// The generation a bundle claims, without judging it (0 when unreadable); a false claim only
 /// decides whether the bundle is offered, and the offer verifies it.
 fn generation_of(bundle: &SignedBundle) -> u64 {
-    bundle.peek().map_or(0, |c| c.generation)
+    bundle.peek_generation()
 }
 
 /// Asks one peer for the bundle it applied.
@@ -168,11 +168,18 @@ pub async fn follow(
             let mut first = true;
             while !catch_up(&node, &net, &psk, std::mem::take(&mut first)).await {
                 let Some(seconds) = retries.next() else { break };
+                let generation = node.desired().generation();
                 // Jittered, so a room that reconnects together does not ask together.
                 let delay = Duration::from_millis(seconds * 500 + fastrand::u64(..seconds * 1000));
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(delay) => {}
+                    _ = tokio::time::sleep(delay) => {
+                        // A newer generation arrived meanwhile (an apply offered it, and put it
+                        // at the relay first): nothing is left to catch up with.
+                        if node.desired().generation() > generation {
+                            break;
+                        }
+                    }
                     changed = state.changed() => {
                         if changed.is_err() { return }
                         // Reconnected (or lost): start over from the new state.

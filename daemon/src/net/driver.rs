@@ -1,7 +1,7 @@
 //! The connection manager's one task: owns the relay WebSocket and the sans-IO sessions, and
 //! runs one `select!` over relay frames, commands from handles and session timers.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -172,7 +172,8 @@ pub(crate) struct Driver {
     sessions: Sessions,
     /// Peers the relay says are in the room.
     present: HashSet<PeerId>,
-    peers: BTreeMap<PeerId, PeerInfo>,
+    // The authenticated peers live in `shared.presence` only: it is edited in place, since
+    // copying a thousand-peer table on every announcement made a fleet-wide apply O(n^3).
     calls: HashMap<u64, OutboundCall>,
     inbound: HashMap<(PeerId, u64), InboundCall>,
     notifications: HashMap<(PeerId, u64), Vec<u8>>,
@@ -242,7 +243,6 @@ impl Driver {
             shutdown,
             sessions,
             present: HashSet::new(),
-            peers: BTreeMap::new(),
             calls: HashMap::new(),
             inbound: HashMap::new(),
             notifications: HashMap::new(),
@@ -585,9 +585,9 @@ impl Driver {
         self.present.remove(&peer);
         self.publish_present();
         self.sessions.peer_left(&peer);
-        if self.peers.remove(&peer).is_some() {
-            self.publish_peers();
-        }
+        self.shared
+            .presence
+            .send_if_modified(|peers| peers.remove(&peer).is_some());
         let failed: Vec<u64> = self
             .calls
             .iter()
@@ -615,10 +615,11 @@ impl Driver {
         self.sessions.reset();
         self.present.clear();
         self.publish_present();
-        if !self.peers.is_empty() {
-            self.peers.clear();
-            self.publish_peers();
-        }
+        self.shared.presence.send_if_modified(|peers| {
+            let had_peers = !peers.is_empty();
+            peers.clear();
+            had_peers
+        });
         for (_, call) in self.calls.drain() {
             let error = if matches!(ended, Ended::Shutdown) {
                 CallError::Shutdown
@@ -643,8 +644,14 @@ impl Driver {
             .send_replace(self.present.iter().copied().collect());
     }
 
-    fn publish_peers(&self) {
-        self.shared.presence.send_replace(self.peers.clone());
+    /// The ids of the authenticated peers.
+    fn peer_ids(&self) -> Vec<PeerId> {
+        self.shared.presence.borrow().keys().copied().collect()
+    }
+
+    /// One authenticated peer's record (a copy: the presence table is not held while it is used).
+    fn peer_info(&self, peer: &PeerId) -> Option<PeerInfo> {
+        self.shared.presence.borrow().get(peer).cloned()
     }
 
     fn drain_events(&mut self) {
@@ -666,10 +673,15 @@ impl Driver {
                         public_key: remote_static,
                         announcement,
                     };
-                    if self.peers.get(&peer) != Some(&info) {
-                        tracing::info!(%peer, name = %info.announcement.name, "secure session established");
-                        self.peers.insert(peer, info);
-                        self.publish_peers();
+                    let name = info.announcement.name.clone();
+                    let new = self.shared.presence.send_if_modified(|peers| {
+                        peers.get(&peer) != Some(&info) && {
+                            peers.insert(peer, info);
+                            true
+                        }
+                    });
+                    if new {
+                        tracing::info!(%peer, %name, "secure session established");
                     }
                     // Queued requests were flushed with the new session.
                     for call in self.calls.values_mut().filter(|call| call.peer == peer) {
@@ -780,7 +792,7 @@ impl Driver {
                 self.inbound.remove(&(peer, call));
             }
             Command::Broadcast { message, sent } => {
-                let targets: Vec<PeerId> = self.peers.keys().copied().collect();
+                let targets = self.peer_ids();
                 let mut count = 0;
                 for peer in targets {
                     if self.notify(peer, &message) {
@@ -794,7 +806,8 @@ impl Driver {
                 message,
                 sent,
             } => {
-                let result = if self.peers.contains_key(&peer) && self.notify(peer, &message) {
+                let known = self.shared.presence.borrow().contains_key(&peer);
+                let result = if known && self.notify(peer, &message) {
                     Ok(())
                 } else {
                     Err(CallError::Unreachable(format!(
@@ -837,7 +850,7 @@ impl Driver {
             Command::Announce(announcement) => {
                 self.set_announcement(announcement.clone());
                 let envelope = Envelope::Announce(announcement).encode();
-                let targets: Vec<PeerId> = self.peers.keys().copied().collect();
+                let targets = self.peer_ids();
                 for peer in targets {
                     self.send_envelope(peer, &envelope);
                 }
@@ -874,10 +887,15 @@ impl Driver {
         let max_message = self.config.max_message;
         match envelope {
             Envelope::Announce(announcement) => {
-                if let Some(info) = self.peers.get_mut(&peer) {
-                    info.announcement = announcement;
-                    self.publish_peers();
-                }
+                self.shared
+                    .presence
+                    .send_if_modified(|peers| match peers.get_mut(&peer) {
+                        Some(info) => {
+                            info.announcement = announcement;
+                            true
+                        }
+                        None => false,
+                    });
             }
             Envelope::Request {
                 call,
@@ -966,8 +984,8 @@ impl Driver {
                     self.notifications.remove(&(peer, id));
                 } else if !more {
                     let message = self.notifications.remove(&(peer, id)).unwrap_or_default();
-                    if let (Some(handler), Some(info)) = (&self.handler, self.peers.get(&peer)) {
-                        handler.notify(info, message);
+                    if let (Some(handler), Some(info)) = (&self.handler, self.peer_info(&peer)) {
+                        handler.notify(&info, message);
                     }
                 }
             }
@@ -982,8 +1000,7 @@ impl Driver {
         let request = std::mem::take(&mut inbound.request);
         let deadline = Duration::from_millis(inbound.deadline_ms);
         let cancel = inbound.cancel.clone();
-        let (Some(handler), Some(info)) = (self.handler.clone(), self.peers.get(&peer).cloned())
-        else {
+        let (Some(handler), Some(info)) = (self.handler.clone(), self.peer_info(&peer)) else {
             self.inbound.remove(&(peer, call));
             let envelope = Envelope::Failure {
                 call,

@@ -224,7 +224,10 @@ fn vectors_decode_back_to_their_frames() {
 
 #[test]
 fn schemas_frame_vectors_json_is_up_to_date() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/frame-vectors.json");
+    let path = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (run by cargo)"),
+    )
+    .join("../schemas/frame-vectors.json");
     let expected = document();
     if std::env::var_os("UPDATE_SCHEMAS").is_some() {
         std::fs::write(path, &expected).expect("write schemas/frame-vectors.json");

@@ -7,6 +7,11 @@
 //! WebSocket connection); the relay runs in-process too. Not part of the test run: start it with
 //! `cargo run --release -p remote-agents-tests --bin fanout-bench -- --nodes 200,1000`.
 
+// The allocator of the remote-agents and fleetctl binaries, so the simulated nodes and the
+// caller in this process allocate the way the real ones do.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

@@ -13,6 +13,11 @@
 //! Not part of the test run: `cargo run --release -p remote-agents-tests --bin mapreduce-bench`
 //! (`--size 256M` or `MAPREDUCE_BENCH_SIZE=256M` for a quick run).
 
+// The allocator of the remote-agents and fleetctl binaries, so the simulated nodes and the
+// caller in this process allocate the way the real ones do.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -4,6 +4,11 @@
 //!
 //! Usage: node-bench [--calls N] [--ssh "user@127.0.0.1 -p PORT"]
 
+// The allocator of the remote-agents and fleetctl binaries, so the simulated nodes and the
+// caller in this process allocate the way the real ones do.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
