@@ -295,7 +295,7 @@ impl Store {
             };
             entry.stage = Stage::Finished;
             entry.outcome = Some(outcome);
-            self.finish_unpruned(&entry, audit)?;
+            self.finish_unpruned(Some(&entry), audit)?;
         }
         Ok(())
     }
@@ -327,6 +327,21 @@ impl Store {
     /// Durably records a finished request and its audit record in one commit; every
     /// `prune_every` of them, prunes the journal and audit log.
     pub fn finish(&self, entry: &JournalEntry, audit: AuditRecord) -> Result<(), StoreError> {
+        self.finish_with(Some(entry), audit)
+    }
+
+    /// Durably records the audit record of a finished read. Reads are not journaled: they have
+    /// no side effect to keep from happening twice, and a read's result (up to the output cap)
+    /// would otherwise be copied into the store on every call.
+    pub fn finish_read(&self, audit: AuditRecord) -> Result<(), StoreError> {
+        self.finish_with(None, audit)
+    }
+
+    fn finish_with(
+        &self,
+        entry: Option<&JournalEntry>,
+        audit: AuditRecord,
+    ) -> Result<(), StoreError> {
         self.finish_unpruned(entry, audit)?;
         let finished = 1 + self
             .finished_since_prune
@@ -341,12 +356,14 @@ impl Store {
 
     fn finish_unpruned(
         &self,
-        entry: &JournalEntry,
+        entry: Option<&JournalEntry>,
         mut audit: AuditRecord,
     ) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
         {
-            Self::put_entry(&tx, entry)?;
+            if let Some(entry) = entry {
+                Self::put_entry(&tx, entry)?;
+            }
             let mut audit_table = tx.open_table(AUDIT).map_err(db)?;
             let next = audit_table
                 .last()

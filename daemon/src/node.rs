@@ -794,6 +794,7 @@ impl Node {
         // synchronous), so no `received` record is written: a crash in between leaves no
         // entry, and a retry with the same id then runs, which is right since nothing ran.
         let journal_stages = request.needs_started_record();
+        let read_only = request.is_read_only();
         let mode = self.effective_mode();
         let prepared = match self.authorize(&entry.caller, &request) {
             Ok(()) => self.prepare(mode, request),
@@ -824,7 +825,12 @@ impl Node {
         entry.stage = Stage::Finished;
         entry.outcome = Some(outcome.clone());
         let audit = self.audit(&entry, decision, &outcome);
-        if let Err(e) = self.store.finish(&entry, audit) {
+        let finished = if read_only {
+            self.store.finish_read(audit)
+        } else {
+            self.store.finish(&entry, audit)
+        };
+        if let Err(e) = finished {
             tracing::error!("cannot journal a finished request: {e}");
         }
         outcome
