@@ -435,22 +435,26 @@ impl Store {
         }
     }
 
-    /// Durably writes (or with `None` removes) a small JSON value.
+    /// Durably writes (or with `None` removes) a small JSON value. Removing a key that is not
+    /// there commits nothing (every apply clears the mode override, which is usually unset).
     pub fn set_meta<T: Serialize>(&self, key: &str, value: Option<&T>) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
-        {
+        let changed = {
             let mut table = tx.open_table(META).map_err(db)?;
             match value {
                 Some(v) => {
                     let bytes = serde_json::to_vec(v)?;
                     table.insert(key, bytes.as_slice()).map_err(db)?;
+                    true
                 }
-                None => {
-                    table.remove(key).map_err(db)?;
-                }
+                None => table.remove(key).map_err(db)?.is_some(),
             }
+        };
+        if changed {
+            tx.commit().map_err(db)?;
+        } else {
+            tx.abort().map_err(db)?;
         }
-        tx.commit().map_err(db)?;
         Ok(())
     }
 }
