@@ -2,8 +2,8 @@
 //! (a) throughput A → relay → B with 64 KiB frames sealed by `protocol::session` (Noise,
 //!     AES-256-GCM via ring) vs a bare tokio-tungstenite forwarder without crypto, and 256 B
 //!     messages per second; (b) relay memory per idle connection at 10,000 connections, read from
-//!     the relay process's RSS. (c), 10,000 nodes reconnecting after a relay restart, needs
-//!     the nodes' own connection code in several processes: that is `reconnect-bench`.
+//!     the relay process's RSS; (c) 10,000 nodes reconnecting after a relay restart, run by
+//!     `reconnect-bench` (the nodes' own connection code in several processes) and printed here.
 //!
 //! Run: `cargo build --release -p remote-agents-relay -p remote-agents-tests --bins &&
 //!       $CARGO_TARGET_DIR/release/relay-bench`
@@ -59,6 +59,12 @@ struct Args {
     /// Skip (a), the throughput runs.
     #[arg(long)]
     no_throughput: bool,
+    /// Nodes in (c), the reconnect run.
+    #[arg(long, default_value_t = 10_000)]
+    reconnect_nodes: usize,
+    /// Skip (c), the reconnect run.
+    #[arg(long)]
+    no_reconnect: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,7 +80,9 @@ fn main() -> anyhow::Result<()> {
         if !args.no_memory {
             memory(&args).await?;
         }
-        println!("(c) reconnect of 10,000 nodes after a relay restart: run `reconnect-bench`");
+        if !args.no_reconnect {
+            reconnect(&args)?;
+        }
         Ok(())
     })
 }
@@ -366,22 +374,52 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 }
 
 fn relay_binary(args: &Args) -> anyhow::Result<PathBuf> {
-    if let Some(path) = &args.relay_bin {
-        return Ok(path.clone());
+    match &args.relay_bin {
+        Some(path) => Ok(path.clone()),
+        None => sibling_binary("remote-agents-relay", "-p remote-agents-relay"),
     }
-    let here = std::env::current_exe()?;
-    let sibling = here
+}
+
+/// A binary built next to this one.
+fn sibling_binary(name: &str, package: &str) -> anyhow::Result<PathBuf> {
+    let sibling = std::env::current_exe()?
         .parent()
         .context("no parent directory")?
-        .join("remote-agents-relay");
-    if sibling.exists() {
-        Ok(sibling)
-    } else {
-        bail!(
-            "{} not found: build it with `cargo build --release -p remote-agents-relay` or pass --relay-bin",
-            sibling.display()
-        )
+        .join(name);
+    anyhow::ensure!(
+        sibling.exists(),
+        "{} not found: build it with `cargo build --release {package}`",
+        sibling.display()
+    );
+    Ok(sibling)
+}
+
+// ---------------------------------------------------------------------------------------------
+// (c) reconnect after a relay restart
+
+/// Runs `reconnect-bench`: its nodes are the node's own connection code spread over several
+/// processes (one process holds at most ~20k sockets here), which this process cannot host
+/// next to the throughput runs.
+fn reconnect(args: &Args) -> anyhow::Result<()> {
+    let binary = sibling_binary("reconnect-bench", "-p remote-agents-tests --bins")?;
+    println!(
+        "(c) reconnect of {} nodes after a relay restart:",
+        args.reconnect_nodes
+    );
+    let output = std::process::Command::new(&binary)
+        .args(["--nodes", &args.reconnect_nodes.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", binary.display()))?;
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        println!("    {line}");
     }
+    anyhow::ensure!(
+        output.status.success(),
+        "reconnect-bench failed: {}",
+        output.status
+    );
+    Ok(())
 }
 
 async fn memory(args: &Args) -> anyhow::Result<()> {
