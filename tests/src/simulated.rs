@@ -9,6 +9,22 @@ use remote_agents::config::{NodeFlags, Settings};
 use remote_agents::fleet::cli::Connection;
 use tokio_util::sync::CancellationToken;
 
+/// Where simulated nodes keep their data unless told: /dev/shm when it exists. On a real fleet
+/// every host commits its journal to its own disk, while here a thousand nodes would queue
+/// their fsyncs on one; tmpfs makes those commits free so the figures show the relay, crypto
+/// and executors. A disk folder passed instead includes them.
+pub fn default_data_base(chosen: Option<&std::path::Path>) -> std::path::PathBuf {
+    if let Some(chosen) = chosen {
+        return chosen.to_path_buf();
+    }
+    let shm = std::path::PathBuf::from("/dev/shm");
+    if shm.is_dir() {
+        shm
+    } else {
+        std::env::temp_dir()
+    }
+}
+
 pub struct SimulatedFleet {
     pub connection: Connection,
     _nodes: Vec<Arc<remote_agents::node::Node>>,

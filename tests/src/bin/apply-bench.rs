@@ -23,7 +23,7 @@ use remote_agents::fleet::cli::{FanoutPlan, fan_out};
 use remote_agents::fleet::{FanoutOptions, HostStatus};
 use remote_agents::ops::{AgentArgs, DesiredOfferArgs, DesiredOfferResult, Request};
 use remote_agents_spec::Selector;
-use remote_agents_tests::simulated::SimulatedFleet;
+use remote_agents_tests::simulated::{SimulatedFleet, default_data_base};
 
 #[derive(Parser)]
 struct Args {
@@ -101,14 +101,7 @@ fn cpu_time() -> anyhow::Result<Duration> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let base = args.data_dir.clone().unwrap_or_else(|| {
-        let shm = std::path::PathBuf::from("/dev/shm");
-        if shm.is_dir() {
-            shm
-        } else {
-            std::env::temp_dir()
-        }
-    });
+    let base = default_data_base(args.data_dir.as_deref());
     let work = tempfile::tempdir_in(&base)?;
     let n = args.nodes;
     let started = Instant::now();

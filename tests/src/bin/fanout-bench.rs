@@ -21,7 +21,7 @@ use remote_agents::fleet::cli::{FanoutPlan, fan_out};
 use remote_agents::fleet::{FanoutOptions, HostStatus};
 use remote_agents::ops::{ExecArgs, ReadFileArgs, Request};
 use remote_agents_spec::Selector;
-use remote_agents_tests::simulated::SimulatedFleet;
+use remote_agents_tests::simulated::{SimulatedFleet, default_data_base};
 
 #[derive(Parser)]
 struct Args {
@@ -34,10 +34,8 @@ struct Args {
     /// Repetitions of each fan-out; the best is reported (the first warms the sessions).
     #[arg(long, default_value_t = 3)]
     repeat: usize,
-    /// Where the simulated nodes keep their data (identity, journal). Default: /dev/shm when it
-    /// exists — on a real fleet every host commits its journal to its own disk, while here a
-    /// thousand nodes would queue their fsyncs on one; tmpfs makes the journal commits free so
-    /// the figure shows the relay, crypto and executors. Pass a disk folder to include them.
+    /// Where the simulated nodes keep their data (identity, journal); default /dev/shm (see
+    /// `simulated::default_data_base`). Pass a disk folder to include the journal's fsyncs.
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
 }
@@ -53,14 +51,7 @@ fn main() -> anyhow::Result<()> {
 async fn run(args: Args) -> anyhow::Result<()> {
     let spawn_rate = spawn_rate(2_000).await?;
     println!("process-spawn rate here: {spawn_rate:.0} /s (/bin/true, 8 in flight)");
-    let base = args.data_dir.clone().unwrap_or_else(|| {
-        let shm = std::path::PathBuf::from("/dev/shm");
-        if shm.is_dir() {
-            shm
-        } else {
-            std::env::temp_dir()
-        }
-    });
+    let base = default_data_base(args.data_dir.as_deref());
     let work = tempfile::tempdir_in(&base)?;
     println!("node data (journals) in {}", base.display());
     // The file the nodes read lives beneath their default roots (home, temp dir).
