@@ -316,6 +316,24 @@ impl Node {
         source: &str,
     ) -> Result<Accepted, crate::desired::Refusal> {
         let result = self.desired.offer(bundle, &self.host_facts());
+        self.after_offer(result, source)
+    }
+
+    /// `offer_bundle` inside a journaled request, whose finishing commit makes the stored bundle
+    /// durable before the answer goes out (one durable commit per apply instead of two).
+    fn offer_bundle_in_request(
+        &self,
+        bundle: &crate::desired::SignedBundle,
+    ) -> Result<Accepted, crate::desired::Refusal> {
+        let result = self.desired.offer_before_commit(bundle, &self.host_facts());
+        self.after_offer(result, "request")
+    }
+
+    fn after_offer(
+        &self,
+        result: Result<Accepted, crate::desired::Refusal>,
+        source: &str,
+    ) -> Result<Accepted, crate::desired::Refusal> {
         match &result {
             Ok(Accepted::New) => self.converge_to_new(source),
             Ok(Accepted::Current) => {}
@@ -1123,7 +1141,7 @@ impl Node {
             Prepared::ScheduleRemove(name) => result(self.schedules.remove(&name)),
             Prepared::ScheduleList(args) => result(self.schedules.list(&args)),
             Prepared::DesiredOffer(args) => {
-                let (decision, reason) = match self.offer_bundle(&args.bundle, "request") {
+                let (decision, reason) = match self.offer_bundle_in_request(&args.bundle) {
                     Ok(Accepted::New) => ("new", None),
                     Ok(Accepted::Current) => ("current", None),
                     Err(refusal) => ("refused", Some(refusal.to_string())),

@@ -11,7 +11,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use remote_agents_spec::{Capability, HostFacts, Operator, Selector};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -141,8 +141,9 @@ impl DesiredState {
         Ok(out)
     }
 
-    fn persist(&self, bundle: &VerifiedBundle) -> Result<(), StoreError> {
-        let tx = self.store.database().begin_write().map_err(db)?;
+    fn persist(&self, bundle: &VerifiedBundle, durability: Durability) -> Result<(), StoreError> {
+        let mut tx = self.store.database().begin_write().map_err(db)?;
+        tx.set_durability(durability).map_err(db)?;
         {
             let mut table = tx.open_table(BUNDLES).map_err(db)?;
             table
@@ -207,6 +208,28 @@ impl DesiredState {
     /// Verifies `signed` and applies it when it is trusted and newer. `host` is this node as
     /// the spec sees it (an operator's `target` must select it).
     pub fn offer(&self, signed: &SignedBundle, host: &HostFacts) -> Result<Accepted, Refusal> {
+        self.offer_with(signed, host, Durability::Immediate)
+    }
+
+    /// [`DesiredState::offer`] for a request whose journal commit follows before it is answered:
+    /// the bundle is stored without a durable commit of its own and becomes durable with that
+    /// one (redb makes a `Durability::None` commit durable with the next `Immediate` commit). A
+    /// crash in between loses nothing anyone was told: the offer was not acknowledged, and the
+    /// node comes back at its previous generation and catches up.
+    pub fn offer_before_commit(
+        &self,
+        signed: &SignedBundle,
+        host: &HostFacts,
+    ) -> Result<Accepted, Refusal> {
+        self.offer_with(signed, host, Durability::None)
+    }
+
+    fn offer_with(
+        &self,
+        signed: &SignedBundle,
+        host: &HostFacts,
+        durability: Durability,
+    ) -> Result<Accepted, Refusal> {
         let bundle = signed.verify()?;
         let _accepting = self.accepting.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.current();
@@ -246,7 +269,7 @@ impl DesiredState {
                 };
             }
         }
-        self.persist(&bundle)
+        self.persist(&bundle, durability)
             .map_err(|e| Refusal::Store(e.to_string()))?;
         let generation = bundle.content.generation;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(bundle));
@@ -290,7 +313,7 @@ impl DesiredState {
             files,
         };
         let bundle = Arc::new(SignedBundle::sign(&content, signer).verify()?);
-        self.persist(&bundle)
+        self.persist(&bundle, Durability::Immediate)
             .map_err(|e| Refusal::Store(e.to_string()))?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(bundle.clone());
         self.changed.send_replace(bundle.content.generation);
@@ -413,6 +436,39 @@ mod tests {
         }
         text = text.replace("  operators:\n", &format!("  operators:\n{lines}"));
         text
+    }
+
+    #[test]
+    fn a_bundle_offered_before_a_commit_is_adopted_and_kept_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = OperatorKey::generate();
+        let host = HostFacts::new("web-1");
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let desired = DesiredState::open(store.clone(), &[]).unwrap();
+        let three = SignedBundle::sign(&content(&key, 3, FLEET), &key);
+        assert_eq!(
+            desired.offer_before_commit(&three, &host),
+            Ok(Accepted::New)
+        );
+        assert_eq!(desired.generation(), 3);
+        // The request's journal commit (here: an audit record) that makes it durable. (What a
+        // crash before that commit loses cannot be shown in-process: redb still writes the
+        // pages, it only skips the fsync.)
+        let audit = crate::audit::AuditRecord {
+            seq: 0,
+            at_ms: 0,
+            request_id: "offer-3".into(),
+            caller: "cli".into(),
+            op: "desired_offer".into(),
+            summary: "generation 3".into(),
+            decision: "allowed".into(),
+            result: "ok".into(),
+            detail: None,
+        };
+        store.finish_read(audit).unwrap();
+        drop(desired);
+        drop(store);
+        assert_eq!(state(dir.path(), &[]).generation(), 3);
     }
 
     #[test]
