@@ -299,6 +299,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         reduce_on: None,
         retries: 1,
         slots_per_host: 1,
+        max_in_flight: None,
         attempt_timeout: Duration::from_secs(10),
         max_output_bytes: crate::mapreduce::DEFAULT_MAX_OUTPUT,
     };

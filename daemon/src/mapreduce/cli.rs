@@ -95,6 +95,10 @@ pub struct RunArgs {
     /// Map attempts in flight per host.
     #[arg(long, default_value_t = 2)]
     pub per_host: usize,
+    /// Map attempts in flight across all hosts (default: no cap beyond --per-host), for hosts
+    /// that share cores or a file server.
+    #[arg(long)]
+    pub max_in_flight: Option<usize>,
     /// Time one map attempt may take.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -259,6 +263,7 @@ pub fn plan_from_args(args: &RunArgs) -> anyhow::Result<JobPlan> {
             reduce_on: None,
             retries: 2,
             slots_per_host: 2,
+            max_in_flight: None,
             attempt_timeout: super::DEFAULT_ATTEMPT_TIMEOUT,
             max_output_bytes: super::DEFAULT_MAX_OUTPUT,
         },
@@ -271,6 +276,7 @@ pub fn plan_from_args(args: &RunArgs) -> anyhow::Result<JobPlan> {
     }
     plan.reduce_on = args.reduce_on.clone();
     plan.slots_per_host = args.per_host.max(1);
+    plan.max_in_flight = args.max_in_flight;
     plan.attempt_timeout = args.timeout;
     plan.chunk_bytes = args.chunk_size;
     plan.max_output_bytes = args.max_output;

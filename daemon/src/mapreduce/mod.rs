@@ -164,6 +164,8 @@ pub struct JobPlan {
     pub retries: u32,
     /// Map attempts in flight per host.
     pub slots_per_host: usize,
+    /// Map attempts in flight across all hosts (`None`: no cap beyond the per-host slots).
+    pub max_in_flight: Option<usize>,
     pub attempt_timeout: Duration,
     pub max_output_bytes: usize,
 }
@@ -225,6 +227,7 @@ impl JobPlan {
             reduce_on: None,
             retries: spec.retries.unwrap_or(2),
             slots_per_host: 2,
+            max_in_flight: None,
             attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
             max_output_bytes: DEFAULT_MAX_OUTPUT,
         })
@@ -739,7 +742,8 @@ pub async fn run(
         vec![plan.slots_per_host.max(1); targets.len()],
         placements,
         plan.retries,
-    );
+    )
+    .with_max_running(plan.max_in_flight);
     let mut outputs: Vec<Option<String>> = vec![None; total];
     let (results_tx, mut results_rx) = mpsc::unbounded_channel::<AttemptResult>();
     let mut running: BTreeMap<(usize, u32), (tokio::task::AbortHandle, Instant)> = BTreeMap::new();

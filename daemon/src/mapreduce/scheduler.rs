@@ -92,6 +92,8 @@ pub struct Scheduler {
     /// Backups start once this share of the partitions has finished (done or failed).
     backup_after: f64,
     seq: u64,
+    /// Attempts allowed in flight across all hosts (`None`: only the per-host slots bound it).
+    max_running: Option<usize>,
 }
 
 impl Scheduler {
@@ -124,7 +126,15 @@ impl Scheduler {
             retries,
             backup_after: 0.75,
             seq: 0,
+            max_running: None,
         }
+    }
+
+    /// Caps the attempts in flight across all hosts, e.g. when the hosts share the machine's
+    /// cores or a file server (at least 1).
+    pub fn with_max_running(mut self, max: Option<usize>) -> Self {
+        self.max_running = max.map(|max| max.max(1));
+        self
     }
 
     /// Changes when backups start (share of partitions finished, 0..=1; above 1 disables them).
@@ -189,7 +199,11 @@ impl Scheduler {
 
     fn free(&self, host: HostId) -> bool {
         let h = &self.hosts[host];
-        h.alive && h.running < h.slots
+        h.alive
+            && h.running < h.slots
+            && self
+                .max_running
+                .is_none_or(|max| self.hosts.iter().map(|h| h.running).sum::<usize>() < max)
     }
 
     fn can_run_on(&self, partition: &PartitionState, host: HostId) -> bool {
@@ -394,6 +408,23 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fleet_wide_cap_bounds_the_attempts_in_flight() {
+        let mut s = Scheduler::new(vec![1; 4], movable(8, 4), 0).with_max_running(Some(2));
+        let first = s.assign();
+        assert_eq!(first.len(), 2);
+        assert!(s.assign().is_empty());
+        let done = &first[0];
+        s.finish(
+            done.partition,
+            done.attempt,
+            done.host,
+            AttemptEnd::Succeeded,
+        );
+        assert_eq!(s.assign().len(), 1);
+        assert_eq!(s.running(), 2);
+    }
 
     fn movable(n: usize, hosts: usize) -> Vec<Placement> {
         (0..n)
