@@ -45,6 +45,9 @@ pub struct MapReduceArgs {
     /// Map attempts in flight per host; default 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_host: Option<usize>,
+    /// Map attempts in flight across all hosts; default: no cap beyond `per_host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<usize>,
 }
 
 impl MapReduceArgs {
@@ -72,6 +75,7 @@ impl MapReduceArgs {
         if let Some(per_host) = self.per_host {
             plan.slots_per_host = per_host.max(1);
         }
+        plan.max_in_flight = self.max_in_flight;
         Ok(plan)
     }
 }
