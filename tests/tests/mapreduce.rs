@@ -122,7 +122,7 @@ async fn word_count_over_eight_nodes_equals_the_single_process_count() -> anyhow
     assert_eq!(counts_of(&report)?, expected);
 
     // 2. The same text shipped from fleetctl in chunks, reduced by the same awk summing on the
-    //    caller, with argv map (no shell on the hosts).
+    //    caller, with argv map (no shell on the hosts), at most two maps in flight fleet-wide.
     let local = fleet.dir.path().join("words.txt");
     std::fs::write(&local, &text)?;
     let report = run_job(
@@ -134,6 +134,8 @@ async fn word_count_over_eight_nodes_equals_the_single_process_count() -> anyhow
             local.to_str().unwrap(),
             "--partitions",
             "3",
+            "--max-in-flight",
+            "2",
             "--map-arg",
             "awk",
             "--map-arg",
