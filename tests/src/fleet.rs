@@ -218,6 +218,28 @@ impl TestFleet {
         Ok(())
     }
 
+    /// `remote-agents mcp` joined to this fleet's room as a send-only operator (no agent of its
+    /// own), with its data in `mcp-node` beneath the fleet's folder.
+    pub async fn start_mcp_operator(&self) -> anyhow::Result<crate::node::McpProcess> {
+        let data_dir = self.dir.path().join("mcp-node");
+        let data_dir = data_dir.to_string_lossy();
+        crate::node::McpProcess::start(
+            &[
+                "--relay",
+                &self.relay_url,
+                "--room",
+                &self.room,
+                "--name",
+                "operator",
+                "--no-agent",
+                "--data-dir",
+                &data_dir,
+            ],
+            &[("REMOTE_AGENTS_ENCRYPTION_KEY", ENCRYPTION_KEY)],
+        )
+        .await
+    }
+
     /// The data folder fleetctl uses in this fleet.
     pub fn fleetctl_data_dir(&self) -> PathBuf {
         self.dir.path().join("fleetctl")

@@ -428,26 +428,7 @@ async fn an_mcp_client_fans_out_with_fleet_exec_and_fetches_the_job() -> anyhow:
         NodeSpec::new("db-1", &["db"], "plan"),
     ])
     .await?;
-    let data_dir = fleet.dir.path().join("mcp-node");
-    let data_dir = data_dir.to_string_lossy();
-    let mut mcp = remote_agents_tests::node::McpProcess::start(
-        &[
-            "--relay",
-            &fleet.relay_url,
-            "--room",
-            &fleet.room,
-            "--name",
-            "operator",
-            "--no-agent",
-            "--data-dir",
-            &data_dir,
-        ],
-        &[(
-            "REMOTE_AGENTS_ENCRYPTION_KEY",
-            remote_agents_tests::fleet::ENCRYPTION_KEY,
-        )],
-    )
-    .await?;
+    let mut mcp = fleet.start_mcp_operator().await?;
 
     // The MCP node joins the room in the background: retry until all three hosts answer.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

@@ -294,26 +294,7 @@ async fn an_mcp_client_runs_mapreduce_and_sees_partitions_progress() -> anyhow::
         NodeSpec::new("w-3", &["w"], "edit"),
     ])
     .await?;
-    let data_dir = fleet.dir.path().join("mcp-node");
-    let data_dir = data_dir.to_string_lossy();
-    let mut mcp = remote_agents_tests::node::McpProcess::start(
-        &[
-            "--relay",
-            &fleet.relay_url,
-            "--room",
-            &fleet.room,
-            "--name",
-            "operator",
-            "--no-agent",
-            "--data-dir",
-            &data_dir,
-        ],
-        &[(
-            "REMOTE_AGENTS_ENCRYPTION_KEY",
-            remote_agents_tests::fleet::ENCRYPTION_KEY,
-        )],
-    )
-    .await?;
+    let mut mcp = fleet.start_mcp_operator().await?;
     let items: Vec<String> = (0..30).map(|i| format!("a{i} b{i} c{i}")).collect();
     let arguments = serde_json::json!({
         "target": "tag:w",
