@@ -372,6 +372,15 @@ impl Sessions {
         }
     }
 
+    /// Starts a handshake with a present `peer` now, even without eager handshakes (a node that
+    /// is about to address the whole room needs to know who is in it). No-op when established.
+    pub fn meet(&mut self, peer: PeerId, now: Instant) {
+        if peer == self.local_id || self.is_established(&peer, now) {
+            return;
+        }
+        self.request_handshake(peer, now, true);
+    }
+
     /// The relay told us `peer` left: its sessions and queue go (the static key stays cached, and
     /// so does its last handshake timestamp, which keeps refusing replayed initiations).
     /// Returns how many queued messages were dropped.

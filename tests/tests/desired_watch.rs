@@ -112,19 +112,16 @@ async fn a_watching_node_applies_commits_and_keeps_the_last_good_generation() ->
     remote_agents::desired::OperatorKey::create(&key)?;
     let key_arg = key.display().to_string();
     // A long interval: the commit must be noticed through the repository's refs, not a poll.
-    let fleet = TestFleet::start(&[
-        NodeSpec::bare("watcher").with_args(&[
-            "--spec-repo",
-            &repo_arg,
-            "--branch",
-            "main",
-            "--spec-interval",
-            "60s",
-            "--operator-key",
-            &key_arg,
-        ]),
-        NodeSpec::bare("follower"),
-    ])
+    let mut fleet = TestFleet::start(&[NodeSpec::bare("watcher").with_args(&[
+        "--spec-repo",
+        &repo_arg,
+        "--branch",
+        "main",
+        "--spec-interval",
+        "60s",
+        "--operator-key",
+        &key_arg,
+    ])])
     .await?;
 
     let first = wait_status(
@@ -137,6 +134,19 @@ async fn a_watching_node_applies_commits_and_keeps_the_last_good_generation() ->
     .await?;
     assert_eq!(first["tags"], json!(["gitops"]), "{first:#}");
     assert_eq!(source_condition(&first).unwrap()["status"], true);
+
+    // A follower joins once generation 1 is at the relay, so it takes that copy and has no
+    // reason to ask a peer or read the relay again: generation 2 can reach it only through the
+    // controller's offer, which must find it although the two headless nodes never talked.
+    fleet.start_node(&NodeSpec::bare("follower"))?;
+    wait_status(
+        &fleet,
+        "follower",
+        Duration::from_secs(20),
+        "generation 1",
+        |s| s["observed_generation"] == 1,
+    )
+    .await?;
 
     // A commit changing the host's mode is applied within seconds.
     let started = std::time::Instant::now();

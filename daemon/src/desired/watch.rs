@@ -406,6 +406,9 @@ impl Watcher {
     }
 }
 
+/// How long a publishing controller waits to authenticate the peers in the room.
+const MEET_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A node with an operator key and a relay passes what it applied on to the room.
 async fn publish_if_controller(node: &Arc<Node>, signed: &super::SignedBundle, model: &FleetModel) {
     if node.operator_key().is_none() {
@@ -415,6 +418,14 @@ async fn publish_if_controller(node: &Arc<Node>, signed: &super::SignedBundle, m
         return;
     };
     let generation = signed.verify().map_or(0, |b| b.content.generation);
+    // A headless node handshakes lazily, so it may not know yet who else is in the room: meet
+    // them first, or the offer would reach only the peers it happened to have talked to (the
+    // rest would wait for their next reconnect to read the relay's copy).
+    match net.meet_present(MEET_TIMEOUT).await {
+        Ok(0) => {}
+        Ok(missing) => tracing::debug!(missing, "peers not authenticated before publishing"),
+        Err(error) => tracing::debug!(%error, "cannot meet the room before publishing"),
+    }
     let connection = crate::fleet::cli::Connection::of_node(net, node.agent_id().to_string(), psk);
     let expected = crate::fleetctl::desired::expected_hosts(model);
     match crate::fleetctl::desired::publish_signed(

@@ -369,7 +369,7 @@ impl Driver {
             Command::Cancel { call } => {
                 self.calls.remove(&call);
             }
-            Command::Reply { .. } => {}
+            Command::Reply { .. } | Command::MeetPresent => {}
             Command::RetainPut { done, .. } => {
                 let _ = done.send(Err(CallError::Unreachable(
                     "not connected to the relay".into(),
@@ -845,6 +845,12 @@ impl Driver {
                             "cannot frame the retained-store request: {error}"
                         ))));
                     }
+                }
+            }
+            Command::MeetPresent => {
+                let now = now.into_std();
+                for peer in self.present.iter().copied().collect::<Vec<_>>() {
+                    self.sessions.meet(peer, now);
                 }
             }
             Command::Announce(announcement) => {

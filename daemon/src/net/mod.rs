@@ -217,6 +217,8 @@ pub(crate) enum Command {
         sent: oneshot::Sender<Result<(), CallError>>,
     },
     Announce(Announcement),
+    /// Start handshakes with every peer present that has no session yet.
+    MeetPresent,
     /// Leave a blob in the relay's retained store (already sealed by the caller).
     RetainPut {
         key: Vec<u8>,
@@ -358,6 +360,17 @@ impl Net {
                 _ = tokio::time::sleep_until(deadline) => return Ok(missing),
             }
         }
+    }
+
+    /// Handshakes with every peer in the room and waits (up to `timeout`) until each is
+    /// authenticated. A node without eager handshakes knows only the peers it has talked to;
+    /// it calls this before addressing the whole room. Returns how many are still missing.
+    pub async fn meet_present(&self, timeout: Duration) -> Result<usize, CallError> {
+        self.commands
+            .send(Command::MeetPresent)
+            .await
+            .map_err(|_| CallError::Shutdown)?;
+        self.wait_settled(timeout).await
     }
 
     /// Waits until the connection state satisfies `predicate`, or fails after `timeout`.

@@ -469,3 +469,44 @@ fn lazy_peers_handshake_only_when_an_eager_peer_reaches_out_or_on_first_send() {
     }
     assert_eq!(orders_seen.len(), 2);
 }
+
+#[test]
+fn a_lazy_peer_that_meets_the_room_authenticates_both_sides_without_a_message() {
+    let lazy = SessionConfig {
+        eager_handshakes: false,
+        ..SessionConfig::default()
+    };
+    // Both id orders: the lower id initiates, the higher one asks for an initiation.
+    for meets_first in [true, false] {
+        let mut pair = Pair::new(lazy.clone(), "room token");
+        let (a, b) = (pair.a.local_id(), pair.b.local_id());
+        pair.a.peer_present(b, pair.now);
+        pair.b.peer_present(a, pair.now);
+        if meets_first {
+            pair.a.meet(b, pair.now);
+        } else {
+            pair.b.meet(a, pair.now);
+        }
+        let (at_a, at_b, rejected) = pair.pump();
+        assert!(rejected.is_empty(), "{rejected:?}");
+        assert!(at_a.is_empty() && at_b.is_empty());
+        assert!(
+            pair.a.is_established(&b, pair.now),
+            "a meets: {meets_first}"
+        );
+        assert!(
+            pair.b.is_established(&a, pair.now),
+            "a meets: {meets_first}"
+        );
+        let mut established = 0;
+        for events in [&mut pair.a, &mut pair.b] {
+            while let Some(event) = events.poll_event() {
+                established += usize::from(matches!(event, Event::Established { .. }));
+            }
+        }
+        assert_eq!(established, 2);
+        // Meeting an established peer sends nothing.
+        pair.a.meet(b, pair.now);
+        assert!(pair.a.poll_transmit().is_none());
+    }
+}
