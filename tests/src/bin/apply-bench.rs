@@ -3,9 +3,9 @@
 //! to a bare broadcast-and-ack floor measured in the same run (the same fan-out machinery with a
 //! trivial read-only request), and the idle CPU of N nodes holding an applied spec.
 //!
-//! Simulated nodes share this process (each a full `Node` with its own identity, store,
-//! reconciler and WebSocket connection); the relay runs in-process too, so both figures pay the
-//! same two shared cores. Not part of the test run: start it with
+//! Simulated nodes run in a few `sim-nodes` processes (each a full `Node` with its own
+//! identity, store, reconciler and WebSocket connection); the relay and the caller run in this
+//! process, so both figures pay the same two shared cores. Not part of the test run: start it with
 //! `cargo run --release -p remote-agents-tests --bin apply-bench -- --nodes 1000`.
 
 // The allocator of the remote-agents and fleetctl binaries, so the simulated nodes and the
@@ -85,19 +85,6 @@ spec:
         path: "fleet.yaml".into(),
         text: fleet,
     }]
-}
-
-/// Process CPU time (user + system) so far, from /proc/self/stat (clock ticks of 1/100 s).
-fn cpu_time() -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let after = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .unwrap_or_default();
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    Ok(Duration::from_millis(ticks * 10))
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -181,18 +168,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
         )
         .await;
         let seconds = t.elapsed().as_secs_f64();
-        let acknowledged = job
+        // `current`: the node already took it from the relay's retained copy meanwhile.
+        let acknowledges = |r: &remote_agents::fleet::HostRecord| {
+            r.status == HostStatus::Ok
+                && serde_json::from_str::<DesiredOfferResult>(&r.stdout).is_ok_and(|offer| {
+                    offer.decision != "refused" && offer.status.observed_generation == generation
+                })
+        };
+        let missing: Vec<String> = job
             .report
             .records
             .iter()
-            .filter(|r| r.status == HostStatus::Ok)
-            .filter_map(|r| serde_json::from_str::<DesiredOfferResult>(&r.stdout).ok())
-            // `current`: the node already took it from the relay's retained copy meanwhile.
-            .filter(|r| r.decision != "refused" && r.status.observed_generation == generation)
-            .count();
+            .filter(|r| !acknowledges(r))
+            .map(|r| {
+                format!(
+                    "{} {:?}: {} {} {:?}",
+                    r.host, r.status, r.stdout, r.stderr, r.error
+                )
+            })
+            .collect();
         anyhow::ensure!(
-            acknowledged == n,
-            "generation {generation}: {acknowledged} of {n} nodes acknowledged it"
+            missing.is_empty() && job.report.records.len() == n,
+            "generation {generation}: {} of {n} nodes acknowledged it; the others:\n{}",
+            job.report.records.len() - missing.len(),
+            missing.join("\n")
         );
         if generation > 1 {
             apply = apply.min(seconds);
@@ -210,13 +209,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Idle: nodes hold the applied spec; nothing is asked of them.
     let wall = Duration::from_secs(args.idle_secs);
     tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
-    let before = cpu_time()?;
+    let before = fleet.cpu_time()?;
     let t = Instant::now();
     tokio::time::sleep(wall).await;
-    let used = cpu_time()? - before;
+    let used = fleet.cpu_time()? - before;
     let share = used.as_secs_f64() / t.elapsed().as_secs_f64() * 100.0;
     println!(
-        "idle CPU with {n} nodes (whole process: nodes, relay, caller), {} s after the last \
+        "idle CPU with {n} nodes (every process: nodes, relay, caller), {} s after the last \
          apply: {:.2} s over {:.1} s = {share:.2}% of a core (target < 1%)",
         args.settle_secs,
         used.as_secs_f64(),

@@ -3,8 +3,9 @@
 //! run: `pdsh -R exec` running the same command locally for N "hosts", and the process-spawn
 //! floor (N / the spawn rate of `/bin/true` measured here).
 //!
-//! Simulated nodes share this process (each is a full `Node` with its own identity, store and
-//! WebSocket connection); the relay runs in-process too. Not part of the test run: start it with
+//! Simulated nodes run in a few `sim-nodes` processes (each is a full `Node` with its own
+//! identity, store and WebSocket connection; see `simulated` for why not one); the relay and the
+//! caller run in this process. Not part of the test run: start it with
 //! `cargo run --release -p remote-agents-tests --bin fanout-bench -- --nodes 200,1000`.
 
 // The allocator of the remote-agents and fleetctl binaries, so the simulated nodes and the
@@ -60,7 +61,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::write(&blob, "x".repeat(args.read_bytes))?;
     let largest = args.nodes.iter().copied().max().unwrap_or(0);
     let fleet = SimulatedFleet::start(largest, work.path()).await?;
-    println!("{largest} simulated nodes connected (one process, in-process relay)\n");
+    println!(
+        "{largest} simulated nodes connected ({} sim-nodes processes, relay in this one)\n",
+        fleet.process_count()
+    );
 
     let all = Selector::parse("all").map_err(|e| anyhow::anyhow!("{e}"))?;
     for &n in &args.nodes {
