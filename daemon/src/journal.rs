@@ -101,12 +101,18 @@ pub struct JournalEntry {
     pub outcome: Option<Outcome>,
 }
 
+/// A write that rides along with the store's next commit (see [`Store::write_with_next_commit`]).
+pub type CarriedWrite =
+    Box<dyn FnOnce(&redb::WriteTransaction) -> Result<(), StoreError> + Send + 'static>;
+
 /// The store; cheap to share behind an `Arc`.
 pub struct Store {
     db: Database,
     retention: Retention,
     /// Finished requests since the last pruning pass.
     finished_since_prune: std::sync::atomic::AtomicU64,
+    /// Writes waiting for the next commit of the store's own.
+    carried: std::sync::Mutex<Vec<CarriedWrite>>,
 }
 
 impl Store {
@@ -129,6 +135,7 @@ impl Store {
             db,
             retention,
             finished_since_prune: std::sync::atomic::AtomicU64::new(0),
+            carried: std::sync::Mutex::new(Vec::new()),
         };
         store.init_tables()?;
         store.recover()?;
@@ -136,8 +143,32 @@ impl Store {
         Ok(store)
     }
 
-    fn init_tables(&self) -> Result<(), StoreError> {
+    /// Queues `write` to run inside the next write transaction the store commits of its own
+    /// (a request's journal or audit record) rather than paying a commit of its own; it is
+    /// durable once that commit is. For a write whose request commits before it is answered
+    /// (a bundle adopted inside a request): a crash before then loses nothing anyone was told.
+    /// Should that transaction fail, its error is the commit's, and the write is lost with it.
+    pub fn write_with_next_commit(&self, write: CarriedWrite) {
+        self.carried
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(write);
+    }
+
+    /// Begins a write transaction with the queued carried writes applied. The second value
+    /// says whether it carries any: such a transaction must be committed, never aborted.
+    fn begin_write(&self) -> Result<(redb::WriteTransaction, bool), StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
+        let carried = std::mem::take(&mut *self.carried.lock().unwrap_or_else(|e| e.into_inner()));
+        let carries = !carried.is_empty();
+        for write in carried {
+            write(&tx)?;
+        }
+        Ok((tx, carries))
+    }
+
+    fn init_tables(&self) -> Result<(), StoreError> {
+        let (tx, _) = self.begin_write()?;
         let journal = tx.open_table(JOURNAL).map_err(db)?;
         tx.open_table(AUDIT).map_err(db)?;
         tx.open_table(BACKUPS).map_err(db)?;
@@ -193,7 +224,7 @@ impl Store {
         let limits = self.retention;
         let max_age_ms = u64::try_from(limits.journal_max_age.as_millis()).unwrap_or(u64::MAX);
         let mut pruned = Pruned::default();
-        let tx = self.db.begin_write().map_err(db)?;
+        let (tx, _) = self.begin_write()?;
         {
             let mut journal = tx.open_table(JOURNAL).map_err(db)?;
             let mut order = tx.open_table(JOURNAL_ORDER).map_err(db)?;
@@ -318,7 +349,7 @@ impl Store {
 
     /// Durably records a stage (received or started) of a request.
     pub fn record(&self, entry: &JournalEntry) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(db)?;
+        let (tx, _) = self.begin_write()?;
         Self::put_entry(&tx, entry)?;
         tx.commit().map_err(db)?;
         Ok(())
@@ -330,10 +361,11 @@ impl Store {
         self.finish_with(Some(entry), audit)
     }
 
-    /// Durably records the audit record of a finished read. Reads are not journaled: they have
-    /// no side effect to keep from happening twice, and a read's result (up to the output cap)
-    /// would otherwise be copied into the store on every call.
-    pub fn finish_read(&self, audit: AuditRecord) -> Result<(), StoreError> {
+    /// Durably records the audit record of a finished idempotent request (a read, a
+    /// desired-state offer). Those are not journaled: running one again has no effect to keep
+    /// from happening twice, and a read's result (up to the output cap) would otherwise be
+    /// copied into the store on every call.
+    pub fn finish_audit_only(&self, audit: AuditRecord) -> Result<(), StoreError> {
         self.finish_with(None, audit)
     }
 
@@ -359,7 +391,7 @@ impl Store {
         entry: Option<&JournalEntry>,
         mut audit: AuditRecord,
     ) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(db)?;
+        let (tx, _) = self.begin_write()?;
         {
             if let Some(entry) = entry {
                 Self::put_entry(&tx, entry)?;
@@ -395,7 +427,7 @@ impl Store {
 
     /// Adds a backup to the index.
     pub fn add_backup(&self, mut record: BackupRecord) -> Result<BackupRecord, StoreError> {
-        let tx = self.db.begin_write().map_err(db)?;
+        let (tx, _) = self.begin_write()?;
         {
             let mut table = tx.open_table(BACKUPS).map_err(db)?;
             record.seq = table
@@ -438,7 +470,11 @@ impl Store {
     /// Durably writes (or with `None` removes) a small JSON value. Removing a key that is not
     /// there commits nothing (every apply clears the mode override, which is usually unset).
     pub fn set_meta<T: Serialize>(&self, key: &str, value: Option<&T>) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(db)?;
+        // A read transaction is much cheaper than beginning (and aborting) a write one.
+        if value.is_none() && self.get_meta::<serde_json::Value>(key)?.is_none() {
+            return Ok(());
+        }
+        let (tx, carries) = self.begin_write()?;
         let changed = {
             let mut table = tx.open_table(META).map_err(db)?;
             match value {
@@ -450,7 +486,7 @@ impl Store {
                 None => table.remove(key).map_err(db)?.is_some(),
             }
         };
-        if changed {
+        if changed || carries {
             tx.commit().map_err(db)?;
         } else {
             tx.abort().map_err(db)?;
@@ -558,6 +594,28 @@ mod tests {
             .filter(|id| store.lookup(id).unwrap().is_some())
             .map(|id| id.to_string())
             .collect()
+    }
+
+    #[test]
+    fn a_carried_write_lands_with_the_next_commit_and_not_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.write_with_next_commit(Box::new(|tx| {
+            let mut table = tx.open_table(META).map_err(db)?;
+            table.insert("carried", b"1".as_slice()).map_err(db)?;
+            Ok(())
+        }));
+        assert_eq!(store.get_meta::<u32>("carried").unwrap(), None);
+        // Clearing an absent key commits nothing, so it carries nothing either.
+        store.set_meta::<u32>("absent", None).unwrap();
+        assert_eq!(store.get_meta::<u32>("carried").unwrap(), None);
+        let e = finished("a", NOW, "out");
+        store.finish_audit_only(audit_of(&e)).unwrap();
+        assert_eq!(store.get_meta::<u32>("carried").unwrap(), Some(1));
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.get_meta::<u32>("carried").unwrap(), Some(1));
+        assert_eq!(store.audit(10).unwrap().len(), 1);
     }
 
     #[test]

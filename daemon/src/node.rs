@@ -319,7 +319,7 @@ impl Node {
         self.after_offer(result, source)
     }
 
-    /// `offer_bundle` inside a journaled request, whose finishing commit makes the stored bundle
+    /// `offer_bundle` inside a request, whose audit commit makes the stored bundle
     /// durable before the answer goes out (one durable commit per apply instead of two).
     fn offer_bundle_in_request(
         &self,
@@ -336,7 +336,13 @@ impl Node {
     ) -> Result<Accepted, crate::desired::Refusal> {
         match &result {
             Ok(Accepted::New) => self.converge_to_new(source),
-            Ok(Accepted::Current) => {}
+            // Another path (the relay's copy, a peer) may have just accepted this generation and
+            // still be converging to it: an answer of `current` must describe it in force.
+            Ok(Accepted::Current) => {
+                if self.live().generation < self.desired.generation() {
+                    self.reconcile();
+                }
+            }
             Err(refusal) => {
                 tracing::warn!(%refusal, source, "refused desired state");
                 *self.last_refusal.lock().unwrap_or_else(|e| e.into_inner()) =
@@ -806,13 +812,14 @@ impl Node {
             received_at_ms: now_ms(),
             outcome: None,
         };
-        // Every request is audited when it finishes; only those whose interruption must read
-        // `outcome_unknown` also get a durable `started` record first (`needs_started_record`).
+        // Every request is audited when it finishes; idempotent ones are not journaled, and only
+        // those whose interruption must read `outcome_unknown` also get a durable `started`
+        // record first (`needs_started_record`).
         // Nothing awaits between receiving a request and starting it (the gate below is
         // synchronous), so no `received` record is written: a crash in between leaves no
         // entry, and a retry with the same id then runs, which is right since nothing ran.
         let journal_stages = request.needs_started_record();
-        let read_only = request.is_read_only();
+        let audit_only = request.is_idempotent();
         let mode = self.effective_mode();
         let prepared = match self.authorize(&entry.caller, &request) {
             Ok(()) => self.prepare(mode, request),
@@ -843,8 +850,8 @@ impl Node {
         entry.stage = Stage::Finished;
         entry.outcome = Some(outcome.clone());
         let audit = self.audit(&entry, decision, &outcome);
-        let finished = if read_only {
-            self.store.finish_read(audit)
+        let finished = if audit_only {
+            self.store.finish_audit_only(audit)
         } else {
             self.store.finish(&entry, audit)
         };
@@ -1645,5 +1652,55 @@ pub fn audit_report(settings: &Settings, limit: usize, json: bool) -> Result<Str
         Ok(out)
     } else {
         Ok(crate::audit::table(&records))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::NodeFlags;
+    use crate::desired::{BundleContent, SignedBundle, SpecFile};
+
+    /// An offer that finds its generation already accepted by another path (the relay's copy
+    /// read at the same moment) answers `current`, and its status shows that generation in
+    /// force rather than the one before it.
+    #[test]
+    fn an_offer_of_a_generation_accepted_elsewhere_reports_it_converged() {
+        let dir = tempfile::tempdir().unwrap();
+        let flags = NodeFlags {
+            name: Some("web-1".into()),
+            data_dir: Some(dir.path().to_path_buf()),
+            mode: Some("plan".into()),
+            ..NodeFlags::default()
+        };
+        let node =
+            Node::open(Settings::resolve(&flags, &BTreeMap::<String, String>::new()).unwrap())
+                .unwrap();
+        let key = OperatorKey::generate();
+        let content = BundleContent {
+            fleet: "lab".into(),
+            generation: 1,
+            revision: "r1".into(),
+            issued_at_ms: 1,
+            issuer: key.public(),
+            files: vec![SpecFile {
+                path: "fleet.yaml".into(),
+                text: "apiVersion: remote-agents.dev/v1\nkind: Fleet\nmetadata: {name: lab}\n\
+                       spec:\n  defaults: {mode: edit}\n"
+                    .into(),
+            }],
+        };
+        let signed = SignedBundle::sign(&content, &key);
+        // The other path has accepted generation 1 and not converged yet.
+        node.desired().offer(&signed, &node.host_facts()).unwrap();
+        assert_eq!(node.status().observed_generation, 0);
+
+        let answer = node.offer_bundle_in_request(&signed).unwrap();
+        assert!(matches!(answer, Accepted::Current));
+        let status = node.status();
+        assert_eq!(status.observed_generation, 1, "{status:?}");
+        assert_eq!(node.effective_mode(), Mode::Edit);
     }
 }

@@ -480,12 +480,19 @@ impl Request {
         )
     }
 
+    /// Whether running this request twice has the effect of running it once: reads, and a
+    /// desired-state offer (offering a generation the node holds answers `current`). Such a
+    /// request is audited but not journaled; a retried id simply runs again.
+    pub fn is_idempotent(&self) -> bool {
+        self.is_read_only() || matches!(self, Request::DesiredOffer(_))
+    }
+
     /// Whether a crash while this request runs must be reported as `outcome_unknown`, which
-    /// takes a durable `started` record before it runs. Not for reads (rerunning is harmless)
-    /// and not for a desired-state offer: adopting a bundle is one atomic commit of its own, so
-    /// after a crash the node's generation says exactly whether it took effect.
+    /// takes a durable `started` record before it runs. Not for idempotent requests (rerunning
+    /// is harmless; adopting a bundle is one atomic commit of its own, so after a crash the
+    /// node's generation says exactly whether it took effect).
     pub fn needs_started_record(&self) -> bool {
-        !self.is_read_only() && !matches!(self, Request::DesiredOffer(_))
+        !self.is_idempotent()
     }
 
     /// What an operator must be allowed to do for this request, once the fleet lists

@@ -153,6 +153,9 @@ pub enum Intent {
 /// The compiled policy of one node.
 #[derive(Debug, Clone)]
 pub struct Policy {
+    /// The roots as configured and the data dir as given, before canonicalization: a rebuild
+    /// with the same ones reuses `roots` and `data_dir` instead of resolving them again.
+    configured: (Vec<PathBuf>, PathBuf),
     roots: Vec<PathBuf>,
     home: PathBuf,
     allow_paths: Option<Globs>,
@@ -274,13 +277,22 @@ impl Policy {
         // Roots are canonicalized once so that a root that is itself a symlink (e.g. a temp dir
         // reached through a link) is compared in its real form; missing roots are kept as given
         // and simply fail to open later.
-        let mut roots: Vec<PathBuf> = configured
-            .iter()
-            .map(|r| std::fs::canonicalize(r).unwrap_or_else(|_| r.clone()))
-            .collect();
-        roots.sort();
-        roots.dedup();
-        let data_dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+        let configured = (configured, data_dir.to_path_buf());
+        let (roots, data_dir) = match previous.filter(|p| p.configured == configured) {
+            Some(previous) => (previous.roots.clone(), previous.data_dir.clone()),
+            None => {
+                let mut roots: Vec<PathBuf> = configured
+                    .0
+                    .iter()
+                    .map(|r| std::fs::canonicalize(r).unwrap_or_else(|_| r.clone()))
+                    .collect();
+                roots.sort();
+                roots.dedup();
+                let data_dir =
+                    std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+                (roots, data_dir)
+            }
+        };
         let data_glob = format!("{}/**", data_dir.display());
         let mut hard_write: Vec<String> = HARD_DENY_WRITE.iter().map(|s| s.to_string()).collect();
         hard_write.push(data_dir.display().to_string());
@@ -317,6 +329,7 @@ impl Policy {
                 config.deny_commands.clone(),
                 previous.map(|p| &p.deny_commands),
             )?,
+            configured,
             roots,
             home,
             allow_shell: config.allow_shell,

@@ -171,14 +171,14 @@ impl SimulatedFleet {
         Ok(fleet)
     }
 
-    /// CPU time (user + system) of this process and the node processes so far.
-    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
-        let mut total = process_cpu_time("self")?;
+    /// CPU time (user + system) so far of the node processes, and of this one (relay, caller).
+    pub fn cpu_time(&self) -> anyhow::Result<(Duration, Duration)> {
+        let mut nodes = Duration::ZERO;
         for process in &self.processes {
             let pid = process.child.id().context("a sim-nodes process exited")?;
-            total += process_cpu_time(&pid.to_string())?;
+            nodes += process_cpu_time(&pid.to_string())?;
         }
-        Ok(total)
+        Ok((nodes, process_cpu_time("self")?))
     }
 
     /// How many processes the nodes run in.

@@ -11,7 +11,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use remote_agents_spec::{Capability, HostFacts, Operator, Selector};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -91,6 +91,35 @@ fn db<E: Into<redb::Error>>(e: E) -> StoreError {
     StoreError::Db(Box::new(e.into()))
 }
 
+/// When an adopted bundle is written to the store.
+#[derive(Debug, Clone, Copy)]
+enum Persist {
+    /// In a durable commit of its own, before it is adopted.
+    Commit,
+    /// With the store's next commit: the audit commit of the request that offered it.
+    WithNextCommit,
+}
+
+/// Stores `json` as `generation` and keeps only the newest [`KEEP_GENERATIONS`].
+fn write_bundle(
+    tx: &redb::WriteTransaction,
+    generation: u64,
+    json: &[u8],
+) -> Result<(), StoreError> {
+    let mut table = tx.open_table(BUNDLES).map_err(db)?;
+    table.insert(generation, json).map_err(db)?;
+    let generations: Vec<u64> = table
+        .iter()
+        .map_err(db)?
+        .filter_map(|item| item.ok().map(|(k, _)| k.value()))
+        .collect();
+    let excess = generations.len().saturating_sub(KEEP_GENERATIONS);
+    for generation in &generations[..excess] {
+        table.remove(generation).map_err(db)?;
+    }
+    Ok(())
+}
+
 impl DesiredState {
     /// Loads the newest accepted bundle from the store. `local_operators` are keys from the
     /// node's own config (`ed25519:...`); malformed ones are an error.
@@ -141,28 +170,19 @@ impl DesiredState {
         Ok(out)
     }
 
-    fn persist(&self, bundle: &VerifiedBundle, durability: Durability) -> Result<(), StoreError> {
-        let mut tx = self.store.database().begin_write().map_err(db)?;
-        tx.set_durability(durability).map_err(db)?;
-        {
-            let mut table = tx.open_table(BUNDLES).map_err(db)?;
-            table
-                .insert(
-                    bundle.content.generation,
-                    bundle.signed.to_json().as_slice(),
-                )
-                .map_err(db)?;
-            let generations: Vec<u64> = table
-                .iter()
-                .map_err(db)?
-                .filter_map(|item| item.ok().map(|(k, _)| k.value()))
-                .collect();
-            let excess = generations.len().saturating_sub(KEEP_GENERATIONS);
-            for generation in &generations[..excess] {
-                table.remove(generation).map_err(db)?;
+    fn persist(&self, bundle: &VerifiedBundle, when: Persist) -> Result<(), StoreError> {
+        let generation = bundle.content.generation;
+        let json = bundle.signed.to_json();
+        match when {
+            Persist::Commit => {
+                let tx = self.store.database().begin_write().map_err(db)?;
+                write_bundle(&tx, generation, &json)?;
+                tx.commit().map_err(db)?;
             }
+            Persist::WithNextCommit => self
+                .store
+                .write_with_next_commit(Box::new(move |tx| write_bundle(tx, generation, &json))),
         }
-        tx.commit().map_err(db)?;
         Ok(())
     }
 
@@ -208,27 +228,27 @@ impl DesiredState {
     /// Verifies `signed` and applies it when it is trusted and newer. `host` is this node as
     /// the spec sees it (an operator's `target` must select it).
     pub fn offer(&self, signed: &SignedBundle, host: &HostFacts) -> Result<Accepted, Refusal> {
-        self.offer_with(signed, host, Durability::Immediate)
+        self.offer_with(signed, host, Persist::Commit)
     }
 
-    /// [`DesiredState::offer`] for a request whose journal commit follows before it is answered:
-    /// the bundle is stored without a durable commit of its own and becomes durable with that
-    /// one (redb makes a `Durability::None` commit durable with the next `Immediate` commit). A
-    /// crash in between loses nothing anyone was told: the offer was not acknowledged, and the
-    /// node comes back at its previous generation and catches up.
+    /// [`DesiredState::offer`] for a request whose audit commit follows before it is answered:
+    /// the bundle is written in that commit rather than one of its own
+    /// ([`Store::write_with_next_commit`]). A crash in between loses nothing anyone was told:
+    /// the offer was not acknowledged, and the node comes back at its previous generation and
+    /// catches up.
     pub fn offer_before_commit(
         &self,
         signed: &SignedBundle,
         host: &HostFacts,
     ) -> Result<Accepted, Refusal> {
-        self.offer_with(signed, host, Durability::None)
+        self.offer_with(signed, host, Persist::WithNextCommit)
     }
 
     fn offer_with(
         &self,
         signed: &SignedBundle,
         host: &HostFacts,
-        durability: Durability,
+        persist: Persist,
     ) -> Result<Accepted, Refusal> {
         let bundle = signed.verify()?;
         let _accepting = self.accepting.lock().unwrap_or_else(|e| e.into_inner());
@@ -269,7 +289,7 @@ impl DesiredState {
                 };
             }
         }
-        self.persist(&bundle, durability)
+        self.persist(&bundle, persist)
             .map_err(|e| Refusal::Store(e.to_string()))?;
         let generation = bundle.content.generation;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(bundle));
@@ -313,7 +333,7 @@ impl DesiredState {
             files,
         };
         let bundle = Arc::new(SignedBundle::sign(&content, signer).verify()?);
-        self.persist(&bundle, Durability::Immediate)
+        self.persist(&bundle, Persist::Commit)
             .map_err(|e| Refusal::Store(e.to_string()))?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(bundle.clone());
         self.changed.send_replace(bundle.content.generation);
@@ -451,7 +471,7 @@ mod tests {
             Ok(Accepted::New)
         );
         assert_eq!(desired.generation(), 3);
-        // The request's journal commit (here: an audit record) that makes it durable. (What a
+        // The request's audit commit that makes it durable. (What a
         // crash before that commit loses cannot be shown in-process: redb still writes the
         // pages, it only skips the fsync.)
         let audit = crate::audit::AuditRecord {
@@ -465,7 +485,7 @@ mod tests {
             result: "ok".into(),
             detail: None,
         };
-        store.finish_read(audit).unwrap();
+        store.finish_audit_only(audit).unwrap();
         drop(desired);
         drop(store);
         assert_eq!(state(dir.path(), &[]).generation(), 3);
