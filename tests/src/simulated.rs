@@ -181,6 +181,34 @@ impl SimulatedFleet {
         Ok((nodes, process_cpu_time("self")?))
     }
 
+    /// Fans `request` out to the nodes `selector` picks, all at once, through the caller (the
+    /// path `fleetctl` takes), and returns the finished job.
+    pub async fn fan_out(
+        &self,
+        selector: &remote_agents_spec::Selector,
+        request: remote_agents::ops::Request,
+        summary: &str,
+    ) -> remote_agents::fleet::jobs::Job {
+        let options = remote_agents::fleet::FanoutOptions {
+            per_host_timeout: Duration::from_secs(60),
+            concurrency: self.connection.net.peer_count().max(1),
+            ..remote_agents::fleet::FanoutOptions::default()
+        };
+        remote_agents::fleet::cli::fan_out(
+            &self.connection.net,
+            &self.connection.agent_id,
+            remote_agents::fleet::cli::FanoutPlan {
+                selector,
+                expected: &[],
+                request,
+                per_os: BTreeMap::new(),
+                options: &options,
+                summary: summary.to_string(),
+            },
+        )
+        .await
+    }
+
     /// How many processes the nodes run in.
     pub fn process_count(&self) -> usize {
         self.processes.len()

@@ -13,14 +13,12 @@
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use remote_agents::desired::distribute::publish_retained;
 use remote_agents::desired::{BundleContent, OperatorKey, SignedBundle, SpecFile};
-use remote_agents::fleet::cli::{FanoutPlan, fan_out};
-use remote_agents::fleet::{FanoutOptions, HostStatus};
+use remote_agents::fleet::HostStatus;
 use remote_agents::ops::{AgentArgs, DesiredOfferArgs, DesiredOfferResult, Request};
 use remote_agents_spec::Selector;
 use remote_agents_tests::simulated::{SimulatedFleet, default_data_base};
@@ -99,11 +97,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         base.display()
     );
     let all = Selector::parse("all").expect("`all` is a selector");
-    let options = FanoutOptions {
-        per_host_timeout: Duration::from_secs(60),
-        concurrency: n.max(1),
-        ..FanoutOptions::default()
-    };
     let key = OperatorKey::generate();
     let mut floor = f64::MAX;
     let mut apply = f64::MAX;
@@ -111,19 +104,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for generation in 1..=(args.repeat.max(1) as u64 + 1) {
         // The floor: the same broadcast-and-ack path with a trivial read-only request.
         let t = Instant::now();
-        let job = fan_out(
-            &fleet.connection.net,
-            &fleet.connection.agent_id,
-            FanoutPlan {
-                selector: &all,
-                expected: &[],
-                request: Request::DesiredStatus(AgentArgs { agent_id: None }),
-                per_os: BTreeMap::new(),
-                options: &options,
-                summary: "floor".into(),
-            },
-        )
-        .await;
+        let job = fleet
+            .fan_out(
+                &all,
+                Request::DesiredStatus(AgentArgs { agent_id: None }),
+                "floor",
+            )
+            .await;
         let floor_seconds = t.elapsed().as_secs_f64();
         let ok = job
             .report
@@ -150,23 +137,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         };
         let signed = SignedBundle::sign(&content, &key);
         publish_retained(&fleet.connection.net, &fleet.connection.psk, &signed).await?;
-        let job = fan_out(
-            &fleet.connection.net,
-            &fleet.connection.agent_id,
-            FanoutPlan {
-                selector: &all,
-                expected: &[],
-                request: Request::DesiredOffer(DesiredOfferArgs {
+        let job = fleet
+            .fan_out(
+                &all,
+                Request::DesiredOffer(DesiredOfferArgs {
                     bundle: signed,
                     prune: false,
                     agent_id: None,
                 }),
-                per_os: BTreeMap::new(),
-                options: &options,
-                summary: format!("apply {generation}"),
-            },
-        )
-        .await;
+                &format!("apply {generation}"),
+            )
+            .await;
         let seconds = t.elapsed().as_secs_f64();
         // `current`: the node already took it from the relay's retained copy meanwhile.
         let acknowledges = |r: &remote_agents::fleet::HostRecord| {

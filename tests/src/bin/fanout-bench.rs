@@ -14,12 +14,11 @@
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use remote_agents::fleet::cli::{FanoutPlan, fan_out};
-use remote_agents::fleet::{FanoutOptions, HostStatus};
+use remote_agents::fleet::HostStatus;
 use remote_agents::ops::{ExecArgs, ReadFileArgs, Request};
 use remote_agents_spec::Selector;
 use remote_agents_tests::simulated::{SimulatedFleet, default_data_base};
@@ -170,27 +169,10 @@ async fn best_of(
     request: Request,
     expected: usize,
 ) -> anyhow::Result<f64> {
-    let options = FanoutOptions {
-        per_host_timeout: Duration::from_secs(60),
-        concurrency: expected.max(1),
-        ..FanoutOptions::default()
-    };
     let mut best = f64::MAX;
     for _ in 0..repeat.max(1) {
         let started = Instant::now();
-        let job = fan_out(
-            &fleet.connection.net,
-            &fleet.connection.agent_id,
-            FanoutPlan {
-                selector,
-                expected: &[],
-                request: request.clone(),
-                per_os: BTreeMap::new(),
-                options: &options,
-                summary: "bench".into(),
-            },
-        )
-        .await;
+        let job = fleet.fan_out(selector, request.clone(), "bench").await;
         let seconds = started.elapsed().as_secs_f64();
         let ok = job
             .report
