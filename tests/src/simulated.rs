@@ -209,6 +209,34 @@ impl SimulatedFleet {
         .await
     }
 
+    /// [`SimulatedFleet::fan_out`], timed: the seconds it took, once every one of the
+    /// `expected` hosts answered ok (an error names the first that did not).
+    pub async fn timed_fan_out(
+        &self,
+        selector: &remote_agents_spec::Selector,
+        request: remote_agents::ops::Request,
+        summary: &str,
+        expected: usize,
+    ) -> anyhow::Result<f64> {
+        let started = Instant::now();
+        let job = self.fan_out(selector, request, summary).await;
+        let seconds = started.elapsed().as_secs_f64();
+        let records = &job.report.records;
+        let ok = records
+            .iter()
+            .filter(|r| r.status == remote_agents::fleet::HostStatus::Ok)
+            .count();
+        anyhow::ensure!(
+            ok == expected && records.len() == expected,
+            "{summary}: {ok} of {expected} hosts ok ({} records): {:?}",
+            records.len(),
+            records
+                .iter()
+                .find(|r| r.status != remote_agents::fleet::HostStatus::Ok)
+        );
+        Ok(seconds)
+    }
+
     /// How many processes the nodes run in.
     pub fn process_count(&self) -> usize {
         self.processes.len()

@@ -103,22 +103,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // One warm-up generation: the first contact with each node pays its Noise handshake.
     for generation in 1..=(args.repeat.max(1) as u64 + 1) {
         // The floor: the same broadcast-and-ack path with a trivial read-only request.
-        let t = Instant::now();
-        let job = fleet
-            .fan_out(
+        let floor_seconds = fleet
+            .timed_fan_out(
                 &all,
                 Request::DesiredStatus(AgentArgs { agent_id: None }),
                 "floor",
+                n,
             )
-            .await;
-        let floor_seconds = t.elapsed().as_secs_f64();
-        let ok = job
-            .report
-            .records
-            .iter()
-            .filter(|r| r.status == HostStatus::Ok)
-            .count();
-        anyhow::ensure!(ok == n, "floor: {ok} of {n} hosts answered");
+            .await?;
         if generation > 1 {
             floor = floor.min(floor_seconds);
         }

@@ -18,7 +18,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use remote_agents::fleet::HostStatus;
 use remote_agents::ops::{ExecArgs, ReadFileArgs, Request};
 use remote_agents_spec::Selector;
 use remote_agents_tests::simulated::{SimulatedFleet, default_data_base};
@@ -171,24 +170,9 @@ async fn best_of(
 ) -> anyhow::Result<f64> {
     let mut best = f64::MAX;
     for _ in 0..repeat.max(1) {
-        let started = Instant::now();
-        let job = fleet.fan_out(selector, request.clone(), "bench").await;
-        let seconds = started.elapsed().as_secs_f64();
-        let ok = job
-            .report
-            .records
-            .iter()
-            .filter(|r| r.status == HostStatus::Ok)
-            .count();
-        anyhow::ensure!(
-            ok == expected && job.report.records.len() == expected,
-            "{ok} of {expected} hosts ok ({} records): {:?}",
-            job.report.records.len(),
-            job.report
-                .records
-                .iter()
-                .find(|r| r.status != HostStatus::Ok)
-        );
+        let seconds = fleet
+            .timed_fan_out(selector, request.clone(), "bench", expected)
+            .await?;
         best = best.min(seconds);
     }
     Ok(best)
