@@ -72,6 +72,8 @@ pub enum StoreError {
     Locked(String),
     #[error("corrupt store record")]
     Json(#[from] serde_json::Error),
+    #[error("{0}: no store here (has a node run with this data dir?)")]
+    Missing(String),
 }
 
 fn db<E: Into<redb::Error>>(e: E) -> StoreError {
@@ -115,6 +117,22 @@ pub struct Store {
     carried: std::sync::Mutex<Vec<CarriedWrite>>,
 }
 
+/// The newest `limit` audit records of `database`, oldest first.
+fn newest_audit(
+    database: &impl ReadableDatabase,
+    limit: usize,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    let tx = database.begin_read().map_err(db)?;
+    let table = tx.open_table(AUDIT).map_err(db)?;
+    let mut records = Vec::new();
+    for item in table.iter().map_err(db)?.rev().take(limit) {
+        let (_, value) = item.map_err(db)?;
+        records.push(serde_json::from_slice(value.value())?);
+    }
+    records.reverse();
+    Ok(records)
+}
+
 impl Store {
     /// Opens (or creates) `store.redb` in `data_dir` and turns requests a crash interrupted
     /// after they started into `outcome_unknown`.
@@ -125,12 +143,16 @@ impl Store {
     /// `open` with explicit retention limits; prunes once before returning.
     pub fn open_with(data_dir: &Path, retention: Retention) -> Result<Self, StoreError> {
         let path = data_dir.join("store.redb");
-        let db = Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => {
-                StoreError::Locked(path.display().to_string())
-            }
-            other => db(other),
-        })?;
+        // One writer (this node); `remote-agents audit` may read beside it while it runs.
+        let db = redb::Builder::new()
+            .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
+            .create(&path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => {
+                    StoreError::Locked(path.display().to_string())
+                }
+                other => db(other),
+            })?;
         let store = Store {
             db,
             retention,
@@ -414,15 +436,21 @@ impl Store {
 
     /// The newest `limit` audit records, oldest first.
     pub fn audit(&self, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
-        let tx = self.db.begin_read().map_err(db)?;
-        let table = tx.open_table(AUDIT).map_err(db)?;
-        let mut records = Vec::new();
-        for item in table.iter().map_err(db)?.rev().take(limit) {
-            let (_, value) = item.map_err(db)?;
-            records.push(serde_json::from_slice(value.value())?);
+        newest_audit(&self.db, limit)
+    }
+
+    /// The newest `limit` audit records of the store in `data_dir`, read without writing, so
+    /// while the node that owns it runs (it opens the store as its single writer).
+    pub fn read_audit(data_dir: &Path, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        let path = data_dir.join("store.redb");
+        if !path.exists() {
+            return Err(StoreError::Missing(path.display().to_string()));
         }
-        records.reverse();
-        Ok(records)
+        let db = redb::Builder::new()
+            .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
+            .open_read_only(&path)
+            .map_err(db)?;
+        newest_audit(&db, limit)
     }
 
     /// Adds a backup to the index.
@@ -594,6 +622,32 @@ mod tests {
             .filter(|id| store.lookup(id).unwrap().is_some())
             .map(|id| id.to_string())
             .collect()
+    }
+
+    #[test]
+    fn the_audit_log_is_read_beside_the_store_s_writer_and_follows_its_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Store::read_audit(dir.path(), 10),
+            Err(StoreError::Missing(_))
+        ));
+        let store = Store::open(dir.path()).unwrap();
+        let first = finished("a", NOW, "out");
+        store.finish(&first, audit_of(&first)).unwrap();
+        // The node keeps its store open; a second process may still read it.
+        let seen = Store::read_audit(dir.path(), 10).unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].request_id, "a");
+        let second = finished("b", NOW, "out");
+        store.finish(&second, audit_of(&second)).unwrap();
+        let seen = Store::read_audit(dir.path(), 10).unwrap();
+        let ids: Vec<&str> = seen.iter().map(|r| r.request_id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        // A second writer is still refused.
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::Locked(_))
+        ));
     }
 
     #[test]

@@ -1639,10 +1639,22 @@ pub async fn run(settings: Settings, mcp: Option<crate::mcp::Transport>) -> anyh
     }
 }
 
-/// The audit log as text or JSON lines; needs the node stopped (the store is single-process).
+/// The audit log as text or JSON lines, read beside the running node (or a stopped one).
 pub fn audit_report(settings: &Settings, limit: usize, json: bool) -> Result<String, StoreError> {
-    let store = Store::open(&settings.data_dir.value)?;
-    let records = store.audit(limit)?;
+    let dir = &settings.data_dir.value;
+    if !dir.join("store.redb").exists() {
+        return Err(StoreError::Missing(
+            dir.join("store.redb").display().to_string(),
+        ));
+    }
+    let records = match Store::open(dir) {
+        // The node is not running: opening the store recovers what a crash interrupted (as
+        // the node would on start), so those requests read `outcome_unknown` here too.
+        Ok(store) => store.audit(limit)?,
+        // The node runs and holds the store: read beside it.
+        Err(StoreError::Locked(_)) => Store::read_audit(dir, limit)?,
+        Err(other) => return Err(other),
+    };
     if json {
         let mut out = String::new();
         for r in &records {

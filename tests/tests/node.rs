@@ -164,6 +164,37 @@ async fn plan_mode_refuses_writes_and_exec_over_mcp() -> anyhow::Result<()> {
         result.to_string().contains("no relay connection"),
         "{result}"
     );
+
+    // The audit log is readable while the node runs: who asked what, and the refusals.
+    let audit = std::process::Command::new(node_binary()?)
+        .args(["audit", "--json", "--data-dir", &data])
+        .output()?;
+    assert!(
+        audit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&audit.stderr)
+    );
+    let records: Vec<serde_json::Value> = String::from_utf8(audit.stdout)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let refused: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| {
+            r["decision"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("refused"))
+        })
+        .collect();
+    assert!(
+        refused.iter().any(|r| r["op"] == "write_file")
+            && refused.iter().any(|r| r["op"] == "exec"),
+        "{records:#?}"
+    );
+    assert!(
+        records.iter().all(|r| r["caller"] == "mcp:local"),
+        "{records:#?}"
+    );
     Ok(())
 }
 
