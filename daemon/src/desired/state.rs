@@ -471,9 +471,8 @@ mod tests {
             Ok(Accepted::New)
         );
         assert_eq!(desired.generation(), 3);
-        // The request's audit commit that makes it durable. (What a
-        // crash before that commit loses cannot be shown in-process: redb still writes the
-        // pages, it only skips the fsync.)
+        // Until the request's audit commit the bundle is adopted in memory only.
+        assert!(desired.stored().unwrap().is_empty());
         let audit = crate::audit::AuditRecord {
             seq: 0,
             at_ms: 0,
@@ -486,6 +485,8 @@ mod tests {
             detail: None,
         };
         store.finish_audit_only(audit).unwrap();
+        let stored: Vec<u64> = desired.stored().unwrap().iter().map(|(g, _)| *g).collect();
+        assert_eq!(stored, [3]);
         drop(desired);
         drop(store);
         assert_eq!(state(dir.path(), &[]).generation(), 3);
