@@ -108,19 +108,7 @@ async fn kill_9_during_200_writes_leaves_every_file_old_or_new() -> anyhow::Resu
 
     // After a restart the journal turns whatever was running into outcome_unknown (never a
     // silent re-run), and the audit log lists every request with its caller and decision.
-    let audit = std::process::Command::new(node_binary()?)
-        .args(["audit", "--json", "--limit", "1000"])
-        .args(args)
-        .output()?;
-    assert!(
-        audit.status.success(),
-        "{}",
-        String::from_utf8_lossy(&audit.stderr)
-    );
-    let records: Vec<serde_json::Value> = String::from_utf8(audit.stdout)?
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let records = audit_records(&[&["--limit", "1000"][..], &args[..]].concat())?;
     let ok = records.iter().filter(|r| r["result"] == "ok").count();
     assert!(
         ok >= answered,
@@ -166,18 +154,7 @@ async fn plan_mode_refuses_writes_and_exec_over_mcp() -> anyhow::Result<()> {
     );
 
     // The audit log is readable while the node runs: who asked what, and the refusals.
-    let audit = std::process::Command::new(node_binary()?)
-        .args(["audit", "--json", "--data-dir", &data])
-        .output()?;
-    assert!(
-        audit.status.success(),
-        "{}",
-        String::from_utf8_lossy(&audit.stderr)
-    );
-    let records: Vec<serde_json::Value> = String::from_utf8(audit.stdout)?
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let records = audit_records(&["--data-dir", &data])?;
     let refused: Vec<&serde_json::Value> = records
         .iter()
         .filter(|r| {
@@ -196,6 +173,23 @@ async fn plan_mode_refuses_writes_and_exec_over_mcp() -> anyhow::Result<()> {
         "{records:#?}"
     );
     Ok(())
+}
+
+/// The audit records `remote-agents audit --json ARGS` prints.
+fn audit_records(args: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
+    let audit = std::process::Command::new(node_binary()?)
+        .args(["audit", "--json"])
+        .args(args)
+        .output()?;
+    anyhow::ensure!(
+        audit.status.success(),
+        "remote-agents audit: {}",
+        String::from_utf8_lossy(&audit.stderr)
+    );
+    Ok(String::from_utf8(audit.stdout)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?)
 }
 
 /// Polls `list_agents` on `node` until an agent named `name` shows up.
