@@ -498,7 +498,8 @@ impl Store {
     /// Durably writes (or with `None` removes) a small JSON value. Removing a key that is not
     /// there commits nothing (every apply clears the mode override, which is usually unset).
     pub fn set_meta<T: Serialize>(&self, key: &str, value: Option<&T>) -> Result<(), StoreError> {
-        // A read transaction is much cheaper than beginning (and aborting) a write one.
+        // Checked with a read: a write transaction here would have to commit any carried write
+        // (an apply's bundle, waiting for its request's audit commit) as a commit of its own.
         if value.is_none() && self.get_meta::<serde_json::Value>(key)?.is_none() {
             return Ok(());
         }
