@@ -591,6 +591,27 @@ impl Policy {
         Ok(())
     }
 
+    /// Applies the mode, the roots, the hard limits and the path lists to `path` as spelled,
+    /// without touching the file system. For paths that do not exist yet, whose existing parent
+    /// the caller resolved by descriptor: a git checkout checks every file it is about to write
+    /// this way before writing any.
+    pub fn check_spelled(&self, mode: Mode, path: &Path, intent: Intent) -> Result<(), Refusal> {
+        Self::check_mode(
+            mode,
+            match intent {
+                Intent::Read => Access::Read,
+                Intent::Write => Access::Write,
+            },
+        )?;
+        if self.root_for(path).is_none() {
+            return Err(Refusal::new(format!(
+                "{} is outside the roots this node allows; use a path beneath one of them",
+                path.display()
+            )));
+        }
+        self.check_path_lists(mode, path, path, intent)
+    }
+
     /// Whether a path found by a walk (already beneath a root, not followed through links) passes
     /// the lists; used to filter search results.
     pub fn path_visible(&self, mode: Mode, path: &Path) -> bool {
