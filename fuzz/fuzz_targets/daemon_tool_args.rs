@@ -1,0 +1,125 @@
+//! MCP tool and RPC arguments: arbitrary JSON read as the RPC `Envelope` and `Request` (as a
+//! node decodes a peer's request) and as every tool's argument struct (as rmcp hands a tool its
+//! `arguments`), then through the checks that run before anything executes (schedule lines,
+//! search patterns, write content, job plans). Nothing panics, and a request that decodes
+//! encodes back to itself (requests are journaled as JSON and read back).
+#![no_main]
+
+use chrono::{DateTime, Utc};
+use libfuzzer_sys::fuzz_target;
+use remote_agents::fleet::tools as fleet_tools;
+use remote_agents::mapreduce::tool::MapReduceArgs;
+use remote_agents::mcp::spec_tools;
+use remote_agents::ops::{self, Envelope, Request};
+use remote_agents::schedule::{self, cron::CronLine};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// A fixed instant, so schedule slots do not depend on when the fuzzer runs.
+fn fixed_now() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_750_000_000, 0).expect("a valid timestamp")
+}
+
+fn args<T: DeserializeOwned>(value: &Value) -> Option<T> {
+    serde_json::from_value(value.clone()).ok()
+}
+
+fn check_request(request: &Request) {
+    let _ = (
+        request.name(),
+        request.is_read_only(),
+        request.is_idempotent(),
+    );
+    let _ = (request.needs_started_record(), request.capability());
+    let _ = (request.agent_id(), request.summary());
+    let _ = request.clone().without_agent_id();
+    let text = serde_json::to_vec(request).expect("a request encodes");
+    let again: Request = serde_json::from_slice(&text).expect("an encoded request decodes");
+    assert_eq!(&again, request, "a request changed through JSON");
+    match request {
+        Request::ScheduleAdd(add) => check_schedule(add),
+        Request::FileSearch(search) => {
+            let _ = remote_agents::search::Query::new(
+                search.name.as_deref(),
+                search.content.as_deref(),
+                search.images_only,
+                search.include_hidden,
+                search.max_results,
+            );
+        }
+        Request::WriteFile(write) => {
+            let _ = remote_agents::fs::decode(&write.content, write.encoding);
+        }
+        _ => {}
+    }
+}
+
+fn check_schedule(add: &schedule::ScheduleAddArgs) {
+    let _ = schedule::validate_add(add);
+    if let Ok(line) = CronLine::parse(&add.cron) {
+        let now = fixed_now();
+        if let Some(next) = line.next_after(now) {
+            let _ = line.period_after(next);
+        }
+        let _ = line.due(now, now + chrono::Duration::days(2));
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(envelope) = serde_json::from_slice::<Envelope>(data) {
+        check_request(&envelope.request);
+    }
+    if let Ok(request) = serde_json::from_slice::<Request>(data) {
+        check_request(&request);
+    }
+    let Ok(value) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    // The node's own tools are the `Request` variants' argument structs.
+    for op in [
+        "exec",
+        "read_file",
+        "write_file",
+        "list_dir",
+        "file_stat",
+        "file_search",
+        "git_status",
+        "git_pull",
+        "git_commit",
+        "git_push",
+        "get_info",
+        "set_mode",
+        "list_agents",
+        "backups",
+        "schedule_add",
+        "schedule_remove",
+        "schedule_list",
+        "desired_offer",
+        "desired_status",
+        "desired_get",
+        "desired_history",
+    ] {
+        let tagged = serde_json::json!({ "op": op, "args": value });
+        if let Ok(request) = serde_json::from_value::<Request>(tagged) {
+            check_request(&request);
+        }
+    }
+    let _ = args::<ops::ExecArgs>(&value);
+    let _ = args::<ops::BackupsArgs>(&value);
+    if let Some(job) = args::<MapReduceArgs>(&value) {
+        let _ = job.plan();
+    }
+    let _ = args::<fleet_tools::FleetRequest>(&value);
+    let _ = args::<fleet_tools::FleetExecArgs>(&value);
+    let _ = args::<fleet_tools::FleetReadArgs>(&value);
+    let _ = args::<fleet_tools::FleetWriteArgs>(&value);
+    let _ = args::<fleet_tools::FleetGitArgs>(&value);
+    let _ = args::<fleet_tools::FleetSearchArgs>(&value);
+    let _ = args::<fleet_tools::JobGetArgs>(&value);
+    let _ = args::<fleet_tools::JobListArgs>(&value);
+    let _ = args::<spec_tools::SpecGetArgs>(&value);
+    let _ = args::<spec_tools::SpecPlanArgs>(&value);
+    let _ = args::<spec_tools::SpecApplyArgs>(&value);
+    let _ = args::<spec_tools::SpecEditArgs>(&value);
+    let _ = args::<spec_tools::FleetStatusArgs>(&value);
+});
