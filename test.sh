@@ -35,6 +35,12 @@ for example in examples/fleet examples/fleet-kdl examples/secure-fleet; do
   "$CARGO_TARGET_DIR/debug/fleetctl" validate -f "$example"
 done
 
+# --- Coverage-guided fuzzing (issue 12): the cargo-fuzz targets in fuzz/ (every parser of
+# untrusted input), built with their own target dir and run 10 s each; a crash fails the step and
+# names its reproducer. `scripts/fuzz-cargo.sh --long 3600` runs them for an hour. -------------
+step "fuzz: cargo-fuzz targets, 10 s each (scripts/fuzz-cargo.sh)"
+scripts/fuzz-cargo.sh
+
 # --- The node's MCP server (issue 4) driven by the official MCP Python SDK client -----------------
 # A virtualenv under ~/.cache keeps the install fast on reruns; `mcp` 2.x is the SDK's current API.
 step "node: MCP Python SDK client against remote-agents mcp (local node)"
