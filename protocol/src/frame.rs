@@ -8,6 +8,8 @@ use std::str::FromStr;
 use bytes::{BufMut, Bytes, BytesMut};
 use sha2::{Digest, Sha256};
 
+use crate::key_proof;
+
 /// The frame format version carried in byte 0 of every header.
 pub const FRAME_VERSION: u8 = 1;
 
@@ -38,6 +40,9 @@ pub const PING_INTERVAL_SECS_DEFAULT: u64 = 20;
 /// Default idle limit in seconds: no frame and no pong for this long closes with 4008.
 pub const IDLE_TIMEOUT_SECS_DEFAULT: u64 = 60;
 
+/// Default time a new connection has to answer `CHALLENGE` with `PROOF`, in seconds.
+pub const PROOF_TIMEOUT_SECS_DEFAULT: u64 = 10;
+
 /// The domain label hashed in front of a room name to make its room id.
 const ROOM_ID_LABEL: &[u8] = b"remote-agents room v1\0";
 
@@ -65,6 +70,9 @@ pub mod close_code {
     pub const ROOM_FULL: u16 = 4002;
     /// The room id or peer id in the request is malformed.
     pub const BAD_REQUEST: u16 = 4003;
+    /// The connection did not prove the key its peer id is derived from (no `PROOF` in time,
+    /// another frame first, or a proof that does not verify); it never joined the room.
+    pub const KEY_PROOF_FAILED: u16 = 4004;
     /// No frame and no pong within the idle limit.
     pub const IDLE_TIMEOUT: u16 = 4008;
     /// Rate limit exceeded persistently.
@@ -227,6 +235,8 @@ pub enum FrameKind {
     RetainPut = 0x03,
     /// Peer → relay: send back the blobs kept under a key.
     RetainGet = 0x04,
+    /// Peer → relay, first frame: the answer to `CHALLENGE` proving the peer id's key.
+    Proof = 0x05,
     /// Relay → peer, first frame: the peers already present.
     Welcome = 0x10,
     /// Relay → peer: `from` joined the room.
@@ -239,20 +249,24 @@ pub enum FrameKind {
     Ack = 0x14,
     /// Relay → peer: one kept blob, in answer to `RETAIN_GET`.
     Retained = 0x15,
+    /// Relay → peer, first frame: a fresh X25519 public key the peer must answer with `PROOF`.
+    Challenge = 0x16,
 }
 
 impl FrameKind {
-    pub const ALL: [FrameKind; 10] = [
+    pub const ALL: [FrameKind; 12] = [
         FrameKind::Data,
         FrameKind::Broadcast,
         FrameKind::RetainPut,
         FrameKind::RetainGet,
+        FrameKind::Proof,
         FrameKind::Welcome,
         FrameKind::Join,
         FrameKind::Leave,
         FrameKind::Error,
         FrameKind::Ack,
         FrameKind::Retained,
+        FrameKind::Challenge,
     ];
 
     pub fn from_u8(byte: u8) -> Option<FrameKind> {
@@ -266,12 +280,14 @@ impl FrameKind {
             FrameKind::Broadcast => "BROADCAST",
             FrameKind::RetainPut => "RETAIN_PUT",
             FrameKind::RetainGet => "RETAIN_GET",
+            FrameKind::Proof => "PROOF",
             FrameKind::Welcome => "WELCOME",
             FrameKind::Join => "JOIN",
             FrameKind::Leave => "LEAVE",
             FrameKind::Error => "ERROR",
             FrameKind::Ack => "ACK",
             FrameKind::Retained => "RETAINED",
+            FrameKind::Challenge => "CHALLENGE",
         }
     }
 
@@ -279,7 +295,11 @@ impl FrameKind {
     pub fn is_peer_to_relay(self) -> bool {
         matches!(
             self,
-            FrameKind::Data | FrameKind::Broadcast | FrameKind::RetainPut | FrameKind::RetainGet
+            FrameKind::Data
+                | FrameKind::Broadcast
+                | FrameKind::RetainPut
+                | FrameKind::RetainGet
+                | FrameKind::Proof
         )
     }
 }
@@ -468,6 +488,22 @@ impl Frame {
         ))
     }
 
+    /// `CHALLENGE` to `to`, the claimed peer id: the relay's fresh X25519 public key.
+    pub fn challenge(to: PeerId, public_key: [u8; key_proof::PUBLIC_KEY_LEN]) -> Frame {
+        Frame::new(
+            Header::new(FrameKind::Challenge, PeerId::ZERO, to, 0),
+            Bytes::copy_from_slice(&public_key),
+        )
+    }
+
+    /// `PROOF` from `from`: its static public key and the tag (see `key_proof::prove`).
+    pub fn proof(from: PeerId, proof: [u8; key_proof::PROOF_LEN]) -> Frame {
+        Frame::new(
+            Header::new(FrameKind::Proof, from, PeerId::ZERO, 0),
+            Bytes::copy_from_slice(&proof),
+        )
+    }
+
     /// `RETAIN_GET` of the blobs under `key`.
     pub fn retain_get(id: u64, key: &[u8]) -> Result<Frame, FrameError> {
         let body = Body::RetainGet {
@@ -528,6 +564,10 @@ pub enum Body {
         seq: u64,
         blob: Bytes,
     },
+    /// The relay's fresh X25519 public key.
+    Challenge([u8; key_proof::PUBLIC_KEY_LEN]),
+    /// The peer's static public key followed by its tag; checked by `key_proof::Challenge`.
+    Proof(Bytes),
 }
 
 impl Body {
@@ -543,6 +583,8 @@ impl Body {
             Body::Error { .. } => FrameKind::Error,
             Body::Ack(_) => FrameKind::Ack,
             Body::Retained { .. } => FrameKind::Retained,
+            Body::Challenge(_) => FrameKind::Challenge,
+            Body::Proof(_) => FrameKind::Proof,
         }
     }
 
@@ -611,6 +653,17 @@ impl Body {
                     blob: rest.slice(8..),
                 }
             }
+            FrameKind::Challenge => Body::Challenge(
+                body[..]
+                    .try_into()
+                    .map_err(|_| bad("not a 32-byte public key"))?,
+            ),
+            FrameKind::Proof => {
+                if body.len() != key_proof::PROOF_LEN {
+                    return Err(bad("not a 32-byte public key and a 32-byte tag"));
+                }
+                Body::Proof(body.clone())
+            }
         })
     }
 
@@ -624,7 +677,7 @@ impl Body {
         };
         let mut out = BytesMut::new();
         match self {
-            Body::Data(bytes) | Body::Broadcast(bytes) | Body::Ack(bytes) => {
+            Body::Data(bytes) | Body::Broadcast(bytes) | Body::Ack(bytes) | Body::Proof(bytes) => {
                 return Ok(bytes.clone());
             }
             Body::RetainPut { key, blob } => {
@@ -654,6 +707,7 @@ impl Body {
                 out.put_u64(*seq);
                 out.put_slice(blob);
             }
+            Body::Challenge(public_key) => out.put_slice(public_key),
         }
         Ok(out.freeze())
     }
@@ -777,6 +831,8 @@ mod tests {
                 seq: 5,
                 blob: Bytes::from_static(b"b"),
             },
+            Body::Challenge([4; 32]),
+            Body::Proof(Bytes::from_static(&[5; 64])),
         ];
         for body in bodies {
             let encoded = body.encode();
@@ -786,7 +842,9 @@ mod tests {
 
     #[test]
     fn bad_bodies_are_refused() {
-        let cases: [(FrameKind, &[u8]); 6] = [
+        let cases: [(FrameKind, &[u8]); 8] = [
+            (FrameKind::Challenge, &[1; 31]),
+            (FrameKind::Proof, &[1; 65]),
             (FrameKind::RetainPut, &[5, b'a']),
             (FrameKind::RetainGet, &[1, b'a', b'b']),
             (FrameKind::Welcome, &[0, 0, 0, 1]),

@@ -3,6 +3,7 @@
 
 pub mod blob;
 pub mod frame;
+pub mod key_proof;
 pub mod message;
 pub mod psk;
 pub mod session;

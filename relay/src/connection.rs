@@ -15,6 +15,7 @@ use hyper_util::rt::TokioIo;
 use remote_agents_protocol::frame::{
     self, Body, FrameKind, Header, PeerId, RoomId, close_code, error_code,
 };
+use remote_agents_protocol::key_proof::{Challenge, KeyProofError};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -54,10 +55,18 @@ pub(crate) async fn run(
         close_now(socket, close_code::BAD_REQUEST, "bad room id or peer id").await;
         return;
     };
+    let mut socket = socket;
     relay
         .metrics
         .connections_total
         .fetch_add(1, Ordering::Relaxed);
+    // Boxed: the proof's state is needed once, not for the whole life of the connection.
+    if let Err(why) = Box::pin(prove_key(&relay, &mut socket, room_id, peer)).await {
+        relay.metrics.reject(Rejection::KeyProofFailed);
+        tracing::info!(%room_id, %peer, %why, "refused a connection that did not prove its peer id");
+        close_now(socket, close_code::KEY_PROOF_FAILED, "key proof failed").await;
+        return;
+    }
     let connection = relay.next_connection.fetch_add(1, Ordering::Relaxed);
     let outbox = Arc::new(Outbox::default());
     let room = match relay.join(room_id, peer, connection, &outbox) {
@@ -92,6 +101,63 @@ pub(crate) async fn run(
     }
     relay.leave(room_id, &room, peer, connection);
     tracing::debug!(%room_id, %peer, "peer left");
+}
+
+/// Why a connection did not prove the key of its peer id.
+#[derive(Debug, thiserror::Error)]
+enum ProofRefused {
+    #[error("no proof within {0:?}")]
+    Timeout(Duration),
+    #[error("the connection ended before its proof")]
+    Ended,
+    #[error("the first frame was {0}, not PROOF")]
+    NotProof(String),
+    #[error(transparent)]
+    Invalid(#[from] KeyProofError),
+}
+
+/// Sends `CHALLENGE` and waits for a `PROOF` that the connection holds the private key its
+/// claimed peer id hashes from. Nothing else is accepted first: until this succeeds the
+/// connection is not in the room, so it can neither evict the peer it claims to be nor learn
+/// who is present.
+async fn prove_key(
+    relay: &Relay,
+    socket: &mut Socket,
+    room_id: RoomId,
+    peer: PeerId,
+) -> Result<(), ProofRefused> {
+    let challenge = Challenge::new()?;
+    let challenge_frame = frame::Frame::challenge(peer, challenge.public_key()).encode();
+    if socket.send(Message::Binary(challenge_frame)).await.is_err() {
+        return Err(ProofRefused::Ended);
+    }
+    let timeout = relay.config.proof_timeout;
+    let proof = tokio::time::timeout(timeout, async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Binary(bytes))) => {
+                    return match frame::Frame::decode(bytes) {
+                        Ok(received) if received.header.kind == FrameKind::Proof => {
+                            Ok(received.body)
+                        }
+                        Ok(received) => {
+                            Err(ProofRefused::NotProof(received.header.kind.to_string()))
+                        }
+                        Err(error) => Err(ProofRefused::NotProof(error.to_string())),
+                    };
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Text(_))) => {
+                    return Err(ProofRefused::NotProof("a text message".into()));
+                }
+                Some(Ok(_)) | Some(Err(_)) | None => return Err(ProofRefused::Ended),
+            }
+        }
+    })
+    .await
+    .map_err(|_| ProofRefused::Timeout(timeout))??;
+    challenge.verify(&room_id, &peer, &proof)?;
+    Ok(())
 }
 
 /// When the peer last sent anything; shared by the reader (which touches it) and the writer
@@ -273,6 +339,13 @@ async fn handle_frame(relay: &Relay, room: &Room, peer: PeerId, outbox: &Outbox,
             for target in targets {
                 forward(relay, &target, forwarded.clone()).await;
             }
+        }
+        FrameKind::Proof => {
+            return reply_error(
+                error_code::MALFORMED,
+                "the key was already proven on this connection",
+                Rejection::Malformed,
+            );
         }
         FrameKind::RetainPut | FrameKind::RetainGet => {
             let body = match Body::decode(header.kind, &bytes.slice(frame::HEADER_LEN..)) {

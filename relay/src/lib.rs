@@ -23,7 +23,8 @@ use bytes::Bytes;
 use hyper_util::rt::TokioIo;
 use remote_agents_protocol::frame::{
     self, Frame, IDLE_TIMEOUT_SECS_DEFAULT, MAX_FRAME_DEFAULT, MAX_PEERS_DEFAULT,
-    PING_INTERVAL_SECS_DEFAULT, PeerId, RATE_BURST_DEFAULT, RATE_PER_SECOND_DEFAULT, RoomId,
+    PING_INTERVAL_SECS_DEFAULT, PROOF_TIMEOUT_SECS_DEFAULT, PeerId, RATE_BURST_DEFAULT,
+    RATE_PER_SECOND_DEFAULT, RoomId,
 };
 use tokio::net::TcpListener;
 use tokio_tungstenite::WebSocketStream;
@@ -54,6 +55,9 @@ pub struct RelayConfig {
     pub idle_timeout: Duration,
     /// Bytes of forwarded frames queued for one receiver before senders wait for it.
     pub queue_budget: usize,
+    /// How long a new connection has to answer `CHALLENGE` with its `PROOF` before it is
+    /// closed with 4004.
+    pub proof_timeout: Duration,
     /// tungstenite read chunk; its buffer is allocated up front per connection, so it dominates
     /// idle memory (the default 128 KiB would cost ~135 KB per connection). The socket itself is
     /// read 64 KiB at a time through `read_ahead`, whose buffer exists only while data flows, so
@@ -75,6 +79,7 @@ impl Default for RelayConfig {
             ping_interval: Duration::from_secs(PING_INTERVAL_SECS_DEFAULT),
             idle_timeout: Duration::from_secs(IDLE_TIMEOUT_SECS_DEFAULT),
             queue_budget: 4 * MAX_FRAME_DEFAULT,
+            proof_timeout: Duration::from_secs(PROOF_TIMEOUT_SECS_DEFAULT),
             read_buffer_size: 2048,
             write_buffer_size: 16 * 1024,
         }

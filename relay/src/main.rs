@@ -39,6 +39,9 @@ struct Args {
     /// Bytes collected before a socket write (0 = write every frame at once).
     #[arg(long, default_value_t = RelayConfig::default().write_buffer_size, hide = true)]
     write_buffer: usize,
+    /// Seconds a new connection has to prove its peer id's key before it is closed with 4004.
+    #[arg(long, default_value_t = remote_agents_protocol::frame::PROOF_TIMEOUT_SECS_DEFAULT)]
+    proof_timeout: u64,
     /// Seconds between pings.
     #[arg(long, default_value_t = remote_agents_protocol::frame::PING_INTERVAL_SECS_DEFAULT)]
     ping_interval: u64,
@@ -68,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
         ping_interval: Duration::from_secs(args.ping_interval.max(1)),
         idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
         queue_budget: 4 * args.max_frame,
+        proof_timeout: Duration::from_secs(args.proof_timeout.max(1)),
         read_buffer_size: args.read_buffer,
         write_buffer_size: args.write_buffer,
     };

@@ -18,10 +18,14 @@ pub(crate) enum Rejection {
     Unauthorized,
     Evicted,
     IdleTimeout,
+    /// The connection did not prove the key of the peer id it claimed.
+    KeyProofFailed,
+    /// The peer did not read what the relay sent it fast enough; its connection was closed.
+    SlowReader,
 }
 
 impl Rejection {
-    const ALL: [Rejection; 10] = [
+    const ALL: [Rejection; 12] = [
         Rejection::Malformed,
         Rejection::NotFound,
         Rejection::RateLimited,
@@ -32,6 +36,8 @@ impl Rejection {
         Rejection::Unauthorized,
         Rejection::Evicted,
         Rejection::IdleTimeout,
+        Rejection::KeyProofFailed,
+        Rejection::SlowReader,
     ];
 
     fn label(self) -> &'static str {
@@ -46,6 +52,8 @@ impl Rejection {
             Rejection::Unauthorized => "unauthorized",
             Rejection::Evicted => "evicted",
             Rejection::IdleTimeout => "idle_timeout",
+            Rejection::KeyProofFailed => "key_proof_failed",
+            Rejection::SlowReader => "slow_reader",
         }
     }
 }
@@ -59,7 +67,7 @@ pub(crate) struct Metrics {
     pub bytes_in: AtomicU64,
     pub frames_forwarded: AtomicU64,
     pub bytes_forwarded: AtomicU64,
-    rejections: [AtomicU64; 10],
+    rejections: [AtomicU64; 12],
 }
 
 impl Metrics {

@@ -2,7 +2,9 @@
 //! the Rust relay started in-process on 127.0.0.1:0) and a small frame-level client. Nothing here
 //! reaches into relay internals, so the same tests run against the Worker.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -11,6 +13,8 @@ use futures_util::{SinkExt, StreamExt};
 use remote_agents_protocol::frame::{
     self, Body, Frame, FrameKind, Header, PeerId, RoomId, connect_path,
 };
+use remote_agents_protocol::key_proof;
+use remote_agents_protocol::session::StaticKeypair;
 use remote_agents_relay::RelayConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -181,17 +185,48 @@ impl TestRelay {
         Ok(request)
     }
 
-    /// Connects `peer` to `room`, with the relay key if the relay has one.
+    /// Connects `peer` (made by [`random_peer`]) to `room`, with the relay key if the relay has
+    /// one, and proves the peer's key. A relay that closes instead (room full, say) leaves the
+    /// close for the client's next event.
     pub async fn connect(&self, room: &RoomId, peer: PeerId) -> anyhow::Result<RelayClient> {
-        self.connect_path(
-            &connect_path(room, &peer),
-            peer,
-            self.limits.relay_key.as_deref(),
-        )
-        .await
+        let (mut client, challenge) = self.connect_unproven(room, peer).await?;
+        if let Some(challenge) = challenge {
+            let proof = key_proof::prove(&keypair_of(&peer)?, room, &challenge)?;
+            client.send(&Frame::proof(peer, proof)).await?;
+        }
+        Ok(client)
     }
 
-    /// Connects to an arbitrary path (for malformed-id tests) with an explicit key.
+    /// Connects `peer` to `room` and reads the relay's `CHALLENGE` without answering it: the
+    /// challenge key, or `None` if the relay closed first (the close is the client's next event).
+    pub async fn connect_unproven(
+        &self,
+        room: &RoomId,
+        peer: PeerId,
+    ) -> anyhow::Result<(RelayClient, Option<[u8; key_proof::PUBLIC_KEY_LEN]>)> {
+        let mut client = self
+            .connect_path(
+                &connect_path(room, &peer),
+                peer,
+                self.limits.relay_key.as_deref(),
+            )
+            .await?;
+        match client.next_event().await? {
+            Event::Frame(frame) => match frame.body()? {
+                Body::Challenge(challenge) if frame.header.to == peer => {
+                    Ok((client, Some(challenge)))
+                }
+                other => bail!("expected a CHALLENGE to {peer} first, got {other:?}"),
+            },
+            Event::Closed(code) => {
+                client.pending_close = Some(code);
+                Ok((client, None))
+            }
+        }
+    }
+
+    /// Connects to an arbitrary path (for malformed-id tests) with an explicit key; the key
+    /// proof is left to the caller.
     pub async fn connect_path(
         &self,
         path: &str,
@@ -209,7 +244,11 @@ impl TestRelay {
         )
         .await
         .context("connect deadline")??;
-        Ok(RelayClient { peer, websocket })
+        Ok(RelayClient {
+            peer,
+            websocket,
+            pending_close: None,
+        })
     }
 
     /// The HTTP status of a connection attempt that the relay refuses before the upgrade.
@@ -252,7 +291,28 @@ impl TestRelay {
         if !head.starts_with(b"HTTP/1.1 101") {
             bail!("upgrade refused: {}", String::from_utf8_lossy(&head));
         }
-        Ok(RawSocket { stream })
+        let mut socket = RawSocket { stream };
+        // Prove the key by hand too: the relay's first frame is the CHALLENGE.
+        let challenge = loop {
+            let frame = socket
+                .read_frame(EVENT_DEADLINE)
+                .await?
+                .context("the relay closed before its challenge")?;
+            if frame.opcode == 0x2 {
+                break Frame::decode(Bytes::from(frame.payload))?;
+            }
+            if frame.opcode == 0x8 {
+                bail!("the relay closed before its challenge");
+            }
+        };
+        let Body::Challenge(challenge) = challenge.body()? else {
+            bail!("expected a CHALLENGE first, got {challenge:?}");
+        };
+        let proof = key_proof::prove(&keypair_of(&peer)?, room, &challenge)?;
+        socket
+            .write_binary(&Frame::proof(peer, proof).encode())
+            .await?;
+        Ok(socket)
     }
 }
 
@@ -280,9 +340,29 @@ pub fn random_room() -> RoomId {
     frame::room_id_from_name(&format!("conformance-{}", uuid::Uuid::new_v4()))
 }
 
-/// A random peer id.
+/// The keys behind the peer ids [`random_peer`] handed out, so `connect` can prove them.
+static PEER_KEYS: LazyLock<Mutex<HashMap<PeerId, StaticKeypair>>> = LazyLock::new(Default::default);
+
+/// A fresh peer identity: a new static key, remembered so [`TestRelay::connect`] can prove it,
+/// and its peer id.
 pub fn random_peer() -> PeerId {
-    PeerId(*uuid::Uuid::new_v4().as_bytes())
+    let keypair = StaticKeypair::generate().expect("x25519 key generation");
+    let peer = keypair.peer_id();
+    PEER_KEYS
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .insert(peer, keypair);
+    peer
+}
+
+/// The key of a peer id made by [`random_peer`].
+pub fn keypair_of(peer: &PeerId) -> anyhow::Result<StaticKeypair> {
+    PEER_KEYS
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .get(peer)
+        .cloned()
+        .with_context(|| format!("peer {peer} was not made by random_peer, so its key is unknown"))
 }
 
 /// What a client saw next.
@@ -297,6 +377,8 @@ pub enum Event {
 pub struct RelayClient {
     pub peer: PeerId,
     websocket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// A close the relay sent while `connect` waited for the challenge, reported next.
+    pending_close: Option<Option<u16>>,
 }
 
 impl RelayClient {
@@ -341,6 +423,9 @@ impl RelayClient {
 
     /// The next frame or close within `within`; pings and pongs are skipped (and answered).
     pub async fn next_event_within(&mut self, within: Duration) -> anyhow::Result<Event> {
+        if let Some(code) = self.pending_close.take() {
+            return Ok(Event::Closed(code));
+        }
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let next = tokio::time::timeout_at(deadline, self.websocket.next())
@@ -479,6 +564,26 @@ impl RawSocket {
                 Some(_) => continue,
             }
         }
+    }
+
+    /// Writes one binary WebSocket frame, masked as clients must (with an all-zero mask).
+    pub async fn write_binary(&mut self, payload: &[u8]) -> anyhow::Result<()> {
+        let mut head = vec![0x82u8];
+        match payload.len() {
+            length @ 0..=125 => head.push(0x80 | length as u8),
+            length @ 126..=0xffff => {
+                head.push(0x80 | 126);
+                head.extend_from_slice(&(length as u16).to_be_bytes());
+            }
+            length => {
+                head.push(0x80 | 127);
+                head.extend_from_slice(&(length as u64).to_be_bytes());
+            }
+        }
+        head.extend_from_slice(&[0; 4]);
+        self.stream.write_all(&head).await?;
+        self.stream.write_all(payload).await?;
+        Ok(())
     }
 
     pub fn local_address(&self) -> std::io::Result<SocketAddr> {

@@ -9,8 +9,9 @@ use bytes::Bytes;
 use remote_agents_protocol::frame::{
     self, Body, Frame, FrameKind, HEADER_LEN, Header, PeerId, close_code, error_code,
 };
+use remote_agents_protocol::key_proof;
 use remote_agents_relay::RelayConfig;
-use remote_agents_tests::relay::{Event, TestRelay, random_peer, random_room};
+use remote_agents_tests::relay::{Event, TestRelay, keypair_of, random_peer, random_room};
 
 type TestResult = anyhow::Result<()>;
 
@@ -223,6 +224,104 @@ async fn a_second_connection_with_the_same_peer_id_evicts_the_first_with_4001() 
     let mut expected = vec![observer.peer, peer];
     expected.sort();
     assert_eq!(present, expected);
+    Ok(())
+}
+
+/// The attack of issue 12: anyone who reads a peer id from WELCOME connects with it. Without
+/// the peer's private key the connection is refused with 4004, never joins, and the peer it
+/// claimed stays connected and reachable (it is not evicted, and nobody sees it rejoin).
+#[tokio::test]
+async fn an_unproven_connection_claiming_a_present_peer_is_refused_and_the_peer_stays() -> TestResult
+{
+    let relay = TestRelay::start().await?;
+    let room = random_room();
+    let victim = random_peer();
+    let mut present = relay.connect(&room, victim).await?;
+    present.welcome().await?;
+    let mut friend = relay.connect(&room, random_peer()).await?;
+    assert_eq!(friend.welcome().await?, vec![victim]);
+    assert_eq!(
+        present.recv_kind(FrameKind::Join).await?.header.from,
+        friend.peer
+    );
+
+    let attacker = keypair_of(&random_peer())?;
+    let victim_public = keypair_of(&victim)?.public;
+    let friend_id = friend.peer;
+    // Each attempt: what the attacker sends in answer to the CHALLENGE.
+    let attempts: Vec<(&str, Box<dyn Fn(&[u8; 32]) -> anyhow::Result<Bytes>>)> = vec![
+        (
+            "a proof by its own key (which does not hash to the claimed id)",
+            Box::new(|challenge| {
+                Ok(Frame::proof(victim, key_proof::prove(&attacker, &room, challenge)?).encode())
+            }),
+        ),
+        (
+            "the victim's public key with a tag it cannot make",
+            Box::new(|challenge| {
+                let mut proof = key_proof::prove(&attacker, &room, challenge)?;
+                proof[..32].copy_from_slice(&victim_public);
+                Ok(Frame::proof(victim, proof).encode())
+            }),
+        ),
+        (
+            "a DATA frame instead of a proof",
+            Box::new(|_| {
+                Ok(Frame::new(
+                    Header::new(FrameKind::Data, victim, friend_id, 1),
+                    Bytes::from_static(b"hi"),
+                )
+                .encode())
+            }),
+        ),
+    ];
+    for (what, answer) in attempts {
+        let (mut intruder, challenge) = relay.connect_unproven(&room, victim).await?;
+        let challenge = challenge.expect("the relay challenges every connection");
+        intruder.send_bytes(answer(&challenge)?).await?;
+        assert_eq!(
+            intruder.closed().await?,
+            Some(close_code::KEY_PROOF_FAILED),
+            "{what}"
+        );
+    }
+    // A proof recorded from the victim's own connection does not open another one.
+    let (mut replay, challenge) = relay.connect_unproven(&room, victim).await?;
+    let recorded = key_proof::prove(&keypair_of(&victim)?, &room, &[9; 32])?;
+    assert_ne!(challenge, Some([9; 32]));
+    replay.send(&Frame::proof(victim, recorded)).await?;
+    assert_eq!(replay.closed().await?, Some(close_code::KEY_PROOF_FAILED));
+
+    // The victim was neither evicted nor announced again: the next thing either side sees is
+    // the other's DATA.
+    friend.send_data(victim, 5, b"still there?").await?;
+    let data = present.recv_kind(FrameKind::Data).await?;
+    assert_eq!((data.header.from, data.header.id), (friend.peer, 5));
+    present.send_data(friend.peer, 6, b"yes").await?;
+    let reply = friend.recv_kind(FrameKind::Data).await?;
+    assert_eq!((reply.header.from, &reply.body[..]), (victim, &b"yes"[..]));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_no_proof_is_closed_with_4004() -> TestResult {
+    let relay = TestRelay::start_with(RelayConfig {
+        proof_timeout: Duration::from_secs(1),
+        ..RelayConfig::default()
+    })
+    .await?;
+    if relay.is_external() {
+        // An external relay's proof timeout is its own; the refusals above cover it.
+        return Ok(());
+    }
+    let room = random_room();
+    let mut member = relay.connect(&room, random_peer()).await?;
+    member.welcome().await?;
+    let (mut silent, challenge) = relay.connect_unproven(&room, member.peer).await?;
+    assert!(challenge.is_some());
+    assert_eq!(silent.closed().await?, Some(close_code::KEY_PROOF_FAILED));
+    member.send_data(member.peer, 1, b"self").await?;
+    assert_eq!(member.recv_kind(FrameKind::Data).await?.header.id, 1);
     Ok(())
 }
 

@@ -18,12 +18,16 @@ export const Kind = {
   Broadcast: 0x02,
   RetainPut: 0x03,
   RetainGet: 0x04,
+  /** Peer → relay, first frame: the answer to CHALLENGE (static public key, then a tag). */
+  Proof: 0x05,
   Welcome: 0x10,
   Join: 0x11,
   Leave: 0x12,
   Error: 0x13,
   Ack: 0x14,
   Retained: 0x15,
+  /** Relay → peer, first frame: a fresh X25519 public key the peer must answer with PROOF. */
+  Challenge: 0x16,
 } as const;
 export type Kind = (typeof Kind)[keyof typeof Kind];
 
@@ -31,7 +35,7 @@ const KNOWN_KINDS: ReadonlySet<number> = new Set(Object.values(Kind));
 
 /** Kinds a peer may send to the relay; the relay rejects the others with 400. */
 export function isPeerKind(kind: number): boolean {
-  return kind >= Kind.Data && kind <= Kind.RetainGet;
+  return kind >= Kind.Data && kind <= Kind.Proof;
 }
 
 export const ErrorCode = {
@@ -48,6 +52,8 @@ export const CloseCode = {
   Evicted: 4001,
   RoomFull: 4002,
   BadRequest: 4003,
+  /** The connection did not prove the key its peer id hashes from; it never joined the room. */
+  KeyProofFailed: 4004,
   IdleTimeout: 4008,
   RateLimited: 4029,
 } as const;
@@ -246,7 +252,9 @@ export type Body =
   | { kind: typeof Kind.Error; code: number; message: string }
   /** Empty for RETAIN_PUT; `count` for the ACK that ends a RETAIN_GET. */
   | { kind: typeof Kind.Ack; count?: number }
-  | { kind: typeof Kind.Retained; key: Uint8Array; seq: bigint; blob: Uint8Array };
+  | { kind: typeof Kind.Retained; key: Uint8Array; seq: bigint; blob: Uint8Array }
+  | { kind: typeof Kind.Challenge; publicKey: Uint8Array }
+  | { kind: typeof Kind.Proof; publicKey: Uint8Array; mac: Uint8Array };
 
 /** Parses the body of a decoded frame; throws FrameError (400) with the frame's id if bad. */
 export function decodeBody(frame: Frame): Body {
@@ -277,6 +285,12 @@ export function decodeBody(frame: Frame): Body {
         return { kind: Kind.Ack, count: new DataView(body.buffer, body.byteOffset, 4).getUint32(0) };
       case Kind.Retained:
         return { kind: Kind.Retained, ...decodeRetainedBody(body) };
+      case Kind.Challenge:
+        if (body.length !== 32) bad("a challenge body is a 32-byte public key");
+        return { kind: Kind.Challenge, publicKey: body };
+      case Kind.Proof:
+        if (body.length !== 64) bad("a proof body is a 32-byte public key and a 32-byte tag");
+        return { kind: Kind.Proof, publicKey: body.subarray(0, 32), mac: body.subarray(32) };
       default:
         return bad(`unknown frame kind ${frame.kind}`);
     }

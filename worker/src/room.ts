@@ -26,8 +26,10 @@ import {
   hexToBytes,
   isPeerIdHex,
   isPeerKind,
+  isRoomIdHex,
   relayFrame,
 } from "./frame";
+import { type Challenge, createChallenge, verifyProof } from "./keyproof";
 import { type LimitVars, type Limits, TokenBucket, limitsFrom } from "./limits";
 
 export interface Env extends LimitVars {
@@ -40,6 +42,8 @@ export interface Env extends LimitVars {
 interface Attachment {
   peer: string;
   evicted?: boolean;
+  /** Still to prove its key: not in the room yet. */
+  unproven?: boolean;
 }
 
 /** In-memory state of one connection, rebuilt from its attachment after hibernation. */
@@ -48,6 +52,13 @@ interface Connection {
   peer: Uint8Array;
   bucket: TokenBucket;
   evicted: boolean;
+  /**
+   * Set until the connection's PROOF verifies. `null` once hibernation lost the challenge's
+   * private key (it lives in memory only): such a connection is refused and reconnects.
+   */
+  challenge?: Challenge | null;
+  /** The room id the connection proves its key for. */
+  roomId?: Uint8Array;
 }
 
 const LOWER_HEX: string[] = Array.from({ length: 256 }, (_, byte) =>
@@ -98,44 +109,78 @@ export class Room extends DurableObject<Env> {
       peer: hexToBytes(attachment.peer),
       bucket: new TokenBucket(this.limits.rateLimitPerSecond, this.limits.rateLimitBurst),
       evicted: attachment.evicted === true,
+      ...(attachment.unproven === true ? { challenge: null } : {}),
     };
     this.connections.set(socket, connection);
-    if (!connection.evicted && socket.readyState === WebSocket.OPEN) {
+    if (!connection.evicted && connection.challenge === undefined && socket.readyState === WebSocket.OPEN) {
       this.peers.set(connection.peerHex, socket);
     }
     return connection;
   }
 
   override async fetch(request: Request): Promise<Response> {
-    const peerHex = new URL(request.url).searchParams.get("peer") ?? "";
+    const url = new URL(request.url);
+    const peerHex = url.searchParams.get("peer") ?? "";
+    const roomHex = url.pathname.split("/").pop() ?? "";
     const pair = new WebSocketPair();
     const [client, server] = [pair[0], pair[1]];
-    if (!isPeerIdHex(peerHex)) {
+    if (!isPeerIdHex(peerHex) || !isRoomIdHex(roomHex)) {
       server.accept();
-      server.close(CloseCode.BadRequest, "bad request: peer id must be 32 lowercase hex chars");
+      server.close(CloseCode.BadRequest, "bad request: malformed room id or peer id");
       return new Response(null, { status: 101, webSocket: client });
     }
-    const previous = this.peers.get(peerHex);
-    if (!previous && this.peers.size >= this.limits.maxPeersPerRoom) {
+    if (!this.peers.has(peerHex) && this.peers.size >= this.limits.maxPeersPerRoom) {
       server.accept();
       server.close(CloseCode.RoomFull, "room full");
       return new Response(null, { status: 101, webSocket: client });
     }
-
+    // The connection is not in the room until it proves the key its peer id hashes from
+    // (CHALLENGE, then its PROOF in `admit`): until then it can evict nobody and sees nobody.
+    const challenge = await createChallenge();
     this.ctx.acceptWebSocket(server, [peerHex]);
-    const attachment: Attachment = { peer: peerHex };
-    server.serializeAttachment(attachment);
+    server.serializeAttachment({ peer: peerHex, unproven: true } satisfies Attachment);
     const peer = hexToBytes(peerHex);
     this.connections.set(server, {
       peerHex,
       peer,
       bucket: new TokenBucket(this.limits.rateLimitPerSecond, this.limits.rateLimitBurst),
       evicted: false,
+      challenge,
+      roomId: hexToBytes(roomHex),
     });
+    server.send(relayFrame(Kind.Challenge, peer, ZERO_ID, challenge.publicKey));
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  /** Checks the first message of a connection as its PROOF, then puts the peer in the room. */
+  private async admit(socket: WebSocket, connection: Connection, message: string | ArrayBuffer): Promise<void> {
+    const { challenge, roomId } = connection;
+    connection.challenge = null;
+    let why: string | null = "the challenge was lost (the room hibernated); reconnect";
+    if (challenge && roomId) {
+      const bytes = typeof message === "string" ? null : new Uint8Array(message);
+      if (!bytes || bytes.length < HEADER_LEN || bytes[0] !== PROTOCOL_VERSION || bytes[1] !== Kind.Proof) {
+        why = "the first frame was not PROOF";
+      } else {
+        why = await verifyProof(challenge, roomId, connection.peer, bytes.subarray(HEADER_LEN));
+      }
+    }
+    if (why !== null || socket.readyState !== WebSocket.OPEN) {
+      this.closeQuietly(socket, CloseCode.KeyProofFailed, "key proof failed");
+      return;
+    }
+    const { peerHex, peer } = connection;
+    const previous = this.peers.get(peerHex);
+    if (!previous && this.peers.size >= this.limits.maxPeersPerRoom) {
+      this.closeQuietly(socket, CloseCode.RoomFull, "room full");
+      return;
+    }
+    connection.challenge = undefined;
+    socket.serializeAttachment({ peer: peerHex } satisfies Attachment);
 
     if (previous) {
-      // The newest connection wins; the old one is told not to reconnect (no reconnect fight)
-      // and its close must not announce a LEAVE for a peer that is still present.
+      // The newest proven connection wins; the old one is told not to reconnect (no reconnect
+      // fight) and its close must not announce a LEAVE for a peer that is still present.
       const old = this.connection(previous);
       if (old) old.evicted = true;
       previous.serializeAttachment({ peer: peerHex, evicted: true } satisfies Attachment);
@@ -147,25 +192,28 @@ export class Room extends DurableObject<Env> {
     }
 
     const others: Uint8Array[] = [];
-    for (const [otherHex, socket] of this.peers) {
+    for (const [otherHex, other] of this.peers) {
       if (otherHex === peerHex) continue;
-      const other = this.connection(socket);
-      if (other) others.push(other.peer);
+      const state = this.connection(other);
+      if (state) others.push(state.peer);
     }
-    this.peers.set(peerHex, server);
-    server.send(relayFrame(Kind.Welcome, peer, ZERO_ID, encodeWelcomeBody(others)));
+    this.peers.set(peerHex, socket);
+    this.trySend(socket, relayFrame(Kind.Welcome, peer, ZERO_ID, encodeWelcomeBody(others)));
     // Sent on a replacement too, as the Rust relay does: a repeated JOIN is harmless, and an
     // observer that missed the old connection learns the peer is (still) there.
     const join = relayFrame(Kind.Join, ZERO_PEER, ZERO_ID, new Uint8Array(0), peer);
-    for (const [otherHex, socket] of this.peers) {
-      if (otherHex !== peerHex) this.trySend(socket, join);
+    for (const [otherHex, other] of this.peers) {
+      if (otherHex !== peerHex) this.trySend(other, join);
     }
-    return new Response(null, { status: 101, webSocket: client });
   }
 
   override async webSocketMessage(socket: WebSocket, message: string | ArrayBuffer): Promise<void> {
     const connection = this.connection(socket);
     if (!connection || connection.evicted) return;
+    if (connection.challenge !== undefined) {
+      await this.admit(socket, connection, message);
+      return;
+    }
     if (typeof message === "string") {
       this.sendError(socket, connection, ZERO_ID, ErrorCode.Malformed, "text messages are not frames");
       return;
@@ -224,6 +272,9 @@ export class Room extends DurableObject<Env> {
         return;
       case Kind.RetainGet:
         this.retainGet(socket, connection, bytes, idBytes);
+        return;
+      case Kind.Proof:
+        this.sendError(socket, connection, idBytes, ErrorCode.Malformed, "the key was already proven on this connection");
         return;
     }
   }

@@ -61,7 +61,7 @@ test("short header, wrong version and unknown kind are frame errors with the rea
   bytes[0] = 2;
   assert.throws(() => decodeFrame(bytes), (error: FrameError) => error.id === 5n);
   bytes[0] = 1;
-  bytes[1] = 0x05;
+  bytes[1] = 0x06;
   assert.throws(() => decodeFrame(bytes), (error: FrameError) => error.id === 5n);
 });
 

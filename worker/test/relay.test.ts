@@ -24,7 +24,9 @@ import {
   encodeRetainGetBody,
   encodeRetainPutBody,
   type Frame,
+  hexToBytes,
 } from "../src/frame.ts";
+import { type Key, proveKey } from "../src/keyproof.ts";
 
 const workerDir = join(import.meta.dirname, "..");
 const state = mkdtempSync(join(tmpdir(), "ra-worker-test-"));
@@ -65,7 +67,26 @@ class Peer {
     });
   }
 
-  static async connect(room: string, id = randomBytes(16), headers: Record<string, string> = {}) {
+  /** Connects as `identity` and answers the relay's CHALLENGE with a proof of its key. */
+  static async connect(room: string, identity?: Identity, headers: Record<string, string> = {}) {
+    const me = identity ?? (await newIdentity());
+    const peer = await Peer.connectUnproven(room, me.id, headers);
+    // A relay that refuses at once (room full) closes instead; the test reads that close.
+    const deadline = Date.now() + 5000;
+    let challenge: Frame | undefined;
+    while (!(challenge = peer.frames.find((frame) => frame.kind === Kind.Challenge))) {
+      if (peer.closed || peer.socket.readyState !== WebSocket.OPEN) return peer;
+      if (Date.now() > deadline) throw new Error("no CHALLENGE within 5 s");
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    peer.frames.splice(peer.frames.indexOf(challenge), 1);
+    const proof = await proveKey(me.privateKey, me.publicKey, me.id, hexToBytes(room), challenge.body);
+    peer.send(Kind.Proof, ZERO_PEER, 0n, proof);
+    return peer;
+  }
+
+  /** Connects claiming `id` without proving anything (the CHALLENGE is the first frame queued). */
+  static async connectUnproven(room: string, id: Uint8Array, headers: Record<string, string> = {}) {
     const socket = new WebSocket(`ws://127.0.0.1:${port}/v1/rooms/${room}?peer=${bytesToHex(id)}`, {
       headers,
     });
@@ -135,6 +156,23 @@ class Peer {
 
 const newRoom = () => randomBytes(32).toString("hex");
 
+/** A peer's static X25519 key and the peer id it hashes to. */
+interface Identity {
+  privateKey: Key;
+  publicKey: Uint8Array;
+  id: Uint8Array;
+}
+
+async function newIdentity(): Promise<Identity> {
+  const pair = (await crypto.subtle.generateKey({ name: "X25519" }, true, ["deriveBits"])) as {
+    publicKey: Key;
+    privateKey: Key;
+  };
+  const publicKey = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", publicKey));
+  return { privateKey: pair.privateKey, publicKey, id: digest.slice(0, 16) };
+}
+
 test("welcome, join, data with from overwritten, broadcast, leave", async () => {
   const room = newRoom();
   const a = await Peer.connect(room);
@@ -185,12 +223,13 @@ test("errors keep the connection open", async () => {
 
 test("a second connection with the same peer id evicts the first with 4001", async () => {
   const room = newRoom();
-  const id = randomBytes(16);
-  const first = await Peer.connect(room, id);
+  const identity = await newIdentity();
+  const id = identity.id;
+  const first = await Peer.connect(room, identity);
   await first.next(Kind.Welcome);
   const observer = await Peer.connect(room);
   await observer.next(Kind.Welcome);
-  const second = await Peer.connect(room, id);
+  const second = await Peer.connect(room, identity);
   await second.next(Kind.Welcome);
   assert.equal(await first.closedWith(), 4001);
   // The peer is still present: a DATA to it reaches the new connection.
@@ -201,6 +240,34 @@ test("a second connection with the same peer id evicts the first with 4001", asy
   assert.ok(!observer.frames.some((frame) => frame.kind === Kind.Leave));
   second.close();
   observer.close();
+});
+
+test("a connection that cannot prove a present peer's key is refused with 4004 and evicts nobody", async () => {
+  const room = newRoom();
+  const victim = await Peer.connect(room);
+  await victim.next(Kind.Welcome);
+  const friend = await Peer.connect(room);
+  await friend.next(Kind.Welcome);
+  await victim.next(Kind.Join);
+  const attacker = await newIdentity();
+  // A proof by the attacker's own key, claiming the victim's id.
+  const intruder = await Peer.connectUnproven(room, victim.id);
+  const challenge = await intruder.next(Kind.Challenge);
+  const proof = await proveKey(attacker.privateKey, attacker.publicKey, victim.id, hexToBytes(room), challenge.body);
+  intruder.send(Kind.Proof, ZERO_PEER, 0n, proof);
+  assert.equal(await intruder.closedWith(), 4004);
+  // Any other first frame.
+  const rude = await Peer.connectUnproven(room, victim.id);
+  await rude.next(Kind.Challenge);
+  rude.send(Kind.Data, friend.id, 1n, new Uint8Array([1]));
+  assert.equal(await rude.closedWith(), 4004);
+  // The victim is still the one reached, and nobody saw it leave or rejoin.
+  friend.send(Kind.Data, victim.id, 2n, new Uint8Array([2]));
+  assert.equal((await victim.next(Kind.Data)).id, 2n);
+  assert.ok(!victim.closed);
+  assert.ok(!friend.frames.some((frame) => frame.kind === Kind.Leave || frame.kind === Kind.Join));
+  victim.close();
+  friend.close();
 });
 
 test("malformed room or peer id closes with 4003", async () => {
@@ -282,7 +349,7 @@ test("a relay key refuses connections without it with 401", async () => {
       socket.on("open", () => resolve(101));
     });
     assert.equal(status, 401);
-    const peer = await Peer.connect(newRoom(), randomBytes(16), { authorization: "Bearer sesame" });
+    const peer = await Peer.connect(newRoom(), undefined, { authorization: "Bearer sesame" });
     await peer.next(Kind.Welcome);
     peer.close();
   } finally {

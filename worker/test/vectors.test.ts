@@ -21,6 +21,7 @@ import {
   peerIdFromPublicKey,
   roomIdFromName,
 } from "../src/frame.ts";
+import { type Key, proveKey, verifyProof } from "../src/keyproof.ts";
 
 interface FrameVector {
   name: string;
@@ -49,6 +50,15 @@ interface Vectors {
   invalid: InvalidVector[];
   peer_ids: { public_key: string; peer_id: string }[];
   room_ids: { room_name: string; room_id: string }[];
+  key_proof: {
+    room_id: string;
+    challenge_private: string;
+    challenge_public: string;
+    static_private: string;
+    static_public: string;
+    peer_id: string;
+    proof: string;
+  };
 }
 
 const vectors: Vectors = JSON.parse(
@@ -66,6 +76,8 @@ const KIND_NAMES: Record<string, number> = {
   ERROR: Kind.Error,
   ACK: Kind.Ack,
   RETAINED: Kind.Retained,
+  CHALLENGE: Kind.Challenge,
+  PROOF: Kind.Proof,
 };
 
 /** The body in the vectors' JSON spelling: byte strings hex, u64 decimal strings. */
@@ -73,10 +85,12 @@ function bodyAsJson(body: Body): Record<string, unknown> {
   const json: Record<string, unknown> = {};
   for (const [field, value] of Object.entries(body)) {
     if (field === "kind") continue;
-    if (value instanceof Uint8Array) json[field] = bytesToHex(value);
-    else if (typeof value === "bigint") json[field] = value.toString();
-    else if (Array.isArray(value)) json[field] = value.map((peer: Uint8Array) => bytesToHex(peer));
-    else if (value !== undefined) json[field] = value;
+    // The vectors spell fields in snake_case (`public_key`), TypeScript in camelCase.
+    const name = field.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
+    if (value instanceof Uint8Array) json[name] = bytesToHex(value);
+    else if (typeof value === "bigint") json[name] = value.toString();
+    else if (Array.isArray(value)) json[name] = value.map((peer: Uint8Array) => bytesToHex(peer));
+    else if (value !== undefined) json[name] = value;
   }
   return json;
 }
@@ -125,4 +139,36 @@ test("peer ids and room ids hash as the Rust codec does", async () => {
   for (const { room_name, room_id } of vectors.room_ids) {
     assert.equal(await roomIdFromName(room_name), room_id);
   }
+});
+
+/** An X25519 private key from its raw 32 bytes and public half (WebCrypto imports JWK). */
+async function x25519Private(privateHex: string, publicHex: string): Promise<Key> {
+  const base64url = (hex: string) => Buffer.from(hex, "hex").toString("base64url");
+  return crypto.subtle.importKey(
+    "jwk",
+    { kty: "OKP", crv: "X25519", d: base64url(privateHex), x: base64url(publicHex) },
+    { name: "X25519" },
+    false,
+    ["deriveBits"],
+  );
+}
+
+test("the key proof vector verifies, and is what a peer with that key proves", async () => {
+  const v = vectors.key_proof;
+  const challenge = {
+    privateKey: await x25519Private(v.challenge_private, v.challenge_public),
+    publicKey: hexToBytes(v.challenge_public),
+  };
+  const room = hexToBytes(v.room_id);
+  const peer = hexToBytes(v.peer_id);
+  assert.equal(await peerIdFromPublicKey(hexToBytes(v.static_public)), v.peer_id);
+  assert.equal(await verifyProof(challenge, room, peer, hexToBytes(v.proof)), null);
+  const staticPrivate = await x25519Private(v.static_private, v.static_public);
+  const proof = await proveKey(staticPrivate, hexToBytes(v.static_public), peer, room, challenge.publicKey);
+  assert.equal(bytesToHex(proof), v.proof);
+  // One flipped bit of the tag, or another room, and it does not verify.
+  const tampered = hexToBytes(v.proof);
+  tampered[63]! ^= 1;
+  assert.notEqual(await verifyProof(challenge, room, peer, tampered), null);
+  assert.notEqual(await verifyProof(challenge, new Uint8Array(32), peer, hexToBytes(v.proof)), null);
 });

@@ -12,8 +12,9 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use remote_agents_protocol::frame::{
     Body, Frame, FrameKind, Header, PeerId, close_code, connect_path, room_id_from_name,
 };
+use remote_agents_protocol::key_proof;
 use remote_agents_protocol::message::{Announcement, Envelope, RemoteFailure, parts};
-use remote_agents_protocol::session::{Event, Sessions};
+use remote_agents_protocol::session::{Event, Sessions, StaticKeypair};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -44,23 +45,47 @@ pub enum ConnectError {
     Refused(u16),
     #[error("cannot connect to the relay")]
     WebSocket(#[source] tungstenite::Error),
+    #[error("the relay closed the connection ({code}: {reason}) before we proved our key")]
+    ClosedBeforeProof { code: u16, reason: String },
+    #[error("the relay sent no key challenge within {0:?}; is it older than this node?")]
+    NoChallenge(Duration),
+    #[error("the relay's first frame was not a key challenge: {0}")]
+    BadChallenge(String),
+    #[error("cannot answer the relay's key challenge")]
+    Proof(#[source] remote_agents_protocol::key_proof::KeyProofError),
 }
 
+impl ConnectError {
+    /// The close code of a relay that refused us during the key proof, if that is what happened.
+    pub fn close_code(&self) -> Option<u16> {
+        match self {
+            ConnectError::ClosedBeforeProof { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// How long the node waits for the relay's `CHALLENGE` after the upgrade.
+const CHALLENGE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Opens the WebSocket `{relay_url}/v1/rooms/{room_id}?peer={peer_id}`, with the relay key as
-/// a bearer token when one is set. `read_buffer` tunes tungstenite's per-connection buffer
-/// (small for idle fleets, large for throughput).
+/// a bearer token when one is set, and answers the relay's `CHALLENGE` with a `PROOF` that we
+/// hold `keypair` (the peer id is its hash); the next frame is then `WELCOME`. `read_buffer`
+/// tunes tungstenite's per-connection buffer (small for idle fleets, large for throughput).
 pub async fn connect_relay(
     relay_url: &str,
     room_name: &str,
-    peer: &PeerId,
+    keypair: &StaticKeypair,
     relay_key: Option<&str>,
     max_frame: usize,
     read_buffer: usize,
 ) -> Result<RelaySocket, ConnectError> {
+    let peer = keypair.peer_id();
+    let room_id = room_id_from_name(room_name);
     let url = format!(
         "{}{}",
         relay_url.trim_end_matches('/'),
-        connect_path(&room_id_from_name(room_name), peer)
+        connect_path(&room_id, &peer)
     );
     let mut request = url
         .as_str()
@@ -80,13 +105,48 @@ pub async fn connect_relay(
         .max_frame_size(Some(max_frame + 1024))
         .read_buffer_size(read_buffer)
         .write_buffer_size(WRITE_BUFFER);
-    match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
-        Ok((socket, _response)) => Ok(socket),
-        Err(tungstenite::Error::Http(response)) => {
-            Err(ConnectError::Refused(response.status().as_u16()))
+    let mut socket =
+        match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
+            Ok((socket, _response)) => socket,
+            Err(tungstenite::Error::Http(response)) => {
+                return Err(ConnectError::Refused(response.status().as_u16()));
+            }
+            Err(error) => return Err(ConnectError::WebSocket(error)),
+        };
+    let challenge = tokio::time::timeout(CHALLENGE_TIMEOUT, async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Binary(bytes))) => return Ok(bytes),
+                Some(Ok(Message::Close(frame))) => {
+                    let (code, reason) = frame
+                        .map(|frame| (u16::from(frame.code), frame.reason.to_string()))
+                        .unwrap_or((1005, String::new()));
+                    return Err(ConnectError::ClosedBeforeProof { code, reason });
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(error)) => return Err(ConnectError::WebSocket(error)),
+                None => {
+                    return Err(ConnectError::ClosedBeforeProof {
+                        code: 1006,
+                        reason: "stream ended".into(),
+                    });
+                }
+            }
         }
-        Err(error) => Err(ConnectError::WebSocket(error)),
-    }
+    })
+    .await
+    .map_err(|_| ConnectError::NoChallenge(CHALLENGE_TIMEOUT))??;
+    let challenge_key = match Frame::decode(challenge).map(|frame| frame.body()) {
+        Ok(Ok(Body::Challenge(public_key))) => public_key,
+        Ok(Ok(other)) => return Err(ConnectError::BadChallenge(other.kind().to_string())),
+        Ok(Err(error)) | Err(error) => return Err(ConnectError::BadChallenge(error.to_string())),
+    };
+    let proof = key_proof::prove(keypair, &room_id, &challenge_key).map_err(ConnectError::Proof)?;
+    socket
+        .send(Message::Binary(Frame::proof(peer, proof).encode()))
+        .await
+        .map_err(ConnectError::WebSocket)?;
+    Ok(socket)
 }
 
 /// Full-jitter exponential backoff (AWS architecture blog, "Exponential Backoff And Jitter"):
@@ -265,13 +325,12 @@ impl Driver {
                 .counters
                 .connect_attempts
                 .fetch_add(1, Ordering::Relaxed);
-            let peer_id = self.identity.peer_id();
             let connected = tokio::select! {
                 _ = self.shutdown.cancelled() => break,
                 connected = connect_relay(
                     &self.config.relay_url,
                     &self.config.room_name,
-                    &peer_id,
+                    self.identity.keypair(),
                     self.config.relay_key.as_deref(),
                     self.config.max_frame,
                     64 * 1024,
@@ -305,6 +364,17 @@ impl Driver {
                             tracing::info!(%reason, connected_for = ?started.elapsed(), "relay connection lost");
                         }
                     }
+                }
+                Err(error) if error.close_code() == Some(close_code::BAD_REQUEST) => {
+                    tracing::error!(%error, "relay refused our request; not reconnecting");
+                    self.shared
+                        .state
+                        .send_replace(ConnectionState::GaveUp(error.to_string()));
+                    self.idle_until_shutdown().await;
+                    return;
+                }
+                Err(error) if error.close_code() == Some(close_code::KEY_PROOF_FAILED) => {
+                    tracing::warn!(%error, relay = %self.config.relay_url, "the relay did not accept our key proof; retrying");
                 }
                 Err(error) => {
                     tracing::debug!(error = %error, relay = %self.config.relay_url, "cannot connect to the relay");
@@ -574,8 +644,12 @@ impl Driver {
                     blobs.push(blob.to_vec());
                 }
             }
-            FrameKind::RetainPut | FrameKind::RetainGet => {
+            FrameKind::RetainPut | FrameKind::RetainGet | FrameKind::Proof => {
                 self.reject(None, &"peer-to-relay frame kind from the relay");
+            }
+            FrameKind::Challenge => {
+                // The challenge was answered in `connect_relay`; a second one means nothing.
+                self.reject(None, &"key challenge after the key was proven");
             }
         }
         false

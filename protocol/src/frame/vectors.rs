@@ -14,6 +14,33 @@ fn peer(seed: u8) -> PeerId {
     PeerId(id)
 }
 
+/// The fixed keys of the key-proof vector: the relay's challenge key and the proving peer's
+/// static key (X25519 private keys are any 32 bytes).
+const CHALLENGE_PRIVATE: [u8; 32] = [0x11; 32];
+const STATIC_PRIVATE: [u8; 32] = [0x22; 32];
+const PROOF_ROOM: &str = "ops";
+
+fn keypair(private: &[u8; 32]) -> crate::session::StaticKeypair {
+    crate::session::StaticKeypair::from_private(private).expect("32-byte key")
+}
+
+fn challenge_key() -> [u8; 32] {
+    keypair(&CHALLENGE_PRIVATE).public
+}
+
+fn proving_peer() -> PeerId {
+    keypair(&STATIC_PRIVATE).peer_id()
+}
+
+fn proof() -> [u8; crate::key_proof::PROOF_LEN] {
+    crate::key_proof::prove(
+        &keypair(&STATIC_PRIVATE),
+        &room_id_from_name(PROOF_ROOM),
+        &challenge_key(),
+    )
+    .expect("the vector's keys are not low-order")
+}
+
 /// The typed view of a body, as the vectors spell it (ids and u64s as decimal strings because
 /// JSON numbers lose precision above 2^53 in JavaScript).
 fn typed_body(frame: &Frame) -> Value {
@@ -34,6 +61,11 @@ fn typed_body(frame: &Frame) -> Value {
             "key": hex::encode(key),
             "seq": seq.to_string(),
             "blob": hex::encode(blob),
+        }),
+        Body::Challenge(public_key) => json!({ "public_key": hex::encode(public_key) }),
+        Body::Proof(bytes) => json!({
+            "public_key": hex::encode(&bytes[..32]),
+            "mac": hex::encode(&bytes[32..]),
         }),
     }
 }
@@ -127,6 +159,8 @@ fn valid_frames() -> Vec<(&'static str, Frame)> {
             "retained with large seq",
             Frame::retained(peer(1), 5, b"desired", 1 << 40, b"").unwrap(),
         ),
+        ("challenge", Frame::challenge(peer(1), challenge_key())),
+        ("proof", Frame::proof(proving_peer(), proof())),
     ]
 }
 
@@ -150,8 +184,8 @@ fn invalid_frames() -> Vec<(&'static str, Vec<u8>)> {
         ("short header (41 bytes)", header(0x01, 12)[..41].to_vec()),
         ("wrong version", wrong_version),
         ("unknown kind 0x00", header(0x00, 13)),
-        ("unknown kind 0x05", header(0x05, 14)),
-        ("unknown kind 0x16", header(0x16, 15)),
+        ("unknown kind 0x06", header(0x06, 14)),
+        ("unknown kind 0x17", header(0x17, 15)),
         (
             "retain_put key longer than body",
             with_body(0x03, 16, &[9, b'a', b'b']),
@@ -161,6 +195,7 @@ fn invalid_frames() -> Vec<(&'static str, Vec<u8>)> {
             "retain_get with bytes after the key",
             with_body(0x04, 18, &[1, b'k', b'x']),
         ),
+        ("proof without its tag", with_body(0x05, 19, &[7; 32])),
     ]
 }
 
@@ -194,6 +229,17 @@ fn document() -> String {
             "peer_id": peer_id_from_public_key(key).to_hex(),
         })).collect::<Vec<_>>(),
         "frames": valid_frames().iter().map(|(name, frame)| vector(name, frame)).collect::<Vec<_>>(),
+        "key_proof": {
+            "description": "PROOF body = static_public || HMAC-SHA256(key = X25519(challenge_private, static_public), message = \"remote-agents key proof v1\\0\" || room_id || peer_id || challenge_public || static_public)",
+            "room_name": PROOF_ROOM,
+            "room_id": room_id_from_name(PROOF_ROOM).to_hex(),
+            "challenge_private": hex::encode(CHALLENGE_PRIVATE),
+            "challenge_public": hex::encode(challenge_key()),
+            "static_private": hex::encode(STATIC_PRIVATE),
+            "static_public": hex::encode(keypair(&STATIC_PRIVATE).public),
+            "peer_id": proving_peer().to_hex(),
+            "proof": hex::encode(proof()),
+        },
         "invalid": invalid_frames().iter().map(|(name, bytes)| invalid_vector(name, bytes)).collect::<Vec<_>>(),
     });
     serde_json::to_string_pretty(&value).expect("json") + "\n"

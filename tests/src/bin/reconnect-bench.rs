@@ -15,7 +15,8 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use futures_util::StreamExt;
 use remote_agents::net::{ReconnectBackoff, connect_relay};
-use remote_agents_protocol::frame::{FrameKind, Header, PeerId};
+use remote_agents_protocol::frame::{FrameKind, Header};
+use remote_agents_protocol::session::StaticKeypair;
 use remote_agents_relay::RelayConfig;
 use remote_agents_tests::net::RestartableRelay;
 use tokio::sync::mpsc;
@@ -229,10 +230,7 @@ async fn worker(url: String, args: Args) -> anyhow::Result<()> {
         let args = args.clone();
         tokio::spawn(async move {
             let room = format!("bench-room-{}", index / args.room_size.max(1));
-            let mut id = [0u8; 16];
-            id[..8].copy_from_slice(&fastrand::u64(..).to_be_bytes());
-            id[8..].copy_from_slice(&(index as u64).to_be_bytes());
-            let peer = PeerId(id);
+            let keypair = StaticKeypair::generate().expect("x25519 key generation");
             let mut backoff = ReconnectBackoff::new(
                 Duration::from_millis(args.reconnect_min_ms),
                 Duration::from_millis(args.reconnect_max_ms),
@@ -245,7 +243,8 @@ async fn worker(url: String, args: Args) -> anyhow::Result<()> {
                     let _ = out.send(format!("A {}", unix_nanos()));
                     None
                 };
-                if let Ok(socket) = connect_relay(&url, &room, &peer, None, 1 << 20, 4096).await {
+                if let Ok(socket) = connect_relay(&url, &room, &keypair, None, 1 << 20, 4096).await
+                {
                     let (_sink, mut stream) = socket.split();
                     let mut welcomed = false;
                     while let Some(Ok(message)) = stream.next().await {

@@ -17,7 +17,8 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Parser;
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use remote_agents_protocol::frame::{self, FrameKind, PeerId, RoomId};
+use remote_agents_protocol::frame::{self, FrameKind, RoomId};
+use remote_agents_protocol::key_proof;
 use remote_agents_protocol::psk::Psk;
 use remote_agents_protocol::session::{SessionConfig, Sessions, StaticKeypair};
 use remote_agents_relay::RelayConfig;
@@ -173,29 +174,24 @@ async fn run_bare(count: usize, size: usize) -> anyhow::Result<Duration> {
 }
 
 /// Two session endpoints with an established Noise session, handshaken in memory.
-fn session_pair() -> anyhow::Result<(Sessions, Sessions)> {
+/// Two sessions with an established handshake, and their static keys (to prove at the relay).
+fn session_pair() -> anyhow::Result<(Sessions, Sessions, StaticKeypair, StaticKeypair)> {
     let psk = Psk::from_bytes(&[7u8; 32])?;
     let now = Instant::now();
     let unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos() as u64;
     let config = SessionConfig::default();
+    let (a_keys, b_keys) = (StaticKeypair::generate()?, StaticKeypair::generate()?);
     let mut a = Sessions::new(
-        StaticKeypair::generate()?,
+        a_keys.clone(),
         psk.clone(),
         Vec::new(),
         config.clone(),
         now,
         unix,
     );
-    let mut b = Sessions::new(
-        StaticKeypair::generate()?,
-        psk,
-        Vec::new(),
-        config,
-        now,
-        unix,
-    );
+    let mut b = Sessions::new(b_keys.clone(), psk, Vec::new(), config, now, unix);
     let (a_id, b_id) = (a.local_id(), b.local_id());
     a.peer_present(b_id, now);
     for _ in 0..16 {
@@ -208,7 +204,7 @@ fn session_pair() -> anyhow::Result<(Sessions, Sessions)> {
         if a.is_established(&b_id, now) && b.is_established(&a_id, now) {
             while a.poll_event().is_some() {}
             while b.poll_event().is_some() {}
-            return Ok((a, b));
+            return Ok((a, b, a_keys, b_keys));
         }
     }
     bail!("the in-memory handshake did not complete")
@@ -221,14 +217,12 @@ async fn run_relay_sealed(
     count: usize,
     plaintext: usize,
 ) -> anyhow::Result<(Duration, usize)> {
-    let (mut a, mut b) = session_pair()?;
+    let (mut a, mut b, a_keys, b_keys) = session_pair()?;
     let (a_id, b_id) = (a.local_id(), b.local_id());
     let room = frame::room_id_from_name(&format!("bench-{}", uuid::Uuid::new_v4()));
-    let url = |peer: &PeerId| format!("ws://{relay}{}", frame::connect_path(&room, peer));
-    let mut sender = connect(&url(&a_id)).await?;
-    expect_welcome(&mut sender).await?;
-    let mut receiver = connect(&url(&b_id)).await?;
-    expect_welcome(&mut receiver).await?;
+    let relay = relay.to_string();
+    let sender = join(&relay, &room, &a_keys, client_config()).await?;
+    let receiver = join(&relay, &room, &b_keys, client_config()).await?;
     let payload = vec![0x5au8; plaintext];
     // Size of one sealed frame, to compare with bare messages of the same length.
     a.send(b_id, &payload, Instant::now())?;
@@ -275,6 +269,32 @@ async fn run_relay_sealed(
     }
     sink.flush().await?;
     Ok((receiving.await??, frame_len))
+}
+
+/// Connects `keypair`'s peer to `room`, answers the relay's key challenge and waits for WELCOME.
+async fn join(
+    relay: &str,
+    room: &RoomId,
+    keypair: &StaticKeypair,
+    config: WebSocketConfig,
+) -> anyhow::Result<Client> {
+    let peer = keypair.peer_id();
+    let url = format!("ws://{relay}{}", frame::connect_path(room, &peer));
+    let (mut client, _) =
+        tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
+    let challenge = match tokio::time::timeout(Duration::from_secs(10), client.next()).await? {
+        Some(Ok(Message::Binary(bytes))) => frame::Frame::decode(bytes)?.body()?,
+        other => bail!("expected CHALLENGE, got {other:?}"),
+    };
+    let frame::Body::Challenge(challenge) = challenge else {
+        bail!("expected CHALLENGE, got {challenge:?}");
+    };
+    let proof = key_proof::prove(keypair, room, &challenge)?;
+    client
+        .send(Message::Binary(frame::Frame::proof(peer, proof).encode()))
+        .await?;
+    expect_welcome(&mut client).await?;
+    Ok(client)
 }
 
 async fn expect_welcome(client: &mut Client) -> anyhow::Result<()> {
@@ -456,18 +476,11 @@ async fn memory(args: &Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let clients: Vec<Client> = futures_util::stream::iter(0..args.connections)
         .map(|index| {
-            let url = format!(
-                "ws://{address}{}",
-                frame::connect_path(
-                    &rooms[index / args.room_size],
-                    &PeerId(*uuid::Uuid::new_v4().as_bytes())
-                )
-            );
+            let room = rooms[index / args.room_size];
+            let address = &address;
             async move {
-                let (mut client, _) =
-                    tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
-                expect_welcome(&mut client).await?;
-                anyhow::Ok(client)
+                let keypair = StaticKeypair::generate()?;
+                join(address, &room, &keypair, config).await
             }
         })
         .buffer_unordered(64)
