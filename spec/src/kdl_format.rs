@@ -9,6 +9,7 @@
 //! `-` item's first argument is its `name` field.
 
 use crate::diagnostic::{Code, Diagnostic, LineIndex, Loc};
+use crate::limits;
 use crate::model::API_VERSION;
 use crate::tree::{Key, Node, Value};
 use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
@@ -282,6 +283,69 @@ impl Reader<'_> {
     }
 }
 
+/// Where KDL text passes the parser's limits ([`limits::MAX_KDL_NODES`],
+/// [`limits::MAX_KDL_VALUES`]), found without parsing it: the kdl parser keeps kilobytes per
+/// node, so a 4 MiB file of one-word lines would take gigabytes before any check on its result.
+///
+/// The count is of words (runs of characters between whitespace and `;{}`), and a node for the
+/// first word after each newline, `;`, `{` or `}`. Every node the parser would build starts
+/// after such a separator and every value is at least one word, so the count never falls below
+/// the parser's; words inside strings and comments make it higher, which only matters for
+/// files far from any real spec.
+fn beyond_parser_limits(text: &str) -> Option<(usize, String)> {
+    let mut beyond = None;
+    count_words(text, |offset, nodes, words| {
+        if nodes > limits::MAX_KDL_NODES {
+            beyond = Some((
+                offset,
+                format!("more than {} nodes in one KDL file", limits::MAX_KDL_NODES),
+            ));
+        } else if words > limits::MAX_KDL_VALUES {
+            beyond = Some((
+                offset,
+                format!(
+                    "more than {} values in one KDL file",
+                    limits::MAX_KDL_VALUES
+                ),
+            ));
+        }
+        beyond.is_none()
+    });
+    beyond
+}
+
+/// Calls `word(offset, nodes, words)` at the start of every word with the counts so far,
+/// while it returns true.
+fn count_words(text: &str, mut word: impl FnMut(usize, usize, usize) -> bool) {
+    let is_separator = |c: char| {
+        matches!(
+            c,
+            ';' | '{' | '}' | '\n' | '\r' | '\u{b}' | '\u{c}' | '\u{85}' | '\u{2028}' | '\u{2029}'
+        )
+    };
+    let is_space = |c: char| c.is_whitespace() || c == '\u{feff}';
+    let (mut nodes, mut words) = (0usize, 0usize);
+    let mut node_starts = true;
+    let mut in_word = false;
+    for (offset, c) in text.char_indices() {
+        if is_separator(c) {
+            node_starts = true;
+            in_word = false;
+        } else if is_space(c) {
+            in_word = false;
+        } else if !in_word {
+            in_word = true;
+            words += 1;
+            if std::mem::take(&mut node_starts) {
+                nodes += 1;
+            }
+            if !word(offset, nodes, words) {
+                return;
+            }
+        }
+    }
+}
+
 /// Reads every document of a KDL file; syntax errors are all reported (the kdl parser
 /// recovers), and then no documents are returned from that file.
 pub(crate) fn read(file: &Arc<str>, text: &str) -> (Vec<Node>, Vec<Diagnostic>) {
@@ -290,6 +354,19 @@ pub(crate) fn read(file: &Arc<str>, text: &str) -> (Vec<Node>, Vec<Diagnostic>) 
         lines: LineIndex::new(text),
         diagnostics: Vec::new(),
     };
+    if let Some((offset, message)) = beyond_parser_limits(text) {
+        let (line, col) = reader.lines.line_col(offset);
+        let loc = Loc {
+            file: file.clone(),
+            line,
+            col,
+            offset: offset as u32,
+            len: 1,
+        };
+        let diagnostic = Diagnostic::error(Code::TooLarge, loc, "", message)
+            .hint("split the fleet into several files");
+        return (Vec::new(), vec![diagnostic]);
+    }
     let document = match KdlDocument::parse_v2(text) {
         Ok(document) => document,
         Err(error) => {
@@ -467,4 +544,66 @@ fn escape_forbidden_characters(text: &str) -> String {
         }
     }
     escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed_counts(nodes: &[KdlNode]) -> (usize, usize) {
+        let mut counts = (0, 0);
+        for node in nodes {
+            counts.0 += 1;
+            counts.1 += 1 + node.entries().len();
+            if let Some(children) = node.children() {
+                let (n, w) = parsed_counts(children.nodes());
+                counts.0 += n;
+                counts.1 += w;
+            }
+        }
+        counts
+    }
+
+    /// The limits are checked on the word count before parsing, so it must never count fewer
+    /// nodes or values than the parser builds, whatever the spelling: comments, slashdash,
+    /// semicolons, properties, strings, type annotations, line continuations.
+    #[test]
+    fn the_word_count_never_falls_below_what_the_parser_builds() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let mut texts: Vec<String> = ["fleet-kdl", "secure-fleet"]
+            .iter()
+            .flat_map(|folder| std::fs::read_dir(root.join(folder)).expect("examples"))
+            .map(|entry| entry.expect("entry").path())
+            .filter(|path| path.extension().is_some_and(|e| e == "kdl"))
+            .map(|path| std::fs::read_to_string(path).expect("read"))
+            .collect();
+        assert!(!texts.is_empty());
+        texts.extend(
+            [
+                "a;b;c 1 2;d{e;f{g}}",
+                "a /* x */ b /- c\n/* y */d \"s p a c e\" k=v (t)1 #true",
+                "/-a 1\n/-b { c }\nd \\\n  e f",
+                "a\u{2028}b\u{85}c d\u{a0}e",
+                "a #\"raw \" string\"#",
+                "b \"\"\"\n  multi\n  line\n  \"\"\"\nc",
+                "a { b; c }; d{e}",
+            ]
+            .map(String::from),
+        );
+        for text in &texts {
+            let Ok(document) = KdlDocument::parse_v2(text) else {
+                panic!("not KDL: {text}");
+            };
+            let (real_nodes, real_words) = parsed_counts(document.nodes());
+            let mut counted = (0, 0);
+            count_words(text, |_, nodes, words| {
+                counted = (nodes, words);
+                true
+            });
+            assert!(
+                counted.0 >= real_nodes && counted.1 >= real_words,
+                "counted {counted:?}, parsed ({real_nodes}, {real_words}): {text}"
+            );
+        }
+    }
 }

@@ -16,6 +16,7 @@ mod decode;
 pub mod diagnostic;
 pub mod effective;
 mod kdl_format;
+pub mod limits;
 pub mod model;
 pub mod plan;
 pub mod schema;
@@ -167,12 +168,22 @@ impl FleetModel {
 
 /// Reads spec files (path, text) into one model plus every diagnostic, errors and warnings,
 /// sorted by file, line and column. Never panics and never stops at the first problem.
+///
+/// Bounded in time and memory whatever the input ([`limits`]): a file over
+/// [`limits::MAX_FILE_BYTES`], or one that brings the files together over
+/// [`limits::MAX_TOTAL_BYTES`], is refused before it is parsed.
 pub fn load<P: AsRef<str>, T: AsRef<str>>(files: &[(P, T)]) -> (FleetModel, Vec<Diagnostic>) {
     let mut model = FleetModel::default();
     let mut diagnostics = Vec::new();
+    let mut total_bytes = 0usize;
     for (path, text) in files {
         let path: Arc<str> = Arc::from(path.as_ref());
         let text = text.as_ref();
+        total_bytes = total_bytes.saturating_add(text.len());
+        if let Some(diagnostic) = too_large(&path, text.len(), total_bytes) {
+            diagnostics.push(diagnostic);
+            continue;
+        }
         if let Some(diagnostic) = too_deep(&path, text) {
             diagnostics.push(diagnostic);
             continue;
@@ -221,6 +232,47 @@ pub fn load<P: AsRef<str>, T: AsRef<str>>(files: &[(P, T)]) -> (FleetModel, Vec<
         (&a.loc.file, a.loc.line, a.loc.col).cmp(&(&b.loc.file, b.loc.line, b.loc.col))
     });
     (model, diagnostics)
+}
+
+/// The refusal of a file of `len` bytes that is over the per-file limit, or that brings the
+/// files read so far to `total_bytes`, over the limit for a whole fleet.
+fn too_large(path: &Arc<str>, len: usize, total_bytes: usize) -> Option<Diagnostic> {
+    const MIB: usize = 1024 * 1024;
+    let (message, hint) = if len > limits::MAX_FILE_BYTES {
+        (
+            format!(
+                "file is {len} bytes, more than the {} MiB a spec file may have",
+                limits::MAX_FILE_BYTES / MIB
+            ),
+            "split it into several files",
+        )
+    } else if total_bytes > limits::MAX_TOTAL_BYTES {
+        (
+            format!(
+                "the spec files together reach {total_bytes} bytes with this one, more than \
+                 the {} MiB a fleet may have",
+                limits::MAX_TOTAL_BYTES / MIB
+            ),
+            "remove files that are not part of the fleet, or shrink the large ones",
+        )
+    } else {
+        return None;
+    };
+    Some(
+        Diagnostic::error(
+            Code::TooLarge,
+            Loc {
+                file: path.clone(),
+                line: 1,
+                col: 1,
+                offset: 0,
+                len: 0,
+            },
+            "",
+            message,
+        )
+        .hint(hint),
+    )
 }
 
 /// Deeper bracket nesting than any spec needs. Checked before parsing because the KDL parser

@@ -2,6 +2,7 @@
 //! the model back as block-style YAML. The only module that knows YAML syntax.
 
 use crate::diagnostic::{Code, Diagnostic, LineIndex, Loc};
+use crate::limits;
 use crate::tree::{Key, Node, Value};
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 use std::collections::HashMap;
@@ -14,7 +15,24 @@ struct Reader<'a> {
     file: Arc<str>,
     lines: LineIndex<'a>,
     events: Parser<'a, saphyr_parser::StrInput<'a>>,
-    anchors: HashMap<usize, Node>,
+    anchors: HashMap<usize, Anchored>,
+    /// Values read so far in this file, counting the copies aliases made.
+    values: usize,
+    /// Bytes of scalar text read so far, counting the copies aliases made.
+    scalar_bytes: usize,
+    /// What aliases have copied so far, against the budgets for this document's size.
+    alias_values: usize,
+    alias_bytes: usize,
+    alias_value_budget: usize,
+    alias_byte_budget: usize,
+}
+
+/// An anchored node and what one copy of it costs: every alias to it copies the whole subtree,
+/// so its size, not the one alias event, is what counts against the limits.
+struct Anchored {
+    node: Node,
+    values: usize,
+    scalar_bytes: usize,
 }
 
 enum Stop {
@@ -67,6 +85,68 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Counts one more value read, refusing the file past [`limits::MAX_VALUES`].
+    fn count_value(&mut self, loc: &Loc) -> Result<(), Stop> {
+        self.values += 1;
+        if self.values > limits::MAX_VALUES {
+            return Err(Stop::error(
+                Diagnostic::error(
+                    Code::TooLarge,
+                    loc.clone(),
+                    "",
+                    format!("more than {} values in one file", limits::MAX_VALUES),
+                )
+                .hint("split the fleet into several files"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A copy of the anchored node an alias names, if the copy stays within the alias budgets
+    /// and the file's value limit. Checked before copying: the copy is what costs the memory.
+    fn expand_alias(&mut self, id: usize, loc: Loc) -> Result<Node, Stop> {
+        let Some(anchored) = self.anchors.get(&id) else {
+            return Err(Stop::error(Diagnostic::error(
+                Code::Syntax,
+                loc,
+                "",
+                "alias to an unknown anchor",
+            )));
+        };
+        let values = self.alias_values.saturating_add(anchored.values);
+        let bytes = self.alias_bytes.saturating_add(anchored.scalar_bytes);
+        let problem = if values > self.alias_value_budget {
+            Some(format!(
+                "aliases expand to more than {} values (the limit for a document of this size)",
+                self.alias_value_budget
+            ))
+        } else if bytes > self.alias_byte_budget {
+            Some(format!(
+                "aliases copy more than {} bytes of text (the limit for a document of this size)",
+                self.alias_byte_budget
+            ))
+        } else if self.values.saturating_add(anchored.values) > limits::MAX_VALUES {
+            Some(format!(
+                "more than {} values in one file, counting what aliases expand to",
+                limits::MAX_VALUES
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            return Err(Stop::error(
+                Diagnostic::error(Code::TooLarge, loc, "", message).hint(
+                    "each alias copies its whole anchor; write the values out or use fewer aliases",
+                ),
+            ));
+        }
+        self.alias_values = values;
+        self.alias_bytes = bytes;
+        self.values += anchored.values;
+        self.scalar_bytes += anchored.scalar_bytes;
+        Ok(anchored.node.clone())
+    }
+
     /// Reads the node that starts with `event`.
     fn node(&mut self, event: Event<'a>, span: Span, depth: usize) -> Result<Node, Stop> {
         let loc = self.loc(&span);
@@ -78,19 +158,15 @@ impl<'a> Reader<'a> {
                 format!("nesting deeper than {MAX_DEPTH} levels"),
             )));
         }
+        if let Event::Alias(id) = event {
+            return self.expand_alias(id, loc);
+        }
+        // What this node costs, for an anchor on it: the counters' growth while it is read.
+        let (values_before, bytes_before) = (self.values, self.scalar_bytes);
+        self.count_value(&loc)?;
         let (value, anchor, text_col_offset) = match event {
-            Event::Alias(id) => {
-                return match self.anchors.get(&id) {
-                    Some(node) => Ok(node.clone()),
-                    None => Err(Stop::error(Diagnostic::error(
-                        Code::Syntax,
-                        loc,
-                        "",
-                        "alias to an unknown anchor",
-                    ))),
-                };
-            }
             Event::Scalar(text, style, anchor, tag) => {
+                self.scalar_bytes += text.len();
                 let is_str_tag = tag.as_ref().is_some_and(|t| t.suffix == "str");
                 let value = if style == ScalarStyle::Plain && !is_str_tag {
                     resolve_plain(&text)
@@ -165,7 +241,12 @@ impl<'a> Reader<'a> {
             text_col_offset,
         };
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            let anchored = Anchored {
+                node: node.clone(),
+                values: self.values - values_before,
+                scalar_bytes: self.scalar_bytes - bytes_before,
+            };
+            self.anchors.insert(anchor, anchored);
         }
         Ok(node)
     }
@@ -235,6 +316,12 @@ pub(crate) fn read(file: &Arc<str>, text: &str) -> (Vec<Node>, Vec<Diagnostic>) 
         lines: LineIndex::new(text),
         events: Parser::new_from_str(text),
         anchors: HashMap::new(),
+        values: 0,
+        scalar_bytes: 0,
+        alias_values: 0,
+        alias_bytes: 0,
+        alias_value_budget: limits::alias_value_budget(text.len()),
+        alias_byte_budget: limits::alias_byte_budget(text.len()),
     };
     let mut documents = Vec::new();
     let mut diagnostics = Vec::new();
