@@ -1,6 +1,8 @@
 //! Runs one process for `exec`: argv without a shell (or `/bin/sh -c` when the gate granted it),
 //! in its own process group so that a timeout or a cancellation kills everything it started;
-//! stdout and stderr are captured up to a cap with an explicit `truncated` flag.
+//! stdout and stderr are captured up to a cap with an explicit `truncated` flag, and kept once:
+//! text as it is, binary output (not UTF-8, or mostly control bytes such as NUL, which JSON
+//! would write six bytes each) as base64.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,7 +15,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-use crate::ops::ExecResult;
+use base64::Engine;
+
+use crate::ops::{Encoding, ExecResult, Outcome};
 
 /// Default cap of captured bytes per stream.
 pub const DEFAULT_MAX_OUTPUT: usize = 1024 * 1024;
@@ -55,6 +59,52 @@ pub enum ExecError {
     },
     #[error("waiting for the process failed")]
     Wait(#[source] std::io::Error),
+}
+
+/// Writes captured bytes for the result without copying them: valid UTF-8 stays text unless
+/// escaping it for JSON would cost more than base64 (each control byte but `\n`, `\r` and
+/// `\t` becomes six bytes, `\u0000`); anything else is base64, so binary output is neither
+/// mangled (lossy UTF-8) nor blown up.
+pub fn encode_output(bytes: Vec<u8>) -> (String, Encoding) {
+    let escaped = bytes
+        .iter()
+        .filter(|b| **b < 0x20 && !matches!(**b, b'\n' | b'\r' | b'\t'))
+        .count();
+    // Text pays 5 extra bytes per escaped byte; base64 pays a third of the whole length.
+    let text_is_cheaper = escaped.saturating_mul(5) <= bytes.len() / 3;
+    if text_is_cheaper {
+        match String::from_utf8(bytes) {
+            Ok(text) => return (text, Encoding::Utf8),
+            Err(e) => {
+                let bytes = e.into_bytes();
+                return (
+                    base64::engine::general_purpose::STANDARD.encode(&bytes),
+                    Encoding::Base64,
+                );
+            }
+        }
+    }
+    (
+        base64::engine::general_purpose::STANDARD.encode(&bytes),
+        Encoding::Base64,
+    )
+}
+
+/// The outcome of a finished run. The output strings are moved into the JSON value rather than
+/// serialized from a borrow, so the node never holds two copies of a large output.
+pub fn outcome(mut result: ExecResult) -> Outcome {
+    let stdout = std::mem::take(&mut result.stdout);
+    let stderr = std::mem::take(&mut result.stderr);
+    match serde_json::to_value(&result) {
+        Ok(mut value) => {
+            if let Some(fields) = value.as_object_mut() {
+                fields.insert("stdout".into(), serde_json::Value::String(stdout));
+                fields.insert("stderr".into(), serde_json::Value::String(stderr));
+            }
+            Outcome::Ok { result: value }
+        }
+        Err(e) => Outcome::failed(format!("cannot encode result: {e}")),
+    }
 }
 
 async fn capture<R: AsyncRead + Unpin>(
@@ -178,16 +228,20 @@ pub async fn run(
     };
     let (out, out_cut) = collect(stdout).await;
     let (err, err_cut) = collect(stderr).await;
+    let (stdout, stdout_encoding) = encode_output(out);
+    let (stderr, stderr_encoding) = encode_output(err);
     use std::os::unix::process::ExitStatusExt;
     Ok(ExecResult {
         exit_code: status.code(),
         signal: status.signal(),
-        stdout: String::from_utf8_lossy(&out).into_owned(),
-        stderr: String::from_utf8_lossy(&err).into_owned(),
+        stdout,
+        stderr,
+        stdout_encoding,
+        stderr_encoding,
         truncated: out_cut || err_cut,
         timed_out,
         cancelled,
-        duration_ms: started.elapsed().as_millis() as u64,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     })
 }
 
@@ -234,11 +288,71 @@ mod tests {
 
     #[tokio::test]
     async fn output_over_the_cap_is_cut_and_flagged() {
-        let mut s = spec(&["head", "-c", "100000", "/dev/zero"]);
+        let mut s = spec(&["sh", "-c", "yes | head -c 100000"]);
         s.max_output = 1000;
         let result = run(s, CancellationToken::new(), |_| {}).await.unwrap();
         assert_eq!(result.stdout.len(), 1000);
+        assert_eq!(result.stdout_encoding, Encoding::Utf8);
         assert!(result.truncated);
+    }
+
+    /// 1 GiB of NULs took a node to 23.5 GB: each NUL was kept, then written as `\u0000` (six
+    /// bytes) in the JSON result, and the result was held twice. Now the output is cut at the
+    /// cap and sent as base64 (4 bytes per 3).
+    #[tokio::test]
+    async fn nul_output_is_capped_and_encoded_compactly() {
+        let cap = 256 * 1024;
+        let mut s = spec(&["head", "-c", "20000000", "/dev/zero"]);
+        s.max_output = cap;
+        let result = run(s, CancellationToken::new(), |_| {}).await.unwrap();
+        assert!(result.truncated);
+        assert_eq!(result.stdout_encoding, Encoding::Base64);
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(&result.stdout)
+            .unwrap();
+        assert_eq!(decoded, vec![0u8; cap]);
+        let json = serde_json::to_vec(&outcome(result)).unwrap();
+        assert!(
+            json.len() < cap * 4 / 3 + 1024,
+            "{} bytes of JSON for {cap} bytes of output",
+            json.len()
+        );
+    }
+
+    #[test]
+    fn output_is_text_unless_binary_or_mostly_escapes() {
+        let check = |bytes: &[u8]| encode_output(bytes.to_vec());
+        assert_eq!(
+            check(b"plain\ttext\n"),
+            ("plain\ttext\n".into(), Encoding::Utf8)
+        );
+        // A few control bytes in text cost less as escapes than base64 would.
+        let mostly_text = [b"x".repeat(100), vec![0u8]].concat();
+        assert_eq!(check(&mostly_text).1, Encoding::Utf8);
+        // Not UTF-8: base64, byte for byte (it used to be replaced by U+FFFD).
+        assert_eq!(
+            check(&[0xff, 0xfe, b'a']),
+            ("//5h".into(), Encoding::Base64)
+        );
+        assert_eq!(check(&[0u8; 30]).1, Encoding::Base64);
+        assert_eq!(check(b""), (String::new(), Encoding::Utf8));
+    }
+
+    #[test]
+    fn the_outcome_carries_the_same_result_as_serializing_it() {
+        let result = ExecResult {
+            exit_code: Some(0),
+            signal: None,
+            stdout: "out".into(),
+            stderr: "AAAA".into(),
+            stdout_encoding: Encoding::Utf8,
+            stderr_encoding: Encoding::Base64,
+            truncated: false,
+            timed_out: false,
+            cancelled: false,
+            duration_ms: 3,
+        };
+        assert_eq!(outcome(result.clone()), Outcome::ok(&result));
     }
 
     #[tokio::test]

@@ -716,11 +716,10 @@ impl Node {
                  it with --relay, --room and --token"
             ));
         };
+        // A bad timeout is the peer's to refuse (it names the field); here it only must not
+        // panic while the wait for the answer is computed.
         let timeout = match &envelope.request {
-            Request::Exec(a) => a
-                .timeout_secs
-                .map(Duration::from_secs_f64)
-                .unwrap_or(exec::DEFAULT_TIMEOUT),
+            Request::Exec(a) => a.timeout().unwrap_or(exec::DEFAULT_TIMEOUT),
             _ => Duration::from_secs(60),
         } + FORWARD_SLACK;
         let bytes = match serde_json::to_vec(&envelope) {
@@ -848,8 +847,10 @@ impl Node {
         }
         let outcome = self.execute(id, &entry.caller, prepared, ctx).await;
         entry.stage = Stage::Finished;
-        entry.outcome = Some(outcome.clone());
         let audit = self.audit(&entry, decision, &outcome);
+        // The entry holds the only copy while it is journaled (an exec's output can be
+        // megabytes), and gives it back after.
+        entry.outcome = Some(outcome);
         let finished = if audit_only {
             self.store.finish_audit_only(audit)
         } else {
@@ -858,7 +859,10 @@ impl Node {
         if let Err(e) = finished {
             tracing::error!("cannot journal a finished request: {e}");
         }
-        outcome
+        entry
+            .outcome
+            .take()
+            .unwrap_or_else(|| Outcome::failed("the request's outcome was lost"))
     }
 
     fn resolve_dir_for_git(
@@ -888,11 +892,8 @@ impl Node {
                     }
                     None => self.policy().home().to_path_buf(),
                 };
-                let timeout = a
-                    .timeout_secs
-                    .filter(|t| t.is_finite() && *t > 0.0)
-                    .map(Duration::from_secs_f64)
-                    .unwrap_or(exec::DEFAULT_TIMEOUT);
+                let timeout = a.timeout().map_err(refuse)?;
+                let max_output = a.max_output().map_err(refuse)?;
                 Prepared::Exec(ExecSpec {
                     argv: a.argv,
                     shell: a.shell,
@@ -900,7 +901,7 @@ impl Node {
                     env: a.env,
                     stdin: a.stdin,
                     timeout,
-                    max_output: a.max_output_bytes.unwrap_or(exec::DEFAULT_MAX_OUTPUT),
+                    max_output,
                 })
             }
             Request::ReadFile(a) => Prepared::Read(
@@ -1030,6 +1031,9 @@ impl Node {
                 // A configured `disabled` is a kill switch no request can lift; an override to
                 // `disabled` can be lifted by another set_mode.
                 Policy::check_mode(self.settings.mode.value, Access::Admin)?;
+                if let Some(ttl) = a.ttl_secs {
+                    crate::ops::ttl_from_secs("ttl_secs", ttl).map_err(refuse)?;
+                }
                 Prepared::SetMode(a)
             }
         })
@@ -1091,7 +1095,7 @@ impl Node {
                 })
                 .await;
                 match result {
-                    Ok(r) => Outcome::ok(&r),
+                    Ok(r) => exec::outcome(r),
                     Err(e) => Outcome::failed(error_chain(&e)),
                 }
             }
@@ -1261,6 +1265,8 @@ impl Node {
     }
 
     fn set_mode(&self, request_id: &str, args: SetModeArgs) -> Outcome {
+        // The gate checked ttl_secs against its cap; the sum saturates all the same, so no
+        // ttl can wrap around to "expires now".
         let ttl = args
             .ttl_secs
             .map(Duration::from_secs)
@@ -1271,7 +1277,7 @@ impl Node {
             set_by: request_id.to_string(),
             reason: args.reason,
             set_at_ms: now,
-            expires_at_ms: now + ttl.as_millis() as u64,
+            expires_at_ms: now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
         };
         // Setting the configured mode clears the override rather than recording a no-op drift.
         let stored = (args.mode != self.configured_mode()).then_some(&record);
@@ -1714,5 +1720,87 @@ mod tests {
         let status = node.status();
         assert_eq!(status.observed_generation, 1, "{status:?}");
         assert_eq!(node.effective_mode(), Mode::Edit);
+    }
+
+    fn edit_node(dir: &std::path::Path) -> Arc<Node> {
+        let flags = NodeFlags {
+            name: Some("numbers".into()),
+            data_dir: Some(dir.to_path_buf()),
+            mode: Some("edit".into()),
+            ..NodeFlags::default()
+        };
+        Node::open(Settings::resolve(&flags, &BTreeMap::<String, String>::new()).unwrap()).unwrap()
+    }
+
+    async fn call(node: &Arc<Node>, request: Request) -> Outcome {
+        let envelope = Envelope {
+            id: uuid::Uuid::new_v4().to_string(),
+            caller: "mcp:local".into(),
+            request,
+        };
+        node.handle_local(envelope, CallContext::default()).await
+    }
+
+    /// `exec timeout_secs=1e300` panicked in the gate (`Duration::from_secs_f64`); NaN and
+    /// negative timeouts were silently replaced by the default, and max_output_bytes had no
+    /// ceiling. Each is now refused, naming the field.
+    #[tokio::test]
+    async fn exec_numbers_out_of_range_are_refused_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = edit_node(dir.path());
+        let exec = |timeout_secs: Option<f64>, max_output_bytes: Option<usize>| {
+            Request::Exec(crate::ops::ExecArgs {
+                agent_id: None,
+                argv: vec!["true".into()],
+                shell: false,
+                cwd: None,
+                env: BTreeMap::new(),
+                stdin: None,
+                timeout_secs,
+                max_output_bytes,
+            })
+        };
+        for timeout in [1e300, f64::NAN, -1.0] {
+            let outcome = call(&node, exec(Some(timeout), None)).await;
+            assert!(
+                matches!(&outcome, Outcome::Refused { reason } if reason.contains("timeout_secs")),
+                "{timeout}: {outcome:?}"
+            );
+        }
+        let outcome = call(&node, exec(None, Some(1 << 40))).await;
+        assert!(
+            matches!(&outcome, Outcome::Refused { reason } if reason.contains("max_output_bytes")),
+            "{outcome:?}"
+        );
+        let outcome = call(&node, exec(Some(5.0), None)).await;
+        assert!(matches!(outcome, Outcome::Ok { .. }), "{outcome:?}");
+    }
+
+    /// `set_mode ttl_secs=2^64-1` wrapped the expiry around to "expires now" (and overflowed in
+    /// a debug build). It is refused now, and the mode stays as it was.
+    #[tokio::test]
+    async fn set_mode_with_a_ttl_beyond_a_year_is_refused_not_expired_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = edit_node(dir.path());
+        let set_mode = |ttl_secs: u64| {
+            Request::SetMode(SetModeArgs {
+                agent_id: None,
+                mode: Mode::Plan,
+                ttl_secs: Some(ttl_secs),
+                reason: None,
+            })
+        };
+        let outcome = call(&node, set_mode(u64::MAX)).await;
+        assert!(
+            matches!(&outcome, Outcome::Refused { reason } if reason.contains("ttl_secs")),
+            "{outcome:?}"
+        );
+        assert_eq!(node.effective_mode(), Mode::Edit);
+        // The longest allowed ttl holds for (almost) a year, not for no time at all.
+        let outcome = call(&node, set_mode(crate::ops::MAX_TTL_SECS)).await;
+        assert!(matches!(outcome, Outcome::Ok { .. }), "{outcome:?}");
+        assert_eq!(node.effective_mode(), Mode::Plan);
+        let expires = node.mode_override().unwrap().expires_at_ms;
+        assert!(expires > now_ms() + 365 * 24 * 3600 * 1000, "{expires}");
     }
 }

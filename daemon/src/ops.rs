@@ -35,10 +35,11 @@ pub struct ExecArgs {
     /// Text written to the program's standard input (then closed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdin: Option<String>,
-    /// Seconds before the whole process group is killed; default 60.
+    /// Seconds before the whole process group is killed; default 60, at most 86400.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<f64>,
-    /// Bytes kept of stdout and of stderr each; default 1048576. More output sets `truncated`.
+    /// Bytes kept of stdout and of stderr each; default 1048576, at most 16777216. More output
+    /// sets `truncated`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output_bytes: Option<usize>,
 }
@@ -52,6 +53,13 @@ pub struct ExecResult {
     pub signal: Option<i32>,
     pub stdout: String,
     pub stderr: String,
+    /// How `stdout` is written: utf8 (the text as is), or base64 for binary output (not UTF-8,
+    /// or so full of control bytes such as NUL that JSON would escape it six-fold).
+    #[serde(default, skip_serializing_if = "Encoding::is_utf8")]
+    pub stdout_encoding: Encoding,
+    /// How `stderr` is written, like `stdout_encoding`.
+    #[serde(default, skip_serializing_if = "Encoding::is_utf8")]
+    pub stderr_encoding: Encoding,
     /// True when stdout or stderr was longer than max_output_bytes and was cut.
     pub truncated: bool,
     pub timed_out: bool,
@@ -66,6 +74,12 @@ pub enum Encoding {
     #[default]
     Utf8,
     Base64,
+}
+
+impl Encoding {
+    pub fn is_utf8(&self) -> bool {
+        *self == Encoding::Utf8
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -282,7 +296,8 @@ pub struct SetModeArgs {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<String>,
     pub mode: Mode,
-    /// Seconds until the override lapses and the configured mode applies again; default 3600.
+    /// Seconds until the override lapses and the configured mode applies again; default 3600,
+    /// at most 31622400 (366 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_secs: Option<u64>,
     /// Why; recorded in the audit log and reported with the drift.
@@ -681,6 +696,78 @@ pub struct Reply {
     pub outcome: Outcome,
 }
 
+/// The longest `timeout_secs` a request may ask for (exec, a schedule's runs): one day. A
+/// longer run is better started as a service; the cap keeps every deadline computable.
+pub const MAX_TIMEOUT_SECS: f64 = 86_400.0;
+/// The most bytes of stdout and of stderr an exec may keep (`max_output_bytes`): 16 MiB each.
+/// The whole result is held in memory and sent as one message, so it must stay bounded.
+pub const MAX_OUTPUT_BYTES: usize = 16 * 1024 * 1024;
+/// The longest `ttl_secs` of a mode override or an imperative schedule: 366 days.
+pub const MAX_TTL_SECS: u64 = 366 * 24 * 3600;
+
+/// Checks a number of seconds a request gives for a timeout: finite, above zero and at most
+/// [`MAX_TIMEOUT_SECS`]. The error names `field` and the allowed range.
+pub fn timeout_from_secs(field: &str, secs: f64) -> Result<std::time::Duration, String> {
+    if !(secs.is_finite() && secs > 0.0 && secs <= MAX_TIMEOUT_SECS) {
+        return Err(format!(
+            "{field} must be a number of seconds above 0 and at most {MAX_TIMEOUT_SECS} (one \
+             day), got {secs}"
+        ));
+    }
+    std::time::Duration::try_from_secs_f64(secs).map_err(|e| format!("{field}: {e}"))
+}
+
+/// Checks a `ttl_secs`: at most [`MAX_TTL_SECS`] (366 days).
+pub fn ttl_from_secs(field: &str, secs: u64) -> Result<std::time::Duration, String> {
+    if secs > MAX_TTL_SECS {
+        return Err(format!(
+            "{field} must be at most {MAX_TTL_SECS} seconds (366 days), got {secs}"
+        ));
+    }
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+/// Checks a number of seconds for a wait that is not a command's timeout (a fan-out's per-host
+/// wait or deadline, a CLI duration): finite, not negative, at most [`MAX_TTL_SECS`], so that
+/// adding it to the clock can never overflow.
+pub fn duration_from_secs(field: &str, secs: f64) -> Result<std::time::Duration, String> {
+    if !(secs.is_finite() && secs >= 0.0 && secs <= MAX_TTL_SECS as f64) {
+        return Err(format!(
+            "{field} must be a number of seconds from 0 to {MAX_TTL_SECS} (366 days), got {secs}"
+        ));
+    }
+    std::time::Duration::try_from_secs_f64(secs).map_err(|e| format!("{field}: {e}"))
+}
+
+/// Checks a `max_output_bytes`: at most [`MAX_OUTPUT_BYTES`].
+pub fn max_output_bytes(field: &str, bytes: usize) -> Result<usize, String> {
+    if bytes > MAX_OUTPUT_BYTES {
+        return Err(format!(
+            "{field} must be at most {MAX_OUTPUT_BYTES} (16 MiB), got {bytes}; read large \
+             output from a file with read_file instead"
+        ));
+    }
+    Ok(bytes)
+}
+
+impl ExecArgs {
+    /// The run's timeout: `timeout_secs` checked, or the default.
+    pub fn timeout(&self) -> Result<std::time::Duration, String> {
+        match self.timeout_secs {
+            Some(secs) => timeout_from_secs("timeout_secs", secs),
+            None => Ok(crate::exec::DEFAULT_TIMEOUT),
+        }
+    }
+
+    /// The bytes kept of each stream: `max_output_bytes` checked, or the default.
+    pub fn max_output(&self) -> Result<usize, String> {
+        match self.max_output_bytes {
+            Some(bytes) => max_output_bytes("max_output_bytes", bytes),
+            None => Ok(crate::exec::DEFAULT_MAX_OUTPUT),
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -715,6 +802,52 @@ mod tests {
         let back: Envelope = serde_json::from_str(&text).unwrap();
         assert_eq!(back, envelope);
         assert_eq!(request.without_agent_id().agent_id(), None);
+    }
+
+    /// `timeout_secs=1e300` panicked in `Duration::from_secs_f64`; NaN, infinities, negative
+    /// numbers and zero are refused too, each naming the field and the range.
+    #[test]
+    fn timeouts_out_of_range_are_errors_naming_the_field() {
+        for bad in [
+            1e300,
+            f64::NAN,
+            f64::INFINITY,
+            -1.0,
+            0.0,
+            MAX_TIMEOUT_SECS + 1.0,
+        ] {
+            let err = timeout_from_secs("timeout_secs", bad).unwrap_err();
+            assert!(
+                err.contains("timeout_secs") && err.contains("86400"),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            timeout_from_secs("timeout_secs", 1.5),
+            Ok(std::time::Duration::from_millis(1500))
+        );
+        let args = ExecArgs {
+            agent_id: None,
+            argv: vec!["true".into()],
+            shell: false,
+            cwd: None,
+            env: BTreeMap::new(),
+            stdin: None,
+            timeout_secs: Some(1e300),
+            max_output_bytes: Some(usize::MAX),
+        };
+        assert!(args.timeout().is_err());
+        assert!(args.max_output().unwrap_err().contains("max_output_bytes"));
+    }
+
+    /// `set_mode ttl_secs=2^64-1` wrapped around to an override that expired at once.
+    #[test]
+    fn ttls_beyond_a_year_are_errors_naming_the_field() {
+        let err = ttl_from_secs("ttl_secs", u64::MAX).unwrap_err();
+        assert!(err.contains("ttl_secs"), "{err}");
+        assert!(ttl_from_secs("ttl_secs", MAX_TTL_SECS).is_ok());
+        assert!(max_output_bytes("max_output_bytes", MAX_OUTPUT_BYTES).is_ok());
+        assert!(max_output_bytes("max_output_bytes", MAX_OUTPUT_BYTES + 1).is_err());
     }
 
     #[test]

@@ -253,16 +253,15 @@ pub struct JobsCommand {
     pub node: NodeFlags,
 }
 
-/// Parses `5s`, `2m`, `1h`, `1h30m`, or a bare number of seconds.
+/// Parses `5s`, `2m`, `1h`, `1h30m`, or a bare number of seconds; at most 366 days (`1e300`
+/// panicked, and a longer wait overflows the clock it is added to).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    if let Ok(seconds) = text.parse::<f64>()
-        && seconds.is_finite()
-        && seconds >= 0.0
-    {
-        return Ok(Duration::from_secs_f64(seconds));
+    if let Ok(seconds) = text.parse::<f64>() {
+        return crate::ops::duration_from_secs("duration", seconds);
     }
-    humantime::parse_duration(text)
-        .map_err(|e| format!("{e}: expected a duration like 5s, 2m or 1h, got {text:?}"))
+    let parsed = humantime::parse_duration(text)
+        .map_err(|e| format!("{e}: expected a duration like 5s, 2m or 1h, got {text:?}"))?;
+    crate::ops::duration_from_secs("duration", parsed.as_secs_f64())
 }
 
 pub(crate) fn resolve_settings(flags: &ConnectFlags) -> anyhow::Result<Settings> {
@@ -790,5 +789,18 @@ mod tests {
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("soon").unwrap_err().contains("\"soon\""));
+    }
+
+    /// `--deadline 1e300` panicked in `Duration::from_secs_f64`, and a duration beyond what the
+    /// clock holds panicked where it was added to `Instant::now()`.
+    #[test]
+    fn absurd_durations_are_errors_not_panics() {
+        for text in ["1e300", "-1", "NaN", "inf", "1000000years"] {
+            assert!(parse_duration(text).is_err(), "{text}");
+        }
+        assert_eq!(
+            parse_duration("366days"),
+            Ok(Duration::from_secs(366 * 86_400))
+        );
     }
 }

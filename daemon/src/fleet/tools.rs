@@ -179,10 +179,7 @@ fn options(args: &FanoutArgs) -> Result<FanoutOptions, ToolError> {
     let seconds =
         |field: &str, value: Option<f64>| -> Result<Option<std::time::Duration>, ToolError> {
             value
-                .map(|s| {
-                    std::time::Duration::try_from_secs_f64(s)
-                        .map_err(|_| format!("{field}: expected a non-negative number of seconds"))
-                })
+                .map(|s| crate::ops::duration_from_secs(field, s))
                 .transpose()
         };
     Ok(FanoutOptions {
@@ -399,6 +396,14 @@ mod tests {
             timeout_secs: Some(-1.0),
             ..FanoutArgs::default()
         };
-        assert!(options(&args).unwrap_err().starts_with("timeout_secs:"));
+        assert!(options(&args).unwrap_err().starts_with("timeout_secs"));
+        // A deadline of 1e18 seconds passed `try_from_secs_f64` and then panicked where it was
+        // added to the clock.
+        let args = FanoutArgs {
+            target: "all".into(),
+            deadline_secs: Some(1e18),
+            ..FanoutArgs::default()
+        };
+        assert!(options(&args).unwrap_err().starts_with("deadline_secs"));
     }
 }

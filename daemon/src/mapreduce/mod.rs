@@ -349,6 +349,13 @@ fn exec_output(outcome: Outcome) -> Result<String, String> {
                 Err(format!("timed out after {} ms", exec.duration_ms))
             } else if exec.truncated {
                 Err("output exceeded max_output_bytes and was cut".into())
+            } else if exec.exit_code == Some(0) && !exec.stdout_encoding.is_utf8() {
+                // The node sent binary output as base64; a map or reduce step works on text.
+                Err(
+                    "the command printed binary output (not UTF-8 text); map and reduce \
+                     commands must print text"
+                        .into(),
+                )
             } else if exec.exit_code == Some(0) {
                 Ok(exec.stdout)
             } else {
@@ -1039,6 +1046,8 @@ mod tests {
                 signal: None,
                 stdout: "out".into(),
                 stderr: "boom".into(),
+                stdout_encoding: Default::default(),
+                stderr_encoding: Default::default(),
                 truncated,
                 timed_out: false,
                 cancelled: false,

@@ -3,7 +3,6 @@
 //! connection, with progress as partitions finish.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use remote_agents_spec::{Input, MapReduceSpec, Reduce, Step};
 use schemars::JsonSchema;
@@ -65,12 +64,8 @@ impl MapReduceArgs {
         };
         let mut plan = JobPlan::from_spec("mcp", &spec).map_err(|e| e.to_string())?;
         plan.reduce_on = self.reduce_on.clone();
-        if let Some(timeout) = self
-            .timeout_secs
-            .filter(|t| t.is_finite() && *t > 0.0)
-            .map(Duration::from_secs_f64)
-        {
-            plan.attempt_timeout = timeout;
+        if let Some(secs) = self.timeout_secs {
+            plan.attempt_timeout = crate::ops::timeout_from_secs("timeout_secs", secs)?;
         }
         if let Some(per_host) = self.per_host {
             plan.slots_per_host = per_host.max(1);
@@ -139,5 +134,16 @@ mod tests {
         }))
         .unwrap();
         assert!(both.plan().unwrap_err().contains("not both"));
+    }
+
+    /// `timeout_secs=1e300` panicked in `Duration::from_secs_f64`.
+    #[test]
+    fn an_absurd_timeout_is_an_error_naming_the_field() {
+        let args: MapReduceArgs = serde_json::from_value(serde_json::json!({
+            "target": "all", "input": {"items": ["x"]}, "map": {"command": ["cat"]},
+            "reduce": {"builtin": "concat"}, "timeout_secs": 1e300
+        }))
+        .unwrap();
+        assert!(args.plan().unwrap_err().contains("timeout_secs"));
     }
 }

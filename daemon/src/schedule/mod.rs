@@ -27,6 +27,10 @@
 //!   like an `exec` now (refused in plan mode, deny/allow lists, shell grant) and again at every
 //!   firing; `schedule_remove` is a write (refused in plan mode; there a firing is refused
 //!   anyway); `schedule_list` is a read.
+//! - **Bad values**: timeouts and ttls are checked against the request limits (`ops`) when a
+//!   schedule is added and again when a stored one is loaded; a stored schedule that fails the
+//!   check (or cannot be read) is listed as not active with the reason and never fires, and a
+//!   schedule whose pass fails is skipped in that pass: one bad schedule never stops the others.
 
 pub mod clock;
 pub mod cron;
@@ -307,10 +311,14 @@ impl Definition {
         let spec = &declared.spec;
         let (argv, shell) = command_of(&spec.command, spec.shell.as_deref())?;
         let timeout = match &spec.timeout {
-            Some(text) => Some(
-                humantime::parse_duration(text)
-                    .map_err(|e| format!("bad timeout `{text}`: {e}"))?,
-            ),
+            Some(text) => {
+                let parsed = humantime::parse_duration(text)
+                    .map_err(|e| format!("bad timeout `{text}`: {e}"))?;
+                Some(crate::ops::timeout_from_secs(
+                    "timeout",
+                    parsed.as_secs_f64(),
+                )?)
+            }
             None => None,
         };
         Ok(Definition {
@@ -326,15 +334,21 @@ impl Definition {
         })
     }
 
+    /// A stored schedule is checked like a new one: a record stored before a limit existed (or
+    /// written by another version) is reported and skipped, never run with a bad value.
     fn from_imperative(stored: &store::StoredImperative) -> Result<Self, String> {
         let (argv, shell) = command_of(&stored.command, stored.shell.as_deref())?;
+        let timeout = stored
+            .timeout_secs
+            .map(|secs| crate::ops::timeout_from_secs("timeout_secs", secs))
+            .transpose()?;
         Ok(Definition {
             name: stored.name.clone(),
             source: ScheduleSource::Imperative,
             cron: CronLine::parse(&stored.cron).map_err(|e| e.to_string())?,
             argv,
             shell,
-            timeout: stored.timeout_secs.map(Duration::from_secs_f64),
+            timeout,
             concurrency: stored.concurrency,
             issuer: stored.issuer.clone(),
             expires_at_ms: stored.expires_at_ms,
@@ -371,10 +385,11 @@ fn check_name(name: &str) -> Result<(), String> {
 pub fn validate_add(args: &ScheduleAddArgs) -> Result<(Vec<String>, bool), String> {
     check_name(&args.name)?;
     CronLine::parse(&args.cron).map_err(|e| e.to_string())?;
-    if let Some(t) = args.timeout_secs
-        && !(t.is_finite() && t > 0.0)
-    {
-        return Err(format!("timeout_secs must be a positive number, got {t}"));
+    if let Some(secs) = args.timeout_secs {
+        crate::ops::timeout_from_secs("timeout_secs", secs)?;
+    }
+    if let Some(ttl) = args.ttl_secs {
+        crate::ops::ttl_from_secs("ttl_secs", ttl)?;
     }
     command_of(&args.command, args.shell.as_deref())
 }
@@ -423,10 +438,19 @@ impl Schedules {
     pub fn open(store: Arc<Store>) -> Result<Self, StoreError> {
         store::init(&store)?;
         store::recover(&store, crate::ops::now_ms())?;
-        let imperative = store::imperative(&store)?
+        let imperative: BTreeMap<String, store::StoredImperative> = store::imperative(&store)?
             .into_iter()
             .map(|s| (s.name.clone(), s))
             .collect();
+        for stored in imperative.values() {
+            if let Err(e) = Definition::from_imperative(stored) {
+                tracing::error!(
+                    schedule = %stored.name,
+                    "stored schedule cannot run and is skipped (schedule_remove it, or \
+                     schedule_add it again with valid values): {e}"
+                );
+            }
+        }
         Ok(Schedules {
             store,
             state: Mutex::new(State {
@@ -691,6 +715,8 @@ impl Schedules {
                     continue;
                 }
                 let superseded = state.declared.contains_key(&stored.name);
+                let invalid = Definition::from_imperative(stored).err();
+                let active = !superseded && invalid.is_none();
                 let cron = CronLine::parse(&stored.cron).ok();
                 schedules.push(ScheduleInfo {
                     name: stored.name.clone(),
@@ -704,13 +730,16 @@ impl Schedules {
                     generation: None,
                     added_at_ms: Some(stored.added_at_ms),
                     expires_at_ms: stored.expires_at_ms,
-                    active: !superseded,
-                    note: superseded
-                        .then(|| "superseded by the spec's schedule of the same name".to_string()),
-                    next_run_ms: if superseded {
-                        None
+                    active,
+                    note: if superseded {
+                        Some("superseded by the spec's schedule of the same name".to_string())
                     } else {
+                        invalid.map(|e| format!("cannot run: {e}"))
+                    },
+                    next_run_ms: if active {
                         cron.and_then(|c| c.next_after(now)).map(to_ms)
+                    } else {
+                        None
                     },
                     recent_runs: Vec::new(),
                 });

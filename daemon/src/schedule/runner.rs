@@ -115,24 +115,49 @@ impl Runner {
             .retain(|name, _| active.iter().any(|d| &d.name == name));
         let mut wake: Option<DateTime<Utc>> = None;
         for definition in &active {
-            let cursor = self.cursor_of(definition, now);
-            let cursor = match definition.cron.due(cursor, now) {
-                Some(due) => {
-                    self.handle_due(definition, due, now);
-                    due.last
+            // One schedule that fails (a panic anywhere in its pass) must not stop the others:
+            // it is reported, and tried again on the next pass, while the rest keep firing.
+            let pass = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.evaluate_one(definition, now)
+            }));
+            match pass {
+                Ok(wakes) => {
+                    for at in wakes.into_iter().flatten() {
+                        wake = Some(wake.map_or(at, |w| w.min(at)));
+                    }
                 }
-                None => cursor,
-            };
-            self.cursors.insert(definition.name.clone(), cursor);
-            let next = definition.cron.next_after(cursor);
-            let expiry = definition
-                .expires_at_ms
-                .and_then(|ms| DateTime::<Utc>::from_timestamp_millis(ms as i64));
-            for at in [next, expiry].into_iter().flatten() {
-                wake = Some(wake.map_or(at, |w| w.min(at)));
+                Err(_) => tracing::error!(
+                    schedule = %definition.name,
+                    "evaluating the schedule failed (panicked); skipped in this pass"
+                ),
             }
         }
         wake
+    }
+
+    /// Fires or skips the slots of one schedule due by `now`; returns when it next needs a look.
+    fn evaluate_one(
+        &mut self,
+        definition: &Definition,
+        now: DateTime<Utc>,
+    ) -> [Option<DateTime<Utc>>; 2] {
+        let cursor = self.cursor_of(definition, now);
+        let cursor = match definition.cron.due(cursor, now) {
+            Some(due) => {
+                self.handle_due(definition, due, now);
+                due.last
+            }
+            None => cursor,
+        };
+        self.cursors.insert(definition.name.clone(), cursor);
+        let next = definition.cron.next_after(cursor);
+        // An expiry beyond what a timestamp can hold never comes (no wrap to the past, which
+        // would wake the runner in a loop).
+        let expiry = definition
+            .expires_at_ms
+            .and_then(|ms| i64::try_from(ms).ok())
+            .and_then(DateTime::<Utc>::from_timestamp_millis);
+        [next, expiry]
     }
 
     /// The schedule's cursor: in memory, else from the store, else (a new schedule) now.

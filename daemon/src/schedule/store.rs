@@ -62,10 +62,31 @@ pub fn imperative(store: &Store) -> Result<Vec<StoredImperative>, StoreError> {
     let table = tx.open_table(IMPERATIVE).map_err(db)?;
     let mut out = Vec::new();
     for item in table.iter().map_err(db)? {
-        let (_, value) = item.map_err(db)?;
-        out.push(serde_json::from_slice(value.value())?);
+        let (name, value) = item.map_err(db)?;
+        // One unreadable record (another version's, or damaged) is reported and skipped: it
+        // must not keep the node's other schedules (or the node) from starting.
+        match serde_json::from_slice(value.value()) {
+            Ok(stored) => out.push(stored),
+            Err(e) => tracing::error!(
+                schedule = %name.value(),
+                "stored schedule is unreadable and skipped (schedule_remove it): {e}"
+            ),
+        }
     }
     Ok(out)
+}
+
+/// Stores raw bytes as the imperative schedule `name`: what a damaged record, or one written
+/// by another version, looks like.
+#[cfg(test)]
+pub fn put_raw_imperative(store: &Store, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    let tx = store.database().begin_write().map_err(db)?;
+    tx.open_table(IMPERATIVE)
+        .map_err(db)?
+        .insert(name, bytes)
+        .map_err(db)?;
+    tx.commit().map_err(db)?;
+    Ok(())
 }
 
 /// Stores an imperative schedule; a schedule new under this name starts its cursor at

@@ -553,6 +553,20 @@ fn bad_schedule_arguments_are_refused_before_anything_is_stored() {
             timeout_secs: Some(-1.0),
             ..good.clone()
         },
+        // 1e300 was accepted, stored, and panicked the runner at its next pass.
+        ScheduleAddArgs {
+            timeout_secs: Some(1e300),
+            ..good.clone()
+        },
+        ScheduleAddArgs {
+            timeout_secs: Some(f64::NAN),
+            ..good.clone()
+        },
+        // An expiry past what a timestamp holds wrapped to the past: a runner woken in a loop.
+        ScheduleAddArgs {
+            ttl_secs: Some(u64::MAX),
+            ..good.clone()
+        },
     ];
     for args in cases {
         assert!(validate_add(&args).is_err(), "{args:?}");
@@ -644,4 +658,89 @@ async fn a_schedule_declared_in_the_spec_runs_on_exactly_the_targeted_nodes() {
     for node in nodes {
         node.stop().await;
     }
+}
+
+/// `schedule_add timeout_secs=1e300` from any peer was stored, then panicked the runner at its
+/// next pass: every schedule on the node stopped until a restart after removing it. The op
+/// refuses it now, naming the field.
+#[tokio::test]
+async fn schedule_add_with_an_absurd_timeout_is_refused_through_the_op() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Running::start(dir.path(), utc(9, 0, 30));
+    let outcome = node
+        .call(
+            "peer:mallory",
+            Request::ScheduleAdd(ScheduleAddArgs {
+                agent_id: None,
+                name: "bomb".into(),
+                cron: "* * * * *".into(),
+                command: vec!["true".into()],
+                shell: None,
+                timeout_secs: Some(1e300),
+                concurrency: None,
+                ttl_secs: None,
+            }),
+        )
+        .await;
+    assert!(
+        matches!(&outcome, Outcome::Refused { reason } if reason.contains("timeout_secs")),
+        "{outcome:?}"
+    );
+    let list = node
+        .node
+        .schedules()
+        .list(&ScheduleListArgs::default())
+        .unwrap();
+    assert!(list.schedules.is_empty(), "{list:?}");
+    node.stop().await;
+}
+
+/// A bad schedule already in the store (written before the limits, or damaged) is skipped with
+/// a reported reason; the node opens and its other schedules keep firing.
+#[tokio::test]
+async fn a_bad_persisted_schedule_does_not_stop_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let node = open(dir.path(), "edit");
+        let bad = store::StoredImperative {
+            name: "bomb".into(),
+            cron: "* * * * *".into(),
+            command: vec!["true".into()],
+            shell: None,
+            timeout_secs: Some(1e300),
+            concurrency: Concurrency::Forbid,
+            issuer: "peer:mallory".into(),
+            added_at_ms: 0,
+            expires_at_ms: None,
+        };
+        store::put_imperative(node.schedules().store(), &bad, 0).unwrap();
+        store::put_raw_imperative(node.schedules().store(), "garbled", b"{not json").unwrap();
+        closed(node).await;
+    }
+    let node = Running::start(dir.path(), utc(9, 0, 30));
+    node.add("peer:alice", "tick", "* * * * *", &echo_slot())
+        .await;
+    node.set(utc(9, 1, 0)).await;
+    let run = node.finished("tick", utc(9, 1, 0)).await;
+    assert_eq!(run.outcome, RunOutcome::Ok, "{run:?}");
+    assert!(node.runs("bomb").is_empty(), "the bad schedule never fires");
+    let list = node
+        .node
+        .schedules()
+        .list(&ScheduleListArgs::default())
+        .unwrap();
+    let bomb = list
+        .schedules
+        .iter()
+        .find(|s| s.name == "bomb")
+        .expect("the bad schedule is listed");
+    assert!(!bomb.active);
+    assert!(
+        bomb.note
+            .as_deref()
+            .is_some_and(|n| n.contains("timeout_secs")),
+        "{bomb:?}"
+    );
+    assert!(list.schedules.iter().all(|s| s.name != "garbled"));
+    node.stop().await;
 }
