@@ -198,7 +198,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         ..FanoutOptions::default()
     };
 
-    section("6. fleetctl exec --target all -- uname -sr   (plan-mode hosts refuse commands)");
+    section(
+        "6. fleetctl exec --target all -- uname -sr   (plan-mode hosts run it read-only, in a \
+         Landlock sandbox)",
+    );
     let exec = Request::Exec(ExecArgs {
         agent_id: None,
         argv: vec!["uname".into(), "-sr".into()],

@@ -2,7 +2,8 @@
 //! in its own process group so that a timeout or a cancellation kills everything it started;
 //! stdout and stderr are captured up to a cap with an explicit `truncated` flag, and kept once:
 //! text as it is, binary output (not UTF-8, or mostly control bytes such as NUL, which JSON
-//! would write six bytes each) as base64.
+//! would write six bytes each) as base64. In plan mode the process starts inside the read-only
+//! sandbox of [`crate::sandbox`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,6 +38,8 @@ pub struct ExecSpec {
     pub stdin: Option<String>,
     pub timeout: Duration,
     pub max_output: usize,
+    /// Start the process inside the read-only sandbox (plan mode).
+    pub sandboxed: bool,
 }
 
 /// A progress report while a process runs.
@@ -59,6 +62,8 @@ pub enum ExecError {
     },
     #[error("waiting for the process failed")]
     Wait(#[source] std::io::Error),
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
 }
 
 /// Writes captured bytes for the result without copying them: valid UTF-8 stays text unless
@@ -168,10 +173,16 @@ pub async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = command.spawn().map_err(|source| ExecError::Spawn {
-        program: program.clone(),
-        source,
-    })?;
+    let (mut child, sandbox) = if spec.sandboxed {
+        let (child, description) = crate::sandbox::spawn(command, &program).await?;
+        (child, Some(description))
+    } else {
+        let child = command.spawn().map_err(|source| ExecError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+        (child, None)
+    };
     let pid = child.id();
     if let (Some(text), Some(mut stdin)) = (spec.stdin.clone(), child.stdin.take()) {
         tokio::spawn(async move {
@@ -242,6 +253,7 @@ pub async fn run(
         timed_out,
         cancelled,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        sandbox,
     })
 }
 
@@ -258,6 +270,7 @@ mod tests {
             stdin: None,
             timeout: Duration::from_secs(10),
             max_output: DEFAULT_MAX_OUTPUT,
+            sandboxed: false,
         }
     }
 
@@ -351,6 +364,7 @@ mod tests {
             timed_out: false,
             cancelled: false,
             duration_ms: 3,
+            sandbox: None,
         };
         assert_eq!(outcome(result.clone()), Outcome::ok(&result));
     }

@@ -15,6 +15,7 @@ pub mod mcp;
 pub mod node;
 pub mod ops;
 pub mod policy;
+pub mod sandbox;
 pub mod search;
 
 // The secure channel (issue 3): the persistent identity and the connection manager + RPC over

@@ -89,8 +89,10 @@ pub fn tools() -> Vec<Tool> {
             "Run a command",
             "Run a program on this node (or on agent_id) without a shell: argv is the program and \
              its arguments. Returns exit code, stdout, stderr, duration, and `truncated` when \
-             output exceeded max_output_bytes. The whole process group is killed on timeout or \
-             cancellation. Refused in plan mode.",
+             output exceeded max_output_bytes (binary output comes as base64, see \
+             stdout_encoding). The whole process group is killed on timeout or cancellation. In \
+             plan mode it runs read-only inside a Landlock sandbox (no writes except /dev/null, \
+             no TCP, no new privileges), and is refused where the node cannot make one.",
             Hints {
                 read_only: false,
                 destructive: true,
@@ -305,8 +307,8 @@ fn fleet_tools() -> Vec<Tool> {
             "Run a program (argv, no shell) on every host the target selects, e.g. target \
              \"web\", \"os:linux&!db\", \"all\". per_os picks another argv by OS family. Returns a \
              summary and groups of hosts with identical output (so 1,000 hosts read as a few \
-             groups), plus an op_id for job_get. Hosts in plan mode answer `denied`; offline \
-             ones `unreachable`. batch + max_fail make a rolling run that halts on failures.",
+             groups), plus an op_id for job_get. Hosts in plan mode run it read-only in a \
+             sandbox; offline ones answer `unreachable`. batch + max_fail make a rolling run that halts on failures.",
             FANOUT_WRITE,
         ),
         tool::<FleetReadArgs, FleetResult>(

@@ -894,6 +894,12 @@ impl Node {
                 };
                 let timeout = a.timeout().map_err(refuse)?;
                 let max_output = a.max_output().map_err(refuse)?;
+                // Plan mode runs commands only inside the read-only sandbox; where none can be
+                // made the request is refused here, before anything starts.
+                let sandboxed = mode == Mode::Plan;
+                if sandboxed {
+                    crate::sandbox::check().map_err(|e| refuse(e.to_string()))?;
+                }
                 Prepared::Exec(ExecSpec {
                     argv: a.argv,
                     shell: a.shell,
@@ -902,6 +908,7 @@ impl Node {
                     stdin: a.stdin,
                     timeout,
                     max_output,
+                    sandboxed,
                 })
             }
             Request::ReadFile(a) => Prepared::Read(
@@ -998,9 +1005,11 @@ impl Node {
                 )
             }
             Request::ScheduleAdd(a) => {
-                // Adding a schedule installs future process execution, so it needs exec rights
-                // now (refused in plan mode); each firing passes the gate again.
+                // Adding a schedule changes the node (refused in plan mode) and installs future
+                // process execution, so it needs exec rights now; each firing passes the gate
+                // again.
                 let (argv, shell) = crate::schedule::validate_add(&a).map_err(refuse)?;
+                Policy::check_mode(mode, Access::Write)?;
                 self.policy().check_command(mode, &argv, shell)?;
                 Prepared::ScheduleAdd(a)
             }

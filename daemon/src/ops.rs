@@ -65,6 +65,9 @@ pub struct ExecResult {
     pub timed_out: bool,
     pub cancelled: bool,
     pub duration_ms: u64,
+    /// How the command was confined, when it was (plan mode: a read-only Landlock sandbox).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
 }
 
 /// Content encodings for file contents.

@@ -12,8 +12,9 @@
 //!   so a link inside the root that points at a denied file is refused too.
 //! - Command allow/deny lists are a guard rail, not a security boundary: a program that is
 //!   allowed can itself start any other program or write any file the node's user can write.
-//!   They stop honest mistakes; the boundary is the mode (`plan` refuses exec entirely) and the
-//!   operating-system user the node runs as.
+//!   They stop honest mistakes; the boundary is the mode (`plan` runs commands only inside a
+//!   read-only Landlock sandbox, see `sandbox`, and refuses them where it cannot make one) and
+//!   the operating-system user the node runs as.
 
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
@@ -356,11 +357,9 @@ impl Policy {
                 "the node is in plan mode (read-only): writes are refused; ask its operator to \
                  switch to edit mode (set_mode) if this change is intended",
             )),
-            (Mode::Plan, Access::Exec) => Err(Refusal::new(
-                "the node is in plan mode (read-only): running processes is refused entirely, \
-                 because no command can be proven read-only; use read_file, list_dir, \
-                 file_search or git_status instead, or switch to edit mode",
-            )),
+            // No command can be proven read-only, so plan mode lets one through only to be run
+            // inside the read-only sandbox: the node's gate checks that it can make one
+            // (`sandbox::check`) and the executor starts the process inside it.
             _ => Ok(()),
         }
     }
@@ -741,17 +740,25 @@ mod tests {
     }
 
     #[test]
-    fn exec_is_refused_entirely_in_plan_mode() {
+    fn plan_mode_passes_commands_to_the_sandbox_under_the_same_command_rules() {
         let f = fixture();
         let p = policy(&f, |_| {});
         for argv in [
             vec!["ls".to_string()],
             vec!["cat".into(), "/etc/hostname".into()],
         ] {
-            let err = p.check_command(Mode::Plan, &argv, false).unwrap_err();
-            assert!(err.reason.contains("plan mode"), "{err}");
+            assert!(p.check_command(Mode::Plan, &argv, false).is_ok());
         }
-        assert!(p.check_command(Mode::Edit, &["ls".into()], false).is_ok());
+        // The shell grant and the deny list hold in plan mode as in edit mode.
+        let line = vec!["echo x > ~/f".to_string()];
+        let err = p.check_command(Mode::Plan, &line, true).unwrap_err();
+        assert!(err.reason.contains("allow_shell"), "{err}");
+        assert!(
+            p.check_command(Mode::Plan, &["shutdown".into()], false)
+                .is_err()
+        );
+        // Writes stay refused.
+        assert!(Policy::check_mode(Mode::Plan, Access::Write).is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod mapreduce;
 mod mcp_http;
 mod net_rpc;
 mod node;
+mod plan_sandbox;
 mod relay_binary;
 mod relay_conformance;
 mod schedules;

@@ -1052,6 +1052,7 @@ mod tests {
                 timed_out: false,
                 cancelled: false,
                 duration_ms: 1,
+                sandbox: None,
             })
         };
         assert_eq!(exec_output(result(Some(0), false)), Ok("out".into()));

@@ -23,10 +23,11 @@
 //!   (its process group is killed; it is recorded `cancelled`) and starts the new one.
 //! - **Removal** (from the spec or with `schedule_remove`) stops future firings; a run already
 //!   going finishes. Stopping the node cancels running scheduled commands.
-//! - **Modes**: `schedule_add` installs future process execution, so the gate checks its command
-//!   like an `exec` now (refused in plan mode, deny/allow lists, shell grant) and again at every
-//!   firing; `schedule_remove` is a write (refused in plan mode; there a firing is refused
-//!   anyway); `schedule_list` is a read.
+//! - **Modes**: `schedule_add` changes the node (refused in plan mode) and installs future
+//!   process execution, so the gate checks its command like an `exec` now (deny/allow lists,
+//!   shell grant) and again at every firing; `schedule_remove` is a write (refused in plan mode,
+//!   where a firing runs read-only in the sandbox like any plan-mode exec); `schedule_list` is a
+//!   read.
 //! - **Bad values**: timeouts and ttls are checked against the request limits (`ops`) when a
 //!   schedule is added and again when a stored one is loaded; a stored schedule that fails the
 //!   check (or cannot be read) is listed as not active with the reason and never fires, and a
