@@ -3,12 +3,18 @@
 //! publishes, what nodes verify, persist and reconcile from.
 
 use base64::Engine;
+use remote_agents_spec::limits::MAX_TOTAL_BYTES;
 use serde::{Deserialize, Serialize};
 
 use super::operator::{self, OperatorKey};
 
 /// Domain separation for bundle signatures, so no other signed message can pass as a bundle.
 const SIGNING_LABEL: &[u8] = b"remote-agents desired-state bundle v1\0";
+
+/// The longest encoded content (base64 of the signed JSON) a node decodes: the largest fleet
+/// the spec crate reads ([`MAX_TOTAL_BYTES`] of spec files) with room for JSON escapes and
+/// base64. Anything longer is refused before it is decoded.
+pub const MAX_ENCODED_BYTES: usize = 3 * MAX_TOTAL_BYTES;
 
 /// One spec file: its path relative to the fleet repo, and its text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +56,27 @@ pub enum BundleError {
     Unauthentic,
     #[error("bundle spec is invalid:\n{0}")]
     Invalid(String),
+    #[error(
+        "bundle is too large: {what} is {size} bytes, more than the {limit} allowed; shrink \
+         the fleet's spec files"
+    )]
+    TooLarge {
+        what: &'static str,
+        size: usize,
+        limit: usize,
+    },
+}
+
+/// A bundle whose size is within the limits and whose signature verified against the issuer it
+/// names, its spec not parsed yet: enough to decide trust and ordering
+/// ([`super::DesiredState::offer`]) before a hostile spec costs anything.
+#[derive(Debug, Clone)]
+pub struct AuthenticBundle {
+    pub content: BundleContent,
+    pub issuer_key: [u8; 32],
+    /// SHA-256 of the signed bytes: identifies this exact bundle.
+    pub hash: String,
+    pub signed: SignedBundle,
 }
 
 /// A bundle whose signature verified and whose spec loaded without errors.
@@ -102,6 +129,9 @@ impl SignedBundle {
     /// What the bundle claims (generation, revision, issuer) without checking the signature or
     /// loading the spec: for log lines, never for decisions.
     pub fn peek(&self) -> Option<BundleContent> {
+        if self.content.len() > MAX_ENCODED_BYTES {
+            return None;
+        }
         let bytes = b64().decode(&self.content).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
@@ -112,6 +142,9 @@ impl SignedBundle {
         #[derive(Deserialize)]
         struct Generation {
             generation: u64,
+        }
+        if self.content.len() > MAX_ENCODED_BYTES {
+            return 0;
         }
         b64()
             .decode(&self.content)
@@ -129,8 +162,22 @@ impl SignedBundle {
     }
 
     /// Checks the signature against the issuer named inside, then loads and validates the
-    /// spec. Says nothing about whether the issuer is trusted: that is the node's decision.
+    /// spec. Says nothing about whether the issuer is trusted: that is the node's decision, and
+    /// a node makes it on [`SignedBundle::authenticate`] before the spec is parsed.
     pub fn verify(&self) -> Result<VerifiedBundle, BundleError> {
+        self.authenticate()?.load()
+    }
+
+    /// Checks the sizes and the signature against the issuer named inside, without parsing the
+    /// spec files: what a node needs to decide whether it trusts the bundle at all.
+    pub fn authenticate(&self) -> Result<AuthenticBundle, BundleError> {
+        if self.content.len() > MAX_ENCODED_BYTES {
+            return Err(BundleError::TooLarge {
+                what: "its encoded content",
+                size: self.content.len(),
+                limit: MAX_ENCODED_BYTES,
+            });
+        }
         let bytes = b64()
             .decode(&self.content)
             .map_err(|e| BundleError::Malformed(format!("content is not base64: {e}")))?;
@@ -146,6 +193,36 @@ impl SignedBundle {
         if !operator::verify(&issuer_key, &message, &signature) {
             return Err(BundleError::Unauthentic);
         }
+        let spec_bytes = content
+            .files
+            .iter()
+            .map(|f| f.text.len())
+            .fold(0usize, usize::saturating_add);
+        if spec_bytes > MAX_TOTAL_BYTES {
+            return Err(BundleError::TooLarge {
+                what: "its spec files together",
+                size: spec_bytes,
+                limit: MAX_TOTAL_BYTES,
+            });
+        }
+        Ok(AuthenticBundle {
+            hash: sha256_hex(&bytes),
+            issuer_key,
+            content,
+            signed: self.clone(),
+        })
+    }
+}
+
+impl AuthenticBundle {
+    /// Loads and validates the spec (bounded by the spec crate's limits).
+    pub fn load(self) -> Result<VerifiedBundle, BundleError> {
+        let AuthenticBundle {
+            content,
+            issuer_key,
+            hash,
+            signed,
+        } = self;
         let files: Vec<(&str, &str)> = content
             .files
             .iter()
@@ -162,11 +239,11 @@ impl SignedBundle {
         }
         Ok(VerifiedBundle {
             spec_hash: spec_hash(&content.files),
-            hash: sha256_hex(&bytes),
+            hash,
             issuer_key,
             model,
             content,
-            signed: self.clone(),
+            signed,
         })
     }
 }
@@ -176,6 +253,16 @@ pub(crate) mod tests {
     use super::*;
 
     pub(crate) const FLEET: &str = "apiVersion: remote-agents.dev/v1\nkind: Fleet\nmetadata: {name: t}\nspec:\n  hosts:\n    - {name: web-1, tags: [web]}\n";
+
+    /// A 650-byte YAML alias bomb (9^9 values once expanded).
+    pub(crate) fn alias_bomb() -> String {
+        let mut text = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for level in 1..9 {
+            let items = vec![format!("*a{}", level - 1); 9].join(", ");
+            text.push_str(&format!("a{level}: &a{level} [{items}]\n"));
+        }
+        text
+    }
 
     pub(crate) fn content(key: &OperatorKey, generation: u64, text: &str) -> BundleContent {
         let files = vec![SpecFile {
@@ -232,6 +319,56 @@ pub(crate) mod tests {
         match signed.verify() {
             Err(BundleError::Invalid(text)) => assert!(text.contains("hostz"), "{text}"),
             other => panic!("expected an invalid spec, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_oversized_bundle_is_refused_before_it_is_decoded_or_parsed() {
+        // Longer than any bundle may be: refused on its length, not decoded (it would decode,
+        // and then fail as malformed JSON).
+        let huge = SignedBundle {
+            content: "A".repeat(MAX_ENCODED_BYTES + 4),
+            signature: String::new(),
+        };
+        assert!(
+            matches!(
+                huge.verify(),
+                Err(BundleError::TooLarge {
+                    what: "its encoded content",
+                    ..
+                })
+            ),
+            "{:?}",
+            huge.verify().err()
+        );
+        assert_eq!(huge.peek_generation(), 0);
+        // Signed and within the encoded limit, but more spec text than a fleet may have: refused
+        // before the spec is parsed (it is not YAML; parsed, it would be invalid).
+        let key = OperatorKey::generate();
+        let text = format!("]: [\n{}", "#".repeat(MAX_TOTAL_BYTES));
+        let signed = SignedBundle::sign(&content(&key, 1, &text), &key);
+        assert!(signed.content.len() <= MAX_ENCODED_BYTES);
+        let refusal = signed.verify().unwrap_err();
+        assert!(
+            matches!(
+                refusal,
+                BundleError::TooLarge {
+                    what: "its spec files together",
+                    ..
+                }
+            ),
+            "{refusal:?}"
+        );
+        assert!(refusal.to_string().contains("shrink"), "{refusal}");
+    }
+
+    #[test]
+    fn an_alias_bomb_in_a_bundle_is_refused_as_invalid_not_expanded() {
+        let key = OperatorKey::generate();
+        let signed = SignedBundle::sign(&content(&key, 1, &alias_bomb()), &key);
+        match signed.verify() {
+            Err(BundleError::Invalid(text)) => assert!(text.contains("too-large"), "{text}"),
+            other => panic!("expected a too-large refusal, got {other:?}"),
         }
     }
 

@@ -250,26 +250,27 @@ impl DesiredState {
         host: &HostFacts,
         persist: Persist,
     ) -> Result<Accepted, Refusal> {
-        let bundle = signed.verify()?;
+        // Trust and ordering are decided on the signer and the generation alone, before the
+        // spec is parsed: a bundle from a key this node does not trust, or an old one, is
+        // refused unread, so a room member without an operator key cannot make every node
+        // parse a hostile spec.
+        let bundle = signed.authenticate()?;
         let _accepting = self.accepting.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.current();
         let anchor = self.operators();
-        let declared: Vec<Operator> = bundle
-            .model
-            .fleet()
-            .map(|(_, f)| f.spec.operators.clone())
-            .unwrap_or_default();
-        let judges = if anchor.is_empty() {
-            &declared
-        } else {
-            &anchor
+        let untrusted = |judges: &[Operator], bundle_issuer: &str, key: &[u8; 32]| {
+            (!judges.is_empty()
+                && authorize_key(judges, Some(key), Capability::Apply, host).is_err())
+            .then(|| Refusal::UntrustedSigner {
+                signer: bundle_issuer.to_string(),
+            })
         };
-        if !judges.is_empty()
-            && authorize_key(judges, Some(&bundle.issuer_key), Capability::Apply, host).is_err()
-        {
-            return Err(Refusal::UntrustedSigner {
-                signer: bundle.content.issuer.clone(),
-            });
+        if let Some(refusal) = untrusted(
+            anchor.as_slice(),
+            &bundle.content.issuer,
+            &bundle.issuer_key,
+        ) {
+            return Err(refusal);
         }
         if let Some(current) = &current {
             let (offered, held) = (bundle.content.generation, current.content.generation);
@@ -287,6 +288,23 @@ impl DesiredState {
                         generation: offered,
                     })
                 };
+            }
+        }
+        // Only now the spec is read (within the spec crate's limits): with no operators to
+        // anchor trust, the operators the bundle declares decide (trust on first use).
+        let bundle = bundle.load()?;
+        if anchor.is_empty() {
+            let declared: Vec<Operator> = bundle
+                .model
+                .fleet()
+                .map(|(_, f)| f.spec.operators.clone())
+                .unwrap_or_default();
+            if let Some(refusal) = untrusted(
+                declared.as_slice(),
+                &bundle.content.issuer,
+                &bundle.issuer_key,
+            ) {
+                return Err(refusal);
             }
         }
         self.persist(&bundle, persist)
@@ -580,6 +598,65 @@ mod tests {
                 .authorize(Some(&reader.public_bytes()), Capability::Exec, &db)
                 .is_err()
         );
+    }
+
+    /// Issue 12: a room member without an operator key left a bundle whose spec was an alias
+    /// bomb, and every node parsed it before asking whether it trusts the signer. The spec
+    /// texts here cannot be parsed (or are refused when parsed), so any refusal other than
+    /// "untrusted" or "stale" shows the node read them.
+    #[test]
+    fn an_untrusted_or_stale_bundle_is_refused_before_its_spec_is_parsed() {
+        let root = OperatorKey::generate();
+        let alice = OperatorKey::generate();
+        let mallory = OperatorKey::generate();
+        let host = HostFacts::new("web-1");
+        let bomb = super::super::bundle::tests::alias_bomb();
+        let unreadable = ["]: [ not yaml\n", bomb.as_str()];
+        let untrusted = |desired: &DesiredState, generation: u64| {
+            for text in unreadable {
+                let signed = SignedBundle::sign(&content(&mallory, generation, text), &mallory);
+                assert_eq!(
+                    desired.offer(&signed, &host),
+                    Err(Refusal::UntrustedSigner {
+                        signer: mallory.public()
+                    }),
+                    "{text}"
+                );
+            }
+        };
+        // Operators in the node's own config.
+        let dir = tempfile::tempdir().unwrap();
+        untrusted(&state(dir.path(), &[root.public()]), 1);
+        // Operators of the applied spec.
+        let dir = tempfile::tempdir().unwrap();
+        let desired = state(dir.path(), &[]);
+        let text = with_operators(&[("alice", &alice, "")]);
+        let two = SignedBundle::sign(&content(&alice, 2, &text), &alice);
+        assert_eq!(desired.offer(&two, &host), Ok(Accepted::New));
+        untrusted(&desired, 3);
+        // A trusted signer's older generation is stale whatever it holds.
+        for text in unreadable {
+            let old = SignedBundle::sign(&content(&alice, 1, text), &alice);
+            assert_eq!(
+                desired.offer(&old, &host),
+                Err(Refusal::Stale {
+                    offered: 1,
+                    current: 2
+                })
+            );
+        }
+        // With nothing to anchor trust (first use), the spec is read, within the spec crate's
+        // limits: the bomb is refused as too large, not expanded.
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = state(dir.path(), &[]);
+        let signed = SignedBundle::sign(&content(&mallory, 1, &bomb), &mallory);
+        match fresh.offer(&signed, &host) {
+            Err(Refusal::Bundle(BundleError::Invalid(text))) => {
+                assert!(text.contains("too-large"), "{text}")
+            }
+            other => panic!("expected a too-large refusal, got {other:?}"),
+        }
+        assert_eq!(fresh.generation(), 0);
     }
 
     #[test]

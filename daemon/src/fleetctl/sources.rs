@@ -1,9 +1,39 @@
 //! Reading spec files for fleetctl: from paths on disk (files or folders), or from a folder of
 //! a git repository at a revision (git2), as (display path, text) pairs for `spec::load`.
+//! Watch mode and the MCP spec tools read through here too. Every reader stops at the spec
+//! crate's size limits before reading further: a file over the limit is refused after reading
+//! at most one byte past it, a git blob on its size alone.
 
 use anyhow::{Context, Result, bail};
 use remote_agents_spec::Format;
+use remote_agents_spec::limits::{MAX_FILE_BYTES, MAX_TOTAL_BYTES};
+use std::io::Read;
 use std::path::{Path, PathBuf};
+
+const MIB: usize = 1024 * 1024;
+
+/// Refuses a spec file of `size` bytes, or one that brings the files read before it
+/// (`read_before` bytes) over the limit for a whole fleet, before its content is read.
+fn check_size(what: &dyn std::fmt::Display, size: usize, read_before: usize) -> Result<()> {
+    if size > MAX_FILE_BYTES {
+        bail!(
+            "{what}: larger than the {} MiB a spec file may have; split it into several files",
+            MAX_FILE_BYTES / MIB
+        );
+    }
+    if read_before.saturating_add(size) > MAX_TOTAL_BYTES {
+        bail!(
+            "{what}: with this file the spec files pass the {} MiB a fleet may have; remove \
+             files that are not part of the fleet, or shrink the large ones",
+            MAX_TOTAL_BYTES / MIB
+        );
+    }
+    Ok(())
+}
+
+fn total_bytes(files: &[(String, String)]) -> usize {
+    files.iter().map(|(_, text)| text.len()).sum()
+}
 
 fn is_spec_file(path: &Path) -> bool {
     Format::from_path(&path.to_string_lossy()).is_some()
@@ -23,10 +53,12 @@ pub fn read_paths(paths: &[PathBuf]) -> Result<Vec<(String, String)>> {
                 bail!("no .yaml, .yml or .kdl files in {}", path.display());
             }
             for file in found {
-                files.push(read_file(&file)?);
+                let read_before = total_bytes(&files);
+                files.push(read_file(&file, read_before)?);
             }
         } else {
-            files.push(read_file(path)?);
+            let read_before = total_bytes(&files);
+            files.push(read_file(path, read_before)?);
         }
     }
     Ok(files)
@@ -51,10 +83,38 @@ fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-fn read_file(path: &Path) -> Result<(String, String)> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+/// Reads one spec file, at most one byte more than a spec file may have, so a huge file is
+/// refused without being read whole.
+fn read_file(path: &Path, read_before: usize) -> Result<(String, String)> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    check_size(&path.display(), bytes.len(), read_before)?;
+    let text = String::from_utf8(bytes)
+        .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
     Ok((path.display().to_string(), text))
+}
+
+/// Reads a git blob after checking its size in the object database's header, so a huge blob is
+/// refused without being loaded.
+fn read_blob(
+    repository: &git2::Repository,
+    id: git2::Oid,
+    what: &dyn std::fmt::Display,
+    read_before: usize,
+) -> Result<String> {
+    let (size, _) = repository
+        .odb()?
+        .read_header(id)
+        .with_context(|| format!("cannot read {what}"))?;
+    check_size(what, size, read_before)?;
+    let blob = repository
+        .find_blob(id)
+        .with_context(|| format!("cannot read {what}"))?;
+    Ok(String::from_utf8_lossy(blob.content()).into_owned())
 }
 
 /// The spec files at `path` (file or folder) as they were at git revision `revision` of the
@@ -94,11 +154,9 @@ pub fn read_at_revision(path: &Path, revision: &str) -> Result<Vec<(String, Stri
                 collect_tree(&repository, &subtree, &relative, &mut files, &label)?;
             }
             Some(git2::ObjectType::Blob) => {
-                let blob = object.peel_to_blob()?;
-                files.push((
-                    label(&relative),
-                    String::from_utf8_lossy(blob.content()).into_owned(),
-                ));
+                let display = label(&relative);
+                let text = read_blob(&repository, object.id(), &display, 0)?;
+                files.push((display, text));
             }
             _ => bail!(
                 "{} at {revision} is neither a file nor a folder",
@@ -126,11 +184,9 @@ pub(crate) fn collect_tree(
                 collect_tree(repository, &subtree, &path, out, label)?;
             }
             Some(git2::ObjectType::Blob) if is_spec_file(&path) => {
-                let blob = entry.to_object(repository)?.peel_to_blob()?;
-                out.push((
-                    label(&path),
-                    String::from_utf8_lossy(blob.content()).into_owned(),
-                ));
+                let display = label(&path);
+                let text = read_blob(repository, entry.id(), &display, total_bytes(out))?;
+                out.push((display, text));
             }
             _ => {}
         }
