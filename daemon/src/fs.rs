@@ -1,17 +1,21 @@
 //! File executors: `read_file`, `write_file`, `list_dir`, `file_stat`. Every call works on a
 //! `policy::Resolved` (an open root descriptor plus a path inside it), so nothing here can reach
-//! outside the root the gate chose. Writes are atomic: temp file → fsync → rename → fsync dir.
+//! outside the root the gate chose. Paths are opened one name at a time without following
+//! symlinks (`Resolved::open_*`), and what was opened is judged by its identity, so swapping a
+//! folder for a symlink after the check, or a hard link to a protected file, reaches nothing.
+//! Writes are atomic and go through the parent descriptor that was opened: temp file → fsync →
+//! rename within that folder → fsync the folder.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use cap_std::fs::{Dir, Metadata, OpenOptions};
+use cap_std::fs::{Metadata, MetadataExt as _, OpenOptions};
 
 use crate::ops::{
     DirEntry, Encoding, FileKind, FileStatResult, ListDirResult, ReadFileResult, WriteFileResult,
 };
-use crate::policy::Resolved;
+use crate::policy::{OpenError, Resolved};
 
 /// Largest read returned in one call.
 pub const MAX_READ: u64 = 8 * 1024 * 1024;
@@ -31,12 +35,22 @@ pub enum FsError {
     NotDir(String),
     #[error("content is not valid base64: {0}")]
     Base64(String),
+    /// What was opened is a file the gate protects (e.g. a hard link to one).
+    #[error("{0}")]
+    Refused(String),
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> FsError + '_ {
     move |source| FsError::Io {
         path: path.display().to_string(),
         source,
+    }
+}
+
+fn opened(path: &Path) -> impl Fn(OpenError) -> FsError + '_ {
+    move |e| match e {
+        OpenError::Refused(refusal) => FsError::Refused(refusal.reason),
+        OpenError::Io(source) => io(path)(source),
     }
 }
 
@@ -68,11 +82,10 @@ pub fn read_file(
 ) -> Result<ReadFileResult, FsError> {
     let err = io(&target.absolute);
     let shown = target.absolute.display().to_string();
-    let meta = target.root.metadata(&target.relative).map_err(&err)?;
+    let (mut file, meta) = target.open_read().map_err(opened(&target.absolute))?;
     if meta.is_dir() {
         return Err(FsError::IsDir(shown));
     }
-    let mut file = target.root.open(&target.relative).map_err(&err)?;
     let size = meta.len();
     let want = length.unwrap_or(MAX_READ).min(MAX_READ);
     file.seek(SeekFrom::Start(offset)).map_err(&err)?;
@@ -118,41 +131,40 @@ pub fn decode(content: &str, encoding: Encoding) -> Result<Vec<u8>, FsError> {
 
 /// The previous content of a file that is about to be replaced, for a backup.
 pub fn previous_content(target: &Resolved) -> Result<Option<Vec<u8>>, FsError> {
-    match target.root.metadata(&target.relative) {
-        Ok(meta) if meta.is_file() => target
-            .root
-            .read(&target.relative)
-            .map(Some)
-            .map_err(io(&target.absolute)),
-        Ok(meta) if meta.is_dir() => Err(FsError::IsDir(target.absolute.display().to_string())),
-        Ok(_) => Ok(None),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io(&target.absolute)(e)),
+    let (mut file, meta) = match target.open_read() {
+        Ok(opened) => opened,
+        Err(OpenError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(opened(&target.absolute)(e)),
+    };
+    if meta.is_dir() {
+        return Err(FsError::IsDir(target.absolute.display().to_string()));
     }
-}
-
-fn split(target: &Resolved) -> (PathBuf, std::ffi::OsString) {
-    let parent = target
-        .relative
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let name = target
-        .relative
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    (parent, name)
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io(&target.absolute))?;
+    Ok(Some(bytes))
 }
 
 /// Replaces the file atomically: a reader sees the old or the new content, never a mix, and
-/// after a crash the file is the old or the new one, never torn.
+/// after a crash the file is the old or the new one, never torn. The folder is the one the
+/// gate's path reaches without symlinks, and a file already there that the gate protects (a
+/// hard link to one) is refused rather than replaced.
 pub fn write_atomic(target: &Resolved, bytes: &[u8]) -> Result<u64, FsError> {
     let err = io(&target.absolute);
-    let (parent, name) = split(target);
-    let dir: Dir = target.root.open_dir(&parent).map_err(&err)?;
-    let previous_permissions = dir.metadata(&name).ok().map(|m| m.permissions());
+    let (dir, name) = target.open_parent().map_err(&err)?;
+    let previous = match dir.symlink_metadata(&name) {
+        Ok(meta) => Some(meta),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(err(e)),
+    };
+    if let Some(meta) = &previous {
+        target
+            .check_opened((meta.dev(), meta.ino()))
+            .map_err(|r| FsError::Refused(r.reason))?;
+    }
+    let previous_permissions = previous.filter(|m| m.is_file()).map(|m| m.permissions());
     let temp = format!(
         ".{}.ra-tmp-{}",
         name.to_string_lossy(),
@@ -216,18 +228,55 @@ pub fn write_result(target: &Resolved, written: u64, backup: Option<PathBuf>) ->
     }
 }
 
-/// Lists a directory, sorted by name; symlinks are reported as such, not followed.
+/// Creates `missing` folder by folder beneath the approved `ancestor`, each one opened without
+/// following symlinks before the next is made in it.
+pub fn create_dirs(ancestor: &Resolved, missing: &Path) -> Result<(), FsError> {
+    let shown = ancestor.absolute.join(missing);
+    let err = io(&shown);
+    let mut dir = ancestor.open_dir().map_err(&err)?;
+    for part in missing.components() {
+        let std::path::Component::Normal(name) = part else {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "folders to make must be plain names",
+            )));
+        };
+        match dir.create_dir(name) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(err(e)),
+        }
+        dir = crate::policy::open_dir_nofollow(&dir, name).map_err(&err)?;
+    }
+    Ok(())
+}
+
+/// Lists a directory, sorted by name; symlinks are reported as such, not followed. Names the
+/// gate would refuse to read (hard limits, the deny list, hard links to protected files) are
+/// left out.
 pub fn list_dir(target: &Resolved) -> Result<ListDirResult, FsError> {
     let err = io(&target.absolute);
-    let meta = target.root.metadata(&target.relative).map_err(&err)?;
-    if !meta.is_dir() {
-        return Err(FsError::NotDir(target.absolute.display().to_string()));
-    }
+    let dir = match target.open_dir() {
+        Ok(dir) => dir,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) => {
+            return Err(FsError::NotDir(target.absolute.display().to_string()));
+        }
+        Err(e) => return Err(err(e)),
+    };
+    let policy = target.policy();
     let mut entries = Vec::new();
-    for entry in target.root.read_dir(&target.relative).map_err(&err)? {
+    for entry in dir.entries().map_err(&err)? {
         let entry = entry.map_err(&err)?;
-        let name = entry.file_name().to_string_lossy().into_owned();
         let meta = entry.metadata().map_err(&err)?;
+        let identity = (!meta.is_dir()).then(|| (meta.dev(), meta.ino()));
+        if policy.entry_hidden(
+            target.mode(),
+            &target.absolute.join(entry.file_name()),
+            identity,
+        ) {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
         let kind = if entry.file_type().map_err(&err)?.is_symlink() {
             FileKind::Symlink
         } else {
@@ -252,7 +301,21 @@ pub fn list_dir(target: &Resolved) -> Result<ListDirResult, FsError> {
 pub fn file_stat(target: &Resolved, requested: &Path) -> Result<FileStatResult, FsError> {
     use cap_std::fs::PermissionsExt;
     let err = io(&target.absolute);
-    let meta = target.root.metadata(&target.relative).map_err(&err)?;
+    let meta = if target.relative == Path::new(".") {
+        target
+            .open_dir()
+            .map_err(&err)?
+            .dir_metadata()
+            .map_err(&err)?
+    } else {
+        let (dir, name) = target.open_parent().map_err(&err)?;
+        dir.symlink_metadata(&name).map_err(&err)?
+    };
+    if !meta.is_dir() {
+        target
+            .check_opened((meta.dev(), meta.ino()))
+            .map_err(|r| FsError::Refused(r.reason))?;
+    }
     Ok(FileStatResult {
         path: requested.display().to_string(),
         kind: kind_of(&meta),
@@ -265,7 +328,7 @@ pub fn file_stat(target: &Resolved, requested: &Path) -> Result<FileStatResult, 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::policy::{Intent, Mode, Policy, PolicyConfig};
 
@@ -365,6 +428,195 @@ mod tests {
                     .unwrap()
             )
             .is_err()
+        );
+    }
+
+    /// A tree with a secret under a denied folder and a folder `proj/x` that a thread keeps
+    /// exchanging with `proj/link-x`, a symlink to that denied folder.
+    struct Swapping {
+        _tmp: tempfile::TempDir,
+        root: PathBuf,
+        policy: Policy,
+    }
+
+    fn swapping() -> Swapping {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(tmp.path()).unwrap();
+        std::fs::create_dir_all(root.join(".ssh")).unwrap();
+        std::fs::write(root.join(".ssh/id_rsa"), "SECRET").unwrap();
+        std::fs::write(root.join(".ssh/authorized_keys"), "ORIGINAL").unwrap();
+        std::fs::create_dir_all(root.join("proj/x")).unwrap();
+        std::fs::write(root.join("proj/x/id_rsa"), "public").unwrap();
+        std::fs::write(root.join("proj/x/authorized_keys"), "public").unwrap();
+        std::os::unix::fs::symlink("../.ssh", root.join("proj/link-x")).unwrap();
+        let data = root.join(".data");
+        std::fs::create_dir_all(&data).unwrap();
+        let policy = Policy::new(
+            &PolicyConfig {
+                roots: vec![root.clone()],
+                deny_paths: vec![format!("{}/.ssh/**", root.display())],
+                ..Default::default()
+            },
+            &data,
+        )
+        .unwrap();
+        Swapping {
+            _tmp: tmp,
+            root,
+            policy,
+        }
+    }
+
+    /// Swaps two names atomically, so both always exist (`renameat2(RENAME_EXCHANGE)`).
+    pub(crate) fn exchange(a: &Path, b: &Path) {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE).unwrap();
+    }
+
+    /// Runs `attempt` `times` times while a thread swaps `proj/x` between the real folder and
+    /// the symlink to `.ssh`; returns how many attempts reported `true`.
+    fn while_swapping(s: &Swapping, times: usize, mut attempt: impl FnMut(&Path) -> bool) -> usize {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let proj = s.root.join("proj");
+        let swapper = {
+            let stop = stop.clone();
+            let proj = proj.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    exchange(&proj.join("x"), &proj.join("link-x"));
+                }
+            })
+        };
+        let hits = (0..times).filter(|_| attempt(&proj.join("x"))).count();
+        stop.store(true, Ordering::Relaxed);
+        swapper.join().unwrap();
+        hits
+    }
+
+    /// Exchanging a folder and a symlink between the policy check and the open read
+    /// `~/.ssh/id_rsa` 195 times in 1,000: the open now walks the checked path by descriptor
+    /// without following symlinks.
+    #[test]
+    fn swapping_a_folder_for_a_symlink_after_the_check_never_reads_the_secret() {
+        let s = swapping();
+        let mut passed_the_gate = 0;
+        let leaked = while_swapping(&s, 2000, |x| {
+            let Ok(target) = s
+                .policy
+                .resolve(Mode::Edit, &x.join("id_rsa"), Intent::Read)
+            else {
+                return false;
+            };
+            passed_the_gate += 1;
+            read_file(&target, 0, None).is_ok_and(|r| r.content.contains("SECRET"))
+        });
+        assert_eq!(leaked, 0, "the secret was read {leaked} times");
+        assert!(passed_the_gate > 0, "the race was never run");
+    }
+
+    /// The race above, made deterministic: the folder is swapped for the symlink right after
+    /// the check and before the read and the write.
+    #[test]
+    fn a_folder_swapped_for_a_symlink_between_check_and_use_reaches_nothing() {
+        let s = swapping();
+        let x = s.root.join("proj/x");
+        let read = s
+            .policy
+            .resolve(Mode::Edit, &x.join("id_rsa"), Intent::Read)
+            .unwrap();
+        let write = s
+            .policy
+            .resolve(Mode::Edit, &x.join("authorized_keys"), Intent::Write)
+            .unwrap();
+        exchange(&x, &s.root.join("proj/link-x"));
+        let outcome = read_file(&read, 0, None);
+        assert!(
+            !outcome.as_ref().is_ok_and(|r| r.content.contains("SECRET")),
+            "{outcome:?}"
+        );
+        let _ = write_atomic(&write, b"ATTACKER");
+        assert_eq!(
+            std::fs::read_to_string(s.root.join(".ssh/authorized_keys")).unwrap(),
+            "ORIGINAL"
+        );
+    }
+
+    /// The same swap overwrote `authorized_keys` 107 times in 500: writes go through the
+    /// parent descriptor that was opened without following symlinks.
+    #[test]
+    fn swapping_a_folder_for_a_symlink_after_the_check_never_overwrites_outside() {
+        let s = swapping();
+        let written = while_swapping(&s, 1000, |x| {
+            let Ok(target) =
+                s.policy
+                    .resolve(Mode::Edit, &x.join("authorized_keys"), Intent::Write)
+            else {
+                return false;
+            };
+            let _ = write_atomic(&target, b"ATTACKER");
+            std::fs::read_to_string(s.root.join(".ssh/authorized_keys")).unwrap() != "ORIGINAL"
+        });
+        assert_eq!(written, 0, "authorized_keys was overwritten");
+    }
+
+    /// Writing through a hard link to a protected file read it into a backup and replaced
+    /// the link: the existing file's identity is judged first.
+    #[test]
+    fn a_hard_link_to_the_identity_key_is_neither_read_nor_written() {
+        let (_t, root, _p) = setup();
+        std::fs::write(root.join(".data/identity.key"), "IDENTITY").unwrap();
+        std::fs::hard_link(root.join(".data/identity.key"), root.join("copy.txt")).unwrap();
+        let p = Policy::new(
+            &PolicyConfig {
+                roots: vec![root.clone()],
+                ..Default::default()
+            },
+            &root.join(".data"),
+        )
+        .unwrap();
+        let path = root.join("copy.txt");
+        for mode in [Mode::Plan, Mode::Edit, Mode::Bypass] {
+            let target = p.resolve(mode, &path, Intent::Read).unwrap();
+            assert!(
+                matches!(read_file(&target, 0, None), Err(FsError::Refused(_))),
+                "{mode}"
+            );
+            assert!(matches!(
+                file_stat(&target, &path),
+                Err(FsError::Refused(_))
+            ));
+        }
+        let target = p.resolve(Mode::Edit, &path, Intent::Write).unwrap();
+        assert!(matches!(
+            previous_content(&target),
+            Err(FsError::Refused(_))
+        ));
+        assert!(matches!(
+            write_atomic(&target, b"x"),
+            Err(FsError::Refused(_))
+        ));
+        let listing = list_dir(&p.resolve(Mode::Edit, &root, Intent::Read).unwrap()).unwrap();
+        let names: Vec<_> = listing.entries.iter().map(|e| e.name.as_str()).collect();
+        assert!(!names.contains(&"copy.txt"), "{names:?}");
+        assert!(!names.contains(&".data"), "{names:?}");
+    }
+
+    #[test]
+    fn create_dirs_makes_the_folders_beneath_the_ancestor() {
+        let (_t, root, p) = setup();
+        let (ancestor, missing) = p
+            .resolve_create(Mode::Edit, &root.join("a/b/c.txt"))
+            .unwrap();
+        create_dirs(&ancestor, &missing).unwrap();
+        assert!(root.join("a/b").is_dir());
+        let target = p
+            .resolve(Mode::Edit, &root.join("a/b/c.txt"), Intent::Write)
+            .unwrap();
+        write_atomic(&target, b"made").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("a/b/c.txt")).unwrap(),
+            "made"
         );
     }
 

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::path::{Component, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -183,7 +183,11 @@ impl Node {
         })?;
         let store = Arc::new(Store::open(&data_dir)?);
         let schedules = crate::schedule::Schedules::open(store.clone())?;
-        let policy = Policy::new(&settings.policy.value, &data_dir)?;
+        let policy = Policy::for_node(
+            &settings.policy.value,
+            &data_dir,
+            &node_own_files(&settings),
+        )?;
         let desired = DesiredState::open(store.clone(), &settings.operators.value)
             .map_err(NodeError::Desired)?;
         let operator_key = match &settings.operator_key.value {
@@ -923,7 +927,7 @@ impl Node {
                 let path = std::path::Path::new(&a.path);
                 let target = match self.policy().resolve(mode, path, Intent::Write) {
                     Ok(r) => WriteTarget::Existing(r),
-                    Err(first) if a.create_dirs => self.prepare_create(mode, path).ok_or(first)?,
+                    Err(_) if a.create_dirs => self.prepare_create(mode, path)?,
                     Err(e) => return Err(e),
                 };
                 Prepared::Write {
@@ -1048,27 +1052,15 @@ impl Node {
         })
     }
 
-    /// For `create_dirs`: the nearest existing ancestor beneath a root, plus the folders to make.
-    fn prepare_create(&self, mode: Mode, path: &std::path::Path) -> Option<WriteTarget> {
-        let absolute = self.policy().absolute(path);
-        if absolute
-            .components()
-            .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
-        {
-            return None;
-        }
-        let parent = absolute.parent()?;
-        for ancestor in parent.ancestors() {
-            if let Ok(resolved) = self.policy().resolve(mode, ancestor, Intent::Write) {
-                let missing = parent.strip_prefix(ancestor).ok()?.to_path_buf();
-                return Some(WriteTarget::Create {
-                    ancestor: resolved,
-                    missing,
-                    path: absolute.clone(),
-                });
-            }
-        }
-        None
+    /// For `create_dirs`: the nearest existing ancestor beneath a root, plus the folders to make;
+    /// the gate decides on the file and every folder before any is made.
+    fn prepare_create(&self, mode: Mode, path: &std::path::Path) -> Result<WriteTarget, Refusal> {
+        let (ancestor, missing) = self.policy().resolve_create(mode, path)?;
+        Ok(WriteTarget::Create {
+            ancestor,
+            missing,
+            path: self.policy().absolute(path),
+        })
     }
 
     async fn execute(
@@ -1125,15 +1117,17 @@ impl Node {
         match prepared {
             Prepared::Exec(_) => Outcome::failed("exec runs asynchronously"),
             Prepared::Read(target, offset, length) => {
-                result(crate::fs::read_file(&target, offset, length))
+                fs_result(crate::fs::read_file(&target, offset, length))
             }
             Prepared::Write {
                 target,
                 bytes,
                 backup,
             } => self.write(request_id, target, &bytes, backup),
-            Prepared::ListDir(target) => result(crate::fs::list_dir(&target)),
-            Prepared::Stat(target, requested) => result(crate::fs::file_stat(&target, &requested)),
+            Prepared::ListDir(target) => fs_result(crate::fs::list_dir(&target)),
+            Prepared::Stat(target, requested) => {
+                fs_result(crate::fs::file_stat(&target, &requested))
+            }
             Prepared::Search(roots, query) => Outcome::ok(&search::search(
                 &self.policy(),
                 self.effective_mode(),
@@ -1217,12 +1211,8 @@ impl Node {
                 missing,
                 path,
             } => {
-                let dirs = ancestor.relative.join(&missing);
-                if let Err(e) = ancestor.root.create_dir_all(&dirs) {
-                    return Outcome::failed(format!(
-                        "cannot create {}: {e}",
-                        ancestor.absolute.join(&missing).display()
-                    ));
+                if let Err(e) = crate::fs::create_dirs(&ancestor, &missing) {
+                    return Outcome::failed(format!("cannot create folders: {e}"));
                 }
                 match self.policy().resolve(mode, &path, Intent::Write) {
                     Ok(r) => r,
@@ -1264,13 +1254,13 @@ impl Node {
                     }
                 }
                 Ok(None) => {}
-                Err(e) => return Outcome::failed(e),
+                Err(e) => return fs_result::<()>(Err(e)),
             }
         }
-        match crate::fs::write_atomic(&target, bytes) {
-            Ok(n) => Outcome::ok(&crate::fs::write_result(&target, n, backup_path)),
-            Err(e) => Outcome::failed(e),
-        }
+        fs_result(
+            crate::fs::write_atomic(&target, bytes)
+                .map(|n| crate::fs::write_result(&target, n, backup_path)),
+        )
     }
 
     fn set_mode(&self, request_id: &str, args: SetModeArgs) -> Outcome {
@@ -1373,6 +1363,27 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// The node's own files beyond its data dir, which no request may read or write: the config
+/// file it was loaded from and its operator key file.
+fn node_own_files(settings: &Settings) -> Vec<PathBuf> {
+    settings
+        .config_file
+        .value
+        .iter()
+        .chain(settings.operator_key.value.iter())
+        .cloned()
+        .collect()
+}
+
+/// A file executor's result: what it refused on what it opened (a hard link to a protected
+/// file) is a refusal, like the gate's own.
+fn fs_result<T: serde::Serialize>(r: Result<T, crate::fs::FsError>) -> Outcome {
+    match r {
+        Err(crate::fs::FsError::Refused(reason)) => Outcome::Refused { reason },
+        other => result(other),
+    }
 }
 
 fn result<T: serde::Serialize, E: std::error::Error>(r: Result<T, E>) -> Outcome {
@@ -1811,5 +1822,80 @@ mod tests {
         assert_eq!(node.effective_mode(), Mode::Plan);
         let expires = node.mode_override().unwrap().expires_at_ms;
         assert!(expires > now_ms() + 365 * 24 * 3600 * 1000, "{expires}");
+    }
+
+    fn node_with_config(dir: &std::path::Path, mode: &str) -> (Arc<Node>, PathBuf) {
+        let base = std::fs::canonicalize(dir).unwrap();
+        let config = base.join("cfg/node.toml");
+        std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+        std::fs::write(&config, "").unwrap();
+        let flags = NodeFlags {
+            name: Some("trust".into()),
+            data_dir: Some(base.join("data")),
+            config: Some(config.clone()),
+            mode: Some(mode.into()),
+            ..NodeFlags::default()
+        };
+        let node =
+            Node::open(Settings::resolve(&flags, &BTreeMap::<String, String>::new()).unwrap())
+                .unwrap();
+        (node, base)
+    }
+
+    fn write_request(path: &std::path::Path, content: &str, create_dirs: bool) -> Request {
+        Request::WriteFile(crate::ops::WriteFileArgs {
+            agent_id: None,
+            path: path.display().to_string(),
+            content: content.into(),
+            encoding: crate::ops::Encoding::Utf8,
+            create_dirs,
+        })
+    }
+
+    /// A `write`-only operator rewrote the node's config file (`mode = "bypass"`, itself as
+    /// operator) and had exec after a restart; a read-only one read it. The file the node was
+    /// loaded from is refused for both, in bypass mode too.
+    #[tokio::test]
+    async fn the_config_file_the_node_loaded_is_neither_readable_nor_writable_in_bypass() {
+        let dir = tempfile::tempdir().unwrap();
+        let (node, base) = node_with_config(dir.path(), "bypass");
+        let config = base.join("cfg/node.toml");
+        let read = call(
+            &node,
+            Request::ReadFile(crate::ops::ReadFileArgs {
+                agent_id: None,
+                path: config.display().to_string(),
+                offset: None,
+                length: None,
+            }),
+        )
+        .await;
+        assert!(
+            matches!(&read, Outcome::Refused { reason } if reason.contains("hard limit")),
+            "{read:?}"
+        );
+        let written = call(&node, write_request(&config, "mode = \"bypass\"", false)).await;
+        assert!(
+            matches!(&written, Outcome::Refused { reason } if reason.contains("hard limit")),
+            "{written:?}"
+        );
+        assert_eq!(std::fs::read_to_string(&config).unwrap(), "");
+    }
+
+    /// A refused `write_file` with `create_dirs` still created the folders on the way: the
+    /// gate decides on the file and every folder before one is made.
+    #[tokio::test]
+    async fn a_refused_write_with_create_dirs_leaves_no_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let (node, base) = node_with_config(dir.path(), "bypass");
+        let path = base.join("data/new/sub/file");
+        let outcome = call(&node, write_request(&path, "x", true)).await;
+        assert!(matches!(&outcome, Outcome::Refused { .. }), "{outcome:?}");
+        assert!(!base.join("data/new").exists(), "a folder was made");
+        // Allowed folders are still made.
+        let path = base.join("work/a/b.txt");
+        let outcome = call(&node, write_request(&path, "x", true)).await;
+        assert!(matches!(&outcome, Outcome::Ok { .. }), "{outcome:?}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "x");
     }
 }

@@ -218,8 +218,11 @@ pub struct SearchMatch {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FileSearchResult {
     pub matches: Vec<SearchMatch>,
-    /// True when max_results stopped the search early.
+    /// True when max_results or the time budget stopped the search early.
     pub truncated: bool,
+    /// Why the search stopped early: `max results` or `time budget`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated_reason: Option<String>,
     pub searched_roots: Vec<String>,
 }
 
