@@ -158,6 +158,10 @@ pub struct McpFlags {
     /// 127.0.0.1:8765; port 0 picks a free one, printed on stderr).
     #[arg(long, value_name = "ADDR")]
     pub http: Option<std::net::SocketAddr>,
+    /// FOR TESTS ONLY: serve --http without the bearer token, so that any local user controls
+    /// this node. Exists for test suites whose clients cannot send an Authorization header.
+    #[arg(long, requires = "http")]
+    pub http_insecure_no_auth: bool,
     #[command(flatten)]
     pub watch: WatchFlags,
 }
@@ -175,7 +179,15 @@ impl McpFlags {
     pub fn transport(&self) -> Result<crate::mcp::Transport, crate::mcp::http::HttpError> {
         match self.http {
             None => Ok(crate::mcp::Transport::Stdio),
-            Some(addr) => crate::mcp::http::check_address(addr).map(crate::mcp::Transport::Http),
+            Some(addr) => {
+                let auth = if self.http_insecure_no_auth {
+                    crate::mcp::http::Auth::InsecureNone
+                } else {
+                    crate::mcp::http::Auth::BearerToken
+                };
+                crate::mcp::http::check_address(addr)
+                    .map(|addr| crate::mcp::Transport::Http(addr, auth))
+            }
         }
     }
 }

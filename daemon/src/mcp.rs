@@ -5,6 +5,7 @@
 
 pub mod http;
 pub mod spec_tools;
+pub mod stdio;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,7 +29,7 @@ pub enum Transport {
     /// JSON-RPC lines on stdin/stdout (the default: how desktop clients start servers).
     Stdio,
     /// Streamable HTTP at `http://ADDR/mcp` on a loopback address (port 0 picks one).
-    Http(SocketAddr),
+    Http(SocketAddr, http::Auth),
 }
 
 /// The MCP face of a node.
@@ -365,9 +366,11 @@ impl McpServer {
         }
     }
 
-    /// Serves MCP on stdin/stdout until the client disconnects.
+    /// Serves MCP on stdin/stdout until the client disconnects; malformed and oversized lines
+    /// get JSON-RPC errors (see `stdio`).
     pub async fn serve_stdio(self) -> anyhow::Result<()> {
-        let service = self.serve(rmcp::transport::stdio()).await?;
+        let (stdin, stdout) = rmcp::transport::stdio();
+        let service = self.serve(stdio::LineTransport::new(stdin, stdout)).await?;
         service.waiting().await?;
         Ok(())
     }
@@ -383,8 +386,35 @@ impl McpServer {
                 served = self.serve_stdio() => served,
                 () = shutdown => Ok(()),
             },
-            Transport::Http(addr) => http::serve(self, addr, shutdown).await,
+            Transport::Http(addr, auth) => http::serve(self, addr, auth, shutdown).await,
         }
+    }
+
+    /// The one gate of a `disabled` node: every tool is refused here, before anything runs or
+    /// is forwarded, because the fleet, job, MapReduce and spec tools do not pass through
+    /// `Node::handle` (whose policy gate refuses the single-host tools on its own). The one
+    /// exception is a local `set_mode`, which `Node::handle` judges itself: an override to
+    /// `disabled` can be lifted that way, a configured `disabled` cannot.
+    fn disabled_refusal(
+        &self,
+        name: &str,
+        arguments: Option<&JsonObject>,
+    ) -> Option<CallToolResult> {
+        if self.node.effective_mode() != crate::policy::Mode::Disabled {
+            return None;
+        }
+        let remote_agent = arguments
+            .and_then(|a| a.get("agent_id"))
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|agent| !self.node.is_local(agent));
+        if name == "set_mode" && !remote_agent {
+            return None;
+        }
+        Some(CallToolResult::error(vec![ContentBlock::text(format!(
+            "{name} refused by policy: this node is in disabled mode and rejects every request, \
+             local or for other hosts; its operator must change the mode (config, spec, or a \
+             set_mode that lifts an override)"
+        ))]))
     }
 
     /// Runs a fleet tool until it finishes or the client cancels it: dropping the fan-out drops
@@ -615,6 +645,15 @@ impl ServerHandler for McpServer {
         request: rmcp::model::ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::ReadResourceResponse, McpError> {
+        if self.node.effective_mode() == crate::policy::Mode::Disabled {
+            return Err(McpError::invalid_request(
+                format!(
+                    "cannot read {}: this node is in disabled mode and rejects every request",
+                    request.uri
+                ),
+                None,
+            ));
+        }
         match self.spec.read_resource(&self.node, &request.uri).await {
             Ok(text) => Ok(rmcp::model::ReadResourceResult::new(vec![
                 rmcp::model::ResourceContents::text(text, request.uri)
@@ -644,6 +683,9 @@ impl ServerHandler for McpServer {
                 format!("unknown tool `{name}`; call tools/list"),
                 None,
             ));
+        }
+        if let Some(refusal) = self.disabled_refusal(&name, request.arguments.as_ref()) {
+            return Ok(refusal.into());
         }
         if spec_tools::is_spec_tool(&name) {
             return Ok(self
@@ -687,8 +729,223 @@ impl ServerHandler for McpServer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+    /// A node of its own (local only) in `mode`, with its data in `dir`.
+    pub(crate) fn node_in(dir: &std::path::Path, mode: &str) -> Arc<Node> {
+        let flags = crate::config::NodeFlags {
+            name: Some("mcp-test".into()),
+            data_dir: Some(dir.join("data")),
+            mode: Some(mode.into()),
+            ..Default::default()
+        };
+        let env = std::collections::BTreeMap::<String, String>::new();
+        Node::open(crate::config::Settings::resolve(&flags, &env).unwrap()).unwrap()
+    }
+
+    /// A JSON-RPC client speaking raw lines to a server over in-process pipes, as a desktop
+    /// client does over stdio.
+    pub(crate) struct LineClient {
+        to_server: tokio::io::DuplexStream,
+        from_server: tokio::io::Lines<tokio::io::BufReader<tokio::io::DuplexStream>>,
+        next_id: u64,
+    }
+
+    impl LineClient {
+        /// Pipes for a server: returns the client and the server's (stdin, stdout) ends.
+        pub(crate) fn pipes() -> (Self, tokio::io::DuplexStream, tokio::io::DuplexStream) {
+            let (to_server, server_in) = tokio::io::duplex(1 << 16);
+            let (server_out, from_server) = tokio::io::duplex(1 << 16);
+            let client = Self {
+                to_server,
+                from_server: tokio::io::BufReader::new(from_server).lines(),
+                next_id: 1,
+            };
+            (client, server_in, server_out)
+        }
+
+        /// A client of `server` served by rmcp's own stdio framing.
+        pub(crate) fn serving(server: McpServer) -> Self {
+            let (client, server_in, server_out) = Self::pipes();
+            tokio::spawn(async move {
+                if let Ok(service) = server.serve((server_in, server_out)).await {
+                    let _ = service.waiting().await;
+                }
+            });
+            client
+        }
+
+        pub(crate) async fn send_line(&mut self, line: &[u8]) {
+            self.to_server.write_all(line).await.unwrap();
+            self.to_server.write_all(b"\n").await.unwrap();
+        }
+
+        /// The next message the server writes (a response or a notification).
+        pub(crate) async fn next_message(&mut self) -> serde_json::Value {
+            let line = tokio::time::timeout(
+                std::time::Duration::from_secs(20),
+                self.from_server.next_line(),
+            )
+            .await
+            .expect("the server answered within 20 s")
+            .unwrap()
+            .expect("the server closed its output");
+            serde_json::from_str(&line).unwrap()
+        }
+
+        /// Sends a request and returns its response, skipping notifications.
+        pub(crate) async fn request(
+            &mut self,
+            method: &str,
+            params: serde_json::Value,
+        ) -> serde_json::Value {
+            let id = self.next_id;
+            self.next_id += 1;
+            let message = serde_json::json!({
+                "jsonrpc": "2.0", "id": id, "method": method, "params": params,
+            });
+            self.send_line(message.to_string().as_bytes()).await;
+            loop {
+                let answer = self.next_message().await;
+                if answer["id"] == serde_json::json!(id) {
+                    return answer;
+                }
+            }
+        }
+
+        pub(crate) async fn initialize(&mut self) {
+            let answer = self
+                .request(
+                    "initialize",
+                    serde_json::json!({
+                        "protocolVersion": "2025-11-25",
+                        "capabilities": {},
+                        "clientInfo": {"name": "unit-test", "version": "0"},
+                    }),
+                )
+                .await;
+            assert_eq!(
+                answer["result"]["serverInfo"]["name"], "remote-agents",
+                "{answer}"
+            );
+            let initialized =
+                serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+            self.send_line(initialized.to_string().as_bytes()).await;
+        }
+
+        /// Calls a tool and returns its result (`isError` results included).
+        pub(crate) async fn call_tool(
+            &mut self,
+            name: &str,
+            arguments: serde_json::Value,
+        ) -> serde_json::Value {
+            let answer = self
+                .request(
+                    "tools/call",
+                    serde_json::json!({"name": name, "arguments": arguments}),
+                )
+                .await;
+            answer["result"].clone()
+        }
+    }
+
+    fn text_of(result: &serde_json::Value) -> String {
+        result["content"]
+            .as_array()
+            .map(|blocks| {
+                blocks
+                    .iter()
+                    .filter_map(|b| b["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default()
+    }
+
+    /// A `disabled` node used to answer `job_list` and `fleet_status`, and to forward `exec`
+    /// and `fleet_exec` towards peers, because those tools bypass the node's policy gate.
+    #[tokio::test]
+    async fn a_disabled_node_refuses_every_tool_local_or_forwarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node_in(dir.path(), "disabled");
+        let mut client = LineClient::serving(McpServer::new(node));
+        client.initialize().await;
+        let calls = [
+            ("job_list", serde_json::json!({})),
+            ("job_get", serde_json::json!({"op_id": "x"})),
+            ("fleet_status", serde_json::json!({})),
+            (
+                "fleet_exec",
+                serde_json::json!({"target": "*", "argv": ["true"]}),
+            ),
+            (
+                "fleet_read",
+                serde_json::json!({"target": "*", "path": "/etc/hostname"}),
+            ),
+            (
+                "mapreduce",
+                serde_json::json!({"target": "*", "items": ["a"], "map": ["cat"]}),
+            ),
+            ("spec_get", serde_json::json!({})),
+            ("spec_plan", serde_json::json!({})),
+            ("exec", serde_json::json!({"argv": ["true"]})),
+            (
+                "exec",
+                serde_json::json!({"argv": ["true"], "agent_id": "another-host"}),
+            ),
+            ("get_info", serde_json::json!({})),
+            ("list_agents", serde_json::json!({})),
+            ("set_mode", serde_json::json!({"mode": "edit"})),
+            (
+                "set_mode",
+                serde_json::json!({"mode": "edit", "agent_id": "another-host"}),
+            ),
+        ];
+        for (tool, arguments) in calls {
+            let result = client.call_tool(tool, arguments.clone()).await;
+            assert_eq!(result["isError"], true, "{tool} {arguments}: {result}");
+            assert!(
+                text_of(&result).contains("disabled mode"),
+                "{tool} {arguments}: {result}"
+            );
+        }
+        let resource = client
+            .request(
+                "resources/read",
+                serde_json::json!({"uri": "fleet://desired"}),
+            )
+            .await;
+        assert!(
+            resource["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("disabled mode")),
+            "{resource}"
+        );
+    }
+
+    /// An override to `disabled` is lifted by a local set_mode (only a configured `disabled`
+    /// is a kill switch), and the node answers again afterwards.
+    #[tokio::test]
+    async fn an_override_to_disabled_is_lifted_by_a_local_set_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node_in(dir.path(), "edit");
+        let mut client = LineClient::serving(McpServer::new(node));
+        client.initialize().await;
+        let set = client
+            .call_tool("set_mode", serde_json::json!({"mode": "disabled"}))
+            .await;
+        assert_ne!(set["isError"], true, "{set}");
+        let refused = client.call_tool("job_list", serde_json::json!({})).await;
+        assert_eq!(refused["isError"], true, "{refused}");
+        let lifted = client
+            .call_tool("set_mode", serde_json::json!({"mode": "edit"}))
+            .await;
+        assert_ne!(lifted["isError"], true, "{lifted}");
+        let answered = client.call_tool("job_list", serde_json::json!({})).await;
+        assert_ne!(answered["isError"], true, "{answered}");
+    }
 
     #[test]
     fn every_tool_has_a_strict_object_schema_and_annotations() {

@@ -652,7 +652,8 @@ impl Node {
         }
     }
 
-    fn is_local(&self, agent_id: &str) -> bool {
+    /// Whether `agent_id` names this node (its id or its name) rather than a peer.
+    pub fn is_local(&self, agent_id: &str) -> bool {
         agent_id == self.agent_id || agent_id == self.settings.name.value
     }
 

@@ -37,8 +37,11 @@ cleanup() {
 trap cleanup EXIT
 
 # A fresh local-only node in edit mode with its own data dir; port 0 and the stderr line give
-# the URL.
-RUST_LOG=${RUST_LOG:-warn} "$binary" mcp --http 127.0.0.1:0 --data-dir "$work/data" \
+# the URL. The suite's client cannot send an Authorization header (its `server` command takes
+# only --url), so this node runs without the bearer token: --http-insecure-no-auth, for test
+# suites only. Test the token itself in tests/tests/mcp_http.rs and mcp_client_test.py.
+RUST_LOG=${RUST_LOG:-warn} "$binary" mcp --http 127.0.0.1:0 --http-insecure-no-auth \
+  --data-dir "$work/data" \
   2>"$work/server.log" &
 server_pid=$!
 url=

@@ -8,9 +8,11 @@ clear reason. With --agent-id every call goes to that peer through the relay ins
 node.
 
 By default the SDK starts the node as a stdio server. With --http the script starts
-`remote-agents mcp --http 127.0.0.1:0`, reads the URL from its stderr, and runs the same checks
-twice over Streamable HTTP: once with the SDK's default negotiation (it probes the stateless
-2026-07-28 protocol) and once forcing the 2025-11-25 initialize handshake (`mode="legacy"`).
+`remote-agents mcp --http 127.0.0.1:0`, reads the URL from its stderr and the bearer token from
+the node's data dir (mcp-http.token), and runs the same checks twice over Streamable HTTP, with
+`Authorization: Bearer <token>` on every request: once with the SDK's default negotiation (it
+probes the stateless 2026-07-28 protocol) and once forcing the 2025-11-25 initialize handshake
+(`mode="legacy"`). A client without the token is refused.
 Prints a `N passed, N failed` line and exits non-zero when anything failed.
 """
 
@@ -18,9 +20,13 @@ import asyncio
 import os
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 
 from mcp import Client, ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 EXPECTED_TOOLS = {
     "exec", "read_file", "write_file", "list_dir", "file_stat", "file_search", "get_info",
@@ -197,13 +203,38 @@ async def main():
     else:
         process, url, _drainer = await start_http_server(binary, extra, env)
         print(f"server: {url}")
+        data_dir = extra[extra.index("--data-dir") + 1]
+        with open(os.path.join(data_dir, "mcp-http.token")) as f:
+            headers = {"Authorization": f"Bearer {f.read().strip()}"}
         try:
+            try:
+                async def without_token():
+                    async with Client(url, mode="legacy") as client:
+                        await client.list_tools()
+                await asyncio.wait_for(without_token(), timeout=20)
+                check(False, "a client without the bearer token is refused")
+            except Exception as e:  # noqa: BLE001 - the SDK reports the 401 as an MCPError
+                check(not isinstance(e, asyncio.TimeoutError),
+                      f"a client without the bearer token is refused ({repr(e)[:120]})")
+            # What the SDK saw: the HTTP status, without and with a wrong token.
+            for authorization in (None, "Bearer wrong"):
+                request = urllib.request.Request(url, method="POST", data=b"{}", headers={
+                    "Content-Type": "application/json",
+                    "Accept": "application/json, text/event-stream",
+                    **({"Authorization": authorization} if authorization else {})})
+                try:
+                    status = urllib.request.urlopen(request, timeout=20).status
+                except urllib.error.HTTPError as e:
+                    status = e.code
+                check(status == 401, f"a request with authorization {authorization!r} gets 401 ({status})")
             for mode, expect_version in (("auto", None), ("legacy", "2025-11-25")):
-                async with Client(url, mode=mode) as client:
-                    version = client.protocol_version
-                    check(expect_version is None or version == expect_version,
-                          f"mode={mode}: negotiated protocol {version}")
-                    await exercise(client, target, agent_id, f"{path}.{mode}")
+                async with create_mcp_http_client(headers=headers) as http:
+                    transport = streamable_http_client(url, http_client=http)
+                    async with Client(transport, mode=mode) as client:
+                        version = client.protocol_version
+                        check(expect_version is None or version == expect_version,
+                              f"mode={mode}: negotiated protocol {version}")
+                        await exercise(client, target, agent_id, f"{path}.{mode}")
         finally:
             process.terminate()
             code = await process.wait()

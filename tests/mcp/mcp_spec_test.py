@@ -92,7 +92,17 @@ async def exercise(session, repo):
     check(not result.is_error and result.structured_content["converged"],
           f"the initial spec applies and web-1 converges: {result.structured_content}")
 
+    # The spec puts every host it does not name, this controller too, in plan mode, where
+    # spec_edit (a commit on this machine's disk) is refused; an operator lifts it to edit.
     before = git(repo, "rev-parse", "HEAD")
+    result = await session.call_tool("spec_edit", {
+        "change": {"op": "set_mode", "host": "web-1", "mode": "edit"}})
+    check(result.is_error and "plan mode" in str(result.content)
+          and git(repo, "rev-parse", "HEAD") == before,
+          f"spec_edit is refused while the controller is in plan mode: {result.content}")
+    result = await session.call_tool("set_mode", {"mode": "edit"})
+    check(not result.is_error, f"set_mode edit lifts the controller: {result.content}")
+
     result = await session.call_tool("spec_edit", {
         "change": {"op": "set_mode", "host": "web-1", "mode": "edit"}})
     check(not result.is_error, f"spec_edit sets web-1's mode: {result.content}")

@@ -348,6 +348,19 @@ spec:
         "{applied:#}"
     );
 
+    // The spec puts every host it does not name, this controller too, in plan mode, where
+    // spec_edit (a commit on this machine's disk) is refused; an operator lifts it to edit.
+    let refused = mcp
+        .call_tool(
+            "spec_edit",
+            json!({"change": {"op": "set_mode", "host": "web-1", "mode": "edit"}}),
+        )
+        .await?;
+    assert_eq!(refused["isError"], true, "{refused:#}");
+    assert!(refused.to_string().contains("plan mode"), "{refused:#}");
+    let lifted = mcp.call_tool("set_mode", json!({"mode": "edit"})).await?;
+    assert_ne!(lifted["isError"], true, "{lifted:#}");
+
     // spec_edit: web-1 to edit mode, as a git commit.
     let head_before = std::process::Command::new("git")
         .arg("-C")

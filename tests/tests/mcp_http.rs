@@ -1,7 +1,8 @@
 //! The MCP Streamable HTTP transport end to end: the real `remote-agents mcp --http 127.0.0.1:0`
 //! spoken to with plain HTTP/1.1 requests (no MCP client library, so the wire itself is checked):
-//! session handshake, a tool call, cancellation that kills the command, DNS-rebinding refusals,
-//! the loopback-only rule and a clean stop on SIGTERM.
+//! session handshake, a tool call, cancellation that kills the command, the bearer token every
+//! request needs, DNS-rebinding refusals (one loopback `Host` only), the loopback-only rule and a
+//! clean stop on SIGTERM.
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -16,11 +17,15 @@ use tokio::process::{Child, Command};
 
 const LISTENING: &str = "remote-agents: mcp http listening on ";
 
-/// A running `remote-agents mcp --http` and the `host:port` it bound.
+/// A running `remote-agents mcp --http`, the `host:port` it bound and its bearer token.
 struct HttpNode {
     child: Child,
     authority: String,
-    _data: tempfile::TempDir,
+    /// `Bearer <token>`, read from the token file the node made in its data dir.
+    bearer: String,
+    /// What it printed on stderr before the listening line.
+    preamble: Vec<String>,
+    data: tempfile::TempDir,
 }
 
 impl HttpNode {
@@ -37,12 +42,14 @@ impl HttpNode {
             .spawn()
             .context("start remote-agents mcp --http")?;
         let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
+        let mut preamble = Vec::new();
         let url = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(line) = lines.next_line().await? {
                 if let Some(url) = line.strip_prefix(LISTENING) {
                     return Ok(url.to_string());
                 }
                 eprintln!("node: {line}");
+                preamble.push(line);
             }
             bail!("remote-agents mcp --http exited before listening")
         })
@@ -55,16 +62,23 @@ impl HttpNode {
             .and_then(|rest| rest.strip_suffix("/mcp"))
             .with_context(|| format!("unexpected url {url}"))?
             .to_string();
+        let token = std::fs::read_to_string(data.path().join("data").join("mcp-http.token"))
+            .context("the node made no token file")?;
         Ok(Self {
             child,
             authority,
-            _data: data,
+            bearer: format!("Bearer {}", token.trim()),
+            preamble,
+            data,
         })
     }
 
-    /// POSTs one JSON-RPC message to /mcp with the loopback Host header.
+    /// POSTs one JSON-RPC message to /mcp with the loopback Host header and the token.
     async fn post(&self, session: Option<&str>, body: Value) -> anyhow::Result<Response> {
-        let mut headers = vec![("Host", self.authority.clone())];
+        let mut headers = vec![
+            ("Host", self.authority.clone()),
+            ("Authorization", self.bearer.clone()),
+        ];
         if let Some(session) = session {
             headers.push(("Mcp-Session-Id", session.to_string()));
             headers.push(("Mcp-Protocol-Version", "2025-11-25".to_string()));
@@ -248,11 +262,16 @@ async fn a_session_over_http_calls_tools_and_cancellation_kills_the_command() ->
     // A long command on one POST stream, cancelled by a notification on another.
     let marker = format!("ra-http-cancel-{}", uuid::Uuid::new_v4().simple());
     let long_call = {
-        let (authority, session, marker) =
-            (node.authority.clone(), session.clone(), marker.clone());
+        let (authority, session, marker, bearer) = (
+            node.authority.clone(),
+            session.clone(),
+            marker.clone(),
+            node.bearer.clone(),
+        );
         tokio::spawn(async move {
             let headers = [
                 ("Host", authority.clone()),
+                ("Authorization", bearer),
                 ("Mcp-Session-Id", session),
                 ("Mcp-Protocol-Version", "2025-11-25".to_string()),
             ];
@@ -299,19 +318,36 @@ async fn foreign_host_or_origin_headers_are_refused_and_sigterm_stops_cleanly() 
         "protocolVersion": "2025-11-25", "capabilities": {},
         "clientInfo": {"name": "rebinding", "version": "0"},
     }});
-    // A page on evil.example.com that resolved its name to 127.0.0.1.
+    // A page on evil.example.com that resolved its name to 127.0.0.1 (even one that somehow
+    // holds the token).
     let rebinding = post(
         &node.authority,
-        &[("Host", "evil.example.com".to_string())],
+        &[
+            ("Host", "evil.example.com".to_string()),
+            ("Authorization", node.bearer.clone()),
+        ],
         &initialize,
     )
     .await?;
     assert!((400..500).contains(&rebinding.status), "{rebinding:?}");
+    // rmcp checks only the first Host header: a foreign second one rode along.
+    let second_host = post(
+        &node.authority,
+        &[
+            ("Host", node.authority.clone()),
+            ("Host", "evil.example.com".to_string()),
+            ("Authorization", node.bearer.clone()),
+        ],
+        &initialize,
+    )
+    .await?;
+    assert_eq!(second_host.status, 400, "{second_host:?}");
     let foreign_origin = post(
         &node.authority,
         &[
             ("Host", node.authority.clone()),
             ("Origin", "http://evil.example.com".to_string()),
+            ("Authorization", node.bearer.clone()),
         ],
         &initialize,
     )
@@ -326,6 +362,7 @@ async fn foreign_host_or_origin_headers_are_refused_and_sigterm_stops_cleanly() 
         &[
             ("Host", node.authority.clone()),
             ("Origin", format!("http://{}", node.authority)),
+            ("Authorization", node.bearer.clone()),
         ],
         &initialize,
     )
@@ -357,5 +394,77 @@ async fn a_non_loopback_http_address_is_refused_before_starting() -> anyhow::Res
     assert!(stderr.contains("loopback"), "{stderr}");
     // Refused before the node opened its store.
     assert!(!data.path().join("data").exists());
+    Ok(())
+}
+
+/// Any local user could drive `mcp --http` (uid 65534 ran commands as root): every request now
+/// needs the bearer token from the 0600 file the node made, and the node says how to pass it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_requests_without_the_bearer_token_are_refused_with_401() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let node = HttpNode::start().await?;
+    let token_file = node.data.path().join("data").join("mcp-http.token");
+    let mode = std::fs::metadata(&token_file)?.permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    let preamble = node.preamble.join("\n");
+    assert!(
+        preamble.contains("Authorization: Bearer")
+            && preamble.contains(&token_file.display().to_string()),
+        "{preamble}"
+    );
+    let exec = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "exec", "arguments": {"argv": ["echo", "should not run"]},
+    }});
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "intruder", "version": "0"},
+    }});
+    for body in [&initialize, &exec] {
+        for authorization in [None, Some("Bearer wrong"), Some("Bearer ")] {
+            let mut headers = vec![("Host", node.authority.clone())];
+            if let Some(value) = authorization {
+                headers.push(("Authorization", value.to_string()));
+            }
+            let refused = post(&node.authority, &headers, body).await?;
+            assert_eq!(refused.status, 401, "{authorization:?}: {refused:?}");
+            assert!(
+                refused.headers.contains_key("www-authenticate"),
+                "{refused:?}"
+            );
+        }
+    }
+    node.open_session().await?;
+    Ok(())
+}
+
+/// A token file group or others can read would let them drive the node: the node refuses to
+/// serve with it and says how to fix it.
+#[tokio::test]
+async fn a_token_file_others_can_read_stops_the_http_server_from_starting() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let data = tempfile::tempdir()?;
+    let data_dir = data.path().join("data");
+    std::fs::create_dir_all(&data_dir)?;
+    let token_file = data_dir.join("mcp-http.token");
+    std::fs::write(&token_file, "0123456789abcdef\n")?;
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644))?;
+    let output = tokio::time::timeout(
+        Duration::from_secs(30),
+        Command::new(node_binary()?)
+            .args(["mcp", "--http", "127.0.0.1:0", "--data-dir"])
+            .arg(&data_dir)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .context("the node neither refused nor stopped within 30 s")??;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("chmod 600") && stderr.contains(&token_file.display().to_string()),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(LISTENING), "{stderr}");
     Ok(())
 }

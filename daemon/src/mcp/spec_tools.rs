@@ -686,6 +686,19 @@ impl SpecTools {
     }
 
     pub async fn spec_edit(&self, node: &Node, args: SpecEditArgs) -> ToolResult<SpecEditResult> {
+        // A commit writes to this machine's disk, which plan mode (read-only) and disabled mode
+        // forbid; spec_plan and spec_get still read the spec.
+        let mode = node.effective_mode();
+        if matches!(
+            mode,
+            crate::policy::Mode::Plan | crate::policy::Mode::Disabled
+        ) {
+            return Err(format!(
+                "refused by policy: this node is in {mode} mode, and spec_edit commits to the \
+                 spec repository on its disk; edit the spec from a node in edit mode (or \
+                 set_mode edit here)"
+            ));
+        }
         let source = source_of(node)?;
         let folder = match &source {
             SpecSource::Folder(path) => path.clone(),
@@ -1143,6 +1156,53 @@ mod tests {
     fn reload(files: &[SpecFile]) -> remote_agents_spec::FleetModel {
         let content = watch::validate(files.to_vec(), "t".into()).unwrap();
         content.model
+    }
+
+    /// A node in plan mode (read-only) committed spec edits to its repository.
+    #[tokio::test]
+    async fn spec_edit_is_refused_in_plan_and_disabled_mode_and_commits_nothing() {
+        for mode in ["plan", "disabled"] {
+            let dir = tempfile::tempdir().unwrap();
+            let repo_path = dir.path().join("fleet-repo");
+            let repo = git2::Repository::init(&repo_path).unwrap();
+            std::fs::write(repo_path.join("fleet.yaml"), FLEET).unwrap();
+            let mut index = repo.index().unwrap();
+            index.add_path(Path::new("fleet.yaml")).unwrap();
+            let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+            let who = git2::Signature::now("test", "test@example.invalid").unwrap();
+            let first = repo
+                .commit(Some("HEAD"), &who, &who, "fleet", &tree, &[])
+                .unwrap();
+            let flags = crate::config::NodeFlags {
+                name: Some("ctl".into()),
+                data_dir: Some(dir.path().join("data")),
+                mode: Some(mode.into()),
+                watch: crate::config::WatchFlags {
+                    spec_repo: Some(repo_path.display().to_string()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let env = BTreeMap::<String, String>::new();
+            let node = Node::open(crate::config::Settings::resolve(&flags, &env).unwrap()).unwrap();
+            let args = SpecEditArgs {
+                change: SpecChange::SetMode {
+                    host: "web-1".into(),
+                    mode: remote_agents_spec::Mode::Edit,
+                },
+                branch: None,
+                message: None,
+            };
+            let error = SpecTools::default()
+                .spec_edit(&node, args)
+                .await
+                .unwrap_err();
+            assert!(error.contains(&format!("{mode} mode")), "{error}");
+            let head = repo.head().unwrap().peel_to_commit().unwrap().id();
+            assert_eq!(head, first, "{mode}: spec_edit committed");
+            let on_disk = std::fs::read_to_string(repo_path.join("fleet.yaml")).unwrap();
+            assert_eq!(on_disk, FLEET, "{mode}: spec_edit wrote the work tree");
+        }
     }
 
     #[test]
