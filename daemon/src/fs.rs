@@ -165,11 +165,7 @@ pub fn write_atomic(target: &Resolved, bytes: &[u8]) -> Result<u64, FsError> {
             .map_err(|r| FsError::Refused(r.reason))?;
     }
     let previous_permissions = previous.filter(|m| m.is_file()).map(|m| m.permissions());
-    let temp = format!(
-        ".{}.ra-tmp-{}",
-        name.to_string_lossy(),
-        uuid::Uuid::new_v4().simple()
-    );
+    let temp = format!("{}{}", temp_prefix(&name), uuid::Uuid::new_v4().simple());
     let result = (|| {
         let mut file = dir
             .open_with(&temp, OpenOptions::new().write(true).create_new(true))
@@ -194,6 +190,36 @@ pub fn write_atomic(target: &Resolved, bytes: &[u8]) -> Result<u64, FsError> {
         let _ = dir.remove_file(&temp);
     }
     result
+}
+
+/// The start of the name of `write_atomic`'s temp file for `name`; a random 32-hex suffix follows.
+fn temp_prefix(name: &std::ffi::OsStr) -> String {
+    format!(".{}.ra-tmp-", name.to_string_lossy())
+}
+
+/// Removes the temp files `write_atomic` left beside `target` when the node stopped mid-write
+/// (the node calls it at start for the writes its journal says were interrupted); returns how
+/// many it removed. Only regular files named exactly as `write_atomic` names them go.
+pub fn remove_interrupted_temps(target: &Resolved) -> Result<usize, FsError> {
+    let err = io(&target.absolute);
+    let (dir, name) = target.open_parent().map_err(&err)?;
+    let prefix = temp_prefix(&name);
+    let mut removed = 0;
+    for entry in dir.entries().map_err(&err)? {
+        let entry = entry.map_err(&err)?;
+        let file_name = entry.file_name();
+        let is_temp = file_name
+            .to_string_lossy()
+            .strip_prefix(&prefix)
+            .is_some_and(|suffix| {
+                suffix.len() == 32 && suffix.bytes().all(|b| b.is_ascii_hexdigit())
+            });
+        if is_temp && entry.file_type().map_err(&err)?.is_file() {
+            dir.remove_file(&file_name).map_err(&err)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Writes a backup copy (durably) into `backups_dir`, which is the node's own data directory.

@@ -101,6 +101,10 @@ pub struct JournalEntry {
     pub stage: Stage,
     pub received_at_ms: u64,
     pub outcome: Option<Outcome>,
+    /// The file a write replaces (as the request named it): if the node stops mid-write, its
+    /// temp file beside that file is removed at the next start (`take_interrupted_writes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_target: Option<String>,
 }
 
 /// A write that rides along with the store's next commit (see [`Store::write_with_next_commit`]).
@@ -116,6 +120,11 @@ pub struct Store {
     /// Writes waiting for the next commit of the store's own.
     carried: std::sync::Mutex<Vec<CarriedWrite>>,
 }
+
+/// The meta key listing the targets of writes a crash interrupted, until the node has removed
+/// their temp files. Kept in the store, not in memory: whoever opens the store first after a
+/// crash (the node, or `remote-agents audit`) recovers the journal, and only the node cleans.
+const INTERRUPTED_WRITES_KEY: &str = "interrupted_writes";
 
 /// The newest `limit` audit records of `database`, oldest first.
 fn newest_audit(
@@ -322,6 +331,17 @@ impl Store {
             }
             found
         };
+        let writes: Vec<String> = interrupted
+            .iter()
+            .filter(|entry| entry.stage == Stage::Started)
+            .filter_map(|entry| entry.write_target.clone())
+            .collect();
+        if !writes.is_empty() {
+            let mut pending: Vec<String> =
+                self.get_meta(INTERRUPTED_WRITES_KEY)?.unwrap_or_default();
+            pending.extend(writes);
+            self.set_meta(INTERRUPTED_WRITES_KEY, Some(&pending))?;
+        }
         for mut entry in interrupted {
             let outcome = match entry.stage {
                 Stage::Started => Outcome::OutcomeUnknown {
@@ -351,6 +371,17 @@ impl Store {
             self.finish_unpruned(Some(&entry), audit)?;
         }
         Ok(())
+    }
+
+    /// The targets of writes a crash interrupted (their requests read `outcome_unknown`) whose
+    /// temp files no one removed yet; the list is cleared, so the node calls this once it is
+    /// ready to remove them.
+    pub fn take_interrupted_writes(&self) -> Result<Vec<String>, StoreError> {
+        let pending: Vec<String> = self.get_meta(INTERRUPTED_WRITES_KEY)?.unwrap_or_default();
+        if !pending.is_empty() {
+            self.set_meta::<Vec<String>>(INTERRUPTED_WRITES_KEY, None)?;
+        }
+        Ok(pending)
     }
 
     /// The underlying database, for modules that keep their own tables in the node's one store
@@ -538,6 +569,7 @@ mod tests {
             // Recent: stores prune entries older than a week when they open.
             received_at_ms: now_ms(),
             outcome: None,
+            write_target: None,
         }
     }
 
@@ -561,6 +593,35 @@ mod tests {
         let audit = store.audit(10).unwrap();
         assert_eq!(audit.len(), 2);
         assert!(audit.iter().any(|a| a.result == "outcome_unknown"));
+    }
+
+    /// A crash mid-write left its temp file forever: the store now remembers the target of
+    /// every interrupted write until the node takes the list to clean up, even when another
+    /// opener (`remote-agents audit`) recovered the journal first.
+    #[test]
+    fn interrupted_writes_are_kept_until_the_node_takes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let write = JournalEntry {
+                op: "write_file".into(),
+                write_target: Some("/srv/app/config.toml".into()),
+                ..entry("write", Stage::Started)
+            };
+            store.record(&write).unwrap();
+            store.record(&entry("exec", Stage::Started)).unwrap();
+        }
+        // The first opener recovers the journal but does not clean.
+        drop(Store::open(dir.path()).unwrap());
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.take_interrupted_writes().unwrap(),
+            ["/srv/app/config.toml"]
+        );
+        assert!(store.take_interrupted_writes().unwrap().is_empty());
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.take_interrupted_writes().unwrap().is_empty());
     }
 
     #[test]

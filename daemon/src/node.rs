@@ -228,7 +228,45 @@ impl Node {
         });
         // Converge to the bundle kept from the last run before anything else is asked.
         node.reconcile();
+        node.remove_interrupted_temps();
         Ok(node)
+    }
+
+    /// Removes the temp files of writes a crash interrupted: `write_atomic` keeps its temp file
+    /// beside the target until the rename, and the journal kept the targets of writes that
+    /// started and never finished. Nothing writes yet at this point, so every temp file of
+    /// `write_atomic`'s naming beside those targets is debris.
+    fn remove_interrupted_temps(&self) {
+        let targets = match self.store.take_interrupted_writes() {
+            Ok(targets) => targets,
+            Err(e) => {
+                tracing::warn!("cannot read which writes a crash interrupted: {e}");
+                return;
+            }
+        };
+        for target in targets {
+            // Resolved beneath its root by the gate, as the write was; in edit mode whatever
+            // the node's mode, since removing its own leftovers is housekeeping, not a request.
+            let removed = self
+                .policy()
+                .resolve(Mode::Edit, std::path::Path::new(&target), Intent::Write)
+                .map_err(|refusal| refusal.reason)
+                .and_then(|resolved| {
+                    crate::fs::remove_interrupted_temps(&resolved).map_err(|e| e.to_string())
+                });
+            match removed {
+                Ok(0) => {}
+                Ok(count) => tracing::info!(
+                    target,
+                    count,
+                    "removed the temp files of a write a crash interrupted"
+                ),
+                Err(e) => tracing::warn!(
+                    target,
+                    "cannot remove the temp files of a write a crash interrupted: {e}"
+                ),
+            }
+        }
     }
 
     pub fn agent_id(&self) -> &str {
@@ -815,6 +853,10 @@ impl Node {
             stage: Stage::Received,
             received_at_ms: now_ms(),
             outcome: None,
+            write_target: match &request {
+                Request::WriteFile(a) => Some(a.path.clone()),
+                _ => None,
+            },
         };
         // Every request is audited when it finishes; idempotent ones are not journaled, and only
         // those whose interruption must read `outcome_unknown` also get a durable `started`
@@ -1823,6 +1865,63 @@ mod tests {
         assert_eq!(node.effective_mode(), Mode::Plan);
         let expires = node.mode_override().unwrap().expires_at_ms;
         assert!(expires > now_ms() + 365 * 24 * 3600 * 1000, "{expires}");
+    }
+
+    /// A crash during a write left its temp file beside the target forever; the next start
+    /// removes it (and only it), found through the journal's interrupted write.
+    #[test]
+    fn a_write_interrupted_by_a_crash_has_its_temp_file_removed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap().join("files");
+        std::fs::create_dir_all(&root).unwrap();
+        let flags = NodeFlags {
+            name: Some("web-1".into()),
+            data_dir: Some(dir.path().join("data")),
+            mode: Some("edit".into()),
+            ..NodeFlags::default()
+        };
+        let settings = Settings::resolve(&flags, &BTreeMap::<String, String>::new()).unwrap();
+        let target = root.join("config.toml");
+        let suffix = "0123456789abcdef0123456789abcdef";
+        let leftover = root.join(format!(".config.toml.ra-tmp-{suffix}"));
+        let others = [
+            root.join(format!(".other.toml.ra-tmp-{suffix}")),
+            root.join(".config.toml.ra-tmp-not-one-of-ours"),
+            target.clone(),
+        ];
+        {
+            let node = Node::open(settings.clone()).unwrap();
+            // What a node killed between its temp file and the rename leaves behind.
+            node.store
+                .record(&JournalEntry {
+                    id: "w1".into(),
+                    caller: "mcp:local".into(),
+                    op: "write_file".into(),
+                    summary: format!("write_file {} (3 chars)", target.display()),
+                    stage: Stage::Started,
+                    received_at_ms: now_ms(),
+                    outcome: None,
+                    write_target: Some(target.display().to_string()),
+                })
+                .unwrap();
+            std::fs::write(&leftover, "new").unwrap();
+            for other in &others {
+                std::fs::write(other, "keep").unwrap();
+            }
+        }
+        let node = Node::open(settings).unwrap();
+        assert!(
+            !leftover.exists(),
+            "the interrupted write's temp file is still there"
+        );
+        for other in &others {
+            assert!(other.exists(), "{} was removed", other.display());
+        }
+        let entry = node.store.lookup("w1").unwrap().unwrap();
+        assert!(matches!(
+            entry.outcome,
+            Some(Outcome::OutcomeUnknown { .. })
+        ));
     }
 
     fn node_with_config(dir: &std::path::Path, mode: &str) -> (Arc<Node>, PathBuf) {
