@@ -31,6 +31,7 @@ const relay :Workerd.Worker = (
     (name = "MAX_PEERS_PER_ROOM", fromEnvironment = "MAX_PEERS_PER_ROOM"),
     (name = "RETAINED_PER_KEY", fromEnvironment = "RETAINED_PER_KEY"),
     (name = "RETAINED_KEYS_PER_ROOM", fromEnvironment = "RETAINED_KEYS_PER_ROOM"),
+    (name = "RETAINED_BYTES_PER_ROOM", fromEnvironment = "RETAINED_BYTES_PER_ROOM"),
     (name = "RATE_LIMIT_PER_SECOND", fromEnvironment = "RATE_LIMIT_PER_SECOND"),
     (name = "RATE_LIMIT_BURST", fromEnvironment = "RATE_LIMIT_BURST"),
   ],

@@ -40,6 +40,12 @@ pub const PING_INTERVAL_SECS_DEFAULT: u64 = 20;
 /// Default idle limit in seconds: no frame and no pong for this long closes with 4008.
 pub const IDLE_TIMEOUT_SECS_DEFAULT: u64 = 60;
 
+/// Default cap on the retained bytes (blobs and keys) of one room: 16 MiB.
+pub const RETAINED_BYTES_PER_ROOM_DEFAULT: usize = 16 << 20;
+
+/// Default time a room's retained blobs outlive its last peer, in seconds (one day).
+pub const RETAINED_TTL_SECS_DEFAULT: u64 = 24 * 60 * 60;
+
 /// Default time a new connection has to answer `CHALLENGE` with `PROOF`, in seconds.
 pub const PROOF_TIMEOUT_SECS_DEFAULT: u64 = 10;
 
@@ -75,6 +81,8 @@ pub mod close_code {
     pub const KEY_PROOF_FAILED: u16 = 4004;
     /// No frame and no pong within the idle limit.
     pub const IDLE_TIMEOUT: u16 = 4008;
+    /// The peer did not read what the relay sent it: its queue overflowed or stalled a sender.
+    pub const SLOW_READER: u16 = 4009;
     /// Rate limit exceeded persistently.
     pub const RATE_LIMITED: u16 = 4029;
 }

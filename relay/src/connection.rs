@@ -68,7 +68,7 @@ pub(crate) async fn run(
         return;
     }
     let connection = relay.next_connection.fetch_add(1, Ordering::Relaxed);
-    let outbox = Arc::new(Outbox::default());
+    let outbox = Arc::new(Outbox::new(relay.config.max_queued_bytes));
     let room = match relay.join(room_id, peer, connection, &outbox) {
         Ok(room) => room,
         Err(JoinRefused::RoomFull) => {
@@ -98,6 +98,10 @@ pub(crate) async fn run(
             outbox.wait_finished().await;
             tokio::time::sleep(CLOSE_GRACE).await;
         } => {}
+    }
+    if outbox.was_slow_reader() {
+        relay.metrics.reject(Rejection::SlowReader);
+        tracing::info!(%room_id, %peer, "closed a connection that did not read what it was sent");
     }
     relay.leave(room_id, &room, peer, connection);
     tracing::debug!(%room_id, %peer, "peer left");
@@ -341,7 +345,7 @@ async fn handle_frame(relay: &Relay, room: &Room, peer: PeerId, outbox: &Outbox,
             }
         }
         FrameKind::Proof => {
-            return reply_error(
+            reply_error(
                 error_code::MALFORMED,
                 "the key was already proven on this connection",
                 Rejection::Malformed,
@@ -379,18 +383,18 @@ fn unreachable_kind(relay: &Relay, peer: PeerId, outbox: &Outbox, id: u64) {
 fn retained(relay: &Relay, room: &Room, peer: PeerId, outbox: &Outbox, id: u64, body: Body) {
     match body {
         Body::RetainPut { key, blob } => {
-            let stored = room.lock().retain(&key, &blob);
+            let stored = room.lock().retain(&key, &blob, &relay.retain_limits());
             match stored {
                 Ok(_) => {
                     outbox.push_now(frame::Frame::ack(peer, id, Bytes::new()).encode());
                 }
-                Err(_) => {
+                Err(full) => {
                     relay.metrics.reject(Rejection::RetainedFull);
                     outbox.push_now(error_frame(
                         peer,
                         id,
                         error_code::RETAINED_FULL,
-                        "retained store full",
+                        full.message(),
                     ));
                 }
             }
@@ -434,7 +438,14 @@ fn stamp(bytes: Bytes, header: &Header, peer: PeerId, to: Option<PeerId>) -> Byt
 
 async fn forward(relay: &Relay, target: &Outbox, bytes: Bytes) {
     let length = bytes.len() as u64;
-    if target.push_wait(bytes, relay.config.queue_budget).await {
+    if target
+        .push_wait(
+            bytes,
+            relay.config.queue_budget,
+            relay.config.slow_reader_timeout,
+        )
+        .await
+    {
         relay
             .metrics
             .frames_forwarded

@@ -55,6 +55,22 @@ pub struct RelayConfig {
     pub idle_timeout: Duration,
     /// Bytes of forwarded frames queued for one receiver before senders wait for it.
     pub queue_budget: usize,
+    /// Bytes of retained blobs (and their keys) one room may keep; a put beyond gets `ERROR 507`.
+    pub retained_bytes_per_room: usize,
+    /// Bytes of retained blobs the whole relay may keep; a put beyond gets `ERROR 507`.
+    pub retained_bytes_total: usize,
+    /// A room's retained blobs are dropped this long after its last peer left.
+    pub retained_ttl: Duration,
+    /// Bytes of relay-made frames (replies, presence) queued for one connection; a connection
+    /// that lets more pile up is not reading and is closed with 4009.
+    pub max_queued_bytes: usize,
+    /// A sender that waited this long for a receiver's queue to drain closes the receiver with
+    /// 4009 (it stopped reading) instead of waiting for good.
+    pub slow_reader_timeout: Duration,
+    /// Connections (upgraded WebSockets) the relay serves at once; more get HTTP 503.
+    pub max_connections: usize,
+    /// Time a client has to send its whole HTTP request head before the socket is dropped.
+    pub header_read_timeout: Duration,
     /// How long a new connection has to answer `CHALLENGE` with its `PROOF` before it is
     /// closed with 4004.
     pub proof_timeout: Duration,
@@ -80,20 +96,75 @@ impl Default for RelayConfig {
             idle_timeout: Duration::from_secs(IDLE_TIMEOUT_SECS_DEFAULT),
             queue_budget: 4 * MAX_FRAME_DEFAULT,
             proof_timeout: Duration::from_secs(PROOF_TIMEOUT_SECS_DEFAULT),
+            retained_bytes_per_room: frame::RETAINED_BYTES_PER_ROOM_DEFAULT,
+            retained_bytes_total: RETAINED_BYTES_TOTAL_DEFAULT,
+            retained_ttl: Duration::from_secs(frame::RETAINED_TTL_SECS_DEFAULT),
+            max_queued_bytes: 8 * MAX_FRAME_DEFAULT,
+            slow_reader_timeout: Duration::from_secs(20),
+            max_connections: MAX_CONNECTIONS_DEFAULT,
+            header_read_timeout: Duration::from_secs(10),
             read_buffer_size: 2048,
             write_buffer_size: 16 * 1024,
         }
     }
 }
 
+/// Default cap on the retained bytes of the whole relay: 256 MiB.
+pub const RETAINED_BYTES_TOTAL_DEFAULT: usize = 256 << 20;
+
+/// Default cap on concurrent connections (about what one process may hold in descriptors).
+pub const MAX_CONNECTIONS_DEFAULT: usize = 20_000;
+
+/// Bytes `read_ahead` may hold for one connection while data flows.
+const READ_AHEAD_BYTES: usize = 64 * 1024;
+
 impl RelayConfig {
+    fn max_write_buffer(&self) -> usize {
+        self.write_buffer_size + 2 * self.max_frame + 1024
+    }
+
     fn websocket_config(&self) -> WebSocketConfig {
         WebSocketConfig::default()
             .read_buffer_size(self.read_buffer_size)
             .write_buffer_size(self.write_buffer_size)
-            .max_write_buffer_size(self.write_buffer_size + 2 * self.max_frame + 1024)
+            .max_write_buffer_size(self.max_write_buffer())
             .max_message_size(Some(self.max_frame))
             .max_frame_size(Some(self.max_frame))
+    }
+
+    /// The most one connection can hold: socket read-ahead, tungstenite's read chunk and one
+    /// message being assembled, its write buffer, and the send queue (which refuses more than
+    /// the larger of its two limits, plus the frame that crossed it).
+    pub fn bytes_per_connection(&self) -> usize {
+        READ_AHEAD_BYTES
+            + self.read_buffer_size
+            + self.max_frame
+            + self.max_write_buffer()
+            + self.max_queued_bytes.max(self.queue_budget)
+            + self.max_frame
+    }
+
+    /// The relay's memory ceiling for this configuration (buffers and retained blobs; the
+    /// program itself and per-task bookkeeping come on top), as the line printed at start.
+    pub fn memory_ceiling(&self) -> String {
+        let per_connection = self.bytes_per_connection();
+        let connections = per_connection.saturating_mul(self.max_connections);
+        format!(
+            "memory ceiling: {} ({} per connection for {} connections, {} retained)",
+            mebibytes(connections.saturating_add(self.retained_bytes_total)),
+            mebibytes(per_connection),
+            self.max_connections,
+            mebibytes(self.retained_bytes_total),
+        )
+    }
+}
+
+fn mebibytes(bytes: usize) -> String {
+    let mib = bytes as f64 / (1 << 20) as f64;
+    if mib >= 1024.0 {
+        format!("{:.1} GiB", mib / 1024.0)
+    } else {
+        format!("{mib:.1} MiB")
     }
 }
 
@@ -102,6 +173,18 @@ impl RelayConfig {
 pub enum RelayError {
     #[error("serving http failed")]
     Serve(#[source] std::io::Error),
+}
+
+/// Removes rooms whose last peer left more than `retained_ttl` ago, with their retained blobs,
+/// so a room an attacker filled and left does not hold memory for good.
+async fn sweep_expired_rooms(relay: Arc<Relay>) {
+    let ttl = relay.config.retained_ttl;
+    let every = (ttl / 2).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        ticks.tick().await;
+        relay.expire_rooms(std::time::Instant::now());
+    }
 }
 
 /// The relay's shared state: rooms by id, counters, configuration.
@@ -171,6 +254,7 @@ impl Relay {
         } else {
             self.metrics.peers.fetch_add(1, Ordering::Relaxed);
         }
+        state.empty_since = None;
         drop(rooms);
         let present: Vec<PeerId> = state
             .members
@@ -218,6 +302,39 @@ impl Relay {
             drop(state);
             rooms.remove(&room_id);
             self.metrics.rooms.fetch_sub(1, Ordering::Relaxed);
+        } else if state.members.is_empty() {
+            state.empty_since = Some(std::time::Instant::now());
+        }
+    }
+
+    /// Drops every room whose last peer left at least `retained_ttl` before `now`.
+    fn expire_rooms(&self, now: std::time::Instant) {
+        let ttl = self.config.retained_ttl;
+        let mut rooms = self.rooms();
+        rooms.retain(|room_id, room| {
+            let mut state = room.lock();
+            let expired = state.members.is_empty()
+                && state
+                    .empty_since
+                    .is_some_and(|since| now.saturating_duration_since(since) >= ttl);
+            if expired {
+                let freed = state.clear_retained();
+                self.metrics
+                    .retained_bytes
+                    .fetch_sub(freed as u64, Ordering::Relaxed);
+                self.metrics.rooms.fetch_sub(1, Ordering::Relaxed);
+                tracing::info!(%room_id, freed, "dropped the retained blobs of a room idle past its ttl");
+            }
+            !expired
+        });
+    }
+
+    /// The limits a put into a room's retained store must respect.
+    pub(crate) fn retain_limits(&self) -> room::RetainLimits<'_> {
+        room::RetainLimits {
+            bytes_per_room: self.config.retained_bytes_per_room,
+            bytes_total: self.config.retained_bytes_total,
+            total: &self.metrics.retained_bytes,
         }
     }
 
@@ -245,18 +362,42 @@ pub async fn serve(
         .route("/metrics", get(metrics_text))
         .route("/v1/rooms/{room_id}", get(upgrade))
         .with_state(relay.clone());
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+    let sweeper = tokio::spawn(sweep_expired_rooms(relay.clone()));
+    // Our own accept loop rather than `axum::serve`: it gives hyper a timer, so a client that
+    // never finishes its request head (slowloris) is dropped after `header_read_timeout`
+    // instead of holding a socket and its buffers for good.
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(relay.config.header_read_timeout);
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of descriptors, usually: give connections a moment to end rather
+                    // than spinning on the error.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
         // Frames are latency-sensitive and already batched by the writer.
         let _ = tcp.set_nodelay(true);
-    });
-    let closing = relay.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            closing.close_all();
-        })
-        .await
-        .map_err(RelayError::Serve)?;
+        let connection = http
+            .serve_connection(TokioIo::new(tcp), service.clone())
+            .with_upgrades();
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "http connection ended");
+            }
+        });
+    }
+    sweeper.abort();
+    relay.close_all();
     // Upgraded connections live outside axum: give their close frames time to go out.
     let mut live = relay.live_connections.subscribe();
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, live.wait_for(|count| *count == 0)).await;
@@ -326,6 +467,14 @@ async fn upgrade(
     mut request: Request,
 ) -> Response {
     let headers = request.headers();
+    if *relay.live_connections.borrow() >= relay.config.max_connections {
+        relay.metrics.reject(Rejection::TooManyConnections);
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "relay at its connection limit",
+        )
+            .into_response();
+    }
     if let Some(key) = &relay.config.relay_key {
         let offered = headers
             .get(header::AUTHORIZATION)

@@ -39,6 +39,29 @@ struct Args {
     /// Bytes collected before a socket write (0 = write every frame at once).
     #[arg(long, default_value_t = RelayConfig::default().write_buffer_size, hide = true)]
     write_buffer: usize,
+    /// Bytes of retained blobs one room may keep (puts beyond get ERROR 507).
+    #[arg(long, default_value_t = remote_agents_protocol::frame::RETAINED_BYTES_PER_ROOM_DEFAULT)]
+    retained_bytes_per_room: usize,
+    /// Bytes of retained blobs the whole relay may keep (puts beyond get ERROR 507).
+    #[arg(long, default_value_t = remote_agents_relay::RETAINED_BYTES_TOTAL_DEFAULT)]
+    retained_bytes_total: usize,
+    /// Seconds a room's retained blobs are kept after its last peer left.
+    #[arg(long, default_value_t = remote_agents_protocol::frame::RETAINED_TTL_SECS_DEFAULT)]
+    retained_ttl: u64,
+    /// Bytes of replies and presence frames queued for one connection before it is closed with
+    /// 4009 as a reader that does not read (default: 8 frames).
+    #[arg(long)]
+    max_queued_bytes: Option<usize>,
+    /// Seconds a sender waits on a receiver that reads nothing before the receiver is closed
+    /// with 4009.
+    #[arg(long, default_value_t = 20)]
+    slow_reader_timeout: u64,
+    /// WebSocket connections served at once; more are refused with HTTP 503.
+    #[arg(long, default_value_t = remote_agents_relay::MAX_CONNECTIONS_DEFAULT)]
+    max_connections: usize,
+    /// Seconds a client has to send its whole HTTP request head.
+    #[arg(long, default_value_t = 10)]
+    header_timeout: u64,
     /// Seconds a new connection has to prove its peer id's key before it is closed with 4004.
     #[arg(long, default_value_t = remote_agents_protocol::frame::PROOF_TIMEOUT_SECS_DEFAULT)]
     proof_timeout: u64,
@@ -72,6 +95,18 @@ async fn main() -> anyhow::Result<()> {
         idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
         queue_budget: 4 * args.max_frame,
         proof_timeout: Duration::from_secs(args.proof_timeout.max(1)),
+        retained_bytes_per_room: args.retained_bytes_per_room,
+        retained_bytes_total: args.retained_bytes_total,
+        retained_ttl: Duration::from_secs(args.retained_ttl),
+        // Never below one full RETAIN_GET answer (four blobs at the frame cap), or an honest
+        // reader would be cut off by a single reply.
+        max_queued_bytes: args
+            .max_queued_bytes
+            .unwrap_or(8 * args.max_frame)
+            .max((remote_agents_protocol::frame::RETAINED_PER_KEY + 1) * args.max_frame),
+        slow_reader_timeout: Duration::from_secs(args.slow_reader_timeout.max(1)),
+        max_connections: args.max_connections,
+        header_read_timeout: Duration::from_secs(args.header_timeout.max(1)),
         read_buffer_size: args.read_buffer,
         write_buffer_size: args.write_buffer,
     };
@@ -82,6 +117,9 @@ async fn main() -> anyhow::Result<()> {
     // The readiness line: tests that bind port 0 read the address from here.
     println!("listening on {address}");
     eprintln!("listening on {address}");
+    // What this configuration can hold at most, so an operator sizes the machine (or the
+    // limits) before an attacker does.
+    eprintln!("{}", config.memory_ceiling());
     remote_agents_relay::serve(listener, config, shutdown_signal())
         .await
         .context("relay stopped")?;

@@ -22,10 +22,12 @@ pub(crate) enum Rejection {
     KeyProofFailed,
     /// The peer did not read what the relay sent it fast enough; its connection was closed.
     SlowReader,
+    /// The relay was at its connection limit.
+    TooManyConnections,
 }
 
 impl Rejection {
-    const ALL: [Rejection; 12] = [
+    const ALL: [Rejection; 13] = [
         Rejection::Malformed,
         Rejection::NotFound,
         Rejection::RateLimited,
@@ -38,6 +40,7 @@ impl Rejection {
         Rejection::IdleTimeout,
         Rejection::KeyProofFailed,
         Rejection::SlowReader,
+        Rejection::TooManyConnections,
     ];
 
     fn label(self) -> &'static str {
@@ -54,6 +57,7 @@ impl Rejection {
             Rejection::IdleTimeout => "idle_timeout",
             Rejection::KeyProofFailed => "key_proof_failed",
             Rejection::SlowReader => "slow_reader",
+            Rejection::TooManyConnections => "too_many_connections",
         }
     }
 }
@@ -67,7 +71,9 @@ pub(crate) struct Metrics {
     pub bytes_in: AtomicU64,
     pub frames_forwarded: AtomicU64,
     pub bytes_forwarded: AtomicU64,
-    rejections: [AtomicU64; 12],
+    /// Bytes kept in every room's retained store; also the counter the total cap is held to.
+    pub retained_bytes: AtomicU64,
+    rejections: [AtomicU64; 13],
 }
 
 impl Metrics {
@@ -96,6 +102,11 @@ impl Metrics {
             "relay_peers",
             "connected peers",
             self.peers.load(Ordering::Relaxed),
+        );
+        gauge(
+            "relay_retained_bytes",
+            "bytes of retained blobs and keys kept in all rooms",
+            self.retained_bytes.load(Ordering::Relaxed) as i64,
         );
         let counters = [
             (

@@ -2,7 +2,9 @@
 //! held only to look up or change this state, never across an await.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use bytes::Bytes;
 use remote_agents_protocol::frame::{PeerId, RETAINED_KEYS_PER_ROOM, RETAINED_PER_KEY};
@@ -24,22 +26,86 @@ struct RetainedKey {
 pub(crate) struct RoomState {
     pub members: HashMap<PeerId, Member>,
     retained: HashMap<Bytes, RetainedKey>,
+    /// Bytes of the retained keys and blobs, counted toward the room's and the relay's caps.
+    retained_bytes: usize,
+    /// When the last peer left (the room expires `retained_ttl` later); `None` while occupied.
+    pub empty_since: Option<Instant>,
 }
 
-/// The retained store of this room already holds the maximum number of keys.
-#[derive(Debug)]
-pub(crate) struct RetainedFull;
+/// Why a blob was not kept.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum RetainedFull {
+    /// The room already keeps the maximum number of keys.
+    Keys,
+    /// The room's retained bytes would exceed its cap.
+    RoomBytes,
+    /// The relay's retained bytes would exceed its cap.
+    TotalBytes,
+}
+
+impl RetainedFull {
+    pub(crate) fn message(&self) -> &'static str {
+        match self {
+            RetainedFull::Keys => "retained store full: the room keeps the maximum number of keys",
+            RetainedFull::RoomBytes => {
+                "retained store full: the room's retained bytes are at their cap"
+            }
+            RetainedFull::TotalBytes => {
+                "retained store full: the relay's retained bytes are at their cap"
+            }
+        }
+    }
+}
+
+/// The caps a put is held to, and the relay-wide counter of retained bytes.
+pub(crate) struct RetainLimits<'relay> {
+    pub bytes_per_room: usize,
+    pub bytes_total: usize,
+    pub total: &'relay AtomicU64,
+}
 
 impl RoomState {
     pub(crate) fn is_unused(&self) -> bool {
         self.members.is_empty() && self.retained.is_empty()
     }
 
-    /// Keeps `blob` under `key`, dropping the oldest blob beyond the newest four.
-    pub(crate) fn retain(&mut self, key: &[u8], blob: &[u8]) -> Result<u64, RetainedFull> {
-        if !self.retained.contains_key(key) && self.retained.len() >= RETAINED_KEYS_PER_ROOM {
-            return Err(RetainedFull);
+    /// Keeps `blob` under `key`, dropping the oldest blob beyond the newest four, unless that
+    /// would take the room or the relay past its retained-bytes cap.
+    pub(crate) fn retain(
+        &mut self,
+        key: &[u8],
+        blob: &[u8],
+        limits: &RetainLimits<'_>,
+    ) -> Result<u64, RetainedFull> {
+        let existing = self.retained.get(key);
+        if existing.is_none() && self.retained.len() >= RETAINED_KEYS_PER_ROOM {
+            return Err(RetainedFull::Keys);
         }
+        // What the put adds (the blob, and the key when it is new) and what it drops (the
+        // oldest blob once the key holds four).
+        let added = blob.len() + if existing.is_none() { key.len() } else { 0 };
+        let dropped = existing
+            .filter(|entry| entry.blobs.len() >= RETAINED_PER_KEY)
+            .and_then(|entry| entry.blobs.front())
+            .map_or(0, |(_, oldest)| oldest.len());
+        let room_after = self.retained_bytes + added - dropped.min(self.retained_bytes + added);
+        if added > dropped && room_after > limits.bytes_per_room {
+            return Err(RetainedFull::RoomBytes);
+        }
+        if added > dropped {
+            let grow = (added - dropped) as u64;
+            limits
+                .total
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |total| {
+                    (total + grow <= limits.bytes_total as u64).then_some(total + grow)
+                })
+                .map_err(|_| RetainedFull::TotalBytes)?;
+        } else {
+            limits
+                .total
+                .fetch_sub((dropped - added) as u64, Ordering::Relaxed);
+        }
+        self.retained_bytes = room_after;
         // Copy key and blob out of the received message so the store never pins a connection's
         // read buffer.
         let entry = self
@@ -54,6 +120,12 @@ impl RoomState {
             entry.blobs.pop_front();
         }
         Ok(entry.last_seq)
+    }
+
+    /// Drops every retained blob; returns the bytes freed (for the relay-wide counter).
+    pub(crate) fn clear_retained(&mut self) -> usize {
+        self.retained.clear();
+        std::mem::take(&mut self.retained_bytes)
     }
 
     /// The kept blobs under `key`, oldest first.
@@ -83,11 +155,24 @@ impl Room {
 mod tests {
     use super::*;
 
+    fn unlimited(total: &AtomicU64) -> RetainLimits<'_> {
+        RetainLimits {
+            bytes_per_room: usize::MAX,
+            bytes_total: usize::MAX,
+            total,
+        }
+    }
+
     #[test]
     fn keeps_the_newest_four_blobs_per_key_with_increasing_seq() {
+        let total = AtomicU64::new(0);
         let mut room = RoomState::default();
         for index in 1..=6u8 {
-            assert_eq!(room.retain(b"desired", &[index]).unwrap(), index as u64);
+            assert_eq!(
+                room.retain(b"desired", &[index], &unlimited(&total))
+                    .unwrap(),
+                index as u64
+            );
         }
         let kept = room.retained(b"desired");
         let seqs: Vec<u64> = kept.iter().map(|(seq, _)| *seq).collect();
@@ -98,11 +183,49 @@ mod tests {
 
     #[test]
     fn refuses_a_new_key_beyond_the_per_room_limit() {
+        let total = AtomicU64::new(0);
+        let limits = unlimited(&total);
         let mut room = RoomState::default();
         for index in 0..RETAINED_KEYS_PER_ROOM {
-            room.retain(index.to_string().as_bytes(), b"x").unwrap();
+            room.retain(index.to_string().as_bytes(), b"x", &limits)
+                .unwrap();
         }
-        assert!(room.retain(b"one more", b"x").is_err());
-        assert!(room.retain(b"0", b"y").is_ok());
+        assert_eq!(
+            room.retain(b"one more", b"x", &limits),
+            Err(RetainedFull::Keys)
+        );
+        assert!(room.retain(b"0", b"y", &limits).is_ok());
+    }
+
+    #[test]
+    fn retained_bytes_are_capped_per_room_and_in_total_and_replacements_fit() {
+        let total = AtomicU64::new(0);
+        let limits = RetainLimits {
+            bytes_per_room: 100,
+            bytes_total: 150,
+            total: &total,
+        };
+        let mut first = RoomState::default();
+        // 1 key byte + 4 blobs of 20 = 81.
+        for _ in 0..4 {
+            first.retain(b"k", &[0; 20], &limits).unwrap();
+        }
+        assert_eq!(
+            first.retain(b"j", &[0; 20], &limits),
+            Err(RetainedFull::RoomBytes)
+        );
+        // A fifth blob under the same key replaces the oldest: the room stays at 81.
+        first.retain(b"k", &[1; 20], &limits).unwrap();
+        assert_eq!(total.load(Ordering::Relaxed), 81);
+        let mut second = RoomState::default();
+        second.retain(b"a", &[0; 60], &limits).unwrap();
+        assert_eq!(
+            second.retain(b"b", &[0; 20], &limits),
+            Err(RetainedFull::TotalBytes)
+        );
+        assert_eq!(total.load(Ordering::Relaxed), 142);
+        total.fetch_sub(first.clear_retained() as u64, Ordering::Relaxed);
+        assert_eq!(total.load(Ordering::Relaxed), 61);
+        second.retain(b"b", &[0; 20], &limits).unwrap();
     }
 }

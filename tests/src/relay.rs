@@ -30,7 +30,7 @@ pub const RELAY_URL_ENV: &str = "REMOTE_AGENTS_TEST_RELAY_URL";
 pub const EVENT_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The limits of the relay under test: the in-process config, or for an external relay the
-/// contract defaults unless `REMOTE_AGENTS_TEST_RELAY_{MAX_FRAME,MAX_PEERS,RATE,IDLE_SECS,KEY}`
+/// contract defaults unless `REMOTE_AGENTS_TEST_RELAY_{MAX_FRAME,MAX_PEERS,RATE,IDLE_SECS,KEY,RETAINED_BYTES_PER_ROOM}`
 /// say how it was started.
 #[derive(Clone, Debug)]
 pub struct RelayLimits {
@@ -39,6 +39,7 @@ pub struct RelayLimits {
     pub rate_per_second: u32,
     pub idle_timeout: Duration,
     pub relay_key: Option<String>,
+    pub retained_bytes_per_room: usize,
 }
 
 impl RelayLimits {
@@ -49,6 +50,7 @@ impl RelayLimits {
             rate_per_second: config.rate_per_second,
             idle_timeout: config.idle_timeout,
             relay_key: config.relay_key.clone(),
+            retained_bytes_per_room: config.retained_bytes_per_room,
         }
     }
 
@@ -81,6 +83,10 @@ impl RelayLimits {
             relay_key: std::env::var("REMOTE_AGENTS_TEST_RELAY_KEY")
                 .ok()
                 .filter(|key| !key.is_empty()),
+            retained_bytes_per_room: number(
+                "REMOTE_AGENTS_TEST_RELAY_RETAINED_BYTES_PER_ROOM",
+                frame::RETAINED_BYTES_PER_ROOM_DEFAULT,
+            )?,
         })
     }
 }
@@ -139,7 +145,8 @@ impl TestRelay {
         self.external
     }
 
-    fn socket_address(&self) -> anyhow::Result<String> {
+    /// `host:port` of the relay, for tests that speak raw TCP to it.
+    pub fn socket_address(&self) -> anyhow::Result<String> {
         let rest = self
             .url
             .strip_prefix("ws://")

@@ -122,3 +122,39 @@ async fn sigterm_closes_connections_with_1001_and_exits_cleanly() -> TestResult 
     assert!(exit.success(), "{exit}");
     Ok(())
 }
+
+/// Issue 12: the relay's memory had no ceiling. It now has one for its configuration and says
+/// so at start, so an operator sizes the machine (or the limits) before an attacker does.
+#[tokio::test]
+async fn the_relay_prints_its_memory_ceiling_at_start() -> TestResult {
+    let process = RelayProcess::start(
+        &[
+            "--max-connections",
+            "100",
+            "--retained-bytes-total",
+            "1048576",
+        ],
+        &[],
+    )
+    .await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        if let Some(line) = process
+            .logs()
+            .lines()
+            .find(|line| line.starts_with("memory ceiling: "))
+            .map(str::to_owned)
+        {
+            break line;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no memory ceiling line in: {}",
+            process.logs()
+        );
+        tokio::task::yield_now().await;
+    };
+    assert!(line.contains("for 100 connections"), "{line}");
+    assert!(line.contains("1.0 MiB retained"), "{line}");
+    Ok(())
+}

@@ -696,3 +696,237 @@ async fn a_relay_key_admits_only_peers_that_present_it() -> TestResult {
     }
     Ok(())
 }
+
+/// A blob as large as the frame cap allows under a key of `key_len` bytes (its `RETAINED` frame,
+/// 8 bytes longer than the put, must fit the cap too).
+fn largest_blob(max_frame: usize, key_len: usize) -> Vec<u8> {
+    vec![0x5a; max_frame - HEADER_LEN - 1 - key_len - 8]
+}
+
+/// Puts one blob per new key (`{prefix}{nn}`, two digits) until the relay refuses; returns how many it kept
+/// and the refusal's code.
+async fn fill_retained_store(
+    client: &mut remote_agents_tests::relay::RelayClient,
+    prefix: &str,
+    blob: &[u8],
+    most: usize,
+) -> anyhow::Result<(usize, u16)> {
+    for index in 0..most {
+        let key = format!("{prefix}{index:02}");
+        client
+            .send(&Frame::retain_put(index as u64 + 1, key.as_bytes(), blob)?)
+            .await?;
+        let reply = client.recv().await?;
+        match (reply.header.kind, reply.body()?) {
+            (FrameKind::Ack, _) => {}
+            (FrameKind::Error, Body::Error { code, .. }) => return Ok((index, code)),
+            other => anyhow::bail!("unexpected answer to RETAIN_PUT: {other:?}"),
+        }
+    }
+    anyhow::bail!("the relay kept {most} blobs without refusing one")
+}
+
+/// Issue 12: retained blobs were capped only by keys per room (256 MB a room, no total). A put
+/// that would take the room past its retained-bytes cap gets `ERROR 507`; what was kept stays.
+#[tokio::test]
+async fn retained_bytes_over_the_room_cap_are_refused_with_507() -> TestResult {
+    let relay = TestRelay::start_with(RelayConfig {
+        max_frame: 64 * 1024,
+        retained_bytes_per_room: 256 * 1024,
+        ..RelayConfig::default()
+    })
+    .await?;
+    let limits = relay.limits().clone();
+    let room = random_room();
+    let mut writer = relay.connect(&room, random_peer()).await?;
+    writer.welcome().await?;
+    let blob = largest_blob(limits.max_frame, 3);
+    let fit = limits.retained_bytes_per_room / (blob.len() + 3);
+    let (kept, code) = fill_retained_store(&mut writer, "b", &blob, fit + 1).await?;
+    assert_eq!((kept, code), (fit, error_code::RETAINED_FULL));
+    // The kept blobs are still served.
+    writer.send(&Frame::retain_get(100, b"b00")?).await?;
+    assert_eq!(writer.recv_kind(FrameKind::Retained).await?.header.id, 100);
+    Ok(())
+}
+
+#[tokio::test]
+async fn retained_bytes_over_the_relay_wide_cap_are_refused_with_507() -> TestResult {
+    let relay = TestRelay::start_with(RelayConfig {
+        max_frame: 64 * 1024,
+        retained_bytes_per_room: 256 * 1024,
+        retained_bytes_total: 384 * 1024,
+        ..RelayConfig::default()
+    })
+    .await?;
+    if relay.is_external() {
+        // Durable Objects share no memory: the Worker caps each room, the platform the rest.
+        return Ok(());
+    }
+    let blob = largest_blob(64 * 1024, 3);
+    let per_room = 256 * 1024 / (blob.len() + 3);
+    let mut first = relay.connect(&random_room(), random_peer()).await?;
+    first.welcome().await?;
+    assert_eq!(
+        fill_retained_store(&mut first, "b", &blob, per_room + 1).await?,
+        (per_room, error_code::RETAINED_FULL)
+    );
+    let mut second = relay.connect(&random_room(), random_peer()).await?;
+    second.welcome().await?;
+    let total_fit = 384 * 1024 / (blob.len() + 3);
+    assert_eq!(
+        fill_retained_store(&mut second, "b", &blob, per_room).await?,
+        (total_fit - per_room, error_code::RETAINED_FULL)
+    );
+    Ok(())
+}
+
+/// The value of an unlabelled line of the relay's `/metrics`.
+async fn metric(relay: &TestRelay, name: &str) -> anyhow::Result<i64> {
+    let (_, text) = relay.http_get("/metrics").await?;
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .ok_or_else(|| anyhow::anyhow!("no {name} in /metrics"))
+}
+
+/// Issue 12: rooms with blobs never expired (1 GB kept after the attacker left). A room's
+/// retained blobs go `retained_ttl` after its last peer left.
+#[tokio::test]
+async fn a_room_s_retained_blobs_expire_after_its_last_peer_left() -> TestResult {
+    let relay = TestRelay::start_with(RelayConfig {
+        retained_ttl: Duration::from_millis(500),
+        ..RelayConfig::default()
+    })
+    .await?;
+    if relay.is_external() {
+        return Ok(());
+    }
+    let room = random_room();
+    let mut writer = relay.connect(&room, random_peer()).await?;
+    writer.welcome().await?;
+    writer
+        .send(&Frame::retain_put(1, b"k", &[7; 1000])?)
+        .await?;
+    writer.recv_kind(FrameKind::Ack).await?;
+    assert_eq!(metric(&relay, "relay_retained_bytes").await?, 1001);
+    writer.close().await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metric(&relay, "relay_retained_bytes").await? != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the idle room's blobs were never dropped"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(metric(&relay, "relay_rooms").await?, 0);
+    let mut late = relay.connect(&room, random_peer()).await?;
+    late.welcome().await?;
+    late.send(&Frame::retain_get(2, b"k")?).await?;
+    let ack = late.recv_kind(FrameKind::Ack).await?;
+    assert_eq!(frame::parse_retain_get_ack(&ack.body)?, 0);
+    Ok(())
+}
+
+/// Issue 12: replies to RETAIN_GET on a socket that never reads were queued without bound
+/// (15.9 KB of requests took the relay 1.2 GB up). The connection is cut off instead, and
+/// what reaches the socket before the end is bounded by the queue, not by the requests.
+#[tokio::test]
+async fn a_socket_that_floods_retain_get_without_reading_is_closed() -> TestResult {
+    let relay = TestRelay::start_with(RelayConfig {
+        max_frame: 64 * 1024,
+        max_queued_bytes: 512 * 1024,
+        ..RelayConfig::default()
+    })
+    .await?;
+    if relay.is_external() {
+        // A Durable Object cannot see a peer's unread bytes; the platform bounds its memory.
+        return Ok(());
+    }
+    let room = random_room();
+    let mut writer = relay.connect(&room, random_peer()).await?;
+    writer.welcome().await?;
+    let blob = largest_blob(64 * 1024, 1);
+    for id in 1..=4 {
+        writer.send(&Frame::retain_put(id, b"k", &blob)?).await?;
+        writer.recv_kind(FrameKind::Ack).await?;
+    }
+    // 2,000 requests of 44 bytes ask for ~500 MB of answers.
+    let mut flooder = relay.connect_raw(&room, random_peer()).await?;
+    let requests = 2000;
+    for id in 0..requests {
+        let request = Frame::retain_get(id, b"k")?.encode();
+        if flooder.write_binary(&request).await.is_err() {
+            // Reset: the relay already dropped the connection.
+            break;
+        }
+    }
+    let mut received = 0usize;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match flooder.read_frame(left).await {
+            Ok(None) => break,
+            Ok(Some(frame)) if frame.opcode == 0x8 => break,
+            Ok(Some(frame)) => received += frame.payload.len(),
+            Err(error) if error.to_string().contains("no websocket frame within") => {
+                panic!("the relay kept the flooding connection open: {error}")
+            }
+            // Reset by the relay mid-frame: closed too.
+            Err(_) => break,
+        }
+    }
+    let asked = requests as usize * 4 * blob.len();
+    assert!(
+        received < asked / 10,
+        "the relay sent {received} of the {asked} bytes asked for before closing"
+    );
+    // The relay and the room go on (past the flooder's JOIN and LEAVE).
+    writer.send(&Frame::retain_get(9, b"k")?).await?;
+    let answer = loop {
+        let frame = writer.recv().await?;
+        if !matches!(frame.header.kind, FrameKind::Join | FrameKind::Leave) {
+            break frame;
+        }
+    };
+    assert_eq!(
+        (answer.header.kind, answer.header.id),
+        (FrameKind::Retained, 9)
+    );
+    Ok(())
+}
+
+/// Issue 12: 200 slowloris sockets were still held after 65 s. A request head that never ends
+/// (and a connection that never sends one) is dropped after the header timeout.
+#[tokio::test]
+async fn an_http_request_head_that_never_ends_is_dropped() -> TestResult {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let relay = TestRelay::start_with(RelayConfig {
+        header_read_timeout: Duration::from_millis(500),
+        ..RelayConfig::default()
+    })
+    .await?;
+    if relay.is_external() {
+        return Ok(());
+    }
+    let address = relay.socket_address()?;
+    let mut partial = tokio::net::TcpStream::connect(&address).await?;
+    partial
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: relay\r\nX-Slow: ")
+        .await?;
+    let mut silent = tokio::net::TcpStream::connect(&address).await?;
+    for (what, stream) in [("partial head", &mut partial), ("no head", &mut silent)] {
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
+            .await
+            .map_err(|_| anyhow::anyhow!("{what}: the relay still holds the socket"))??;
+    }
+    // The relay still serves everyone else.
+    assert_eq!(relay.http_get("/healthz").await?.0, 200);
+    Ok(())
+}

@@ -55,6 +55,8 @@ export const CloseCode = {
   /** The connection did not prove the key its peer id hashes from; it never joined the room. */
   KeyProofFailed: 4004,
   IdleTimeout: 4008,
+  /** The peer did not read what the relay sent it (the Rust relay; workerd bounds its own). */
+  SlowReader: 4009,
   RateLimited: 4029,
 } as const;
 

@@ -6,6 +6,7 @@ export interface LimitVars {
   MAX_PEERS_PER_ROOM?: string | null;
   RETAINED_PER_KEY?: string | null;
   RETAINED_KEYS_PER_ROOM?: string | null;
+  RETAINED_BYTES_PER_ROOM?: string | null;
   RATE_LIMIT_PER_SECOND?: string | null;
   RATE_LIMIT_BURST?: string | null;
 }
@@ -15,6 +16,8 @@ export interface Limits {
   maxPeersPerRoom: number;
   retainedPerKey: number;
   retainedKeysPerRoom: number;
+  /** Bytes of retained blobs and keys one room keeps; a put beyond gets ERROR 507. */
+  retainedBytesPerRoom: number;
   /** Frames per second per connection; 0 turns rate limiting off. */
   rateLimitPerSecond: number;
   rateLimitBurst: number;
@@ -25,6 +28,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxPeersPerRoom: 10_000,
   retainedPerKey: 4,
   retainedKeysPerRoom: 64,
+  retainedBytesPerRoom: 16 * 1024 * 1024,
   rateLimitPerSecond: 100_000,
   rateLimitBurst: 200_000,
 };
@@ -44,6 +48,10 @@ export function limitsFrom(vars: LimitVars): Limits {
     retainedKeysPerRoom: positiveInteger(
       vars.RETAINED_KEYS_PER_ROOM,
       DEFAULT_LIMITS.retainedKeysPerRoom,
+    ),
+    retainedBytesPerRoom: positiveInteger(
+      vars.RETAINED_BYTES_PER_ROOM,
+      DEFAULT_LIMITS.retainedBytesPerRoom,
     ),
     rateLimitPerSecond: positiveInteger(
       vars.RATE_LIMIT_PER_SECOND,

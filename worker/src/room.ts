@@ -310,6 +310,30 @@ export class Room extends DurableObject<Env> {
         return;
       }
     }
+    // The room's retained bytes (each blob, and each key once) are capped like the Rust relay's:
+    // what the put adds, less the oldest blob it pushes out once the key holds its maximum.
+    const used = sql
+      .exec<{ n: number }>(
+        `SELECT COALESCE(SUM(LENGTH(blob)), 0)
+              + COALESCE((SELECT SUM(LENGTH(key)) FROM (SELECT DISTINCT key FROM retained)), 0) AS n
+           FROM retained`,
+      )
+      .one().n;
+    const kept = sql
+      .exec<{ count: number; oldest: number | null }>(
+        `SELECT COUNT(*) AS count,
+                (SELECT LENGTH(blob) FROM retained WHERE key = ? ORDER BY seq ASC LIMIT 1) AS oldest
+           FROM retained WHERE key = ?`,
+        keyBuffer,
+        keyBuffer,
+      )
+      .one();
+    const added = blob.length + (last === null ? key.length : 0);
+    const dropped = kept.count >= this.limits.retainedPerKey ? (kept.oldest ?? 0) : 0;
+    if (added > dropped && used + added - dropped > this.limits.retainedBytesPerRoom) {
+      this.sendError(socket, connection, idBytes, ErrorCode.RetainedFull, "retained store full: the room's retained bytes are at their cap");
+      return;
+    }
     const seq = (last ?? 0) + 1;
     sql.exec("INSERT INTO retained (key, seq, blob) VALUES (?, ?, ?)", keyBuffer, seq, blob.slice().buffer);
     sql.exec(

@@ -315,6 +315,33 @@ test("retained blobs: newest 4 per key, oldest first, kept across a restart", as
   b.close();
 });
 
+test("retained bytes over the room's cap get 507; a replacement under a full key still fits", async () => {
+  serve("stop");
+  port = serve("start", { RETAINED_BYTES_PER_ROOM: "100" });
+  try {
+    const a = await Peer.connect(newRoom());
+    await a.next(Kind.Welcome);
+    const put = (id: bigint, key: string, size: number) =>
+      a.send(Kind.RetainPut, ZERO_PEER, id, encodeRetainPutBody(new TextEncoder().encode(key), new Uint8Array(size)));
+    // 1 key byte + 4 blobs of 20 = 81 of 100.
+    for (let id = 1n; id <= 4n; id++) {
+      put(id, "k", 20);
+      assert.equal((await a.next(Kind.Ack)).id, id);
+    }
+    put(5n, "j", 20);
+    const error = await a.next(Kind.Error);
+    assert.equal(error.id, 5n);
+    assert.equal(decodeErrorBody(error.body).code, ErrorCode.RetainedFull);
+    // A fifth blob under "k" pushes out its oldest: the room stays at 81.
+    put(6n, "k", 20);
+    assert.equal((await a.next(Kind.Ack)).id, 6n);
+    a.close();
+  } finally {
+    serve("stop");
+    port = serve("start");
+  }
+});
+
 test("limits come from the environment: room full is 4002, one key too many is 507", async () => {
   serve("stop");
   port = serve("start", { RETAINED_KEYS_PER_ROOM: "2", MAX_PEERS_PER_ROOM: "1" });
