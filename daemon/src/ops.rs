@@ -38,7 +38,7 @@ pub struct ExecArgs {
     /// Seconds before the whole process group is killed; default 60, at most 86400.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<f64>,
-    /// Bytes kept of stdout and of stderr each; default 1048576, at most 16777216. More output
+    /// Bytes kept of stdout and of stderr each; default 1048576, at most 67108864. More output
     /// sets `truncated`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output_bytes: Option<usize>,
@@ -705,9 +705,10 @@ pub struct Reply {
 /// The longest `timeout_secs` a request may ask for (exec, a schedule's runs): one day. A
 /// longer run is better started as a service; the cap keeps every deadline computable.
 pub const MAX_TIMEOUT_SECS: f64 = 86_400.0;
-/// The most bytes of stdout and of stderr an exec may keep (`max_output_bytes`): 16 MiB each.
+/// The most bytes of stdout and of stderr an exec may keep (`max_output_bytes`): 64 MiB each,
+/// the map output cap of `mapreduce`, the largest user (1 GiB of output took a node to 23.5 GB).
 /// The whole result is held in memory and sent as one message, so it must stay bounded.
-pub const MAX_OUTPUT_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_OUTPUT_BYTES: usize = crate::mapreduce::DEFAULT_MAX_OUTPUT;
 /// The longest `ttl_secs` of a mode override or an imperative schedule: 366 days.
 pub const MAX_TTL_SECS: u64 = 366 * 24 * 3600;
 
@@ -749,7 +750,7 @@ pub fn duration_from_secs(field: &str, secs: f64) -> Result<std::time::Duration,
 pub fn max_output_bytes(field: &str, bytes: usize) -> Result<usize, String> {
     if bytes > MAX_OUTPUT_BYTES {
         return Err(format!(
-            "{field} must be at most {MAX_OUTPUT_BYTES} (16 MiB), got {bytes}; read large \
+            "{field} must be at most {MAX_OUTPUT_BYTES} (64 MiB), got {bytes}; read large \
              output from a file with read_file instead"
         ));
     }
