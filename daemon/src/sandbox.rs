@@ -2,8 +2,11 @@
 //! the whole file system read-only (read and execute everywhere, writes only to `/dev/null`),
 //! with `no_new_privs` (set-uid programs such as `sudo` gain nothing), TCP bind and connect
 //! denied where the kernel's Landlock ABI has network rules (4+), and signals and abstract Unix
-//! sockets confined to the sandbox where it has scopes (6+). Elsewhere, or where Landlock is
-//! missing or too old to deny every kind of write, plan mode refuses to run commands.
+//! sockets confined to the sandbox where it has scopes (6+). Landlock does not cover a file's
+//! metadata, so a seccomp filter makes the calls that change it fail with EPERM: modes
+//! (`chmod`), owners (`chown`), times (`touch` of an existing file) and extended attributes.
+//! Elsewhere, or where Landlock is missing or too old to deny every kind of write, plan mode
+//! refuses to run commands.
 //!
 //! The workspace forbids `unsafe`, so the ruleset is not applied between fork and exec
 //! (`pre_exec`). Landlock and `no_new_privs` bind a *thread* and everything it starts later:
@@ -63,17 +66,18 @@ mod imp {
         (
             ABI::V6,
             "landlock: file system read-only (writes only to /dev/null), TCP bind/connect \
-             denied, signals and abstract sockets confined, no_new_privs",
+             denied, signals and abstract sockets confined; seccomp: no metadata changes; \
+             no_new_privs",
         ),
         (
             ABI::V4,
             "landlock: file system read-only (writes only to /dev/null), TCP bind/connect \
-             denied, no_new_privs",
+             denied; seccomp: no metadata changes; no_new_privs",
         ),
         (
             ABI::V3,
-            "landlock: file system read-only (writes only to /dev/null), no_new_privs; this \
-             kernel's landlock cannot deny network access",
+            "landlock: file system read-only (writes only to /dev/null); seccomp: no metadata \
+             changes; no_new_privs; this kernel's landlock cannot deny network access",
         ),
     ];
 
@@ -125,6 +129,64 @@ mod imp {
             .map_err(SandboxError::Unavailable)
     }
 
+    /// The system calls that change a file's metadata, which Landlock leaves open. A filter
+    /// that names them (rather than allowing a list) keeps every other program working.
+    fn metadata_calls() -> Vec<i64> {
+        // setxattrat and removexattrat (Linux 6.13) have one number on every architecture and
+        // are not in libc yet.
+        const SYS_SETXATTRAT: i64 = 463;
+        const SYS_REMOVEXATTRAT: i64 = 466;
+        let mut calls = vec![
+            libc::SYS_fchmod,
+            libc::SYS_fchmodat,
+            libc::SYS_fchmodat2,
+            libc::SYS_fchown,
+            libc::SYS_fchownat,
+            libc::SYS_utimensat,
+            libc::SYS_setxattr,
+            libc::SYS_lsetxattr,
+            libc::SYS_fsetxattr,
+            libc::SYS_removexattr,
+            libc::SYS_lremovexattr,
+            libc::SYS_fremovexattr,
+            SYS_SETXATTRAT,
+            SYS_REMOVEXATTRAT,
+        ];
+        // The legacy calls exist only on the older architectures.
+        #[cfg(target_arch = "x86_64")]
+        calls.extend([
+            libc::SYS_chmod,
+            libc::SYS_chown,
+            libc::SYS_lchown,
+            libc::SYS_utime,
+            libc::SYS_utimes,
+            libc::SYS_futimesat,
+        ]);
+        calls
+    }
+
+    /// Makes the metadata calls fail with EPERM on this thread and what it starts.
+    fn deny_metadata_changes() -> Result<(), String> {
+        use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+        let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| e.to_string())?;
+        let rules = metadata_calls()
+            .into_iter()
+            .map(|call| (call, Vec::new()))
+            .collect();
+        let filter = SeccompFilter::new(
+            rules,
+            SeccompAction::Allow,
+            SeccompAction::Errno(libc::EPERM as u32),
+            arch,
+        )
+        .map_err(|e| e.to_string())?;
+        let program: BpfProgram = filter
+            .try_into()
+            .map_err(|e: seccompiler::BackendError| e.to_string())?;
+        // Without TSYNC: this thread only (and its children), like the Landlock domain.
+        seccompiler::apply_filter(&program).map_err(|e| e.to_string())
+    }
+
     /// Runs on a thread of its own: restricts that thread, then starts the command from it.
     fn confine_and_spawn(
         mut command: Command,
@@ -146,6 +208,8 @@ mod imp {
                 "no_new_privs could not be set".into(),
             ));
         }
+        deny_metadata_changes()
+            .map_err(|e| SandboxError::NotEnforced(format!("seccomp filter: {e}")))?;
         // The child registers with the runtime's process driver (to be reaped and awaited).
         let _entered = runtime.enter();
         let child = command.spawn().map_err(|e| SandboxError::Spawn {
@@ -244,7 +308,9 @@ mod tests {
         assert!(read.sandbox.is_some_and(|s| s.contains("landlock")));
 
         let script = "echo x > new.txt; echo x >> kept.txt; rm -f kept.txt; mkdir d; \
+                      chmod 0 kept.txt; touch -d 2001-01-01 kept.txt; chown $(id -u) kept.txt; \
                       echo x > /dev/null && echo devnull-ok";
+        let before = std::fs::metadata(&kept).unwrap();
         let write = run(
             sandboxed(&["sh", "-c", script], dir.path()),
             cancel(),
@@ -256,6 +322,10 @@ mod tests {
         assert!(!dir.path().join("new.txt").exists());
         assert!(!dir.path().join("d").exists());
         assert_eq!(std::fs::read_to_string(&kept).unwrap(), "kept\n");
+        // Landlock leaves metadata open; the seccomp filter closes it.
+        let after = std::fs::metadata(&kept).unwrap();
+        assert_eq!(after.permissions(), before.permissions());
+        assert_eq!(after.modified().unwrap(), before.modified().unwrap());
 
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();

@@ -426,8 +426,8 @@ async fn an_mcp_client_fans_out_with_fleet_exec_and_fetches_the_job() -> anyhow:
     .await?;
     let mut mcp = fleet.start_mcp_operator().await?;
     // db-1 is in plan mode: it runs the command read-only, so the write fails there only.
-    let marker = fleet.dir.path().join("touched");
-    let marker = marker.to_str().unwrap_or_default();
+    let marker = fleet.dir.path().join("written");
+    let write = format!("echo written > '{}'", marker.display());
 
     // The MCP node joins the room in the background: retry until all three hosts answer.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -435,7 +435,7 @@ async fn an_mcp_client_fans_out_with_fleet_exec_and_fetches_the_job() -> anyhow:
         let result = mcp
             .call_tool(
                 "fleet_exec",
-                serde_json::json!({"target": "all", "argv": ["touch", marker]}),
+                serde_json::json!({"target": "all", "argv": ["sh", "-c", write]}),
             )
             .await?;
         if result["structuredContent"]["hosts"] == 3 {

@@ -1,6 +1,6 @@
 //! Plan mode runs commands read-only: the real `remote-agents mcp` in plan mode starts each
-//! command inside its Landlock sandbox, where writes, deletions, a `git commit` and a TCP
-//! connect all fail while reading commands (`uname`, `df`, `ps`, `cat`, `git status`) work.
+//! command inside its Landlock sandbox, where writes, deletions, `chmod`, a `git commit` and a
+//! TCP connect all fail while reading commands (`uname`, `df`, `ps`, `cat`, `git status`) work.
 
 use std::path::Path;
 
@@ -103,6 +103,19 @@ async fn plan_mode_commands_read_but_cannot_write_delete_commit_or_connect() -> 
     let result = exec(&mut node, &["rm", "-f", "kept.txt"], &home).await?;
     assert_ne!(result["exit_code"], 0, "{result}");
     assert_eq!(std::fs::read_to_string(&kept)?, "still here\n");
+
+    // Metadata too: a file's mode and times stay as they were.
+    let before = std::fs::metadata(&kept)?;
+    for argv in [
+        vec!["chmod", "000", "kept.txt"],
+        vec!["touch", "-d", "2001-01-01", "kept.txt"],
+    ] {
+        let result = exec(&mut node, &argv, &home).await?;
+        assert_ne!(result["exit_code"], 0, "{argv:?}: {result}");
+    }
+    let after = std::fs::metadata(&kept)?;
+    assert_eq!(after.permissions(), before.permissions());
+    assert_eq!(after.modified()?, before.modified()?);
 
     let result = exec(
         &mut node,
