@@ -32,6 +32,7 @@ const relay :Workerd.Worker = (
     (name = "RETAINED_PER_KEY", fromEnvironment = "RETAINED_PER_KEY"),
     (name = "RETAINED_KEYS_PER_ROOM", fromEnvironment = "RETAINED_KEYS_PER_ROOM"),
     (name = "RETAINED_BYTES_PER_ROOM", fromEnvironment = "RETAINED_BYTES_PER_ROOM"),
+    (name = "RETAINED_TTL_SECONDS", fromEnvironment = "RETAINED_TTL_SECONDS"),
     (name = "RATE_LIMIT_PER_SECOND", fromEnvironment = "RATE_LIMIT_PER_SECOND"),
     (name = "RATE_LIMIT_BURST", fromEnvironment = "RATE_LIMIT_BURST"),
   ],

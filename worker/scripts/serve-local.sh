@@ -44,6 +44,9 @@ case "$command" in
     mkdir -p "$state/storage"
     rm -f "$state/control" "$state/port"
     launch() {
+      # Created here, not only by the background job's redirection, so the wait loop below never
+      # reads a control file that does not exist yet (it would end the script under set -e).
+      : >"$state/control"
       # The lock descriptor stays with this script, not with workerd.
       setsid "$here/node_modules/.bin/workerd" serve "$here/workerd.capnp" \
         -s "http=127.0.0.1:${PORT:-0}" -d "room-storage=$state/storage" --control-fd=3 \

@@ -7,6 +7,7 @@ export interface LimitVars {
   RETAINED_PER_KEY?: string | null;
   RETAINED_KEYS_PER_ROOM?: string | null;
   RETAINED_BYTES_PER_ROOM?: string | null;
+  RETAINED_TTL_SECONDS?: string | null;
   RATE_LIMIT_PER_SECOND?: string | null;
   RATE_LIMIT_BURST?: string | null;
 }
@@ -18,6 +19,8 @@ export interface Limits {
   retainedKeysPerRoom: number;
   /** Bytes of retained blobs and keys one room keeps; a put beyond gets ERROR 507. */
   retainedBytesPerRoom: number;
+  /** A room's retained blobs are dropped this long after its last peer left. */
+  retainedTtlSeconds: number;
   /** Frames per second per connection; 0 turns rate limiting off. */
   rateLimitPerSecond: number;
   rateLimitBurst: number;
@@ -29,6 +32,7 @@ export const DEFAULT_LIMITS: Limits = {
   retainedPerKey: 4,
   retainedKeysPerRoom: 64,
   retainedBytesPerRoom: 16 * 1024 * 1024,
+  retainedTtlSeconds: 24 * 60 * 60,
   rateLimitPerSecond: 100_000,
   rateLimitBurst: 200_000,
 };
@@ -53,6 +57,7 @@ export function limitsFrom(vars: LimitVars): Limits {
       vars.RETAINED_BYTES_PER_ROOM,
       DEFAULT_LIMITS.retainedBytesPerRoom,
     ),
+    retainedTtlSeconds: positiveInteger(vars.RETAINED_TTL_SECONDS, DEFAULT_LIMITS.retainedTtlSeconds),
     rateLimitPerSecond: positiveInteger(
       vars.RATE_LIMIT_PER_SECOND,
       DEFAULT_LIMITS.rateLimitPerSecond,

@@ -391,6 +391,17 @@ export class Room extends DurableObject<Env> {
     this.peers.delete(connection.peerHex);
     const leave = relayFrame(Kind.Leave, ZERO_PEER, ZERO_ID, new Uint8Array(0), connection.peer);
     for (const other of this.peers.values()) this.trySend(other, leave);
+    if (this.peers.size === 0) {
+      // The last peer left: the retained blobs go after the TTL unless someone is back by then
+      // (a later leave moves the alarm; `alarm` checks presence).
+      void this.ctx.storage.setAlarm(Date.now() + this.limits.retainedTtlSeconds * 1000);
+    }
+  }
+
+  /** The retained TTL ran out after the last peer left: drop the room's blobs if still empty. */
+  override async alarm(): Promise<void> {
+    if (this.peers.size > 0) return;
+    this.ctx.storage.sql.exec("DELETE FROM retained");
   }
 
   private sendError(

@@ -342,6 +342,36 @@ test("retained bytes over the room's cap get 507; a replacement under a full key
   }
 });
 
+test("a room's retained blobs are dropped the retained TTL after its last peer left", async () => {
+  serve("stop");
+  port = serve("start", { RETAINED_TTL_SECONDS: "1" });
+  try {
+    const room = newRoom();
+    const key = new TextEncoder().encode("desired");
+    const writer = await Peer.connect(room);
+    await writer.next(Kind.Welcome);
+    writer.send(Kind.RetainPut, ZERO_PEER, 1n, encodeRetainPutBody(key, new Uint8Array([1])));
+    await writer.next(Kind.Ack);
+    writer.close();
+    // Each look joins the room and leaves it again, which restarts the TTL: look less often
+    // than the TTL, until the deadline.
+    const deadline = Date.now() + 15_000;
+    for (let look = 1n; ; look++) {
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      const reader = await Peer.connect(room);
+      await reader.next(Kind.Welcome);
+      reader.send(Kind.RetainGet, ZERO_PEER, look, encodeRetainGetBody(key));
+      const count = (await reader.next(Kind.Ack)).body[3];
+      reader.close();
+      if (count === 0) break;
+      assert.ok(Date.now() < deadline, "the idle room's blobs were never dropped");
+    }
+  } finally {
+    serve("stop");
+    port = serve("start");
+  }
+});
+
 test("limits come from the environment: room full is 4002, one key too many is 507", async () => {
   serve("stop");
   port = serve("start", { RETAINED_KEYS_PER_ROOM: "2", MAX_PEERS_PER_ROOM: "1" });
