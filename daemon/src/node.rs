@@ -912,6 +912,15 @@ impl Node {
             .unwrap_or_else(|| Outcome::failed("the request's outcome was lost"))
     }
 
+    /// The gate a git executor checks every location and file against: git reads and writes
+    /// more than the folder the request named (the git folder, remotes, each file checked out).
+    fn git_gate<'a>(&self, policy: &'a Policy) -> crate::git::Gate<'a> {
+        crate::git::Gate {
+            policy,
+            mode: self.effective_mode(),
+        }
+    }
+
     fn resolve_dir_for_git(
         &self,
         mode: Mode,
@@ -1177,20 +1186,37 @@ impl Node {
                 &roots,
                 &query,
             )),
-            Prepared::GitStatus(repo) => result(crate::git::status(&repo)),
-            Prepared::GitPull(repo, remote, branch) => result(crate::git::pull(
-                &repo,
-                remote.as_deref(),
-                branch.as_deref(),
-            )),
-            Prepared::GitCommit(repo, message, paths) => {
-                result(crate::git::commit(&repo, &message, paths.as_deref()))
+            Prepared::GitStatus(repo) => {
+                let policy = self.policy();
+                result(crate::git::status(&repo, self.git_gate(&policy)))
             }
-            Prepared::GitPush(repo, remote, branch) => result(crate::git::push(
-                &repo,
-                remote.as_deref(),
-                branch.as_deref(),
-            )),
+            Prepared::GitPull(repo, remote, branch) => {
+                let policy = self.policy();
+                result(crate::git::pull(
+                    &repo,
+                    remote.as_deref(),
+                    branch.as_deref(),
+                    self.git_gate(&policy),
+                ))
+            }
+            Prepared::GitCommit(repo, message, paths) => {
+                let policy = self.policy();
+                result(crate::git::commit(
+                    &repo,
+                    &message,
+                    paths.as_deref(),
+                    self.git_gate(&policy),
+                ))
+            }
+            Prepared::GitPush(repo, remote, branch) => {
+                let policy = self.policy();
+                result(crate::git::push(
+                    &repo,
+                    remote.as_deref(),
+                    branch.as_deref(),
+                    self.git_gate(&policy),
+                ))
+            }
             Prepared::Info => Outcome::ok(&self.info()),
             Prepared::ListAgents => Outcome::ok(&self.list_agents()),
             Prepared::SetMode(args) => self.set_mode(request_id, args),

@@ -4,6 +4,7 @@ mod adversarial;
 mod desired;
 mod desired_watch;
 mod fleet_fanout;
+mod hardening_git;
 mod hardening_files;
 mod mapreduce;
 mod mcp_http;
