@@ -1,6 +1,12 @@
 //! Git executors with libgit2 (`git2`, vendored, no OpenSSL): status, pull (fetch then
 //! fast-forward only), commit, push. Built without the `https`/`ssh` features, so remotes are
 //! local paths or `file://` URLs; other transports fail with an error saying so.
+//!
+//! Every operation goes through the policy gate (`Gate`): the repository's folders, its local
+//! remotes and every file a checkout writes or a commit reads must pass it, and the repository
+//! is used with its own config file alone, which `guard_config` keeps from redirecting the work
+//! tree or naming programs to run. A hostile repository config or tree is refused whole, before
+//! anything is written.
 
 use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
