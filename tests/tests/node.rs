@@ -118,6 +118,29 @@ async fn kill_9_during_200_writes_leaves_every_file_old_or_new() -> anyhow::Resu
     for r in records.iter().filter(|r| r["result"] == "outcome_unknown") {
         assert_eq!(r["decision"], "recovered after restart", "{r}");
     }
+
+    // A write killed between its temp file and the rename left `.NAME.ra-tmp-*` beside its
+    // file for good; the next start removes them, although `remote-agents audit` above was the
+    // one that recovered the journal.
+    let temp_files = || -> anyhow::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&files)? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if name.contains(".ra-tmp-") {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    };
+    let before = temp_files()?;
+    eprintln!("temp files the kill left: {before:?}");
+    let restarted = McpProcess::start(&args, &[]).await?;
+    let after = temp_files()?;
+    assert!(
+        after.is_empty(),
+        "temp files left after a restart: {after:?} (before it: {before:?})"
+    );
+    drop(restarted);
     Ok(())
 }
 
