@@ -3,9 +3,9 @@
 Usage: python mcp_client_test.py BINARY [--http] [--agent-id ID] [-- extra args for `remote-agents mcp`]
 
 Lists tools, runs exec (and a long one that must report progress), writes then reads a file,
-switches the target node to plan mode and checks that a write and an exec are refused with a
-clear reason. With --agent-id every call goes to that peer through the relay instead of the local
-node.
+switches the target node to plan mode and checks that a write is refused with a clear reason
+and an exec runs read-only (a `touch` fails and creates nothing, a `cat` still reads). With
+--agent-id every call goes to that peer through the relay instead of the local node.
 
 By default the SDK starts the node as a stdio server. With --http the script starts
 `remote-agents mcp --http 127.0.0.1:0`, reads the URL from its stderr and the bearer token from
@@ -123,10 +123,17 @@ async def exercise(session, target, agent_id, path):
     result = await session.call_tool("write_file", {**target, "path": path, "content": "must not land"})
     check(result.is_error and "plan mode" in text_of(result),
           f"write_file is refused in plan mode ({text_of(result)[:90]!r})")
+    # Plan mode runs commands read-only under Landlock: `touch` runs, fails, and creates nothing.
     result = await session.call_tool("exec", {**target, "argv": ["touch", path + ".exec"]})
-    check(result.is_error and "plan mode" in text_of(result)
-          and not os.path.exists(path + ".exec"),
-          "exec is refused in plan mode")
+    out = result.structured_content or {}
+    check(not result.is_error and out.get("exit_code") not in (None, 0)
+          and out.get("sandbox") and not os.path.exists(path + ".exec"),
+          f"exec runs read-only in plan mode: touch fails and creates nothing ({text_of(result)[:120]!r})")
+    result = await session.call_tool("exec", {**target, "argv": ["cat", path]})
+    out = result.structured_content or {}
+    check(not result.is_error and out.get("exit_code") == 0
+          and out.get("stdout") == "written by the python sdk\n",
+          f"exec still reads in plan mode ({text_of(result)[:120]!r})")
     result = await session.call_tool("read_file", {**target, "path": path})
     check(not result.is_error
           and result.structured_content["content"] == "written by the python sdk\n",
