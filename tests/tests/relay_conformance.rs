@@ -227,6 +227,9 @@ async fn a_second_connection_with_the_same_peer_id_evicts_the_first_with_4001() 
     Ok(())
 }
 
+/// What an intruder sends back for a `CHALLENGE` key.
+type AnswerToChallenge<'a> = dyn Fn(&[u8; 32]) -> anyhow::Result<Bytes> + 'a;
+
 /// The attack of issue 12: anyone who reads a peer id from WELCOME connects with it. Without
 /// the peer's private key the connection is refused with 4004, never joins, and the peer it
 /// claimed stays connected and reachable (it is not evicted, and nobody sees it rejoin).
@@ -249,7 +252,7 @@ async fn an_unproven_connection_claiming_a_present_peer_is_refused_and_the_peer_
     let victim_public = keypair_of(&victim)?.public;
     let friend_id = friend.peer;
     // Each attempt: what the attacker sends in answer to the CHALLENGE.
-    let attempts: Vec<(&str, Box<dyn Fn(&[u8; 32]) -> anyhow::Result<Bytes>>)> = vec![
+    let attempts: Vec<(&str, Box<AnswerToChallenge<'_>>)> = vec![
         (
             "a proof by its own key (which does not hash to the claimed id)",
             Box::new(|challenge| {
