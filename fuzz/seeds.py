@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Writes the checked-in seed corpora under fuzz/corpus/<target>/ from the repository's own
 examples, spec fixtures and frame vectors, plus a few hand-written inputs for the targets whose
-input format is the harness's own (scripts, length-prefixed frames). Run from anywhere:
+input format is the harness's own (scripts, length-prefixed frames), and the libFuzzer
+dictionaries fuzz/dict/<target>.dict (syntax, field names taken from the schemas and argument
+structs, and numbers at the edges, which mutation alone reaches slowly). Run from anywhere:
 `python3 fuzz/seeds.py`; it rewrites the seeds it owns (named seed-*) and keeps other files
-(reproducers of fixed crashes, added by hand)."""
+(reproducers of crashes, added by hand)."""
 
 import base64
 import json
@@ -48,6 +50,54 @@ def length_prefixed(*frames):
 def postcard_str(text):
     data = text.encode()
     return bytes([len(data)]) + data
+
+
+def schema_fields():
+    fields = set()
+
+    def walk(value):
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                if key == "properties" and isinstance(inner, dict):
+                    fields.update(inner)
+                walk(inner)
+        elif isinstance(value, list):
+            for inner in value:
+                walk(inner)
+
+    for path in sorted((ROOT / "schemas").glob("*.schema.json")):
+        walk(json.loads(path.read_text()))
+    return sorted(fields)
+
+
+def argument_fields():
+    """Field names of the MCP tools' and the RPC's argument structs (`pub name:` lines)."""
+    sources = ["daemon/src/ops.rs", "daemon/src/schedule/mod.rs", "daemon/src/fleet/tools.rs",
+               "daemon/src/mcp/spec_tools.rs", "daemon/src/mapreduce/tool.rs"]
+    fields = set()
+    for source in sources:
+        fields.update(re.findall(r"^\s+pub (\w+):", (ROOT / source).read_text(), re.M))
+    ops = re.findall(r'Request::\w+\(_\) => "(\w+)"', (ROOT / "daemon/src/ops.rs").read_text())
+    return sorted(fields), sorted(set(ops))
+
+
+# Numbers at the edges of f64, u64, u32 and usize, and ones that are not numbers.
+EDGE_NUMBERS = ["0", "-0", "-1", "0.5", "1e300", "-1e300", "1e-300", "1e308", "4294967296",
+                "18446744073709551615", "18446744073709551616", "9223372036854775808",
+                "9007199254740993", "86401", "31622401", "16777217"]
+
+
+def write_dict(target, tokens):
+    folder = ROOT / "fuzz" / "dict"
+    folder.mkdir(parents=True, exist_ok=True)
+    escaped = []
+    for token in tokens:
+        text = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else
+                       "".join(f"\\x{b:02x}" for b in c.encode()) for c in token)
+        escaped.append(f'"{text}"')
+    (folder / f"{target}.dict").write_text(
+        "# Written by fuzz/seeds.py; libFuzzer splices these tokens into inputs.\n"
+        + "\n".join(escaped) + "\n")
 
 
 def main():
@@ -123,6 +173,27 @@ def main():
                       "message": "edit"},
     }.items():
         write("daemon_tool_args", name, json.dumps(value))
+
+    yaml_syntax = ["---\n", "- ", ": ", "&a ", "*a", "<<: *a", "!!str ", "!!binary ", "[", "]",
+                   "{", "}", "'", '"', "|\n", ">-\n", "#", "\t", "\n  ", "~", "null", "true",
+                   "*/5 * * * *", "@daily", "name:web-*", "tag:", "fact:os=linux", "os:linux"]
+    kdl_syntax = ["{", "}", ";", "=", "#true", "#false", "#null", "#inf", "#nan", "/-", "//",
+                  "/*", "*/", 'r#"', '"#', '"""', "\\", "(t)", "0x", "1_000", "\n"]
+    fields = schema_fields()
+    write_dict("spec_yaml", yaml_syntax + [f"{f}: " for f in fields] + EDGE_NUMBERS)
+    write_dict("spec_kdl", kdl_syntax + fields + EDGE_NUMBERS)
+    write_dict("spec_selector", ["all", "name:", "tag:", "os:", "fact:", "=", ",", "&", "!",
+                                 "*", "?", "[", "]", "{", "}", "\\", "\n"])
+    arguments, ops = argument_fields()
+    json_syntax = ["{", "}", "[", "]", ":", ",", '"', "true", "false", "null", '\\u0000',
+                   '\\ud800']
+    write_dict("daemon_tool_args", json_syntax + [f'"{f}":' for f in arguments]
+               + [f'"{op}"' for op in ops] + ['"op":', '"args":', '"base64"', '"utf8"']
+               + EDGE_NUMBERS)
+    write_dict("daemon_bundle", json_syntax + ['"content":', '"signature":', '"files":',
+                                               '"path":', '"text":', '"generation":',
+                                               '"issuer":', '"revision":']
+               + [f"{f}: " for f in fields] + yaml_syntax + EDGE_NUMBERS)
 
     b = b"\xbb" * 16
     write("relay_frames", "data-to-b", length_prefixed(header(1, b) + b"ciphertext"))

@@ -15,9 +15,13 @@
 # under fuzz/artifacts/<target>/; replay it with `cargo fuzz run <target> <file>` (with
 # RUSTC_BOOTSTRAP=1), fix it, and add it to fuzz/corpus/<target>/.
 #
-# The checked-in seeds (fuzz/corpus/<target>, written by fuzz/seeds.py) are only read; what the
-# fuzzer finds accumulates in ~/.cache/remote-agents/fuzz-corpus/<target>, so later runs start
-# from there. FUZZ_SANITIZER=none builds without AddressSanitizer (faster, finds less).
+# The checked-in seeds (fuzz/corpus/<target>) and dictionaries (fuzz/dict/<target>.dict), both
+# written by fuzz/seeds.py, are only read; what the fuzzer finds accumulates in
+# ~/.cache/remote-agents/fuzz-corpus/<target>, so later runs start from there.
+#
+# FUZZ_SANITIZER=none builds without AddressSanitizer, and FUZZ_CODEGEN_UNITS=16 splits codegen
+# (cargo-fuzz's default is 1): both make the cold build faster, and find less or run slower;
+# every Rust crate here forbids unsafe code, so ASan mostly guards the C dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RUSTC_BOOTSTRAP=1
@@ -25,13 +29,16 @@ export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/remote-agents/fuzz-targ
 export CARGO_TERM_COLOR=never
 work="${FUZZ_CORPUS_DIR:-$HOME/.cache/remote-agents/fuzz-corpus}"
 sanitizer="${FUZZ_SANITIZER:-address}"
+# The same flags for build and run, or `cargo fuzz run` rebuilds.
+flags=(-s "$sanitizer")
+[ -z "${FUZZ_CODEGEN_UNITS:-}" ] || flags+=(--codegen-units "$FUZZ_CODEGEN_UNITS")
 total=""
 only=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --long) total="${2:?--long needs a number of seconds}"; shift 2 ;;
     --targets) only="${2:?--targets needs a comma-separated list}"; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "fuzz-cargo.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -54,10 +61,14 @@ else
 fi
 
 build_started=$(date +%s)
-for target in "${targets[@]}"; do
-  cargo fuzz build -s "$sanitizer" "$target"
-done
-echo "built ${#targets[@]} targets in $(( $(date +%s) - build_started )) s (sanitizer: $sanitizer)"
+if [ -n "$only" ]; then
+  for target in "${targets[@]}"; do
+    cargo fuzz build "${flags[@]}" "$target"
+  done
+else
+  cargo fuzz build "${flags[@]}" # one cargo build: the targets compile in parallel
+fi
+echo "built ${#targets[@]} targets in $(( $(date +%s) - build_started )) s (${flags[*]})"
 
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
@@ -65,10 +76,13 @@ failed=()
 for target in "${targets[@]}"; do
   mkdir -p "$work/$target" "fuzz/artifacts/$target"
   echo "fuzzing $target for $seconds s"
+  dictionary=()
+  [ ! -f "fuzz/dict/$target.dict" ] || dictionary=(-dict="fuzz/dict/$target.dict")
   # -timeout: one input running this long is a hang; -rss_limit_mb: libFuzzer's default, said
   # out loud (a parser that needs more for a few KB of input is a bug).
-  if cargo fuzz run -s "$sanitizer" "$target" "$work/$target" "fuzz/corpus/$target" -- \
+  if cargo fuzz run "${flags[@]}" "$target" "$work/$target" "fuzz/corpus/$target" -- \
       -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
+      ${dictionary[@]+"${dictionary[@]}"} \
       >"$logs/$target.log" 2>&1; then
     echo ok >"$logs/$target.result"
   else

@@ -1,8 +1,9 @@
 //! MCP tool and RPC arguments: arbitrary JSON read as the RPC `Envelope` and `Request` (as a
 //! node decodes a peer's request) and as every tool's argument struct (as rmcp hands a tool its
-//! `arguments`), then through the checks that run before anything executes (schedule lines,
-//! search patterns, write content, job plans). Nothing panics, and a request that decodes
-//! encodes back to itself (requests are journaled as JSON and read back).
+//! `arguments`), then through the checks that run before anything executes (numbers, schedule
+//! lines, search patterns, write content, job plans). Nothing panics, a duration that passes its
+//! check can be added to the clock, and a request that decodes encodes back to itself (requests
+//! are journaled as JSON and read back).
 #![no_main]
 
 use chrono::{DateTime, Utc};
@@ -37,6 +38,17 @@ fn check_request(request: &Request) {
     let again: Request = serde_json::from_slice(&text).expect("an encoded request decodes");
     assert_eq!(&again, request, "a request changed through JSON");
     match request {
+        Request::Exec(exec) => {
+            if let Ok(timeout) = exec.timeout() {
+                check_deadline(timeout);
+            }
+            let _ = exec.max_output();
+        }
+        Request::SetMode(set) => {
+            if let Some(Ok(ttl)) = set.ttl_secs.map(|ttl| ops::ttl_from_secs("ttl_secs", ttl)) {
+                check_deadline(ttl);
+            }
+        }
         Request::ScheduleAdd(add) => check_schedule(add),
         Request::FileSearch(search) => {
             let _ = remote_agents::search::Query::new(
@@ -51,6 +63,26 @@ fn check_request(request: &Request) {
             let _ = remote_agents::fs::decode(&write.content, write.encoding);
         }
         _ => {}
+    }
+}
+
+/// A duration that passed its check can be added to the clock, as the node does.
+fn check_deadline(wait: std::time::Duration) {
+    assert!(
+        std::time::Instant::now().checked_add(wait).is_some(),
+        "{wait:?} passed the check but overflows the clock"
+    );
+}
+
+/// The fan-out options every fleet tool takes, checked as the fleet tools check them.
+fn check_fanout(fanout: &fleet_tools::FanoutArgs) {
+    for (field, seconds) in [
+        ("timeout_secs", fanout.timeout_secs),
+        ("deadline_secs", fanout.deadline_secs),
+    ] {
+        if let Some(Ok(wait)) = seconds.map(|s| ops::duration_from_secs(field, s)) {
+            check_deadline(wait);
+        }
     }
 }
 
@@ -110,7 +142,12 @@ fuzz_target!(|data: &[u8]| {
         let _ = job.plan();
     }
     let _ = args::<fleet_tools::FleetRequest>(&value);
-    let _ = args::<fleet_tools::FleetExecArgs>(&value);
+    if let Some(fanout) = args::<fleet_tools::FanoutArgs>(&value) {
+        check_fanout(&fanout);
+    }
+    if let Some(exec) = args::<fleet_tools::FleetExecArgs>(&value) {
+        check_fanout(&exec.fanout);
+    }
     let _ = args::<fleet_tools::FleetReadArgs>(&value);
     let _ = args::<fleet_tools::FleetWriteArgs>(&value);
     let _ = args::<fleet_tools::FleetGitArgs>(&value);
