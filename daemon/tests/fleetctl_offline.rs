@@ -344,3 +344,70 @@ fn convert_round_trips_between_spellings() {
     ]);
     assert_eq!(broken.code, 1);
 }
+
+/// `fleetctl ARGS` with its address space capped (on Linux), so a parser that stops being
+/// bounded fails the test instead of exhausting the machine: before the limits, a 652-byte
+/// alias bomb grew fleetctl past 8 GB.
+fn run_bounded(args: &[&str]) -> Outcome {
+    const ADDRESS_SPACE_KIB: u64 = 2 * 1024 * 1024;
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v {ADDRESS_SPACE_KIB} 2>/dev/null; exec \"$0\" \"$@\""
+        ))
+        .arg(env!("CARGO_BIN_EXE_fleetctl"))
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("run fleetctl");
+    Outcome {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn validate_refuses_an_alias_bomb_naming_the_file_and_the_alias() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut bomb = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for level in 1..9 {
+        let items = vec![format!("*a{}", level - 1); 9].join(", ");
+        bomb.push_str(&format!("a{level}: &a{level} [{items}]\n"));
+    }
+    let path = dir.path().join("bomb.yaml");
+    std::fs::write(&path, &bomb).expect("write");
+    for command in ["validate", "convert"] {
+        let mut args = vec![command, "-f", path.to_str().expect("utf-8")];
+        if command == "convert" {
+            args.extend(["--to", "kdl"]);
+        }
+        let out = run_bounded(&args);
+        assert_eq!(out.code, 1, "{command}: {}{}", out.stdout, out.stderr);
+        let line = out
+            .stderr
+            .lines()
+            .find(|l| l.contains("error[too-large]"))
+            .unwrap_or_else(|| panic!("{command}: no too-large error:\n{}", out.stderr));
+        // file:line:col of an alias on one of the expanding lines.
+        assert!(line.contains("bomb.yaml:"), "{line}");
+        assert!(line.contains("alias"), "{line}");
+    }
+}
+
+#[test]
+fn validate_refuses_an_oversized_file_without_reading_it_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("huge.yaml");
+    // 4 GiB, sparse: read whole, it would not fit in the capped address space.
+    std::fs::File::create(&path)
+        .and_then(|file| file.set_len(4 << 30))
+        .expect("sparse file");
+    let out = run_bounded(&["validate", "-f", path.to_str().expect("utf-8")]);
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("huge.yaml") && out.stderr.contains("MiB a spec file may have"),
+        "{}",
+        out.stderr
+    );
+}

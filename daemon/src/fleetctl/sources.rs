@@ -193,3 +193,75 @@ pub(crate) fn collect_tree(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit_all(repository: &git2::Repository) {
+        let mut index = repository.index().unwrap();
+        index
+            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+            .unwrap();
+        index.write().unwrap();
+        let tree = repository.find_tree(index.write_tree().unwrap()).unwrap();
+        let signature = git2::Signature::now("test", "test@example.com").unwrap();
+        let parent = repository.head().ok().and_then(|h| h.peel_to_commit().ok());
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        repository
+            .commit(
+                Some("HEAD"),
+                &signature,
+                &signature,
+                "specs",
+                &tree,
+                &parents,
+            )
+            .unwrap();
+    }
+
+    /// Issue 12: `fleetctl validate` read any file whole (a 100 MB spec took gigabytes to
+    /// parse). Files over the limit are refused by name, from disk and from git.
+    #[test]
+    fn a_spec_file_or_fleet_over_the_size_limit_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let repository = git2::Repository::init(dir.path()).unwrap();
+        let fleet = dir.path().join("fleet");
+        std::fs::create_dir_all(&fleet).unwrap();
+        std::fs::write(fleet.join("big.yaml"), "#".repeat(MAX_FILE_BYTES + 1)).unwrap();
+        commit_all(&repository);
+        // (On success the panic would print megabytes of file text: say only what happened.)
+        let refused = |read: Result<Vec<(String, String)>>| match read {
+            Ok(_) => panic!("a spec file over the limit was read"),
+            Err(error) => format!("{error:#}"),
+        };
+        let on_disk = refused(read_paths(std::slice::from_ref(&fleet)));
+        assert!(
+            on_disk.contains("big.yaml: larger than the 4 MiB a spec file may have"),
+            "{on_disk}"
+        );
+        let in_git = refused(read_at_revision(&fleet, "HEAD"));
+        assert!(
+            in_git.contains("HEAD:fleet/big.yaml: larger than the 4 MiB"),
+            "{in_git}"
+        );
+
+        // Files under the limit each, over it together.
+        std::fs::remove_file(fleet.join("big.yaml")).unwrap();
+        let file = "#".repeat(MAX_FILE_BYTES);
+        for i in 0..=MAX_TOTAL_BYTES / MAX_FILE_BYTES {
+            std::fs::write(fleet.join(format!("f{i}.yaml")), &file).unwrap();
+        }
+        commit_all(&repository);
+        let last = format!("f{}.yaml", MAX_TOTAL_BYTES / MAX_FILE_BYTES);
+        for refusal in [
+            refused(read_paths(std::slice::from_ref(&fleet))),
+            refused(read_at_revision(&fleet, "HEAD")),
+        ] {
+            assert!(
+                refusal.contains(&last) && refusal.contains("16 MiB a fleet may have"),
+                "{refusal}"
+            );
+        }
+    }
+}
