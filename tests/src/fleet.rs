@@ -210,6 +210,24 @@ impl TestFleet {
         Ok(())
     }
 
+    /// Leaves `bundle` in the relay's retained store, sealed to the room, as any room member
+    /// can (the observer proves no operator key); nodes fetch it when they (re)connect.
+    pub async fn retain_bundle(
+        &self,
+        bundle: &remote_agents::desired::SignedBundle,
+    ) -> anyhow::Result<()> {
+        remote_agents::desired::distribute::publish_retained(&self.observer, &test_psk(), bundle)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether the named node's process is still running (it did not crash).
+    pub fn is_running(&mut self, name: &str) -> bool {
+        self.nodes
+            .get_mut(name)
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
     /// Kills a node process at once (SIGKILL) and waits until the relay reports it gone.
     pub async fn kill(&mut self, name: &str) -> anyhow::Result<()> {
         let mut child = self.nodes.remove(name).context("no such node")?;
