@@ -40,6 +40,9 @@ pub struct ExecSpec {
     pub max_output: usize,
     /// Start the process inside the read-only sandbox (plan mode).
     pub sandboxed: bool,
+    /// What the sandbox makes unreadable too: the policy's hard-limit paths (the node's own
+    /// files, system credentials).
+    pub hidden: Vec<PathBuf>,
 }
 
 /// A progress report while a process runs.
@@ -174,7 +177,7 @@ pub async fn run(
         .process_group(0)
         .kill_on_drop(true);
     let (mut child, sandbox) = if spec.sandboxed {
-        let (child, description) = crate::sandbox::spawn(command, &program).await?;
+        let (child, description) = crate::sandbox::spawn(command, &program, &spec.hidden).await?;
         (child, Some(description))
     } else {
         let child = command.spawn().map_err(|source| ExecError::Spawn {
@@ -271,6 +274,7 @@ mod tests {
             timeout: Duration::from_secs(10),
             max_output: DEFAULT_MAX_OUTPUT,
             sandboxed: false,
+            hidden: Vec::new(),
         }
     }
 

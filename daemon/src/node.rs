@@ -965,6 +965,12 @@ impl Node {
                     timeout,
                     max_output,
                     sandboxed,
+                    // Plan-mode commands cannot read what the file tools may not either.
+                    hidden: if sandboxed {
+                        self.policy().hard_limit_paths()
+                    } else {
+                        Vec::new()
+                    },
                 })
             }
             Request::ReadFile(a) => Prepared::Read(

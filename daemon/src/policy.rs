@@ -15,7 +15,8 @@
 //!   (where `fleetctl keygen` writes `operator.key`), its operator key file and its service files
 //!   (systemd units `remote-agents*.service`, launchd `*remote-agents*` plists) can be neither
 //!   read nor written, and `/etc/shadow*`, `/etc/gshadow*`, `/etc/sudoers*` and `/boot` neither.
-//!   Listings and searches leave out the names a read would refuse.
+//!   Listings and searches leave out the names a read would refuse. Plan-mode commands cannot
+//!   read them either: the sandbox hides `Policy::hard_limit_paths` (see `sandbox`).
 //! - Checking and using are one step. The gate returns a symlink-free path beneath an open root
 //!   descriptor; executors open it one name at a time with `O_NOFOLLOW` (`Resolved::open_*`), so
 //!   a directory swapped for a symlink after the check makes the open fail instead of following
@@ -1075,6 +1076,42 @@ impl Policy {
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
+
+    /// The existing files and folders the read hard limits name, in their real (canonical)
+    /// form: the data dir, the node's config and operator key files, the default config
+    /// folders, the node's service files and the system credentials. The plan-mode sandbox
+    /// hides them from commands. A glob with a wildcard counts by the entries of its literal
+    /// folder it matches (one listing each, e.g. `/etc/systemd/system`); `folder/**` globs
+    /// are covered by their folder.
+    pub fn hard_limit_paths(&self) -> Vec<PathBuf> {
+        let mut candidates: Vec<PathBuf> = vec![self.data_dir.clone()];
+        candidates.extend(self.protected.iter().cloned());
+        for glob in &self.hard_deny_any.source {
+            if glob.ends_with("/**") {
+                continue;
+            }
+            let Some(prefix) = literal_prefix(glob) else {
+                continue;
+            };
+            if !glob.contains(['*', '?', '[', ']', '{', '}', '\\']) {
+                candidates.push(prefix);
+            } else if let Ok(entries) = std::fs::read_dir(&prefix) {
+                candidates.extend(
+                    entries
+                        .flatten()
+                        .map(|e| e.path())
+                        .filter(|p| self.hard_deny_any.is_match(p)),
+                );
+            }
+        }
+        let mut real: Vec<PathBuf> = candidates
+            .iter()
+            .filter_map(|p| std::fs::canonicalize(p).ok())
+            .collect();
+        real.sort();
+        real.dedup();
+        real
+    }
 }
 
 #[cfg(test)]
@@ -1430,6 +1467,31 @@ mod tests {
             None,
         )
         .unwrap()
+    }
+
+    /// The plan-mode sandbox hides what `hard_limit_paths` names: every existing file or folder
+    /// of the node's own (config, operator key, data dir, config folder, service files).
+    #[test]
+    fn hard_limit_paths_name_the_nodes_own_existing_files() {
+        let f = own_files();
+        let paths = node_policy(&f).hard_limit_paths();
+        for own in [
+            f.data.clone(),
+            f.config.clone(),
+            f.operator_key.clone(),
+            f.home.join(".config/remote-agents"),
+            f.home.join(".config/systemd/user/remote-agents.service"),
+            f.home
+                .join("Library/LaunchAgents/dev.remote-agents.node.plist"),
+        ] {
+            assert!(
+                paths.contains(&own),
+                "{} missing from {paths:?}",
+                own.display()
+            );
+        }
+        assert!(!paths.contains(&f.home.join("proj")), "{paths:?}");
+        assert!(paths.iter().all(|p| p.exists() && p.is_absolute()));
     }
 
     /// A write-only operator rewrote the node's config.toml (`mode = "bypass"`, itself as

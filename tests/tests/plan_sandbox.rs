@@ -1,6 +1,7 @@
 //! Plan mode runs commands read-only: the real `remote-agents mcp` in plan mode starts each
 //! command inside its Landlock sandbox, where writes, deletions, `chmod`, a `git commit` and a
-//! TCP connect all fail while reading commands (`uname`, `df`, `ps`, `cat`, `git status`) work.
+//! TCP connect all fail while reading commands (`uname`, `df`, `ps`, `cat`, `git status`) work,
+//! except on the node's own files (its identity key, its config), which stay unreadable.
 
 use std::path::Path;
 
@@ -84,6 +85,23 @@ async fn plan_mode_commands_read_but_cannot_write_delete_commit_or_connect() -> 
     }
     let status = exec(&mut node, &["git", "status", "--short"], &repo).await?;
     assert_eq!(status["exit_code"], 0, "{status}");
+
+    // The node's own files stay unreadable, as they are for the file tools: its identity key
+    // and its config file, while their folder can still be listed.
+    assert!(home.join("data/identity.key").exists());
+    for argv in [vec!["cat", "data/identity.key"], vec!["cat", "config.toml"]] {
+        let result = exec(&mut node, &argv, &home).await?;
+        assert_ne!(result["exit_code"], 0, "{argv:?}: {result}");
+        assert_eq!(result["stdout"], "", "{argv:?}: {result}");
+    }
+    let listed = exec(&mut node, &["ls"], &home).await?;
+    assert_eq!(listed["exit_code"], 0, "{listed}");
+    assert!(
+        listed["stdout"]
+            .as_str()
+            .is_some_and(|s| s.contains("kept.txt") && s.contains("data")),
+        "{listed}"
+    );
 
     // Writing through a shell (granted by allow_shell) runs, and fails to write.
     let result = node
