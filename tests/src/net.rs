@@ -90,9 +90,25 @@ impl RestartableRelay {
     /// Serves again on the same address.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.stop().await;
-        let listener = TcpListener::bind(self.address)
-            .await
-            .with_context(|| format!("rebinding {}", self.address))?;
+        // The port was free a moment ago, but a socket of another test in this process (an
+        // outgoing connection's ephemeral port, or a connection of the old relay still closing)
+        // can hold it for a while: CI once failed here with "address in use". Retry until the
+        // deadline rather than fail on the first try.
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let listener = loop {
+            match TcpListener::bind(self.address).await {
+                Ok(listener) => break listener,
+                Err(error)
+                    if error.kind() == std::io::ErrorKind::AddrInUse
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(error) => {
+                    return Err(error).with_context(|| format!("rebinding {}", self.address));
+                }
+            }
+        };
         self.serve(listener);
         Ok(())
     }
