@@ -560,11 +560,10 @@ mod tests {
         assert!(!result.truncated && result.truncated_reason.is_none());
     }
 
-    /// `file_search` walked by ordinary paths and listed files outside the roots when a folder
-    /// was swapped for a symlink mid-walk (84 of 1,000): it walks by descriptor now.
-    #[test]
-    fn a_search_never_walks_out_through_a_folder_swapped_for_a_symlink() {
-        use std::sync::atomic::{AtomicBool, Ordering};
+    /// A root with a folder `x` (holding `inside.txt`) and a link `link-x` to a folder outside
+    /// the roots that holds `outside-secret.txt`; both files contain "apples". The swap tests
+    /// exchange `x` and `link-x` and check nothing outside is ever listed.
+    fn swap_fixture() -> (tempfile::TempDir, std::path::PathBuf, Policy) {
         let tmp = tempfile::tempdir().unwrap();
         let base = std::fs::canonicalize(tmp.path()).unwrap();
         let root = base.join("root");
@@ -584,6 +583,15 @@ mod tests {
             &data,
         )
         .unwrap();
+        (tmp, root, p)
+    }
+
+    /// `file_search` walked by ordinary paths and listed files outside the roots when a folder
+    /// was swapped for a symlink mid-walk (84 of 1,000): it walks by descriptor now.
+    #[test]
+    fn a_search_never_walks_out_through_a_folder_swapped_for_a_symlink() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let (_tmp, root, p) = swap_fixture();
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let swapper = {
             let stop = stop.clone();
@@ -616,24 +624,7 @@ mod tests {
     /// through the link, out of the roots.
     #[test]
     fn a_search_root_swapped_for_a_symlink_after_the_check_lists_nothing_outside() {
-        let tmp = tempfile::tempdir().unwrap();
-        let base = std::fs::canonicalize(tmp.path()).unwrap();
-        let root = base.join("root");
-        let outside = base.join("outside");
-        std::fs::create_dir_all(root.join("x")).unwrap();
-        std::fs::create_dir_all(&outside).unwrap();
-        std::fs::write(outside.join("outside-secret.txt"), "apples").unwrap();
-        std::os::unix::fs::symlink(&outside, root.join("link-x")).unwrap();
-        let data = base.join("data");
-        std::fs::create_dir_all(&data).unwrap();
-        let p = Policy::new(
-            &PolicyConfig {
-                roots: vec![root.clone()],
-                ..Default::default()
-            },
-            &data,
-        )
-        .unwrap();
+        let (_tmp, root, p) = swap_fixture();
         let checked = p
             .resolve(Mode::Plan, &root.join("x"), Intent::Read)
             .unwrap();
