@@ -15,12 +15,12 @@ use anyhow::Context;
 use remote_agents_spec::{HostFacts, Selector};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{NodeFlags, Settings};
-use crate::fleet::cli::{Connection, FanoutPlan, fan_out};
-use crate::fleet::fold::{fold, render_text};
-use crate::fleet::{FanoutOptions, jobs};
-use crate::node::Node;
-use crate::ops::{Encoding, ExecArgs, ReadFileArgs, Request, WriteFileArgs};
+use remote_agents_node::config::{NodeFlags, Settings};
+use remote_agents_node::fleet::connection::{Connection, FanoutPlan, fan_out};
+use remote_agents_node::fleet::fold::{fold, render_text};
+use remote_agents_node::fleet::{FanoutOptions, jobs};
+use remote_agents_node::node::Node;
+use remote_agents_ops::{Encoding, ExecArgs, ReadFileArgs, Request, WriteFileArgs};
 
 /// The example fleet compiled into the binary, so the demo runs from any folder.
 const EXAMPLE_FLEET: &[(&str, &str)] = &[
@@ -53,7 +53,7 @@ fn section(title: &str) {
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let files: Vec<(String, String)> = match &args.spec {
-        Some(path) => crate::fleetctl::sources::read_paths(std::slice::from_ref(path))?,
+        Some(path) => remote_agents_node::sources::read_paths(std::slice::from_ref(path))?,
         None => EXAMPLE_FLEET
             .iter()
             .map(|(path, text)| (path.to_string(), text.to_string()))
@@ -118,7 +118,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             ..NodeFlags::default()
         };
         let settings = Settings::resolve(&flags, &BTreeMap::new())?;
-        nodes.push(crate::node::start(settings, shutdown.clone())?);
+        nodes.push(remote_agents_node::service::start(
+            settings,
+            shutdown.clone(),
+        )?);
     }
 
     section("3. join as a send-only peer (like fleetctl) and wait for every node");
@@ -132,7 +135,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let operator_settings = Settings::resolve(&operator_flags, &BTreeMap::new())?;
     let operator_dir = work.path().join("operator");
-    crate::config::ensure_data_dir(&operator_dir)?;
+    remote_agents_node::config::ensure_data_dir(&operator_dir)?;
     let connection =
         Connection::open(&operator_settings, &operator_dir, Duration::from_secs(10)).await?;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -154,7 +157,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let expected: Vec<HostFacts> = hosts.iter().map(HostFacts::new).collect();
 
     section("4. fleetctl apply -f examples/fleet --wait   (a signed generation; nodes converge)");
-    let operator_key = crate::desired::OperatorKey::create(&work.path().join("operator.key"))?;
+    let operator_key =
+        remote_agents_node::desired::operator::create_key(&work.path().join("operator.key"))?;
     println!(
         "operator key {} (made by `fleetctl keygen`)",
         operator_key.public()
@@ -163,18 +167,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "{}",
         remote_agents_spec::plan(&Default::default(), &model).to_text()
     );
-    let spec_files: Vec<crate::desired::SpecFile> = files
+    let spec_files: Vec<remote_agents_node::desired::SpecFile> = files
         .iter()
-        .map(|(path, text)| crate::desired::SpecFile {
+        .map(|(path, text)| remote_agents_node::desired::SpecFile {
             path: path.rsplit('/').next().unwrap_or(path).to_string(),
             text: text.clone(),
         })
         .collect();
     let revision = format!(
         "sha256:{}",
-        &crate::desired::bundle::spec_hash(&spec_files)[..16]
+        &remote_agents_ops::bundle::spec_hash(&spec_files)[..16]
     );
-    let results = crate::fleetctl::desired::publish(
+    let results = remote_agents_node::sync::publish::publish(
         &connection,
         &operator_key,
         fleet.metadata.name.clone(),
@@ -189,10 +193,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     crate::fleetctl::desired::print_results(&results, 1, Default::default())?;
 
     section("5. fleetctl status");
-    let live = crate::fleetctl::desired::snapshot(&connection, &expected).await?;
+    let live = remote_agents_node::sync::publish::snapshot(&connection, &expected).await?;
     crate::fleetctl::desired::print_status(&live, Default::default())?;
 
-    let store = crate::journal::Store::open(&operator_dir)?;
+    let store = remote_agents_node::journal::Store::open(&operator_dir)?;
     let options = FanoutOptions {
         per_host_timeout: Duration::from_secs(10),
         ..FanoutOptions::default()
@@ -291,25 +295,29 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "every host converges to it",
         "and every imperative action is checked against it",
     ];
-    let plan = crate::mapreduce::JobPlan {
+    let plan = remote_agents_node::mapreduce::JobPlan {
         name: "word-count".into(),
         target: "web".into(),
-        input: crate::mapreduce::JobInput::Items(lines.iter().map(|l| l.to_string()).collect()),
+        input: remote_agents_node::mapreduce::JobInput::Items(
+            lines.iter().map(|l| l.to_string()).collect(),
+        ),
         partitions_per_host: 1,
-        chunk_bytes: crate::mapreduce::DEFAULT_CHUNK_BYTES,
-        map: crate::mapreduce::Command::Argv(vec!["wc".into(), "-w".into()]),
-        reduce: crate::mapreduce::ReduceStep::Builtin(remote_agents_spec::Reducer::Sum),
+        chunk_bytes: remote_agents_node::mapreduce::DEFAULT_CHUNK_BYTES,
+        map: remote_agents_node::mapreduce::Command::Argv(vec!["wc".into(), "-w".into()]),
+        reduce: remote_agents_node::mapreduce::ReduceStep::Builtin(
+            remote_agents_spec::Reducer::Sum,
+        ),
         reduce_on: None,
         retries: 1,
         slots_per_host: 1,
         max_in_flight: None,
         attempt_timeout: Duration::from_secs(10),
-        max_output_bytes: crate::mapreduce::DEFAULT_MAX_OUTPUT,
+        max_output_bytes: remote_agents_node::mapreduce::DEFAULT_MAX_OUTPUT,
     };
-    let report = crate::mapreduce::run(
+    let report = remote_agents_node::mapreduce::run(
         &connection.net,
         &connection.agent_id,
-        &crate::mapreduce::CallerSide::Process,
+        &remote_agents_node::mapreduce::CallerSide::Process,
         plan,
         None,
         CancellationToken::new(),

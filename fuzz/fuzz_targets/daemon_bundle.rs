@@ -7,7 +7,8 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use remote_agents::desired::{BundleContent, OperatorKey, SignedBundle};
+use remote_agents_ops::bundle::{BundleContent, SignedBundle};
+use remote_agents_ops::operator::OperatorKey;
 
 fn key() -> &'static OperatorKey {
     static KEY: OnceLock<OperatorKey> = OnceLock::new();

@@ -8,11 +8,11 @@
 
 use chrono::{DateTime, Utc};
 use libfuzzer_sys::fuzz_target;
-use remote_agents::fleet::tools as fleet_tools;
-use remote_agents::mapreduce::tool::MapReduceArgs;
-use remote_agents::mcp::spec_tools;
-use remote_agents::ops::{self, Envelope, Request};
-use remote_agents::schedule::{self, cron::CronLine};
+use remote_agents_node::fleet::tools as fleet_tools;
+use remote_agents_node::mapreduce::tool::MapReduceArgs;
+use remote_agents_mcp::spec_tools;
+use remote_agents_ops::{self as ops, Envelope, Request};
+use remote_agents_node::schedule::{self, cron::CronLine};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -51,7 +51,7 @@ fn check_request(request: &Request) {
         }
         Request::ScheduleAdd(add) => check_schedule(add),
         Request::FileSearch(search) => {
-            let _ = remote_agents::search::Query::new(
+            let _ = remote_agents_node::search::Query::new(
                 search.name.as_deref(),
                 search.content.as_deref(),
                 search.images_only,
@@ -60,7 +60,7 @@ fn check_request(request: &Request) {
             );
         }
         Request::WriteFile(write) => {
-            let _ = remote_agents::fs::decode(&write.content, write.encoding);
+            let _ = remote_agents_node::fs::decode(&write.content, write.encoding);
         }
         _ => {}
     }
@@ -86,7 +86,7 @@ fn check_fanout(fanout: &fleet_tools::FanoutArgs) {
     }
 }
 
-fn check_schedule(add: &schedule::ScheduleAddArgs) {
+fn check_schedule(add: &ops::ScheduleAddArgs) {
     let _ = schedule::validate_add(add);
     if let Ok(line) = CronLine::parse(&add.cron) {
         let now = fixed_now();

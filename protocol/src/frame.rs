@@ -8,7 +8,16 @@ use std::str::FromStr;
 use bytes::{BufMut, Bytes, BytesMut};
 use sha2::{Digest, Sha256};
 
-use crate::key_proof;
+// The sizes of the key proof's frame bodies (`CHALLENGE`, `PROOF`); `crate::key_proof` makes
+// and checks what they carry.
+/// Length of an X25519 public key, the `CHALLENGE` body.
+pub const PUBLIC_KEY_LEN: usize = 32;
+
+/// Length of the HMAC-SHA256 tag in a `PROOF` body.
+pub const MAC_LEN: usize = 32;
+
+/// Length of a `PROOF` body: the static public key, then the tag.
+pub const PROOF_LEN: usize = PUBLIC_KEY_LEN + MAC_LEN;
 
 /// The frame format version carried in byte 0 of every header.
 pub const FRAME_VERSION: u8 = 1;
@@ -497,7 +506,7 @@ impl Frame {
     }
 
     /// `CHALLENGE` to `to`, the claimed peer id: the relay's fresh X25519 public key.
-    pub fn challenge(to: PeerId, public_key: [u8; key_proof::PUBLIC_KEY_LEN]) -> Frame {
+    pub fn challenge(to: PeerId, public_key: [u8; PUBLIC_KEY_LEN]) -> Frame {
         Frame::new(
             Header::new(FrameKind::Challenge, PeerId::ZERO, to, 0),
             Bytes::copy_from_slice(&public_key),
@@ -505,7 +514,7 @@ impl Frame {
     }
 
     /// `PROOF` from `from`: its static public key and the tag (see `key_proof::prove`).
-    pub fn proof(from: PeerId, proof: [u8; key_proof::PROOF_LEN]) -> Frame {
+    pub fn proof(from: PeerId, proof: [u8; PROOF_LEN]) -> Frame {
         Frame::new(
             Header::new(FrameKind::Proof, from, PeerId::ZERO, 0),
             Bytes::copy_from_slice(&proof),
@@ -573,7 +582,7 @@ pub enum Body {
         blob: Bytes,
     },
     /// The relay's fresh X25519 public key.
-    Challenge([u8; key_proof::PUBLIC_KEY_LEN]),
+    Challenge([u8; PUBLIC_KEY_LEN]),
     /// The peer's static public key followed by its tag; checked by `key_proof::Challenge`.
     Proof(Bytes),
 }
@@ -667,7 +676,7 @@ impl Body {
                     .map_err(|_| bad("not a 32-byte public key"))?,
             ),
             FrameKind::Proof => {
-                if body.len() != key_proof::PROOF_LEN {
+                if body.len() != PROOF_LEN {
                     return Err(bad("not a 32-byte public key and a 32-byte tag"));
                 }
                 Body::Proof(body.clone())

@@ -11,14 +11,7 @@ use ring::rand::SystemRandom;
 use crate::frame::{PeerId, RoomId, peer_id_from_public_key};
 use crate::session::StaticKeypair;
 
-/// Length of an X25519 public key, the `CHALLENGE` body.
-pub const PUBLIC_KEY_LEN: usize = 32;
-
-/// Length of the HMAC-SHA256 tag in a `PROOF` body.
-pub const MAC_LEN: usize = 32;
-
-/// Length of a `PROOF` body: the static public key, then the tag.
-pub const PROOF_LEN: usize = PUBLIC_KEY_LEN + MAC_LEN;
+pub use crate::frame::{MAC_LEN, PROOF_LEN, PUBLIC_KEY_LEN};
 
 /// The domain label at the start of every proven message, so a tag made here can never be
 /// mistaken for one made anywhere else with the same Diffie-Hellman secret.

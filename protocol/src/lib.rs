@@ -1,5 +1,6 @@
 //! The wire protocol: the frame header the relay routes on and its codec, and the secure
 //! session between two peers. Sans-IO: bytes in, bytes out; no sockets, no runtime.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod blob;
 pub mod frame;

@@ -1,6 +1,7 @@
 //! The self-hosted relay: rooms of opaque peers, routing on the frame header only (bodies are
 //! ciphertext it never parses), presence, retained blobs, limits, `/healthz` and `/metrics`.
 //! Invariants: the relay never reads a `DATA`/`BROADCAST` body and never logs payload bytes.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod connection;
 mod metrics;

@@ -11,6 +11,7 @@
 //! let config = model.effective_config(&remote_agents_spec::HostFacts::new("web-1"));
 //! assert_eq!(config.mode.value, remote_agents_spec::Mode::Plan);
 //! ```
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod decode;
 pub mod diagnostic;

@@ -58,6 +58,21 @@ impl Mode {
     }
 }
 
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "plan" => Ok(Mode::Plan),
+            "edit" => Ok(Mode::Edit),
+            "bypass" => Ok(Mode::Bypass),
+            "disabled" => Ok(Mode::Disabled),
+            other => Err(format!(
+                "unknown mode `{other}`: expected plan, edit, bypass or disabled"
+            )),
+        }
+    }
+}
+
 impl std::fmt::Display for Mode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

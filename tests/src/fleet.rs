@@ -8,8 +8,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context;
-use remote_agents::identity::Identity;
-use remote_agents::net::{Net, NetConfig};
+use remote_agents_node::identity::Identity;
+use remote_agents_node::net::{Net, NetConfig};
 use remote_agents_relay::RelayConfig;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
@@ -178,7 +178,7 @@ impl TestFleet {
     ) -> anyhow::Result<()> {
         let wanted: Vec<String> = names.into_iter().map(str::to_string).collect();
         let mut presence = self.observer.watch_peers();
-        let all_present = |peers: &BTreeMap<_, remote_agents::net::PeerInfo>| {
+        let all_present = |peers: &BTreeMap<_, remote_agents_node::net::PeerInfo>| {
             wanted
                 .iter()
                 .all(|name| peers.values().any(|p| &p.announcement.name == name))
@@ -214,9 +214,9 @@ impl TestFleet {
     /// can (the observer proves no operator key); nodes fetch it when they (re)connect.
     pub async fn retain_bundle(
         &self,
-        bundle: &remote_agents::desired::SignedBundle,
+        bundle: &remote_agents_node::desired::SignedBundle,
     ) -> anyhow::Result<()> {
-        remote_agents::desired::distribute::publish_retained(&self.observer, &test_psk(), bundle)
+        remote_agents_node::sync::distribute::publish_retained(&self.observer, &test_psk(), bundle)
             .await?;
         Ok(())
     }

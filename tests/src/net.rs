@@ -1,4 +1,4 @@
-//! Helpers for the secure-channel tests: in-process nodes built on `remote_agents::net`, a relay
+//! Helpers for the secure-channel tests: in-process nodes built on `remote_agents_node::net`, a relay
 //! that can be stopped and restarted on the same port, and a tampering man-in-the-middle proxy
 //! that sits between nodes and the real relay.
 
@@ -12,8 +12,8 @@ use std::time::Duration;
 use anyhow::Context;
 use futures_util::future::BoxFuture;
 use futures_util::{SinkExt, StreamExt};
-use remote_agents::identity::Identity;
-use remote_agents::net::{Handler, Net, NetConfig, PeerInfo, Responder};
+use remote_agents_node::identity::Identity;
+use remote_agents_node::net::{Handler, Net, NetConfig, PeerInfo, Responder};
 use remote_agents_protocol::frame::{FrameKind, Header, PeerId};
 use remote_agents_protocol::message::Announcement;
 use remote_agents_protocol::psk::Psk;

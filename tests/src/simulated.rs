@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use remote_agents::config::{NodeFlags, Settings};
-use remote_agents::fleet::cli::Connection;
+use remote_agents_node::config::{NodeFlags, Settings};
+use remote_agents_node::fleet::connection::Connection;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
@@ -186,18 +186,18 @@ impl SimulatedFleet {
     pub async fn fan_out(
         &self,
         selector: &remote_agents_spec::Selector,
-        request: remote_agents::ops::Request,
+        request: remote_agents_ops::Request,
         summary: &str,
-    ) -> remote_agents::fleet::jobs::Job {
-        let options = remote_agents::fleet::FanoutOptions {
+    ) -> remote_agents_node::fleet::jobs::Job {
+        let options = remote_agents_node::fleet::FanoutOptions {
             per_host_timeout: Duration::from_secs(60),
             concurrency: self.connection.net.peer_count().max(1),
-            ..remote_agents::fleet::FanoutOptions::default()
+            ..remote_agents_node::fleet::FanoutOptions::default()
         };
-        remote_agents::fleet::cli::fan_out(
+        remote_agents_node::fleet::connection::fan_out(
             &self.connection.net,
             &self.connection.agent_id,
-            remote_agents::fleet::cli::FanoutPlan {
+            remote_agents_node::fleet::connection::FanoutPlan {
                 selector,
                 expected: &[],
                 request,
@@ -214,7 +214,7 @@ impl SimulatedFleet {
     pub async fn timed_fan_out(
         &self,
         selector: &remote_agents_spec::Selector,
-        request: remote_agents::ops::Request,
+        request: remote_agents_ops::Request,
         summary: &str,
         expected: usize,
     ) -> anyhow::Result<f64> {
@@ -224,7 +224,7 @@ impl SimulatedFleet {
         let records = &job.report.records;
         let ok = records
             .iter()
-            .filter(|r| r.status == remote_agents::fleet::HostStatus::Ok)
+            .filter(|r| r.status == remote_agents_node::fleet::HostStatus::Ok)
             .count();
         anyhow::ensure!(
             ok == expected && records.len() == expected,
@@ -232,7 +232,7 @@ impl SimulatedFleet {
             records.len(),
             records
                 .iter()
-                .find(|r| r.status != remote_agents::fleet::HostStatus::Ok)
+                .find(|r| r.status != remote_agents_node::fleet::HostStatus::Ok)
         );
         Ok(seconds)
     }
@@ -289,7 +289,10 @@ pub async fn serve_nodes(
             .with_context(|| format!("sim-nodes: expected `FIRST LAST`, got {line:?}"))?;
         for index in (first..=last).filter(|index| (index - 1) % count == process) {
             let settings = node_settings(&relay_url, &work, index)?;
-            nodes.push(remote_agents::node::start(settings, shutdown.clone())?);
+            nodes.push(remote_agents_node::service::start(
+                settings,
+                shutdown.clone(),
+            )?);
         }
     }
     shutdown.cancel();

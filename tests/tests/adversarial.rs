@@ -254,7 +254,7 @@ async fn a_tampering_relay_gets_nothing_accepted() {
     old_a
         .net
         .wait_for_state(DEADLINE, |state| {
-            *state == remote_agents::net::ConnectionState::Stopped
+            *state == remote_agents_node::net::ConnectionState::Stopped
         })
         .await
         .unwrap();

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use remote_agents::desired::{BundleContent, OperatorKey, SignedBundle, SpecFile};
+use remote_agents_node::desired::{BundleContent, OperatorKey, SignedBundle, SpecFile};
 use remote_agents_tests::fleet::{NodeSpec, TestFleet};
 
 fn examples_fleet() -> PathBuf {
@@ -353,7 +353,7 @@ async fn bad_bundles_are_refused_and_only_operators_command() -> anyhow::Result<
     let fleet = TestFleet::start(&nodes).await?;
     let alice_public = keygen(&fleet).await?;
     let alice_path = fleet.dir.path().join("config/remote-agents/operator.key");
-    let alice = OperatorKey::load(&alice_path)?;
+    let alice = remote_agents_node::desired::operator::load_key(&alice_path)?;
     assert_eq!(alice.public(), alice_public);
     let mallory = OperatorKey::generate();
     let locked = SMALL_FLEET.replace("MODE", "edit").replace(
@@ -438,7 +438,7 @@ async fn bad_bundles_are_refused_and_only_operators_command() -> anyhow::Result<
         .await?;
     assert_eq!(code, 0, "alice's fleetctl may exec: {records:?}");
     let mallory_path = fleet.dir.path().join("mallory.key");
-    OperatorKey::create(&mallory_path)?;
+    remote_agents_node::desired::operator::create_key(&mallory_path)?;
     let (code, records) = fleet
         .fleetctl_json(&[
             "exec",

@@ -109,7 +109,7 @@ async fn a_watching_node_applies_commits_and_keeps_the_last_good_generation() ->
     let folder_arg = folder.display().to_string();
     // With an operator key the watcher is a GitOps controller: it publishes what it applies.
     let key = work.path().join("operator.key");
-    remote_agents::desired::OperatorKey::create(&key)?;
+    remote_agents_node::desired::operator::create_key(&key)?;
     let key_arg = key.display().to_string();
     // A long interval: the commit must be noticed through the repository's refs, not a poll.
     let mut fleet = TestFleet::start(&[NodeSpec::bare("watcher").with_args(&[

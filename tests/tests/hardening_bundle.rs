@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use remote_agents::desired::{BundleContent, OperatorKey, SignedBundle, SpecFile};
+use remote_agents_node::desired::{BundleContent, OperatorKey, SignedBundle, SpecFile};
 use remote_agents_tests::fleet::{NodeSpec, TestFleet};
 
 /// A Fleet document whose spec is a 9^9-value alias bomb, declaring its signer as operator so
@@ -49,7 +49,7 @@ async fn an_alias_bomb_left_at_the_relay_is_refused_and_restarted_nodes_keep_ser
 -> anyhow::Result<()> {
     let keys = tempfile::tempdir()?;
     let operator_path = keys.path().join("operator.key");
-    let operator = OperatorKey::create(&operator_path)?;
+    let operator = remote_agents_node::desired::operator::create_key(&operator_path)?;
     let nodes = [
         // Operators in its config: the bomb's signer is not one of them.
         NodeSpec::bare("web-1").with_args(&["--operators", &operator.public()]),

@@ -1,11 +1,11 @@
-//! The node's secure channel and RPC (`remote_agents::net`) through the real Rust relay:
+//! The node's secure channel and RPC (`remote_agents_node::net`) through the real Rust relay:
 //! handshakes and presence, calls with streamed chunks, large payloads, cancellation,
 //! deadlines, broadcast, relay restarts and eviction.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use remote_agents::net::{CallError, ConnectionState};
+use remote_agents_node::net::{CallError, ConnectionState};
 use remote_agents_protocol::frame::PeerId;
 use remote_agents_protocol::message::{MAX_PART, RemoteFailure};
 use remote_agents_relay::RelayConfig;

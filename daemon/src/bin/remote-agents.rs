@@ -6,7 +6,9 @@
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use clap::Parser;
-use remote_agents::config::{Cli, Command, ConfigCommand};
+use remote_agents::node_cli::{Cli, Command, ConfigCommand};
+use remote_agents_node::config::{ProcessEnv, Settings};
+use remote_agents_node::service::{Role, launch, terminated};
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -44,29 +46,31 @@ fn default_log_filter() -> &'static str {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    use remote_agents::config::{ProcessEnv, Settings};
     match cli.command {
         Command::Config {
             command: ConfigCommand::Show(flags),
         } => {
-            print!("{}", Settings::resolve(&flags, &ProcessEnv)?.show());
+            print!("{}", Settings::resolve(&flags.flags(), &ProcessEnv)?.show());
             Ok(())
         }
         Command::Demo(args) => remote_agents::demo::run(args).await,
         Command::Run(flags) => {
-            remote_agents::node::run(Settings::resolve(&flags.node_flags(), &ProcessEnv)?, None)
+            remote_agents_node::service::run(Settings::resolve(&flags.node_flags(), &ProcessEnv)?)
                 .await
         }
         Command::Mcp(flags) | Command::Hybrid(flags) => {
             let transport = flags.transport()?;
             let settings = Settings::resolve(&flags.node_flags(), &ProcessEnv)?;
-            remote_agents::node::run(settings, Some(transport)).await
+            let running = launch(settings, Role::Mcp)?;
+            remote_agents_mcp::McpServer::new(running.node.clone())
+                .serve_on(transport, terminated()?, &mut std::io::stderr())
+                .await
         }
         Command::Audit { flags, limit, json } => {
-            let settings = Settings::resolve(&flags, &ProcessEnv)?;
+            let settings = Settings::resolve(&flags.flags(), &ProcessEnv)?;
             print!(
                 "{}",
-                remote_agents::node::audit_report(&settings, limit, json)?
+                remote_agents::audit_report::audit_report(&settings, limit, json)?
             );
             Ok(())
         }

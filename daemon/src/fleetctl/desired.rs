@@ -4,35 +4,25 @@
 //! against the newest applied bundle, signs a new generation, leaves it (sealed) at the relay
 //! and offers it to every node, then reports per host.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use remote_agents_spec::{FleetModel, HostFacts, Selector};
 
+use crate::output::Output;
+use remote_agents_spec::FleetModel;
+
+use super::fleet::{ConnectFlags, resolve_settings};
 use super::{EXIT_FINDINGS, EXIT_OK};
-use crate::desired::distribute::{fetch_from_peer, publish_retained};
-use crate::desired::operator::{OperatorKey, default_key_path};
-use crate::desired::{
-    BundleContent, ObservedStatus, SignedBundle, SpecFile, SyncState, VerifiedBundle,
+use remote_agents_node::desired::operator::{configured_key, default_key_path};
+use remote_agents_node::desired::{ObservedStatus, SignedBundle, SpecFile, SyncState};
+use remote_agents_node::fleet::connection::{Connection, fleetctl_dir};
+use remote_agents_node::sync::publish::{
+    HostResult, Snapshot, expected_hosts, publish, revision_of, snapshot,
 };
-use crate::fleet::HostStatus;
-use crate::fleet::cli::{
-    ConnectFlags, Connection, FanoutPlan, fan_out, fleetctl_dir, parse_duration, resolve_settings,
-};
-use crate::fleet::fanout::FanoutOptions;
-use crate::ops::{AgentArgs, DesiredOfferArgs, DesiredOfferResult, Request, now_ms};
-
-/// `-o table|json|yaml`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum Output {
-    #[default]
-    Table,
-    Json,
-    Yaml,
-}
+use remote_agents_ops::parse_duration;
+use remote_agents_ops::{AgentArgs, Request};
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -120,7 +110,7 @@ pub fn keygen(args: &KeygenArgs) -> anyhow::Result<u8> {
         .clone()
         .or_else(|| std::env::var_os("REMOTE_AGENTS_OPERATOR_KEY").map(PathBuf::from))
         .unwrap_or_else(default_key_path);
-    let key = OperatorKey::create(&path)?;
+    let key = remote_agents_node::desired::operator::create_key(&path)?;
     eprintln!("wrote the private key to {} (mode 0600)", path.display());
     eprintln!(
         "add the public key to your Fleet spec:\n  operators:\n    - name: {}\n      key: {}",
@@ -135,131 +125,9 @@ fn whoami() -> String {
     std::env::var("USER").unwrap_or_else(|_| "me".into())
 }
 
-/// The operator key fleetctl signs with: --operator-key / REMOTE_AGENTS_OPERATOR_KEY / config,
-/// else the default path when that file exists.
-pub(crate) fn operator_key(
-    settings: &crate::config::Settings,
-) -> anyhow::Result<Option<OperatorKey>> {
-    if let Some(path) = &settings.operator_key.value {
-        return Ok(Some(OperatorKey::load(path)?));
-    }
-    let default = default_key_path();
-    if default.exists() {
-        return Ok(Some(OperatorKey::load(&default)?));
-    }
-    Ok(None)
-}
-
-/// What the live fleet reports: every host's status, and the newest applied bundle.
-pub(crate) struct Snapshot {
-    /// host → status, or why it gave none.
-    pub(crate) hosts: BTreeMap<String, Result<ObservedStatus, String>>,
-    pub(crate) newest: Option<VerifiedBundle>,
-}
-
-impl Snapshot {
-    pub(crate) fn generation(&self) -> u64 {
-        self.newest.as_ref().map_or(0, |b| b.content.generation)
-    }
-}
-
-fn quiet_options(timeout: Duration) -> FanoutOptions {
-    FanoutOptions {
-        per_host_timeout: timeout,
-        ..FanoutOptions::default()
-    }
-}
-
-/// Asks every node (and every host the spec declares, reported when absent) for its status.
-pub(crate) async fn snapshot(
-    connection: &Connection,
-    expected: &[HostFacts],
-) -> anyhow::Result<Snapshot> {
-    let all = Selector::parse("all").expect("`all` is a selector");
-    let job = fan_out(
-        &connection.net,
-        &connection.agent_id,
-        FanoutPlan {
-            selector: &all,
-            expected,
-            request: Request::DesiredStatus(AgentArgs { agent_id: None }),
-            per_os: BTreeMap::new(),
-            options: &quiet_options(Duration::from_secs(15)),
-            summary: "desired_status".into(),
-        },
-    )
-    .await;
-    let mut hosts = BTreeMap::new();
-    let mut newest: Option<(u64, String)> = None;
-    for record in job.report.records {
-        let status = if record.status == HostStatus::Ok {
-            serde_json::from_str::<ObservedStatus>(&record.stdout)
-                .map_err(|e| format!("malformed status: {e}"))
-        } else {
-            Err(record
-                .error
-                .clone()
-                .unwrap_or_else(|| format!("{:?}", record.status).to_lowercase()))
-        };
-        if let (Ok(status), Some(agent)) = (&status, &record.agent_id)
-            && newest
-                .as_ref()
-                .is_none_or(|(g, _)| status.observed_generation > *g)
-            && status.observed_generation > 0
-        {
-            newest = Some((status.observed_generation, agent.clone()));
-        }
-        hosts.insert(record.host, status);
-    }
-    let newest = match newest {
-        Some((_, agent)) => {
-            let peer = connection
-                .net
-                .peers()
-                .into_iter()
-                .find(|p| p.agent_id == agent)
-                .map(|p| p.peer_id);
-            match peer {
-                Some(peer) => fetch_from_peer(&connection.net, peer, None)
-                    .await
-                    .ok()
-                    .and_then(|b| b.verify().ok()),
-                None => None,
-            }
-        }
-        None => None,
-    };
-    Ok(Snapshot { hosts, newest })
-}
-
-/// The revision of the files under `path`: the git commit when they are committed and clean,
-/// else `sha256:` of their content.
-pub(crate) fn revision_of(path: &Path, files: &[SpecFile]) -> String {
-    let content = format!("sha256:{}", &crate::desired::bundle::spec_hash(files)[..16]);
-    let Ok(repo) = git2::Repository::discover(path) else {
-        return content;
-    };
-    let Ok(head) = repo.head().and_then(|h| h.peel_to_commit()) else {
-        return content;
-    };
-    let mut options = git2::StatusOptions::new();
-    options.include_untracked(true);
-    if let (Some(workdir), Ok(absolute)) = (repo.workdir(), std::fs::canonicalize(path))
-        && let Ok(relative) = absolute
-            .strip_prefix(std::fs::canonicalize(workdir).unwrap_or_else(|_| workdir.to_path_buf()))
-        && !relative.as_os_str().is_empty()
-    {
-        options.pathspec(relative);
-    }
-    match repo.statuses(Some(&mut options)) {
-        Ok(statuses) if statuses.is_empty() => head.id().to_string(),
-        _ => content,
-    }
-}
-
 /// Reads and validates the spec under `path`; diagnostics go to stderr.
 fn read_spec(path: &Path) -> anyhow::Result<(Vec<SpecFile>, FleetModel)> {
-    let files = super::sources::read_paths(&[path.to_path_buf()])?;
+    let files = remote_agents_node::sources::read_paths(&[path.to_path_buf()])?;
     let (model, diagnostics) = remote_agents_spec::load(&files);
     for diagnostic in &diagnostics {
         eprintln!("{diagnostic}");
@@ -287,182 +155,13 @@ fn read_spec(path: &Path) -> anyhow::Result<(Vec<SpecFile>, FleetModel)> {
     Ok((files, model))
 }
 
-pub(crate) fn expected_hosts(model: &FleetModel) -> Vec<HostFacts> {
-    model
-        .fleet()
-        .map(|(_, fleet)| {
-            fleet
-                .spec
-                .hosts
-                .iter()
-                .filter(|h| !h.name.contains(['*', '?', '[', '{']))
-                .map(|h| HostFacts {
-                    name: h.name.clone(),
-                    tags: h.tags.iter().cloned().collect(),
-                    facts: h.facts.clone(),
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-async fn connect(flags: &ConnectFlags) -> anyhow::Result<(crate::config::Settings, Connection)> {
+async fn connect(
+    flags: &ConnectFlags,
+) -> anyhow::Result<(remote_agents_node::config::Settings, Connection)> {
     let settings = resolve_settings(flags)?;
     let dir = fleetctl_dir(&settings)?;
     let connection = Connection::open(&settings, &dir, flags.connect_timeout).await?;
     Ok((settings, connection))
-}
-
-/// Per-host outcome of publishing one generation.
-#[derive(Debug, Clone, serde::Serialize)]
-pub(crate) struct HostResult {
-    pub(crate) host: String,
-    /// `applied`, `current`, `refused`, `unreachable`, `timeout`.
-    pub(crate) result: String,
-    pub(crate) generation: u64,
-    pub(crate) sync: Option<SyncState>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) detail: Option<String>,
-}
-
-/// Signs `files` as `generation`, leaves it at the relay, offers it to every node and, with
-/// `wait`, polls until every targeted host reports it. Returns per-host results.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn publish(
-    connection: &Connection,
-    key: &OperatorKey,
-    fleet: String,
-    files: Vec<SpecFile>,
-    revision: String,
-    generation: u64,
-    expected: &[HostFacts],
-    prune: bool,
-    wait: Option<Duration>,
-) -> anyhow::Result<Vec<HostResult>> {
-    let content = BundleContent {
-        fleet,
-        generation,
-        revision,
-        issued_at_ms: now_ms(),
-        issuer: key.public(),
-        files,
-    };
-    let signed = SignedBundle::sign(&content, key);
-    // Fail here, with the same reasons a node would give, rather than on every node.
-    signed.verify().context("the bundle does not verify")?;
-    publish_signed(connection, &signed, generation, expected, prune, wait).await
-}
-
-/// Leaves an already signed bundle at the relay, offers it to every node and, with `wait`,
-/// polls until every targeted host reports `generation`. Also used by nodes that apply from a
-/// local source and publish (watch mode, the MCP spec tools).
-pub(crate) async fn publish_signed(
-    connection: &Connection,
-    signed: &SignedBundle,
-    generation: u64,
-    expected: &[HostFacts],
-    prune: bool,
-    wait: Option<Duration>,
-) -> anyhow::Result<Vec<HostResult>> {
-    if let Err(e) = publish_retained(&connection.net, &connection.psk, signed).await {
-        eprintln!(
-            "warning: the relay did not keep the bundle ({e}); nodes offline now will get it from a peer"
-        );
-    }
-    let all = Selector::parse("all").expect("`all` is a selector");
-    let started = tokio::time::Instant::now();
-    let job = fan_out(
-        &connection.net,
-        &connection.agent_id,
-        FanoutPlan {
-            selector: &all,
-            expected,
-            request: Request::DesiredOffer(DesiredOfferArgs {
-                bundle: signed.clone(),
-                prune,
-                agent_id: None,
-            }),
-            per_os: BTreeMap::new(),
-            options: &quiet_options(Duration::from_secs(30)),
-            summary: format!("apply generation {generation}"),
-        },
-    )
-    .await;
-    let mut results: BTreeMap<String, HostResult> = BTreeMap::new();
-    for record in job.report.records {
-        let result = match record.status {
-            HostStatus::Ok => match serde_json::from_str::<DesiredOfferResult>(&record.stdout) {
-                Ok(offer) => HostResult {
-                    host: record.host.clone(),
-                    result: match offer.decision.as_str() {
-                        "new" => "applied".into(),
-                        other => other.into(),
-                    },
-                    generation: offer.status.observed_generation,
-                    sync: Some(offer.status.sync),
-                    detail: offer.reason.or_else(|| {
-                        (!offer.status.drift.is_empty()).then(|| {
-                            offer
-                                .status
-                                .drift
-                                .iter()
-                                .map(|d| d.message.clone())
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        })
-                    }),
-                },
-                Err(e) => HostResult {
-                    host: record.host.clone(),
-                    result: "failed".into(),
-                    generation: 0,
-                    sync: None,
-                    detail: Some(format!("malformed answer: {e}")),
-                },
-            },
-            other => HostResult {
-                host: record.host.clone(),
-                result: format!("{other:?}").to_lowercase(),
-                generation: 0,
-                sync: None,
-                detail: record.error.clone(),
-            },
-        };
-        results.insert(record.host, result);
-    }
-    if let Some(timeout) = wait {
-        // Hosts that were offline catch up from the relay or a peer when they come back.
-        while results
-            .values()
-            .any(|r| r.generation < generation && r.result != "refused")
-            && started.elapsed() < timeout
-        {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            let snapshot = snapshot(connection, expected).await?;
-            for (host, status) in snapshot.hosts {
-                if let Ok(status) = status
-                    && status.observed_generation >= generation
-                {
-                    results.insert(
-                        host.clone(),
-                        HostResult {
-                            host,
-                            result: "applied".into(),
-                            generation: status.observed_generation,
-                            sync: Some(status.sync),
-                            detail: None,
-                        },
-                    );
-                }
-            }
-        }
-        for result in results.values_mut() {
-            if result.generation < generation && result.result != "refused" {
-                result.result = "timeout".into();
-            }
-        }
-    }
-    Ok(results.into_values().collect())
 }
 
 pub(crate) fn print_results(
@@ -471,12 +170,10 @@ pub(crate) fn print_results(
     output: Output,
 ) -> anyhow::Result<()> {
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(results)?),
-        Output::Yaml => print!(
-            "{}",
-            remote_agents_spec::json_to_yaml(&serde_json::to_value(results)?)
-        ),
-        Output::Table => {
+        Output::Json | Output::Yaml => {
+            print!("{}", output.data(results)?.unwrap_or_default())
+        }
+        Output::Text => {
             let mut rows = vec![vec![
                 "HOST".to_string(),
                 "RESULT".into(),
@@ -549,7 +246,7 @@ pub async fn apply(args: &ApplyArgs) -> anyhow::Result<u8> {
         .map(|b| b.model.clone())
         .unwrap_or_default();
     let plan = remote_agents_spec::plan(&old, &model);
-    let spec_hash = crate::desired::bundle::spec_hash(&files);
+    let spec_hash = remote_agents_ops::bundle::spec_hash(&files);
     let unknown: Vec<&String> = live
         .hosts
         .iter()
@@ -603,7 +300,7 @@ pub async fn apply(args: &ApplyArgs) -> anyhow::Result<u8> {
         println!("(dry run: nothing was published)");
         return Ok(EXIT_OK);
     }
-    let key = operator_key(&settings)?.context(
+    let key = configured_key(&settings)?.context(
         "no operator key to sign with: run `fleetctl keygen` (and list its public key under \
          `operators` in the Fleet spec to lock the fleet), or pass --operator-key",
     )?;
@@ -651,7 +348,7 @@ pub async fn diff_live(path: &Path, connect_flags: &ConnectFlags) -> anyhow::Res
         .map(|b| b.model.clone())
         .unwrap_or_default();
     let plan = remote_agents_spec::plan(&old, &model);
-    let spec_hash = crate::desired::bundle::spec_hash(&files);
+    let spec_hash = remote_agents_ops::bundle::spec_hash(&files);
     let mut differs = !plan.is_empty();
     if !plan.is_empty() {
         print!("{}", plan.to_text());
@@ -705,12 +402,10 @@ pub(crate) fn print_status(live: &Snapshot, output: Output) -> anyhow::Result<()
         .filter_map(|s| s.as_ref().ok())
         .collect();
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&statuses)?),
-        Output::Yaml => print!(
-            "{}",
-            remote_agents_spec::json_to_yaml(&serde_json::to_value(&statuses)?)
-        ),
-        Output::Table => {
+        Output::Json | Output::Yaml => {
+            print!("{}", output.data(&statuses)?.unwrap_or_default())
+        }
+        Output::Text => {
             let mut rows = vec![vec![
                 "HOST".to_string(),
                 "GENERATION".into(),
@@ -826,7 +521,7 @@ pub async fn get(args: &GetArgs) -> anyhow::Result<u8> {
         }
     };
     match args.output {
-        Output::Table => {
+        Output::Text => {
             let mut all = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
             all.extend(rows);
             print!("{}", table(&all));
@@ -863,19 +558,17 @@ pub async fn history(args: &HistoryArgs) -> anyhow::Result<u8> {
         println!("No desired state has been applied to this fleet yet.");
         return Ok(EXIT_OK);
     };
-    let entries: Vec<crate::desired::HistoryEntry> = call_json(
+    let entries: Vec<remote_agents_node::desired::HistoryEntry> = call_json(
         &connection,
         &agent,
         Request::DesiredHistory(AgentArgs { agent_id: None }),
     )
     .await?;
     match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
-        Output::Yaml => print!(
-            "{}",
-            remote_agents_spec::json_to_yaml(&serde_json::to_value(&entries)?)
-        ),
-        Output::Table => {
+        Output::Json | Output::Yaml => {
+            print!("{}", args.output.data(&entries)?.unwrap_or_default())
+        }
+        Output::Text => {
             let mut rows = vec![vec![
                 "GENERATION".to_string(),
                 "REVISION".into(),
@@ -919,7 +612,7 @@ async fn call_json<T: serde::de::DeserializeOwned>(
         .into_iter()
         .find(|p| p.agent_id == agent)
         .context("the node left the room")?;
-    let envelope = crate::ops::Envelope {
+    let envelope = remote_agents_ops::Envelope {
         id: uuid::Uuid::new_v4().to_string(),
         caller: String::new(),
         request,
@@ -933,9 +626,9 @@ async fn call_json<T: serde::de::DeserializeOwned>(
         )
         .await?;
     let (_, response) = call.collect().await?;
-    let reply: crate::ops::Reply = serde_json::from_slice(&response)?;
+    let reply: remote_agents_ops::Reply = serde_json::from_slice(&response)?;
     match reply.outcome {
-        crate::ops::Outcome::Ok { result } => Ok(serde_json::from_value(result)?),
+        remote_agents_ops::Outcome::Ok { result } => Ok(serde_json::from_value(result)?),
         other => anyhow::bail!("{}: {other:?}", peer.announcement.name),
     }
 }
@@ -948,14 +641,14 @@ pub async fn rollback(args: &RollbackArgs) -> anyhow::Result<u8> {
     let old: SignedBundle = call_json(
         &connection,
         &agent,
-        Request::DesiredGet(crate::ops::DesiredGetArgs {
+        Request::DesiredGet(remote_agents_ops::DesiredGetArgs {
             revision: Some(args.to.clone()),
             agent_id: None,
         }),
     )
     .await?;
     let old = old.verify().context("the kept bundle does not verify")?;
-    let key = operator_key(&settings)?
+    let key = configured_key(&settings)?
         .context("no operator key to sign with: pass --operator-key or run `fleetctl keygen`")?;
     let current = live
         .newest

@@ -2,11 +2,15 @@
 //! spec files (`validate`, `diff`/`plan`, `explain`, `convert`); online commands (`apply`,
 //! `exec`, `status`, ...) join [`Command`] as further variants with their own modules.
 
+pub mod connect;
 pub mod desired;
+pub mod fleet;
+pub mod mapreduce;
 mod offline;
-pub(crate) mod sources;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::output::Output;
 use std::path::PathBuf;
 
 /// Exit status: 0 ok / no changes, 1 invalid spec / changes found, 2 error (like `kubectl diff`).
@@ -56,30 +60,22 @@ pub enum Command {
     /// Fan-out operations on the live fleet (exec, read, write, git, search); exit 1 when any
     /// host is not ok.
     #[command(flatten)]
-    Fleet(crate::fleet::cli::FleetCommand),
+    Fleet(crate::fleetctl::fleet::FleetCommand),
     /// The stored history of fan-outs, or one job in full.
-    Jobs(crate::fleet::cli::JobsCommand),
+    Jobs(crate::fleetctl::fleet::JobsCommand),
     /// MapReduce jobs over the fleet: `fleetctl mapreduce run ...`.
     #[command(subcommand)]
-    Mapreduce(crate::mapreduce::cli::MapReduceCommand),
+    Mapreduce(crate::fleetctl::mapreduce::MapReduceCommand),
 }
 
 /// `-o text|json|yaml` for commands whose output is data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum OutputFormat {
-    #[default]
-    Text,
-    Json,
-    Yaml,
-}
-
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     /// Spec files or folders (folders are read recursively for .yaml, .yml and .kdl files).
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     pub paths: Vec<PathBuf>,
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
-    pub output: OutputFormat,
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]
@@ -92,9 +88,9 @@ pub struct DiffArgs {
     #[arg(long)]
     pub against: Option<String>,
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
-    pub output: OutputFormat,
+    pub output: Output,
     #[command(flatten)]
-    pub connect: crate::fleet::cli::ConnectFlags,
+    pub connect: crate::fleetctl::fleet::ConnectFlags,
 }
 
 #[derive(Debug, Args)]
@@ -107,7 +103,7 @@ pub struct ExplainArgs {
     #[arg(long = "fact", value_parser = parse_fact)]
     pub facts: Vec<(String, String)>,
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
-    pub output: OutputFormat,
+    pub output: Output,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -154,11 +150,11 @@ pub fn run(cli: Cli) -> u8 {
         Command::Convert(args) => offline::convert(&args),
         Command::Fleet(command) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
-            .and_then(|runtime| runtime.block_on(crate::fleet::cli::run(command))),
-        Command::Jobs(command) => crate::fleet::cli::jobs_command(&command),
+            .and_then(|runtime| runtime.block_on(crate::fleetctl::fleet::run(command))),
+        Command::Jobs(command) => crate::fleetctl::fleet::jobs_command(&command),
         Command::Mapreduce(command) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
-            .and_then(|runtime| runtime.block_on(crate::mapreduce::cli::run(command))),
+            .and_then(|runtime| runtime.block_on(crate::fleetctl::mapreduce::run(command))),
     };
     match result {
         Ok(code) => code,

@@ -1,11 +1,11 @@
 //! The offline fleetctl commands: they read spec files and print; nothing leaves the machine.
 
-use super::sources::{read_at_revision, read_paths};
 use super::{
-    ConvertArgs, DiffArgs, EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, ExplainArgs, OutputFormat, Spelling,
+    ConvertArgs, DiffArgs, EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, ExplainArgs, Output, Spelling,
     ValidateArgs,
 };
 use anyhow::Result;
+use remote_agents_node::sources::{read_at_revision, read_paths};
 use remote_agents_spec::{Diagnostic, FleetModel, HostFacts, has_errors, load};
 use std::collections::HashMap;
 use std::path::Path;
@@ -32,14 +32,14 @@ fn report(diagnostics: &[Diagnostic], files: &[(String, String)]) {
     }
 }
 
-fn print_data(output: OutputFormat, value: &serde_json::Value, text: impl FnOnce() -> String) {
+fn print_data(output: Output, value: &serde_json::Value, text: impl FnOnce() -> String) {
     match output {
-        OutputFormat::Text => print!("{}", text()),
-        OutputFormat::Json => println!(
+        Output::Text => print!("{}", text()),
+        Output::Json => println!(
             "{}",
             serde_json::to_string_pretty(value).unwrap_or_default()
         ),
-        OutputFormat::Yaml => print!("{}", remote_agents_spec::json_to_yaml(value)),
+        Output::Yaml => print!("{}", remote_agents_spec::json_to_yaml(value)),
     }
 }
 

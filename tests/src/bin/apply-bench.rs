@@ -16,10 +16,10 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use remote_agents::desired::distribute::publish_retained;
-use remote_agents::desired::{BundleContent, OperatorKey, SignedBundle, SpecFile};
-use remote_agents::fleet::HostStatus;
-use remote_agents::ops::{AgentArgs, DesiredOfferArgs, DesiredOfferResult, Request};
+use remote_agents_node::desired::{BundleContent, OperatorKey, SignedBundle, SpecFile};
+use remote_agents_node::fleet::HostStatus;
+use remote_agents_node::sync::distribute::publish_retained;
+use remote_agents_ops::{AgentArgs, DesiredOfferArgs, DesiredOfferResult, Request};
 use remote_agents_spec::Selector;
 use remote_agents_tests::simulated::{SimulatedFleet, default_data_base};
 
@@ -123,7 +123,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             fleet: "bench".into(),
             generation,
             revision: format!("bench-{generation}"),
-            issued_at_ms: remote_agents::ops::now_ms(),
+            issued_at_ms: remote_agents_node::journal::now_ms(),
             issuer: key.public(),
             files,
         };
@@ -142,7 +142,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .await;
         let seconds = t.elapsed().as_secs_f64();
         // `current`: the node already took it from the relay's retained copy meanwhile.
-        let acknowledges = |r: &remote_agents::fleet::HostRecord| {
+        let acknowledges = |r: &remote_agents_node::fleet::HostRecord| {
             r.status == HostStatus::Ok
                 && serde_json::from_str::<DesiredOfferResult>(&r.stdout).is_ok_and(|offer| {
                     offer.decision != "refused" && offer.status.observed_generation == generation

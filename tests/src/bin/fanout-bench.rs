@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use remote_agents::ops::{ExecArgs, ReadFileArgs, Request};
+use remote_agents_ops::{ExecArgs, ReadFileArgs, Request};
 use remote_agents_spec::Selector;
 use remote_agents_tests::simulated::{SimulatedFleet, default_data_base};
 

@@ -65,7 +65,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn parse_size(text: &str) -> anyhow::Result<usize> {
-    remote_agents::mapreduce::cli::parse_size(text).map_err(|e| anyhow::anyhow!(e))
+    remote_agents_ops::parse_size(text).map_err(|e| anyhow::anyhow!(e))
 }
 
 /// Writes `size` bytes of text: lines of words drawn with a skewed distribution from a

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::Parser;
 use futures_util::StreamExt;
-use remote_agents::net::{ReconnectBackoff, connect_relay};
+use remote_agents_node::net::{ReconnectBackoff, connect_relay};
 use remote_agents_protocol::frame::{FrameKind, Header};
 use remote_agents_protocol::session::StaticKeypair;
 use remote_agents_relay::RelayConfig;

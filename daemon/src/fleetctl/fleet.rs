@@ -1,0 +1,611 @@
+//! fleetctl's fleet operations: `exec`, `read`, `write`, `git`, `search` fanned out to a target
+//! selector, and `jobs` (the stored history). fleetctl joins the room as a send-only peer with
+//! its own identity (`<data dir>/fleetctl`), so it never evicts a node sharing the data dir.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use remote_agents_node::fleet::connection::{
+    Connection, FanoutPlan, declared_hosts, fan_out, fleetctl_dir,
+};
+use remote_agents_node::fleet::fanout::{Amount, FanoutOptions};
+use remote_agents_node::fleet::fold::{fold, render_text};
+use remote_agents_node::fleet::jobs::{self, Job};
+use remote_agents_node::journal::Store;
+use remote_agents_ops::{
+    Encoding, ExecArgs, FileSearchArgs, GitCommitArgs, GitRemoteArgs, GitRepoArgs, ReadFileArgs,
+    Request, WriteFileArgs, parse_duration,
+};
+use remote_agents_spec::Selector;
+
+pub use super::connect::{ConnectFlags, StateFlags, resolve_settings};
+use crate::output::Output;
+
+/// Options shared by every fan-out command.
+#[derive(Debug, Clone, Args)]
+pub struct FanoutFlags {
+    #[command(flatten)]
+    pub connect: ConnectFlags,
+    /// Which hosts: `all`, a tag, `name:GLOB`, `os:linux`, `fact:K=V`, joined with `,` `&` `!`.
+    #[arg(long, short = 't')]
+    pub target: String,
+    /// The fleet's spec (files or folders): hosts it declares that match the target but are not
+    /// connected are reported `unreachable` instead of being missed.
+    #[arg(long = "spec", short = 'f')]
+    pub spec: Vec<PathBuf>,
+    /// Rolling run: hosts per batch, as a count or a share (`10%`).
+    #[arg(long)]
+    pub batch: Option<Amount>,
+    /// Halt the rest once more than this many hosts (or this share) are not ok.
+    #[arg(long)]
+    pub max_fail: Option<Amount>,
+    /// Per-host timeout (`5s`, `2m`, `1h`).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Deadline for the whole run.
+    #[arg(long, value_parser = parse_duration)]
+    pub deadline: Option<Duration>,
+    /// Hosts in flight at once.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum GitAction {
+    Status,
+    Pull {
+        #[arg(long)]
+        remote: Option<String>,
+        #[arg(long)]
+        branch: Option<String>,
+    },
+    Commit {
+        #[arg(long, short = 'm')]
+        message: String,
+        /// Paths to stage (default: every change).
+        #[arg(long)]
+        path: Vec<String>,
+    },
+    Push {
+        #[arg(long)]
+        remote: Option<String>,
+        #[arg(long)]
+        branch: Option<String>,
+    },
+}
+
+/// One fleet operation from the command line.
+#[derive(Debug, Clone, Subcommand)]
+pub enum FleetCommand {
+    /// Run a command on every targeted host: `fleetctl exec -t web -- uptime`.
+    Exec {
+        #[command(flatten)]
+        fanout: FanoutFlags,
+        /// Run through `/bin/sh -c` (only where the host's policy grants a shell).
+        #[arg(long)]
+        shell: bool,
+        /// The program and its arguments.
+        #[arg(required = true, last = true)]
+        argv: Vec<String>,
+    },
+    /// Read a file on every targeted host.
+    Read {
+        #[command(flatten)]
+        fanout: FanoutFlags,
+        path: String,
+        #[arg(long)]
+        offset: Option<u64>,
+        #[arg(long)]
+        length: Option<u64>,
+    },
+    /// Write a file on every targeted host (refused where the host's mode is `plan`).
+    Write {
+        #[command(flatten)]
+        fanout: FanoutFlags,
+        path: String,
+        /// The content to write.
+        #[arg(
+            long,
+            conflicts_with = "from_file",
+            required_unless_present = "from_file"
+        )]
+        content: Option<String>,
+        /// Read the content from this local file.
+        #[arg(long)]
+        from_file: Option<PathBuf>,
+    },
+    /// Git in a repository on every targeted host.
+    Git {
+        #[command(flatten)]
+        fanout: FanoutFlags,
+        /// The repository's path on the hosts.
+        #[arg(long)]
+        repo: String,
+        #[command(subcommand)]
+        action: GitAction,
+    },
+    /// Schedules on every targeted host: add, remove or list imperative schedules.
+    Schedule {
+        #[command(subcommand)]
+        action: ScheduleAction,
+    },
+    /// Search files on every targeted host.
+    Search {
+        #[command(flatten)]
+        fanout: FanoutFlags,
+        /// File name glob.
+        #[arg(long)]
+        name: Option<String>,
+        /// Content regex.
+        #[arg(long)]
+        content: Option<String>,
+        /// Folders to search (default: the hosts' home and usual folders).
+        #[arg(long)]
+        root: Vec<String>,
+    },
+}
+
+/// `fleetctl schedule ...`: imperative schedules on the targeted hosts (reported as drift there
+/// unless the spec holds them).
+#[derive(Debug, Clone, Subcommand)]
+pub enum ScheduleAction {
+    /// Add (or replace) a schedule:
+    /// `fleetctl schedule add -t web backup --cron '0 3 * * *' -- /usr/local/bin/backup`.
+    Add {
+        #[command(flatten)]
+        fanout: FanoutFlags,
+        /// The schedule's name (letters, digits, `.`, `_`, `-`); an existing one is replaced.
+        #[arg(value_name = "NAME")]
+        schedule: String,
+        /// Crontab line in each host's local time zone: 5 fields, an optional leading seconds
+        /// field, or @hourly/@daily/@weekly/@monthly.
+        #[arg(long)]
+        cron: String,
+        /// Run the words after `--` as one `/bin/sh -c` line (where the host's policy grants a
+        /// shell).
+        #[arg(long)]
+        shell: bool,
+        /// Kill a run after this long (`30s`, `5m`); default 60s.
+        #[arg(long, value_parser = parse_duration)]
+        run_timeout: Option<Duration>,
+        /// When a slot comes due while the previous run still runs: forbid (skip it), allow,
+        /// or replace (cancel the running one).
+        #[arg(long, value_parser = parse_concurrency)]
+        concurrency_policy: Option<remote_agents_spec::Concurrency>,
+        /// Remove the schedule after this long (`1h`, `7d`); default: never.
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<Duration>,
+        /// The program and its arguments.
+        #[arg(required = true, last = true)]
+        argv: Vec<String>,
+    },
+    /// Remove a schedule (a run already going finishes).
+    Remove {
+        #[command(flatten)]
+        fanout: FanoutFlags,
+        #[arg(value_name = "NAME")]
+        schedule: String,
+    },
+    /// List schedules with their recent runs.
+    List {
+        #[command(flatten)]
+        fanout: FanoutFlags,
+        /// Only this schedule.
+        #[arg(value_name = "NAME")]
+        schedule: Option<String>,
+        /// Recent runs shown per schedule.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+}
+
+fn parse_concurrency(text: &str) -> Result<remote_agents_spec::Concurrency, String> {
+    use remote_agents_spec::Concurrency;
+    match text {
+        "forbid" => Ok(Concurrency::Forbid),
+        "allow" => Ok(Concurrency::Allow),
+        "replace" => Ok(Concurrency::Replace),
+        other => Err(format!(
+            "unknown concurrency policy {other:?}: expected forbid, allow or replace"
+        )),
+    }
+}
+
+/// `fleetctl jobs`: the stored history of fan-outs.
+#[derive(Debug, Clone, Args)]
+pub struct JobsCommand {
+    /// Show one job in full (an op id or a unique prefix of one).
+    pub op_id: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    #[command(flatten)]
+    pub state: StateFlags,
+}
+
+/// Runs one fleet operation; returns the process exit code (0 when every host is ok).
+pub async fn run(command: FleetCommand) -> anyhow::Result<u8> {
+    let (fanout, request, summary) = build_request(command)?;
+    let connect = &fanout.connect;
+    let settings = resolve_settings(connect)?;
+    let selector = Selector::parse(&fanout.target)
+        .map_err(|e| anyhow::anyhow!("--target {:?}: {e}", fanout.target))?;
+    let expected = declared_hosts(&fanout.spec)?;
+    let dir = fleetctl_dir(&settings)?;
+    let store = Store::open(&dir)?;
+    let connection = Connection::open(&settings, &dir, connect.connect_timeout).await?;
+    let job = fan_out(
+        &connection.net,
+        &connection.agent_id,
+        FanoutPlan {
+            selector: &selector,
+            expected: &expected,
+            request,
+            per_os: BTreeMap::new(),
+            options: &options(&fanout),
+            summary,
+        },
+    )
+    .await;
+    // A target that matches nothing is almost always a typo: say so rather than succeed.
+    anyhow::ensure!(
+        !job.report.records.is_empty(),
+        "no host matched --target {:?} ({} connected)",
+        fanout.target,
+        connection.net.peers().len()
+    );
+    jobs::save(&store, &job)?;
+    print_job(&job, fanout.output)?;
+    Ok(if job.report.all_ok() { 0 } else { 1 })
+}
+
+fn options(flags: &FanoutFlags) -> FanoutOptions {
+    FanoutOptions {
+        per_host_timeout: flags.timeout,
+        deadline: flags.deadline,
+        concurrency: flags.concurrency,
+        batch: flags.batch,
+        max_fail: flags.max_fail,
+    }
+}
+
+fn build_request(command: FleetCommand) -> anyhow::Result<(FanoutFlags, Request, String)> {
+    Ok(match command {
+        FleetCommand::Exec {
+            fanout,
+            shell,
+            argv,
+        } => {
+            let summary = format!("exec {}", argv.join(" "));
+            let request = Request::Exec(ExecArgs {
+                agent_id: None,
+                argv,
+                shell,
+                cwd: None,
+                env: BTreeMap::new(),
+                stdin: None,
+                timeout_secs: Some(fanout.timeout.as_secs_f64()),
+                max_output_bytes: None,
+            });
+            (fanout, request, summary)
+        }
+        FleetCommand::Read {
+            fanout,
+            path,
+            offset,
+            length,
+        } => {
+            let summary = format!("read {path}");
+            let request = Request::ReadFile(ReadFileArgs {
+                agent_id: None,
+                path,
+                offset,
+                length,
+            });
+            (fanout, request, summary)
+        }
+        FleetCommand::Write {
+            fanout,
+            path,
+            content,
+            from_file,
+        } => {
+            let (content, encoding) = match (content, from_file) {
+                (Some(text), _) => (text, Encoding::Utf8),
+                (None, Some(file)) => {
+                    let bytes = std::fs::read(&file)
+                        .with_context(|| format!("--from-file {}", file.display()))?;
+                    match String::from_utf8(bytes) {
+                        Ok(text) => (text, Encoding::Utf8),
+                        Err(e) => {
+                            use base64::Engine;
+                            (
+                                base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
+                                Encoding::Base64,
+                            )
+                        }
+                    }
+                }
+                (None, None) => anyhow::bail!("write needs --content or --from-file"),
+            };
+            let summary = format!("write {path}");
+            let request = Request::WriteFile(WriteFileArgs {
+                agent_id: None,
+                path,
+                content,
+                encoding,
+                create_dirs: false,
+            });
+            (fanout, request, summary)
+        }
+        FleetCommand::Git {
+            fanout,
+            repo,
+            action,
+        } => {
+            let (summary, request) = match action {
+                GitAction::Status => (
+                    format!("git status {repo}"),
+                    Request::GitStatus(GitRepoArgs {
+                        agent_id: None,
+                        repo,
+                    }),
+                ),
+                GitAction::Pull { remote, branch } => (
+                    format!("git pull {repo}"),
+                    Request::GitPull(GitRemoteArgs {
+                        agent_id: None,
+                        repo,
+                        remote,
+                        branch,
+                    }),
+                ),
+                GitAction::Push { remote, branch } => (
+                    format!("git push {repo}"),
+                    Request::GitPush(GitRemoteArgs {
+                        agent_id: None,
+                        repo,
+                        remote,
+                        branch,
+                    }),
+                ),
+                GitAction::Commit { message, path } => (
+                    format!("git commit {repo}"),
+                    Request::GitCommit(GitCommitArgs {
+                        agent_id: None,
+                        repo,
+                        message,
+                        paths: (!path.is_empty()).then_some(path),
+                    }),
+                ),
+            };
+            (fanout, request, summary)
+        }
+        FleetCommand::Schedule { action } => schedule_request(action),
+        FleetCommand::Search {
+            fanout,
+            name,
+            content,
+            root,
+        } => {
+            let summary = format!(
+                "search name={} content={}",
+                name.as_deref().unwrap_or("*"),
+                content.as_deref().unwrap_or("-")
+            );
+            let request = Request::FileSearch(FileSearchArgs {
+                agent_id: None,
+                name,
+                content,
+                roots: (!root.is_empty()).then_some(root),
+                images_only: false,
+                include_hidden: false,
+                max_results: None,
+            });
+            (fanout, request, summary)
+        }
+    })
+}
+
+fn schedule_request(action: ScheduleAction) -> (FanoutFlags, Request, String) {
+    use remote_agents_ops::{ScheduleAddArgs, ScheduleListArgs, ScheduleRemoveArgs};
+    match action {
+        ScheduleAction::Add {
+            fanout,
+            schedule: name,
+            cron,
+            shell,
+            run_timeout,
+            concurrency_policy,
+            ttl,
+            argv,
+        } => {
+            let summary = format!("schedule add {name} `{cron}` {}", argv.join(" "));
+            let (command, shell) = if shell {
+                (Vec::new(), Some(argv.join(" ")))
+            } else {
+                (argv, None)
+            };
+            let request = Request::ScheduleAdd(ScheduleAddArgs {
+                agent_id: None,
+                name,
+                cron,
+                command,
+                shell,
+                timeout_secs: run_timeout.map(|t| t.as_secs_f64()),
+                concurrency: concurrency_policy,
+                ttl_secs: ttl.map(|t| t.as_secs().max(1)),
+            });
+            (fanout, request, summary)
+        }
+        ScheduleAction::Remove {
+            fanout,
+            schedule: name,
+        } => {
+            let summary = format!("schedule remove {name}");
+            let request = Request::ScheduleRemove(ScheduleRemoveArgs {
+                agent_id: None,
+                name,
+            });
+            (fanout, request, summary)
+        }
+        ScheduleAction::List {
+            fanout,
+            schedule: name,
+            runs,
+        } => {
+            let summary = format!("schedule list {}", name.as_deref().unwrap_or("*"));
+            let request = Request::ScheduleList(ScheduleListArgs {
+                agent_id: None,
+                name,
+                runs: Some(runs),
+            });
+            (fanout, request, summary)
+        }
+    }
+}
+
+fn print_job(job: &Job, output: Output) -> anyhow::Result<()> {
+    match output {
+        Output::Json | Output::Yaml => {
+            let data = serde_json::json!({
+                "op_id": job.op_id,
+                "halted": job.report.halted,
+                "records": job.report.records,
+            });
+            print!("{}", output.data(&data)?.unwrap_or_default());
+        }
+        Output::Text => {
+            print!("{}", render_text(&fold(&job.report.records)));
+            if job.report.halted {
+                println!("halted: the failure threshold was exceeded; the rest were skipped");
+            }
+            println!("op id: {}", job.op_id);
+        }
+    }
+    Ok(())
+}
+
+/// `fleetctl jobs [OP_ID]`: lists stored jobs, or shows one.
+pub fn jobs_command(command: &JobsCommand) -> anyhow::Result<u8> {
+    let settings = command.state.settings()?;
+    let store = Store::open(&fleetctl_dir(&settings)?)?;
+    match &command.op_id {
+        Some(op_id) => {
+            let job = jobs::get(&store, op_id)?.with_context(|| {
+                format!("no job with op id {op_id:?} (or the prefix is ambiguous)")
+            })?;
+            match command.output {
+                Output::Json | Output::Yaml => {
+                    print!("{}", command.output.data(&job)?.unwrap_or_default())
+                }
+                Output::Text => {
+                    println!("{}  {}  target {}", job.op_id, job.summary, job.target);
+                    print!("{}", render_text(&fold(&job.report.records)));
+                }
+            }
+        }
+        None => {
+            let list = jobs::list(&store, command.limit)?;
+            match command.output {
+                Output::Json | Output::Yaml => {
+                    print!("{}", command.output.data(&list)?.unwrap_or_default())
+                }
+                Output::Text => {
+                    println!(
+                        "{:<24} {:<28} {:<16} {:>8}  RESULT",
+                        "OP ID", "OPERATION", "TARGET", "MS"
+                    );
+                    for job in list {
+                        println!(
+                            "{:<24} {:<28} {:<16} {:>8}  {}",
+                            job.op_id, job.summary, job.target, job.duration_ms, job.result
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_commands_parse_into_schedule_requests() {
+        use clap::Parser;
+        let cli = crate::fleetctl::Cli::try_parse_from([
+            "fleetctl",
+            "schedule",
+            "add",
+            "-t",
+            "web",
+            "tick",
+            "--cron",
+            "*/5 * * * *",
+            "--concurrency-policy",
+            "replace",
+            "--ttl",
+            "1h",
+            "--",
+            "sh",
+            "-c",
+            "date",
+        ])
+        .unwrap();
+        let crate::fleetctl::Command::Fleet(command) = cli.command else {
+            panic!("not a fleet command");
+        };
+        let (fanout, request, _) = build_request(command).unwrap();
+        assert_eq!(fanout.target, "web");
+        let Request::ScheduleAdd(args) = request else {
+            panic!("not schedule_add: {request:?}");
+        };
+        assert_eq!(args.name, "tick");
+        assert_eq!(args.command, ["sh", "-c", "date"]);
+        assert_eq!(
+            args.concurrency,
+            Some(remote_agents_spec::Concurrency::Replace)
+        );
+        assert_eq!(args.ttl_secs, Some(3600));
+        for argv in [
+            &["fleetctl", "schedule", "remove", "-t", "all", "tick"][..],
+            &["fleetctl", "schedule", "list", "-t", "all", "--runs", "3"][..],
+        ] {
+            assert!(
+                crate::fleetctl::Cli::try_parse_from(argv).is_ok(),
+                "{argv:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn durations_read_like_5s_2m_1h() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("soon").unwrap_err().contains("\"soon\""));
+    }
+
+    /// `--deadline 1e300` panicked in `Duration::from_secs_f64`, and a duration beyond what the
+    /// clock holds panicked where it was added to `Instant::now()`.
+    #[test]
+    fn absurd_durations_are_errors_not_panics() {
+        for text in ["1e300", "-1", "NaN", "inf", "1000000years"] {
+            assert!(parse_duration(text).is_err(), "{text}");
+        }
+        assert_eq!(
+            parse_duration("366days"),
+            Ok(Duration::from_secs(366 * 86_400))
+        );
+    }
+}

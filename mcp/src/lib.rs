@@ -1,0 +1,1069 @@
+//! The MCP adapter: the only crate that knows rmcp (and, with the relay, axum). Each tool call
+//! becomes an `ops::Request` handled by `Node::handle` — locally, or on the peer named by
+//! `agent_id` — so MCP and the peer RPC share one code path. Tool failures come back as
+//! `isError` results with text a model can act on; protocol errors are reserved for calls that
+//! cannot be routed at all. `http` is the Streamable HTTP transport, `stdio` the line framing of
+//! the stdio one, `spec_tools` the desired-state tools. Stdout is the stdio transport's channel,
+//! so nothing here prints; the HTTP transport's notices go to the console the binary passes.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod http;
+pub mod spec_tools;
+pub mod stdio;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    JsonObject, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+    ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
+use schemars::JsonSchema;
+
+use remote_agents_node::node::{CallContext, Node, ProgressFn};
+use remote_agents_ops::{self, Envelope, Outcome, Request};
+
+/// How the MCP server talks to its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// JSON-RPC lines on stdin/stdout (the default: how desktop clients start servers).
+    Stdio,
+    /// Streamable HTTP at `http://ADDR/mcp` on a loopback address (port 0 picks one).
+    Http(SocketAddr, http::Auth),
+}
+
+/// The MCP face of a node.
+#[derive(Clone)]
+pub struct McpServer {
+    node: Arc<Node>,
+    tools: Arc<Vec<Tool>>,
+    /// The desired-state tools' recent plans.
+    spec: Arc<spec_tools::SpecTools>,
+}
+
+/// How a tool behaves, for its annotations.
+struct Hints {
+    read_only: bool,
+    destructive: bool,
+    idempotent: bool,
+    open_world: bool,
+}
+
+const READ: Hints = Hints {
+    read_only: true,
+    destructive: false,
+    idempotent: true,
+    open_world: false,
+};
+
+fn schema_of<T: JsonSchema>() -> Arc<JsonObject> {
+    let value = serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default();
+    Arc::new(value.as_object().cloned().unwrap_or_default())
+}
+
+fn tool<A: JsonSchema, R: JsonSchema>(
+    name: &'static str,
+    title: &str,
+    description: &'static str,
+    hints: Hints,
+) -> Tool {
+    let mut annotations = ToolAnnotations::with_title(title)
+        .read_only(hints.read_only)
+        .idempotent(hints.idempotent)
+        .open_world(hints.open_world);
+    // destructiveHint is meaningful only for tools that are not read-only.
+    if !hints.read_only {
+        annotations = annotations.destructive(hints.destructive);
+    }
+    Tool::new(name, description, schema_of::<A>())
+        .with_title(title)
+        .with_raw_output_schema(schema_of::<R>())
+        .with_annotations(annotations)
+}
+
+/// Every tool this server offers, with accurate annotations.
+pub fn tools() -> Vec<Tool> {
+    use remote_agents_ops::*;
+    vec![
+        tool::<ExecArgs, ExecResult>(
+            "exec",
+            "Run a command",
+            "Run a program on this node (or on agent_id) without a shell: argv is the program and \
+             its arguments. Returns exit code, stdout, stderr, duration, and `truncated` when \
+             output exceeded max_output_bytes (binary output comes as base64, see \
+             stdout_encoding). The whole process group is killed on timeout or cancellation. In \
+             plan mode it runs read-only inside a Landlock sandbox (no writes except /dev/null, \
+             no TCP, no new privileges), and is refused where the node cannot make one.",
+            Hints {
+                read_only: false,
+                destructive: true,
+                idempotent: false,
+                open_world: true,
+            },
+        ),
+        tool::<ReadFileArgs, ReadFileResult>(
+            "read_file",
+            "Read a file",
+            "Read a file (binary-safe) beneath the node's allowed roots, optionally a byte range \
+             (offset, length). Text comes back as UTF-8, anything else as base64.",
+            READ,
+        ),
+        tool::<WriteFileArgs, WriteFileResult>(
+            "write_file",
+            "Write a file",
+            "Replace a file's whole content atomically (temp file, fsync, rename). In edit mode \
+             the previous version is kept as a backup (see the backups tool). Refused in plan mode.",
+            Hints {
+                read_only: false,
+                destructive: true,
+                idempotent: true,
+                open_world: false,
+            },
+        ),
+        tool::<PathArgs, ListDirResult>(
+            "list_dir",
+            "List a directory",
+            "List a directory's entries with kind, size and modification time; symlinks are \
+             reported, not followed.",
+            READ,
+        ),
+        tool::<PathArgs, FileStatResult>(
+            "file_stat",
+            "Stat a path",
+            "Kind, size, permissions and modification time of a path.",
+            READ,
+        ),
+        tool::<FileSearchArgs, FileSearchResult>(
+            "file_search",
+            "Find files",
+            "Find files by name glob, content regex and/or images only. Default roots: \
+             Pictures, Documents, Downloads, Desktop, then the home directory; .gitignore and \
+             hidden files are respected.",
+            READ,
+        ),
+        tool::<AgentArgs, InfoResult>(
+            "get_info",
+            "Node information",
+            "This node's (or agent_id's) identity, platform facts, configured and effective mode, \
+             live overrides (drift) and allowed roots.",
+            READ,
+        ),
+        tool::<SetModeArgs, SetModeResult>(
+            "set_mode",
+            "Set the mode",
+            "Override the node's mode (plan = read-only, edit = writes with backups, bypass, \
+             disabled) for ttl_secs (default 3600). The override is recorded and reported as \
+             drift; setting the configured mode clears it.",
+            Hints {
+                read_only: false,
+                destructive: false,
+                idempotent: true,
+                open_world: false,
+            },
+        ),
+        tool::<GitRepoArgs, GitStatusResult>(
+            "git_status",
+            "Git status",
+            "Branch, upstream, ahead/behind and changed files of a git work tree.",
+            READ,
+        ),
+        tool::<GitRemoteArgs, GitActionResult>(
+            "git_pull",
+            "Git pull",
+            "Fetch and fast-forward a branch (never merges; a diverged branch is an error).",
+            Hints {
+                read_only: false,
+                destructive: false,
+                idempotent: true,
+                open_world: true,
+            },
+        ),
+        tool::<GitCommitArgs, GitActionResult>(
+            "git_commit",
+            "Git commit",
+            "Stage the given paths (default every change) and commit with the repository's \
+             configured identity.",
+            Hints {
+                read_only: false,
+                destructive: false,
+                idempotent: false,
+                open_world: false,
+            },
+        ),
+        tool::<GitRemoteArgs, GitActionResult>(
+            "git_push",
+            "Git push",
+            "Push a branch to a remote; a rejected (non-fast-forward) update is an error.",
+            Hints {
+                read_only: false,
+                destructive: false,
+                idempotent: true,
+                open_world: true,
+            },
+        ),
+        tool::<AgentArgs, ListAgentsResult>(
+            "list_agents",
+            "List agents",
+            "Every node in the fleet this node can see: id, name, tags, platform facts, mode, and \
+             whether it accepts commands. Use an agent_id from here on any other tool.",
+            Hints {
+                read_only: true,
+                destructive: false,
+                idempotent: true,
+                open_world: true,
+            },
+        ),
+        tool::<BackupsArgs, BackupsResult>(
+            "backups",
+            "List backups",
+            "Previous versions of files replaced by write_file in edit mode, with where each is kept.",
+            READ,
+        ),
+    ]
+    .into_iter()
+    .chain(schedule_tools())
+    .chain(fleet_tools())
+    .chain([mapreduce_tool()])
+    .chain(spec_tools::tools())
+    .collect()
+}
+
+/// `mapreduce`: map over partitions of an input on many hosts, then reduce.
+fn mapreduce_tool() -> Tool {
+    tool::<
+        remote_agents_node::mapreduce::tool::MapReduceArgs,
+        remote_agents_node::mapreduce::JobReport,
+    >(
+        "mapreduce",
+        "MapReduce over many hosts",
+        "Split an input into partitions, run the map step on each partition's stdin on the          hosts the target selects, and reduce the outputs in partition order (builtin sum,          count or concat, or a command). Input: files (globs each host expands; each file is          mapped on its own host), command/shell (lines printed on this node) or items. Failed          partitions are retried, slow ones backed up on another host, and a lost host's          shipped partitions re-run elsewhere; the result lists every partition that finally          failed. Reports progress as partitions finish.",
+        Hints {
+            read_only: false,
+            destructive: true,
+            idempotent: false,
+            open_world: true,
+        },
+    )
+}
+
+/// The schedule tools: imperative schedules on one node (or on agent_id), shown as drift
+/// because the spec does not hold them.
+fn schedule_tools() -> Vec<Tool> {
+    use remote_agents_ops::*;
+    vec![
+        tool::<ScheduleAddArgs, ScheduleAddResult>(
+            "schedule_add",
+            "Add a schedule",
+            "Run a command on a crontab line on this node (or agent_id), e.g. cron \"*/5 * * * *\" \
+             (5 fields, optional leading seconds field, @daily etc., node's local time zone). \
+             Each firing runs as exec under the node's policy and as the caller who added it; a \
+             slot never runs twice. Adding an existing name replaces it; ttl_secs makes it \
+             expire. Imperative schedules are reported as drift. Refused in plan mode.",
+            Hints {
+                read_only: false,
+                destructive: true,
+                idempotent: true,
+                open_world: true,
+            },
+        ),
+        tool::<ScheduleRemoveArgs, ScheduleRemoveResult>(
+            "schedule_remove",
+            "Remove a schedule",
+            "Stop and delete an imperative schedule (a run already going finishes). Schedules \
+             declared in the spec are changed in the spec instead. Its run history is kept.",
+            Hints {
+                read_only: false,
+                destructive: true,
+                idempotent: true,
+                open_world: false,
+            },
+        ),
+        tool::<ScheduleListArgs, ScheduleListResult>(
+            "schedule_list",
+            "List schedules",
+            "The node's schedules (source spec or imperative), their next run and recent runs \
+             (start, end, exit code, output tail, outcome), and the drift.",
+            READ,
+        ),
+    ]
+}
+
+/// The fleet tools: one call acts on every host a target selector picks; results come back
+/// folded (identical outputs grouped) with an op id for `job_get`.
+fn fleet_tools() -> Vec<Tool> {
+    use remote_agents_node::fleet::tools::*;
+    const FANOUT_WRITE: Hints = Hints {
+        read_only: false,
+        destructive: true,
+        idempotent: false,
+        open_world: true,
+    };
+    const FANOUT_READ: Hints = Hints {
+        read_only: true,
+        destructive: false,
+        idempotent: true,
+        open_world: true,
+    };
+    vec![
+        tool::<FleetExecArgs, FleetResult>(
+            "fleet_exec",
+            "Run a command on many hosts",
+            "Run a program (argv, no shell) on every host the target selects, e.g. target \
+             \"web\", \"os:linux&!db\", \"all\". per_os picks another argv by OS family. Returns a \
+             summary and groups of hosts with identical output (so 1,000 hosts read as a few \
+             groups), plus an op_id for job_get. Hosts in plan mode run it read-only in a \
+             sandbox; offline ones answer `unreachable`. batch + max_fail make a rolling run that halts on failures.",
+            FANOUT_WRITE,
+        ),
+        tool::<FleetReadArgs, FleetResult>(
+            "fleet_read",
+            "Read a file on many hosts",
+            "Read the same file on every host the target selects; identical contents are grouped.",
+            FANOUT_READ,
+        ),
+        tool::<FleetWriteArgs, FleetResult>(
+            "fleet_write",
+            "Write a file on many hosts",
+            "Write a file atomically on every host the target selects (backups in edit mode); \
+             hosts in plan mode refuse.",
+            Hints {
+                idempotent: true,
+                ..FANOUT_WRITE
+            },
+        ),
+        tool::<FleetGitArgs, FleetResult>(
+            "fleet_git",
+            "Git on many hosts",
+            "git status, pull (fast-forward), commit or push in a repository on every host the \
+             target selects.",
+            FANOUT_WRITE,
+        ),
+        tool::<FleetSearchArgs, FleetResult>(
+            "fleet_search",
+            "Find files on many hosts",
+            "Find files by name glob and/or content regex on every host the target selects.",
+            FANOUT_READ,
+        ),
+        tool::<JobGetArgs, JobGetResult>(
+            "job_get",
+            "Fetch a fan-out's full results",
+            "The full per-host records (status, exit, stdout, stderr, duration) of an earlier \
+             fleet_* call, optionally only some hosts.",
+            READ,
+        ),
+        tool::<JobListArgs, JobListResult>(
+            "job_list",
+            "List recent fan-outs",
+            "The newest fleet_* calls issued from this node, with their one-line results.",
+            READ,
+        ),
+    ]
+}
+
+impl McpServer {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self {
+            node,
+            tools: Arc::new(tools()),
+            spec: Arc::default(),
+        }
+    }
+
+    /// Serves MCP on stdin/stdout until the client disconnects; malformed and oversized lines
+    /// get JSON-RPC errors (see `stdio`).
+    pub async fn serve_stdio(self) -> anyhow::Result<()> {
+        let (stdin, stdout) = rmcp::transport::stdio();
+        let service = self.serve(stdio::LineTransport::new(stdin, stdout)).await?;
+        service.waiting().await?;
+        Ok(())
+    }
+
+    /// Serves MCP on `transport` until `shutdown` resolves or, on stdio, the client disconnects.
+    pub async fn serve_on(
+        self,
+        transport: Transport,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        console: &mut (dyn std::io::Write + Send),
+    ) -> anyhow::Result<()> {
+        match transport {
+            Transport::Stdio => tokio::select! {
+                served = self.serve_stdio() => served,
+                () = shutdown => Ok(()),
+            },
+            Transport::Http(addr, auth) => http::serve(self, addr, auth, shutdown, console).await,
+        }
+    }
+
+    /// The one gate of a `disabled` node: every tool is refused here, before anything runs or
+    /// is forwarded, because the fleet, job, MapReduce and spec tools do not pass through
+    /// `Node::handle` (whose policy gate refuses the single-host tools on its own). The one
+    /// exception is a local `set_mode`, which `Node::handle` judges itself: an override to
+    /// `disabled` can be lifted that way, a configured `disabled` cannot.
+    fn disabled_refusal(
+        &self,
+        name: &str,
+        arguments: Option<&JsonObject>,
+    ) -> Option<CallToolResult> {
+        if self.node.effective_mode() != remote_agents_spec::Mode::Disabled {
+            return None;
+        }
+        let remote_agent = arguments
+            .and_then(|a| a.get("agent_id"))
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|agent| !self.node.is_local(agent));
+        if name == "set_mode" && !remote_agent {
+            return None;
+        }
+        Some(CallToolResult::error(vec![ContentBlock::text(format!(
+            "{name} refused by policy: this node is in disabled mode and rejects every request, \
+             local or for other hosts; its operator must change the mode (config, spec, or a \
+             set_mode that lifts an override)"
+        ))]))
+    }
+
+    /// Runs a fleet tool until it finishes or the client cancels it: dropping the fan-out drops
+    /// its calls, which cancels them on every peer (their processes are killed there).
+    async fn call_fleet_tool(
+        &self,
+        name: &str,
+        arguments: Option<JsonObject>,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> CallToolResult {
+        let value = serde_json::json!({
+            "op": name,
+            "args": serde_json::Value::Object(arguments.unwrap_or_default()),
+        });
+        let request =
+            match serde_json::from_value::<remote_agents_node::fleet::tools::FleetRequest>(value) {
+                Ok(request) => request,
+                Err(e) => {
+                    return CallToolResult::error(vec![ContentBlock::text(format!(
+                        "invalid arguments for {name}: {e}; see the tool's input schema"
+                    ))]);
+                }
+            };
+        let outcome = tokio::select! {
+            outcome = remote_agents_node::fleet::tools::run(&self.node, request) => outcome,
+            () = cancel.cancelled() => {
+                Err("cancelled; the hosts still running were told to stop".to_string())
+            }
+        };
+        match outcome {
+            Ok(result) => {
+                // The folded summary first: it is what a model should read.
+                let summary = result["summary"].as_str().map(str::to_string);
+                let text = serde_json::to_string_pretty(&result).unwrap_or_default();
+                let mut content = Vec::new();
+                if let Some(summary) = summary {
+                    content.push(ContentBlock::text(summary));
+                }
+                content.push(ContentBlock::text(text));
+                let mut r = CallToolResult::success(content);
+                r.structured_content = Some(result);
+                r
+            }
+            Err(error) => {
+                CallToolResult::error(vec![ContentBlock::text(format!("{name} failed: {error}"))])
+            }
+        }
+    }
+
+    async fn call_mapreduce(
+        &self,
+        arguments: Option<JsonObject>,
+        context: &RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let value = serde_json::Value::Object(arguments.unwrap_or_default());
+        let args = match serde_json::from_value::<remote_agents_node::mapreduce::tool::MapReduceArgs>(
+            value,
+        ) {
+            Ok(args) => args,
+            Err(e) => {
+                return CallToolResult::error(vec![ContentBlock::text(format!(
+                    "invalid arguments for mapreduce: {e}; see the tool's input schema"
+                ))]);
+            }
+        };
+        let progress = ProgressRelay::new(context);
+        let outcome = remote_agents_node::mapreduce::tool::run(
+            &self.node,
+            args,
+            progress.sink(),
+            context.ct.clone(),
+        )
+        .await;
+        progress.flush().await;
+        match outcome {
+            Ok(report) => {
+                let summary = format!(
+                    "{}/{} partitions done on {} hosts, {} failed{}",
+                    report.done,
+                    report.partitions,
+                    report.hosts.len(),
+                    report.failed,
+                    if report.complete {
+                        ""
+                    } else {
+                        " (incomplete result)"
+                    }
+                );
+                let value = serde_json::to_value(&report).unwrap_or_default();
+                let text = serde_json::to_string_pretty(&value).unwrap_or_default();
+                let mut r = CallToolResult::success(vec![
+                    ContentBlock::text(summary),
+                    ContentBlock::text(text),
+                ]);
+                r.structured_content = Some(value);
+                r
+            }
+            Err(error) => CallToolResult::error(vec![ContentBlock::text(format!(
+                "mapreduce failed: {error}"
+            ))]),
+        }
+    }
+}
+
+/// The progress notifications of one tool call (when the client asked for them with a progress
+/// token): sent in order by one task, and all of them before the call's result, because a client
+/// stops listening for a token once it has the result.
+struct ProgressRelay {
+    sink: Option<ProgressFn>,
+    forwarder: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ProgressRelay {
+    /// How long the result waits for progress still queued (a sink clone kept alive elsewhere
+    /// must not hold the result back).
+    const FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+    fn new(context: &RequestContext<RoleServer>) -> Self {
+        let Some(token) = context.meta.get_progress_token() else {
+            return Self {
+                sink: None,
+                forwarder: None,
+            };
+        };
+        let peer = context.peer.clone();
+        let (queue, mut queued) = tokio::sync::mpsc::unbounded_channel();
+        let forwarder = remote_agents_node::runtime::spawn(async move {
+            while let Some(param) = queued.recv().await {
+                if let Err(e) = peer.notify_progress(param).await {
+                    tracing::debug!("progress notification not delivered: {e}");
+                }
+            }
+        });
+        let sink: ProgressFn = Arc::new(move |progress: f64, total: Option<f64>, message| {
+            let mut param =
+                ProgressNotificationParam::new(token.clone(), progress).with_message(message);
+            if let Some(total) = total {
+                param = param.with_total(total);
+            }
+            let _ = queue.send(param);
+        });
+        Self {
+            sink: Some(sink),
+            forwarder: Some(forwarder),
+        }
+    }
+
+    fn sink(&self) -> Option<ProgressFn> {
+        self.sink.clone()
+    }
+
+    /// Waits until every queued notification went out; call it after the work, before
+    /// returning the result.
+    async fn flush(self) {
+        let Self { sink, forwarder } = self;
+        drop(sink);
+        if let Some(forwarder) = forwarder {
+            let _ = tokio::time::timeout(Self::FLUSH_LIMIT, forwarder).await;
+        }
+    }
+}
+
+/// Turns an outcome into a tool result: structured content on success, `isError` otherwise.
+pub fn to_tool_result(tool: &str, outcome: Outcome) -> CallToolResult {
+    match outcome {
+        Outcome::Ok { result } => {
+            let text = serde_json::to_string_pretty(&result).unwrap_or_default();
+            let mut r = CallToolResult::success(vec![ContentBlock::text(text)]);
+            r.structured_content = Some(result);
+            r
+        }
+        Outcome::Refused { reason } => CallToolResult::error(vec![ContentBlock::text(format!(
+            "{tool} refused by policy: {reason}"
+        ))]),
+        Outcome::Failed { error } => {
+            CallToolResult::error(vec![ContentBlock::text(format!("{tool} failed: {error}"))])
+        }
+        Outcome::OutcomeUnknown { reason } => CallToolResult::error(vec![ContentBlock::text(
+            format!("{tool}: outcome unknown: {reason}"),
+        )]),
+    }
+}
+
+/// Parses tool arguments into a request; unknown fields and wrong types are rejected.
+pub fn parse_request(tool: &str, arguments: Option<JsonObject>) -> Result<Request, String> {
+    let value = serde_json::json!({
+        "op": tool,
+        "args": serde_json::Value::Object(arguments.unwrap_or_default()),
+    });
+    serde_json::from_value::<Request>(value)
+        .map_err(|e| format!("invalid arguments for {tool}: {e}; see the tool's input schema"))
+}
+
+impl ServerHandler for McpServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(Implementation::new(
+            "remote-agents",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .with_instructions(
+            "Controls this machine and, with agent_id, any machine of the remote-agents \
+                 fleet (see list_agents). Every call passes the target node's policy gate: in \
+                 plan mode only reads are allowed.",
+        )
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListResourcesResult, McpError> {
+        Ok(rmcp::model::ListResourcesResult::with_all_items(
+            spec_tools::resources(),
+        ))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListResourceTemplatesResult, McpError> {
+        Ok(rmcp::model::ListResourceTemplatesResult::with_all_items(
+            spec_tools::resource_templates(),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: rmcp::model::ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ReadResourceResponse, McpError> {
+        if self.node.effective_mode() == remote_agents_spec::Mode::Disabled {
+            return Err(McpError::invalid_request(
+                format!(
+                    "cannot read {}: this node is in disabled mode and rejects every request",
+                    request.uri
+                ),
+                None,
+            ));
+        }
+        match self.spec.read_resource(&self.node, &request.uri).await {
+            Ok(text) => Ok(rmcp::model::ReadResourceResult::new(vec![
+                rmcp::model::ResourceContents::text(text, request.uri)
+                    .with_mime_type("application/json"),
+            ])
+            .into()),
+            Err(message) => Err(McpError::invalid_params(message, None)),
+        }
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(self.tools.as_ref().clone()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let name = request.name.to_string();
+        if !self.tools.iter().any(|t| t.name == name) {
+            return Err(McpError::invalid_params(
+                format!("unknown tool `{name}`; call tools/list"),
+                None,
+            ));
+        }
+        if let Some(refusal) = self.disabled_refusal(&name, request.arguments.as_ref()) {
+            return Ok(refusal.into());
+        }
+        if spec_tools::is_spec_tool(&name) {
+            return Ok(self
+                .spec
+                .call(&self.node, &name, request.arguments)
+                .await
+                .into());
+        }
+        if name.starts_with("fleet_") || name.starts_with("job_") {
+            return Ok(self
+                .call_fleet_tool(&name, request.arguments, &context.ct)
+                .await
+                .into());
+        }
+        if name == "mapreduce" {
+            return Ok(self
+                .call_mapreduce(request.arguments, &context)
+                .await
+                .into());
+        }
+        let parsed = match parse_request(&name, request.arguments) {
+            Ok(r) => r,
+            Err(text) => {
+                return Ok(CallToolResult::error(vec![ContentBlock::text(text)]).into());
+            }
+        };
+        let envelope = Envelope {
+            id: uuid::Uuid::new_v4().to_string(),
+            caller: "mcp:local".into(),
+            request: parsed,
+        };
+        let progress = ProgressRelay::new(&context);
+        let ctx = CallContext {
+            cancel: context.ct.clone(),
+            progress: progress.sink(),
+        };
+        let outcome = self.node.handle(envelope, ctx).await;
+        progress.flush().await;
+        Ok(to_tool_result(&name, outcome).into())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+    /// A node of its own (local only) in `mode`, with its data in `dir`.
+    pub(crate) fn node_in(dir: &std::path::Path, mode: &str) -> Arc<Node> {
+        let flags = remote_agents_node::config::NodeFlags {
+            name: Some("mcp-test".into()),
+            data_dir: Some(dir.join("data")),
+            mode: Some(mode.into()),
+            ..Default::default()
+        };
+        let env = std::collections::BTreeMap::<String, String>::new();
+        Node::open(remote_agents_node::config::Settings::resolve(&flags, &env).unwrap()).unwrap()
+    }
+
+    /// A JSON-RPC client speaking raw lines to a server over in-process pipes, as a desktop
+    /// client does over stdio.
+    pub(crate) struct LineClient {
+        to_server: tokio::io::DuplexStream,
+        from_server: tokio::io::Lines<tokio::io::BufReader<tokio::io::DuplexStream>>,
+        next_id: u64,
+    }
+
+    impl LineClient {
+        /// Pipes for a server: returns the client and the server's (stdin, stdout) ends.
+        pub(crate) fn pipes() -> (Self, tokio::io::DuplexStream, tokio::io::DuplexStream) {
+            let (to_server, server_in) = tokio::io::duplex(1 << 16);
+            let (server_out, from_server) = tokio::io::duplex(1 << 16);
+            let client = Self {
+                to_server,
+                from_server: tokio::io::BufReader::new(from_server).lines(),
+                next_id: 1,
+            };
+            (client, server_in, server_out)
+        }
+
+        /// A client of `server` served by rmcp's own stdio framing.
+        pub(crate) fn serving(server: McpServer) -> Self {
+            let (client, server_in, server_out) = Self::pipes();
+            remote_agents_node::runtime::spawn(async move {
+                if let Ok(service) = server.serve((server_in, server_out)).await {
+                    let _ = service.waiting().await;
+                }
+            });
+            client
+        }
+
+        pub(crate) async fn send_line(&mut self, line: &[u8]) {
+            self.to_server.write_all(line).await.unwrap();
+            self.to_server.write_all(b"\n").await.unwrap();
+        }
+
+        /// The next message the server writes (a response or a notification).
+        pub(crate) async fn next_message(&mut self) -> serde_json::Value {
+            let line = tokio::time::timeout(
+                std::time::Duration::from_secs(20),
+                self.from_server.next_line(),
+            )
+            .await
+            .expect("the server answered within 20 s")
+            .unwrap()
+            .expect("the server closed its output");
+            serde_json::from_str(&line).unwrap()
+        }
+
+        /// Sends a request and returns its response, skipping notifications.
+        pub(crate) async fn request(
+            &mut self,
+            method: &str,
+            params: serde_json::Value,
+        ) -> serde_json::Value {
+            let id = self.next_id;
+            self.next_id += 1;
+            let message = serde_json::json!({
+                "jsonrpc": "2.0", "id": id, "method": method, "params": params,
+            });
+            self.send_line(message.to_string().as_bytes()).await;
+            loop {
+                let answer = self.next_message().await;
+                if answer["id"] == serde_json::json!(id) {
+                    return answer;
+                }
+            }
+        }
+
+        pub(crate) async fn initialize(&mut self) {
+            let answer = self
+                .request(
+                    "initialize",
+                    serde_json::json!({
+                        "protocolVersion": "2025-11-25",
+                        "capabilities": {},
+                        "clientInfo": {"name": "unit-test", "version": "0"},
+                    }),
+                )
+                .await;
+            assert_eq!(
+                answer["result"]["serverInfo"]["name"], "remote-agents",
+                "{answer}"
+            );
+            let initialized =
+                serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+            self.send_line(initialized.to_string().as_bytes()).await;
+        }
+
+        /// Calls a tool and returns its result (`isError` results included).
+        pub(crate) async fn call_tool(
+            &mut self,
+            name: &str,
+            arguments: serde_json::Value,
+        ) -> serde_json::Value {
+            let answer = self
+                .request(
+                    "tools/call",
+                    serde_json::json!({"name": name, "arguments": arguments}),
+                )
+                .await;
+            answer["result"].clone()
+        }
+    }
+
+    fn text_of(result: &serde_json::Value) -> String {
+        result["content"]
+            .as_array()
+            .map(|blocks| {
+                blocks
+                    .iter()
+                    .filter_map(|b| b["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default()
+    }
+
+    /// A `disabled` node used to answer `job_list` and `fleet_status`, and to forward `exec`
+    /// and `fleet_exec` towards peers, because those tools bypass the node's policy gate.
+    #[tokio::test]
+    async fn a_disabled_node_refuses_every_tool_local_or_forwarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node_in(dir.path(), "disabled");
+        let mut client = LineClient::serving(McpServer::new(node));
+        client.initialize().await;
+        let calls = [
+            ("job_list", serde_json::json!({})),
+            ("job_get", serde_json::json!({"op_id": "x"})),
+            ("fleet_status", serde_json::json!({})),
+            (
+                "fleet_exec",
+                serde_json::json!({"target": "*", "argv": ["true"]}),
+            ),
+            (
+                "fleet_read",
+                serde_json::json!({"target": "*", "path": "/etc/hostname"}),
+            ),
+            (
+                "mapreduce",
+                serde_json::json!({"target": "*", "items": ["a"], "map": ["cat"]}),
+            ),
+            ("spec_get", serde_json::json!({})),
+            ("spec_plan", serde_json::json!({})),
+            ("exec", serde_json::json!({"argv": ["true"]})),
+            (
+                "exec",
+                serde_json::json!({"argv": ["true"], "agent_id": "another-host"}),
+            ),
+            ("get_info", serde_json::json!({})),
+            ("list_agents", serde_json::json!({})),
+            ("set_mode", serde_json::json!({"mode": "edit"})),
+            (
+                "set_mode",
+                serde_json::json!({"mode": "edit", "agent_id": "another-host"}),
+            ),
+        ];
+        for (tool, arguments) in calls {
+            let result = client.call_tool(tool, arguments.clone()).await;
+            assert_eq!(result["isError"], true, "{tool} {arguments}: {result}");
+            assert!(
+                text_of(&result).contains("disabled mode"),
+                "{tool} {arguments}: {result}"
+            );
+        }
+        let resource = client
+            .request(
+                "resources/read",
+                serde_json::json!({"uri": "fleet://desired"}),
+            )
+            .await;
+        assert!(
+            resource["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("disabled mode")),
+            "{resource}"
+        );
+    }
+
+    /// An override to `disabled` is lifted by a local set_mode (only a configured `disabled`
+    /// is a kill switch), and the node answers again afterwards.
+    #[tokio::test]
+    async fn an_override_to_disabled_is_lifted_by_a_local_set_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node_in(dir.path(), "edit");
+        let mut client = LineClient::serving(McpServer::new(node));
+        client.initialize().await;
+        let set = client
+            .call_tool("set_mode", serde_json::json!({"mode": "disabled"}))
+            .await;
+        assert_ne!(set["isError"], true, "{set}");
+        let refused = client.call_tool("job_list", serde_json::json!({})).await;
+        assert_eq!(refused["isError"], true, "{refused}");
+        let lifted = client
+            .call_tool("set_mode", serde_json::json!({"mode": "edit"}))
+            .await;
+        assert_ne!(lifted["isError"], true, "{lifted}");
+        let answered = client.call_tool("job_list", serde_json::json!({})).await;
+        assert_ne!(answered["isError"], true, "{answered}");
+    }
+
+    #[test]
+    fn every_tool_has_a_strict_object_schema_and_annotations() {
+        let tools = tools();
+        let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+        for expected in [
+            "exec",
+            "read_file",
+            "write_file",
+            "list_dir",
+            "file_stat",
+            "file_search",
+            "get_info",
+            "set_mode",
+            "git_status",
+            "git_pull",
+            "git_commit",
+            "git_push",
+            "list_agents",
+            "schedule_add",
+            "schedule_remove",
+            "schedule_list",
+        ] {
+            assert!(names.contains(&expected), "missing {expected}");
+        }
+        for expected in [
+            "fleet_exec",
+            "fleet_read",
+            "fleet_write",
+            "fleet_git",
+            "fleet_search",
+            "job_get",
+            "job_list",
+        ] {
+            assert!(names.contains(&expected), "missing {expected}");
+        }
+        for tool in &tools {
+            assert_eq!(tool.input_schema["type"], "object", "{}", tool.name);
+            assert_eq!(
+                tool.input_schema["additionalProperties"],
+                serde_json::json!(false),
+                "{}",
+                tool.name
+            );
+            // Single-host tools take agent_id; fleet tools take a target selector instead.
+            let routing = if tool.name.starts_with("fleet_") || tool.name == "mapreduce" {
+                "target"
+            } else if tool.name.starts_with("job_") {
+                "op_id"
+            } else {
+                "agent_id"
+            };
+            // The desired-state tools act on the spec source, not on one agent.
+            if tool.name != "job_list"
+                && !(tool.name.starts_with("spec_") || tool.name == "fleet_status")
+            {
+                assert!(
+                    tool.input_schema["properties"].get(routing).is_some(),
+                    "{} lacks {routing}",
+                    tool.name
+                );
+            }
+            let annotations = tool.annotations.as_ref().unwrap();
+            assert!(annotations.read_only_hint.is_some());
+            assert!(tool.output_schema.is_some());
+        }
+        let hints = |name: &str| {
+            let tool = tools.iter().find(|t| t.name == name).unwrap();
+            let a = tool.annotations.clone().unwrap();
+            (a.read_only_hint, a.destructive_hint)
+        };
+        assert_eq!(hints("schedule_list"), (Some(true), None));
+        assert_eq!(hints("schedule_add"), (Some(false), Some(true)));
+        assert_eq!(hints("schedule_remove"), (Some(false), Some(true)));
+        let exec = tools.iter().find(|t| t.name == "exec").unwrap();
+        assert_eq!(
+            exec.annotations.as_ref().unwrap().read_only_hint,
+            Some(false)
+        );
+        assert_eq!(
+            exec.annotations.as_ref().unwrap().destructive_hint,
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn unknown_argument_fields_are_reported_as_tool_errors() {
+        let mut args = JsonObject::new();
+        args.insert("path".into(), "/tmp".into());
+        args.insert("recursive".into(), true.into());
+        let err = parse_request("list_dir", Some(args)).unwrap_err();
+        assert!(err.contains("recursive"), "{err}");
+    }
+
+    #[test]
+    fn refusals_become_is_error_results_with_the_reason() {
+        let r = to_tool_result(
+            "write_file",
+            Outcome::Refused {
+                reason: "plan mode".into(),
+            },
+        );
+        assert_eq!(r.is_error, Some(true));
+        assert!(r.structured_content.is_none());
+    }
+}

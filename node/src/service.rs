@@ -1,0 +1,95 @@
+//! The node as a long-running service: opening it, connecting it to its relay, and starting
+//! what runs beside the requests (the desired-state follower, peer announcements, watch mode,
+//! the schedule runner) until SIGINT or SIGTERM. What starts here stops when [`Running`] is
+//! dropped.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::node::Node;
+use crate::runtime;
+
+/// Connects the node to its relay, when one is configured, and starts what follows the room:
+/// the desired-state follower (nodes that take commands) and the announcements of this node's
+/// mode and tags.
+fn start_net(node: &Arc<Node>, shutdown: CancellationToken, eager: bool) -> anyhow::Result<()> {
+    let Some((net, psk)) = node.connect(shutdown.clone(), eager)? else {
+        return Ok(());
+    };
+    if !node.settings().no_agent.value {
+        runtime::spawn(crate::sync::distribute::follow(
+            node.clone(),
+            net.clone(),
+            psk,
+            shutdown.clone(),
+        ));
+    }
+    runtime::spawn(node.clone().keep_announced(net, shutdown));
+    Ok(())
+}
+
+/// Opens a node and connects it to its relay inside this process (the demo and simulations of
+/// many nodes use this); it stays connected until `shutdown` fires.
+pub fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Arc<Node>> {
+    let node = Node::open(settings)?;
+    crate::schedule::start(
+        &node,
+        Arc::new(crate::schedule::SystemClock),
+        shutdown.clone(),
+    );
+    start_net(&node, shutdown, false)?;
+    Ok(node)
+}
+
+/// How a node runs: headless, or behind an MCP server whose spec tools plan and apply its spec
+/// source (so that source is not also applied automatically on every commit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Headless,
+    Mcp,
+}
+
+/// A running node: its net, schedules and (headless) watch mode stop when this is dropped.
+pub struct Running {
+    pub node: Arc<Node>,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+/// Opens the node and starts its net, watch mode (headless only) and schedule runner.
+pub fn launch(settings: Settings, role: Role) -> anyhow::Result<Running> {
+    let node = Node::open(settings)?;
+    let shutdown = CancellationToken::new();
+    start_net(&node, shutdown.clone(), role == Role::Mcp)?;
+    if role == Role::Headless {
+        crate::sync::watch::start(&node, shutdown.clone())?;
+    }
+    crate::schedule::start(
+        &node,
+        Arc::new(crate::schedule::SystemClock),
+        shutdown.clone(),
+    );
+    Ok(Running {
+        node,
+        _stop: shutdown.drop_guard(),
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub fn terminated() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    })
+}
+
+/// Runs a headless node until SIGINT or SIGTERM.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let _running = launch(settings, Role::Headless)?;
+    terminated()?.await;
+    Ok(())
+}
