@@ -24,7 +24,7 @@ use crate::journal::{JournalEntry, Stage, Store, StoreError};
 use crate::policy::{Access, Intent, Mode, Policy, PolicyError, Refusal, Resolved};
 use crate::search;
 use remote_agents_ops::{
-    AgentSummary, BackupRecord, BackupsResult, Envelope, InfoResult, ListAgentsResult,
+    AgentSummary, BackupRecord, BackupsResult, Caller, Envelope, InfoResult, ListAgentsResult,
     ModeOverride, Outcome, Reply, Request, SetModeArgs, SetModeResult,
 };
 
@@ -662,19 +662,28 @@ impl Node {
 
     /// Whether `caller` may run `request` here. Local callers (this machine's MCP client, the
     /// CLI, the spec's own schedules) are trusted; a peer needs an operator key the applied
-    /// spec allows for this host and capability, once the fleet lists operators.
-    fn authorize(&self, caller: &str, request: &Request) -> Result<(), String> {
+    /// spec allows for this host and capability, once the fleet lists operators; any other
+    /// caller is refused. Every kind of caller is named: a new one must be decided here.
+    fn authorize(&self, caller: &Caller, request: &Request) -> Result<(), String> {
         let Some(capability) = request.capability() else {
             return Ok(());
         };
-        let Some(peer) = caller.strip_prefix("peer:") else {
-            return Ok(());
-        };
-        let operator = peer
-            .split_once(";operator=")
-            .and_then(|(_, key)| remote_agents_spec::parse_operator_key(key).ok());
-        self.desired
-            .authorize(operator.as_ref(), capability, &self.host_facts())
+        match caller {
+            Caller::McpLocal | Caller::Cli | Caller::Spec { .. } => Ok(()),
+            Caller::Peer { operator, .. } => {
+                let operator = operator
+                    .as_deref()
+                    .and_then(|key| remote_agents_spec::parse_operator_key(key).ok());
+                self.desired
+                    .authorize(operator.as_ref(), capability, &self.host_facts())
+            }
+            Caller::Fleet { .. }
+            | Caller::MapReduce { .. }
+            | Caller::Unstated
+            | Caller::Unknown(_) => Err(format!(
+                "a request whose caller is not authenticated (`{caller}`) runs nowhere"
+            )),
+        }
     }
 
     /// The announcement peers see: name, tags, facts, mode, and the operator binding.
@@ -721,13 +730,10 @@ impl Node {
     ) -> Vec<u8> {
         let reply = match serde_json::from_slice::<Envelope>(bytes) {
             Ok(mut envelope) => {
-                envelope.caller = match operator {
-                    Some(key) => format!(
-                        "peer:{peer};operator={}",
-                        crate::desired::operator::format_public(&key)
-                    ),
-                    None => format!("peer:{peer}"),
-                };
+                envelope.caller = Caller::peer(
+                    peer,
+                    operator.map(|key| crate::desired::operator::format_public(&key)),
+                );
                 envelope.request = envelope.request.without_agent_id();
                 let id = envelope.id.clone();
                 let outcome = if self.settings.no_agent.value {
@@ -843,13 +849,13 @@ impl Node {
     async fn run_journaled(
         self: &Arc<Self>,
         id: &str,
-        caller: String,
+        caller: Caller,
         request: Request,
         ctx: CallContext,
     ) -> Outcome {
         let mut entry = JournalEntry {
             id: id.to_string(),
-            caller,
+            caller: caller.to_string(),
             op: request.name().to_string(),
             summary: request.summary(),
             stage: Stage::Received,
@@ -869,7 +875,7 @@ impl Node {
         let journal_stages = request.needs_started_record();
         let audit_only = request.is_idempotent();
         let mode = self.effective_mode();
-        let prepared = match self.authorize(&entry.caller, &request) {
+        let prepared = match self.authorize(&caller, &request) {
             Ok(()) => self.prepare(mode, request),
             Err(reason) => Err(Refusal {
                 reason: format!("not authorized: {reason}"),
@@ -1778,10 +1784,64 @@ mod tests {
     async fn call(node: &Arc<Node>, request: Request) -> Outcome {
         let envelope = Envelope {
             id: uuid::Uuid::new_v4().to_string(),
-            caller: "mcp:local".into(),
+            caller: Caller::McpLocal,
             request,
         };
         node.handle_local(envelope, CallContext::default()).await
+    }
+
+    /// Authorization names every kind of caller: the local ones run, and a caller that is not
+    /// authenticated (a fan-out's own label, none, or text no kind spells) runs nothing, even
+    /// on a node whose fleet lists no operators.
+    #[tokio::test]
+    async fn a_caller_that_is_not_authenticated_runs_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = edit_node(dir.path());
+        let work = tempfile::tempdir().unwrap();
+        let marker = work.path().join("marker");
+        let write = |content: &str| {
+            Request::WriteFile(remote_agents_ops::WriteFileArgs {
+                agent_id: None,
+                path: marker.display().to_string(),
+                content: content.into(),
+                encoding: Default::default(),
+                create_dirs: false,
+            })
+        };
+        for caller in [
+            Caller::Fleet { caller: "x".into() },
+            Caller::MapReduce { caller: "x".into() },
+            Caller::Unstated,
+            Caller::from("root"),
+        ] {
+            let envelope = Envelope {
+                id: uuid::Uuid::new_v4().to_string(),
+                caller: caller.clone(),
+                request: write("x"),
+            };
+            let outcome = node.handle_local(envelope, CallContext::default()).await;
+            assert!(
+                matches!(&outcome, Outcome::Refused { reason } if reason.contains("not authenticated")),
+                "{caller}: {outcome:?}"
+            );
+            assert!(!marker.exists(), "{caller} wrote the file");
+        }
+        for caller in [
+            Caller::McpLocal,
+            Caller::Cli,
+            Caller::Spec { generation: 1 },
+        ] {
+            let envelope = Envelope {
+                id: uuid::Uuid::new_v4().to_string(),
+                caller: caller.clone(),
+                request: write("ok"),
+            };
+            let outcome = node.handle_local(envelope, CallContext::default()).await;
+            assert!(
+                matches!(outcome, Outcome::Ok { .. }),
+                "{caller}: {outcome:?}"
+            );
+        }
     }
 
     /// `exec timeout_secs=1e300` panicked in the gate (`Duration::from_secs_f64`); NaN and

@@ -11,6 +11,7 @@
 
 pub mod agent;
 pub mod bundle;
+pub mod caller;
 pub mod desired_ops;
 pub mod exec;
 pub mod facts;
@@ -23,6 +24,7 @@ pub mod schedule;
 pub mod status;
 
 pub use agent::*;
+pub use caller::Caller;
 pub use desired_ops::*;
 pub use exec::*;
 pub use facts::Facts;

@@ -232,8 +232,8 @@ impl Request {
 pub struct Envelope {
     /// Unique per request; a repeated id returns the stored outcome instead of running again.
     pub id: String,
-    /// Who asked: `mcp:local`, or the authenticated peer id for remote requests.
-    pub caller: String,
+    /// Who asked. A node replaces what a peer's envelope claims with the authenticated peer.
+    pub caller: Caller,
     pub request: Request,
 }
 

@@ -614,7 +614,7 @@ async fn call_json<T: serde::de::DeserializeOwned>(
         .context("the node left the room")?;
     let envelope = remote_agents_ops::Envelope {
         id: uuid::Uuid::new_v4().to_string(),
-        caller: String::new(),
+        caller: remote_agents_ops::Caller::Unstated,
         request,
     };
     let mut call = connection

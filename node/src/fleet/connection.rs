@@ -119,7 +119,9 @@ pub async fn fan_out(net: &Net, caller_id: &str, plan: FanoutPlan<'_>) -> Job {
     let caller = Arc::new(NetCaller {
         net: net.clone(),
         op_id: op_id.clone(),
-        caller: format!("fleet:{caller_id}"),
+        caller: remote_agents_ops::Caller::Fleet {
+            caller: caller_id.to_string(),
+        },
         request,
         per_os,
     });

@@ -14,7 +14,7 @@ use super::fanout::{HostCaller, Target};
 use super::{HostRecord, HostStatus};
 use crate::net::{CallError, Net, PeerInfo};
 use remote_agents_ops::{
-    Envelope, ExecResult, Outcome, ReadFileResult, Reply, Request, WriteFileResult,
+    Caller, Envelope, ExecResult, Outcome, ReadFileResult, Reply, Request, WriteFileResult,
 };
 
 /// What a selector sees of a connected peer: its announced name, tags and facts. The OS family
@@ -82,7 +82,7 @@ pub fn resolve_targets(
 pub struct NetCaller {
     pub net: Net,
     pub op_id: String,
-    pub caller: String,
+    pub caller: Caller,
     pub request: Request,
     /// Per-OS-family replacement requests (`fleet_exec`'s command map), keyed by the `os` fact.
     pub per_os: BTreeMap<String, Request>,

@@ -35,8 +35,8 @@ use crate::fleet::remote::resolve_targets;
 use crate::net::{CallError, Net};
 use crate::node::{CallContext, Node};
 use remote_agents_ops::{
-    Envelope, ExecArgs, ExecResult, FileKind, FileSearchArgs, FileSearchResult, ListDirResult,
-    Outcome, PathArgs, Reply, Request,
+    Caller, Envelope, ExecArgs, ExecResult, FileKind, FileSearchArgs, FileSearchResult,
+    ListDirResult, Outcome, PathArgs, Reply, Request,
 };
 use scheduler::{AttemptEnd, Placement, Scheduler, Verdict};
 
@@ -256,7 +256,7 @@ impl CallerSide {
             CallerSide::Node(node) => {
                 let envelope = Envelope {
                     id,
-                    caller: "mcp:local".into(),
+                    caller: Caller::McpLocal,
                     request: Request::Exec(command.exec_args(stdin, timeout, max_output)),
                 };
                 let outcome = node.handle_local(envelope, CallContext::default()).await;
@@ -535,7 +535,7 @@ async fn call_read<T: serde::de::DeserializeOwned>(
 /// Expands the globs on one host (it lists or searches its own folders): the matching files.
 async fn expand_globs(
     net: &Net,
-    caller: &str,
+    caller: &Caller,
     job_id: &str,
     target: &Target,
     globs: &[String],
@@ -560,7 +560,7 @@ async fn expand_globs(
                 agent_id,
                 Envelope {
                     id,
-                    caller: caller.to_string(),
+                    caller: caller.clone(),
                     request: Request::FileSearch(FileSearchArgs {
                         agent_id: None,
                         roots: Some(vec![parts.root.clone()]),
@@ -587,7 +587,7 @@ async fn expand_globs(
                 agent_id,
                 Envelope {
                     id,
-                    caller: caller.to_string(),
+                    caller: caller.clone(),
                     request: Request::ListDir(PathArgs {
                         agent_id: None,
                         path: parts.root.clone(),
@@ -673,7 +673,9 @@ pub async fn run(
         return Err(JobError::NoHosts(plan.target.clone(), net.peers().len()));
     }
     let job_id = format!("mr-{}", crate::fleet::jobs::new_op_id());
-    let caller = format!("mapreduce:{caller_id}");
+    let caller = Caller::MapReduce {
+        caller: caller_id.to_string(),
+    };
     let report = |message: String, done: usize, total: usize| {
         if let Some(progress) = &progress {
             progress(done, total, message);

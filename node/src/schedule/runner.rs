@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::store::{self, Cursor};
 use super::{Clock, Definition, MISSED_GRACE_MAX, MISSED_GRACE_MIN, Schedules, to_ms};
-use remote_agents_ops::{Envelope, Outcome, Request};
+use remote_agents_ops::{Caller, Envelope, Outcome, Request};
 use remote_agents_ops::{RunOutcome, ScheduleRun};
 
 /// What the runner needs of its node, which implements it: the schedules, and running a request
@@ -333,7 +333,7 @@ impl Runner {
         }
         let envelope = Envelope {
             id: request_id,
-            caller: definition.issuer.clone(),
+            caller: Caller::from(definition.issuer.as_str()),
             request: Request::Exec(definition.exec_args(slot)),
         };
         let cancel = CancellationToken::new();

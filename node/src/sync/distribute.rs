@@ -13,7 +13,7 @@ use remote_agents_protocol::psk::Psk;
 use crate::net::{CallError, ConnectionState, Net};
 use crate::node::Node;
 use remote_agents_ops::bundle::SignedBundle;
-use remote_agents_ops::{DesiredGetArgs, Envelope, Outcome, Reply, Request};
+use remote_agents_ops::{Caller, DesiredGetArgs, Envelope, Outcome, Reply, Request};
 
 /// The retained-store key of the desired state (the relay sees only this label and ciphertext).
 pub const RETAINED_KEY: &[u8] = b"desired";
@@ -69,7 +69,7 @@ pub async fn fetch_from_peer(
 ) -> Result<SignedBundle, String> {
     let envelope = Envelope {
         id: uuid::Uuid::new_v4().to_string(),
-        caller: String::new(),
+        caller: Caller::Unstated,
         request: Request::DesiredGet(DesiredGetArgs {
             revision,
             agent_id: None,
