@@ -248,6 +248,30 @@ impl AuthenticBundle {
     }
 }
 
+/// One accepted generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub generation: u64,
+    pub revision: String,
+    pub hash: String,
+    pub spec_hash: String,
+    pub issuer: String,
+    pub issued_at_ms: u64,
+}
+
+impl From<&VerifiedBundle> for HistoryEntry {
+    fn from(bundle: &VerifiedBundle) -> Self {
+        HistoryEntry {
+            generation: bundle.content.generation,
+            revision: bundle.content.revision.clone(),
+            hash: bundle.hash.clone(),
+            spec_hash: bundle.spec_hash.clone(),
+            issuer: bundle.content.issuer.clone(),
+            issued_at_ms: bundle.content.issued_at_ms,
+        }
+    }
+}
+
 /// Bundles for tests, here and in the node: a one-host fleet, a bundle content of it, and a
 /// YAML alias bomb (kept out of `cfg(test)` so the node's tests share them).
 pub mod fixtures {

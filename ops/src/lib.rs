@@ -18,6 +18,7 @@ pub mod facts;
 pub mod files;
 pub mod git;
 pub mod limits;
+pub mod operation;
 pub mod operator;
 pub mod request;
 pub mod schedule;
