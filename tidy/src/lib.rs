@@ -1,5 +1,6 @@
 //! Checks that keep the layers (ARCHITECTURE.md): no import cycle between a crate's top-level
-//! modules, no I/O or runtime crate reachable from the pure crates, a `//!` line atop every module.
+//! modules, no I/O or runtime crate reachable from the pure crates, a `//!` line atop every module,
+//! and tasks started only in the node library's runtime module.
 //!
 //! Each check takes a workspace root and returns every finding rather than stopping at the first,
 //! so one run names everything to fix. The tests in `tests/layers.rs` run them on this workspace;
@@ -9,6 +10,7 @@ mod metadata;
 mod module_cycles;
 mod module_docs;
 mod pure_crates;
+mod task_starts;
 
 #[cfg(test)]
 mod fixture;
@@ -19,6 +21,7 @@ use std::path::{Path, PathBuf};
 pub use module_cycles::module_cycles;
 pub use module_docs::module_docs;
 pub use pure_crates::forbidden_dependencies;
+pub use task_starts::task_starts;
 
 /// The crates that take values and return values: they do no I/O and start no runtime. A listed
 /// crate missing from the workspace is a finding, so renaming one cannot silently drop its check.
@@ -41,6 +44,11 @@ pub const FORBIDDEN_IN_PURE_CRATES: &[&str] = &[
     "sysinfo",
 ];
 
+/// The crates that run a node, where tasks start only in the node library's runtime module.
+pub const TASK_CRATES: &[&str] = &["remote-agents-node", "remote-agents-mcp"];
+/// That module's file, relative to the workspace root.
+pub const RUNTIME_FILE: &str = "node/src/runtime.rs";
+
 /// One thing a check found wrong. Its `Display` is the line a person reads in a failing test.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finding {
@@ -60,6 +68,9 @@ pub enum Finding {
     /// A module the cycle check could not read: a `mod x;` without a file, or a file that does
     /// not parse. Its references are unknown, so it is reported rather than passed over.
     UnreadableModule { file: String, reason: String },
+    /// A task started somewhere other than the runtime module: `at` is `path:line`, `what` the
+    /// path as written (`tokio::spawn`).
+    TaskStartedOutsideRuntime { at: String, what: String },
 }
 
 /// A reference from one top-level module to another, located at its first occurrence.
@@ -105,6 +116,9 @@ impl fmt::Display for Finding {
                 )
             }
             Finding::UnreadableModule { file, reason } => write!(f, "{file}: {reason}"),
+            Finding::TaskStartedOutsideRuntime { at, what } => {
+                write!(f, "{at}: `{what}` starts a task outside the runtime module")
+            }
         }
     }
 }
@@ -143,6 +157,7 @@ pub fn check_workspace(workspace_root: &Path) -> Result<Vec<Finding>, TidyError>
         FORBIDDEN_IN_PURE_CRATES,
     )?);
     findings.extend(module_docs(workspace_root)?);
+    findings.extend(task_starts(workspace_root, TASK_CRATES, RUNTIME_FILE)?);
     Ok(findings)
 }
 

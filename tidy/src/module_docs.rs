@@ -38,7 +38,7 @@ pub fn module_docs(workspace_root: &Path) -> Result<Vec<Finding>, TidyError> {
 }
 
 /// Every `.rs` file beneath `folder`, which may not exist.
-fn rust_files(folder: &Path, files: &mut Vec<PathBuf>) -> Result<(), TidyError> {
+pub(crate) fn rust_files(folder: &Path, files: &mut Vec<PathBuf>) -> Result<(), TidyError> {
     let io_error = |source| TidyError::Io {
         path: folder.to_owned(),
         source,

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use remote_agents_tidy::{
-    FORBIDDEN_IN_PURE_CRATES, Finding, PURE_CRATES, forbidden_dependencies, module_cycles,
-    module_docs,
+    FORBIDDEN_IN_PURE_CRATES, Finding, PURE_CRATES, RUNTIME_FILE, TASK_CRATES,
+    forbidden_dependencies, module_cycles, module_docs, task_starts,
 };
 
 fn workspace_root() -> PathBuf {
@@ -44,4 +44,11 @@ fn no_pure_crate_reaches_an_io_or_runtime_crate() {
 fn every_module_starts_with_a_doc_line() {
     let findings = module_docs(&workspace_root()).expect("the check runs");
     assert_none("module docs", &findings);
+}
+
+#[test]
+fn tasks_start_only_in_the_runtime_module() {
+    let findings =
+        task_starts(&workspace_root(), TASK_CRATES, RUNTIME_FILE).expect("the check runs");
+    assert_none("task starts", &findings);
 }

@@ -9,13 +9,15 @@
 
 mod references;
 
+pub(crate) use references::is_test_only;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use crate::metadata::{Package, Target, cargo_metadata};
 use crate::{Finding, Reference, TidyError, relative};
 
-use references::{CrateModules, FileReferences, is_test_only, use_paths};
+use references::{CrateModules, FileReferences, use_paths};
 
 /// Where a reference is first seen: the file relative to the workspace root, and the line.
 type Location = (String, usize);

@@ -264,7 +264,7 @@ pub(super) fn use_paths(tree: &syn::UseTree) -> Vec<UsePath> {
 }
 
 /// True if the attributes include `#[cfg(...)]` whose predicate can hold only under `test`.
-pub(super) fn is_test_only(attributes: &[syn::Attribute]) -> bool {
+pub(crate) fn is_test_only(attributes: &[syn::Attribute]) -> bool {
     attributes.iter().any(|attribute| {
         attribute.path().is_ident("cfg")
             && attribute
