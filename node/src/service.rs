@@ -1,7 +1,7 @@
 //! The node as a long-running service: opening it, connecting it to its relay, and starting
-//! what runs beside the requests (the desired-state follower, peer announcements, watch mode,
-//! the schedule runner) until SIGINT or SIGTERM. What starts here stops when [`Running`] is
-//! dropped.
+//! what runs beside the requests (the reconcile controller, the desired-state follower, peer
+//! announcements, watch mode, the schedule runner) until SIGINT or SIGTERM. What starts here
+//! stops when [`Running`] is dropped.
 
 use std::sync::Arc;
 
@@ -34,6 +34,7 @@ fn start_net(node: &Arc<Node>, shutdown: CancellationToken, eager: bool) -> anyh
 /// many nodes use this); it stays connected until `shutdown` fires.
 pub fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Arc<Node>> {
     let node = Node::open(settings)?;
+    crate::desired::controller::start(node.clone(), shutdown.clone());
     crate::schedule::start(
         &node,
         Arc::new(crate::schedule::SystemClock),
@@ -51,16 +52,19 @@ pub enum Role {
     Mcp,
 }
 
-/// A running node: its net, schedules and (headless) watch mode stop when this is dropped.
+/// A running node: its reconcile controller, net, schedules and (headless) watch mode stop when
+/// this is dropped.
 pub struct Running {
     pub node: Arc<Node>,
     _stop: tokio_util::sync::DropGuard,
 }
 
-/// Opens the node and starts its net, watch mode (headless only) and schedule runner.
+/// Opens the node and starts its reconcile controller, net, watch mode (headless only) and
+/// schedule runner.
 pub fn launch(settings: Settings, role: Role) -> anyhow::Result<Running> {
     let node = Node::open(settings)?;
     let shutdown = CancellationToken::new();
+    crate::desired::controller::start(node.clone(), shutdown.clone());
     start_net(&node, shutdown.clone(), role == Role::Mcp)?;
     if role == Role::Headless {
         crate::sync::watch::start(&node, shutdown.clone())?;

@@ -1,8 +1,10 @@
 //! Desired state on the node: operator key files (`operator`), which bundles a node trusts and
-//! keeps (`state`), and what this host should look like under a bundle (`reconcile`). The values
+//! keeps (`state`), what this host should look like under a bundle and one pass converging to it
+//! (`reconcile`), and the loop that runs the passes (`controller`). The values
 //! (signed bundles, statuses) are `remote_agents_ops::{bundle, status}`; how bundles travel is
 //! `crate::sync`.
 
+pub mod controller;
 pub mod operator;
 pub mod reconcile;
 pub mod state;

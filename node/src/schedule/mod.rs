@@ -310,8 +310,9 @@ impl Schedules {
 
     /// Replaces the declared schedules with those of the applied spec that select this host.
     /// Idempotent: the same input changes nothing; a schedule missing from `declared` stops
-    /// firing and its cursor is dropped.
-    pub fn set_declared(&self, declared: Vec<DeclaredSchedule>) {
+    /// firing and its cursor is dropped. The new set is swapped in only once its cursors are
+    /// stored, so that after a store error the reconciler's retry does the whole swap again.
+    pub fn set_declared(&self, declared: Vec<DeclaredSchedule>) -> Result<(), StoreError> {
         let next: BTreeMap<String, (DeclaredSchedule, Result<Definition, String>)> = declared
             .into_iter()
             .map(|d| {
@@ -325,22 +326,18 @@ impl Schedules {
         {
             let mut state = self.state();
             if state.declared == next {
-                return;
+                return Ok(());
             }
-            state.declared = next;
-            let keep: BTreeSet<String> = state.declared.keys().cloned().collect();
-            if let Err(e) = store::prune_spec_cursors(&self.store, &keep) {
-                tracing::error!("cannot prune schedule cursors: {e}");
-            }
+            let keep: BTreeSet<String> = next.keys().cloned().collect();
+            store::prune_spec_cursors(&self.store, &keep)?;
             let now_ms = self.clock().now().timestamp_millis();
             for name in &keep {
-                if let Err(e) = store::init_cursor(&self.store, name, ScheduleSource::Spec, now_ms)
-                {
-                    tracing::error!(schedule = %name, "cannot store cursor: {e}");
-                }
+                store::init_cursor(&self.store, name, ScheduleSource::Spec, now_ms)?;
             }
+            state.declared = next;
         }
         self.changed.notify_one();
+        Ok(())
     }
 
     /// Imperative schedules that the spec does not hold, in words (for the node's status).

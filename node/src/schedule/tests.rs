@@ -402,8 +402,8 @@ async fn declared_schedules_fire_as_the_spec_and_stop_when_removed_from_it() {
         generation: 7,
     }];
     let schedules = node.node.schedules();
-    schedules.set_declared(declared.clone());
-    schedules.set_declared(declared.clone());
+    schedules.set_declared(declared.clone()).unwrap();
+    schedules.set_declared(declared.clone()).unwrap();
     node.set(utc(9, 0, 31)).await;
     assert!(
         schedules.drift().is_empty(),
@@ -431,7 +431,7 @@ async fn declared_schedules_fire_as_the_spec_and_stop_when_removed_from_it() {
         "{outcome:?}"
     );
 
-    schedules.set_declared(Vec::new());
+    schedules.set_declared(Vec::new()).unwrap();
     node.set(utc(9, 10, 0)).await;
     node.set(utc(9, 15, 0)).await;
     assert_eq!(
