@@ -108,29 +108,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // The node's own tools are the `Request` variants' argument structs.
-    for op in [
-        "exec",
-        "read_file",
-        "write_file",
-        "list_dir",
-        "file_stat",
-        "file_search",
-        "git_status",
-        "git_pull",
-        "git_commit",
-        "git_push",
-        "get_info",
-        "set_mode",
-        "list_agents",
-        "backups",
-        "schedule_add",
-        "schedule_remove",
-        "schedule_list",
-        "desired_offer",
-        "desired_status",
-        "desired_get",
-        "desired_history",
-    ] {
+    for op in ops::operation::NAMES {
         let tagged = serde_json::json!({ "op": op, "args": value });
         if let Ok(request) = serde_json::from_value::<Request>(tagged) {
             check_request(&request);

@@ -25,6 +25,7 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
 use schemars::JsonSchema;
 
 use remote_agents_node::node::{CallContext, Node, ProgressFn};
+use remote_agents_ops::operation::Operation;
 use remote_agents_ops::{self, Envelope, Outcome, Request};
 
 /// How the MCP server talks to its client.
@@ -85,12 +86,19 @@ fn tool<A: JsonSchema, R: JsonSchema>(
         .with_annotations(annotations)
 }
 
+/// The tool of a node operation: its name, input and output schemas come from the operation.
+fn operation_tool<O: Operation>(title: &str, description: &'static str, hints: Hints) -> Tool
+where
+    O::Output: JsonSchema,
+{
+    tool::<O::Args, O::Output>(O::NAME, title, description, hints)
+}
+
 /// Every tool this server offers, with accurate annotations.
 pub fn tools() -> Vec<Tool> {
-    use remote_agents_ops::*;
+    use remote_agents_ops::operation::*;
     vec![
-        tool::<ExecArgs, ExecResult>(
-            "exec",
+        operation_tool::<Exec>(
             "Run a command",
             "Run a program on this node (or on agent_id) without a shell: argv is the program and \
              its arguments. Returns exit code, stdout, stderr, duration, and `truncated` when \
@@ -105,15 +113,13 @@ pub fn tools() -> Vec<Tool> {
                 open_world: true,
             },
         ),
-        tool::<ReadFileArgs, ReadFileResult>(
-            "read_file",
+        operation_tool::<ReadFile>(
             "Read a file",
             "Read a file (binary-safe) beneath the node's allowed roots, optionally a byte range \
              (offset, length). Text comes back as UTF-8, anything else as base64.",
             READ,
         ),
-        tool::<WriteFileArgs, WriteFileResult>(
-            "write_file",
+        operation_tool::<WriteFile>(
             "Write a file",
             "Replace a file's whole content atomically (temp file, fsync, rename). In edit mode \
              the previous version is kept as a backup (see the backups tool). Refused in plan mode.",
@@ -124,36 +130,31 @@ pub fn tools() -> Vec<Tool> {
                 open_world: false,
             },
         ),
-        tool::<PathArgs, ListDirResult>(
-            "list_dir",
+        operation_tool::<ListDir>(
             "List a directory",
             "List a directory's entries with kind, size and modification time; symlinks are \
              reported, not followed.",
             READ,
         ),
-        tool::<PathArgs, FileStatResult>(
-            "file_stat",
+        operation_tool::<FileStat>(
             "Stat a path",
             "Kind, size, permissions and modification time of a path.",
             READ,
         ),
-        tool::<FileSearchArgs, FileSearchResult>(
-            "file_search",
+        operation_tool::<FileSearch>(
             "Find files",
             "Find files by name glob, content regex and/or images only. Default roots: \
              Pictures, Documents, Downloads, Desktop, then the home directory; .gitignore and \
              hidden files are respected.",
             READ,
         ),
-        tool::<AgentArgs, InfoResult>(
-            "get_info",
+        operation_tool::<GetInfo>(
             "Node information",
             "This node's (or agent_id's) identity, platform facts, configured and effective mode, \
              live overrides (drift) and allowed roots.",
             READ,
         ),
-        tool::<SetModeArgs, SetModeResult>(
-            "set_mode",
+        operation_tool::<SetMode>(
             "Set the mode",
             "Override the node's mode (plan = read-only, edit = writes with backups, bypass, \
              disabled) for ttl_secs (default 3600). The override is recorded and reported as \
@@ -165,14 +166,12 @@ pub fn tools() -> Vec<Tool> {
                 open_world: false,
             },
         ),
-        tool::<GitRepoArgs, GitStatusResult>(
-            "git_status",
+        operation_tool::<GitStatus>(
             "Git status",
             "Branch, upstream, ahead/behind and changed files of a git work tree.",
             READ,
         ),
-        tool::<GitRemoteArgs, GitActionResult>(
-            "git_pull",
+        operation_tool::<GitPull>(
             "Git pull",
             "Fetch and fast-forward a branch (never merges; a diverged branch is an error).",
             Hints {
@@ -182,8 +181,7 @@ pub fn tools() -> Vec<Tool> {
                 open_world: true,
             },
         ),
-        tool::<GitCommitArgs, GitActionResult>(
-            "git_commit",
+        operation_tool::<GitCommit>(
             "Git commit",
             "Stage the given paths (default every change) and commit with the repository's \
              configured identity.",
@@ -194,8 +192,7 @@ pub fn tools() -> Vec<Tool> {
                 open_world: false,
             },
         ),
-        tool::<GitRemoteArgs, GitActionResult>(
-            "git_push",
+        operation_tool::<GitPush>(
             "Git push",
             "Push a branch to a remote; a rejected (non-fast-forward) update is an error.",
             Hints {
@@ -205,8 +202,7 @@ pub fn tools() -> Vec<Tool> {
                 open_world: true,
             },
         ),
-        tool::<AgentArgs, ListAgentsResult>(
-            "list_agents",
+        operation_tool::<ListAgents>(
             "List agents",
             "Every node in the fleet this node can see: id, name, tags, platform facts, mode, and \
              whether it accepts commands. Use an agent_id from here on any other tool.",
@@ -217,8 +213,7 @@ pub fn tools() -> Vec<Tool> {
                 open_world: true,
             },
         ),
-        tool::<BackupsArgs, BackupsResult>(
-            "backups",
+        operation_tool::<Backups>(
             "List backups",
             "Previous versions of files replaced by write_file in edit mode, with where each is kept.",
             READ,
@@ -253,10 +248,9 @@ fn mapreduce_tool() -> Tool {
 /// The schedule tools: imperative schedules on one node (or on agent_id), shown as drift
 /// because the spec does not hold them.
 fn schedule_tools() -> Vec<Tool> {
-    use remote_agents_ops::*;
+    use remote_agents_ops::operation::*;
     vec![
-        tool::<ScheduleAddArgs, ScheduleAddResult>(
-            "schedule_add",
+        operation_tool::<ScheduleAdd>(
             "Add a schedule",
             "Run a command on a crontab line on this node (or agent_id), e.g. cron \"*/5 * * * *\" \
              (5 fields, optional leading seconds field, @daily etc., node's local time zone). \
@@ -270,8 +264,7 @@ fn schedule_tools() -> Vec<Tool> {
                 open_world: true,
             },
         ),
-        tool::<ScheduleRemoveArgs, ScheduleRemoveResult>(
-            "schedule_remove",
+        operation_tool::<ScheduleRemove>(
             "Remove a schedule",
             "Stop and delete an imperative schedule (a run already going finishes). Schedules \
              declared in the spec are changed in the spec instead. Its run history is kept.",
@@ -282,8 +275,7 @@ fn schedule_tools() -> Vec<Tool> {
                 open_world: false,
             },
         ),
-        tool::<ScheduleListArgs, ScheduleListResult>(
-            "schedule_list",
+        operation_tool::<ScheduleList>(
             "List schedules",
             "The node's schedules (source spec or imperative), their next run and recent runs \
              (start, end, exit code, output tail, outcome), and the drift.",

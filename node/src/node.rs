@@ -16,17 +16,16 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::AuditRecord;
 use crate::config::Settings;
 use crate::desired::{Accepted, DesiredState, OperatorKey};
-use crate::exec::{self, ExecSpec};
+use crate::exec;
 use crate::facts::Facts;
 use crate::identity::Identity;
 use crate::journal::now_ms;
 use crate::journal::{JournalEntry, Stage, Store, StoreError};
-use crate::policy::{Access, Intent, Mode, Policy, PolicyError, Refusal, Resolved};
-use crate::search;
-use remote_agents_ops::{
-    AgentSummary, BackupRecord, BackupsResult, Caller, Envelope, InfoResult, ListAgentsResult,
-    ModeOverride, Outcome, Reply, Request, SetModeArgs, SetModeResult,
-};
+use crate::policy::{Intent, Mode, Policy, PolicyError, Refusal};
+use remote_agents_ops::{AgentSummary, Caller, Envelope, ModeOverride, Outcome, Reply, Request};
+
+// Each operation's gate check and execution, in a module of its own.
+mod operations;
 
 /// Progress callback: (progress, total, message).
 pub type ProgressFn = Arc<dyn Fn(f64, Option<f64>, String) + Send + Sync>;
@@ -85,8 +84,6 @@ pub enum NodeError {
 }
 
 const OVERRIDE_KEY: &str = "mode_override";
-/// Default lifetime of a `set_mode` override.
-const DEFAULT_OVERRIDE_TTL: Duration = Duration::from_secs(3600);
 /// How long a forwarded request may take beyond its own timeout.
 const FORWARD_SLACK: Duration = Duration::from_secs(30);
 
@@ -111,11 +108,6 @@ pub struct Node {
     last_changes: std::sync::atomic::AtomicU64,
     /// One reconcile pass at a time (a pass compares and swaps the live config).
     reconciling: Mutex<()>,
-    /// Pokes the reconcile controller (`desired::controller`): something a pass reads changed,
-    /// or an inline pass left a requeue or a retry.
-    reconcile_trigger: tokio::sync::Notify,
-    /// The expiry of the last mode override whose end peers were told about.
-    expiry_announced_ms: std::sync::atomic::AtomicU64,
     store: Arc<Store>,
     facts: Facts,
     agent_id: String,
@@ -125,35 +117,6 @@ pub struct Node {
     net: Mutex<Option<crate::net::Net>>,
     /// Declared and imperative schedules; their runner starts with the node (`start`, `run`).
     schedules: crate::schedule::Schedules,
-}
-
-/// What the gate approved, ready to run.
-enum Prepared {
-    Exec(ExecSpec),
-    Read(Resolved, u64, Option<u64>),
-    Write {
-        target: WriteTarget,
-        bytes: Vec<u8>,
-        backup: bool,
-    },
-    ListDir(Resolved),
-    Stat(Resolved, PathBuf),
-    Search(Vec<PathBuf>, search::Query),
-    GitStatus(PathBuf),
-    GitPull(PathBuf, Option<String>, Option<String>),
-    GitCommit(PathBuf, String, Option<Vec<String>>),
-    GitPush(PathBuf, Option<String>, Option<String>),
-    Info,
-    ListAgents,
-    SetMode(SetModeArgs),
-    Backups(Option<PathBuf>),
-    ScheduleAdd(remote_agents_ops::ScheduleAddArgs),
-    ScheduleRemove(String),
-    ScheduleList(remote_agents_ops::ScheduleListArgs),
-    DesiredOffer(remote_agents_ops::DesiredOfferArgs),
-    DesiredStatus,
-    DesiredGet(Option<String>),
-    DesiredHistory,
 }
 
 /// The configuration the node runs under right now.
@@ -167,16 +130,6 @@ struct Live {
     policy: Arc<Policy>,
     schedules: Vec<String>,
     jobs: Vec<String>,
-}
-
-enum WriteTarget {
-    Existing(Resolved),
-    /// Parent folders must be created first beneath `ancestor`.
-    Create {
-        ancestor: Resolved,
-        missing: PathBuf,
-        path: PathBuf,
-    },
 }
 
 impl Node {
@@ -212,14 +165,6 @@ impl Node {
         // The agent id is the peer id: a hash of the node's persistent public key.
         let identity = Identity::load_or_create(&data_dir)?;
         let agent_id = identity.agent_id();
-        // An override that expired while the node was down changed nothing peers were told.
-        let expiry_announced_ms = store
-            .get_meta::<ModeOverride>(OVERRIDE_KEY)
-            .ok()
-            .flatten()
-            .map(|o| o.expires_at_ms)
-            .filter(|&expires_at_ms| expires_at_ms <= now_ms())
-            .unwrap_or(0);
         let node = Arc::new(Node {
             identity,
             settings,
@@ -232,8 +177,6 @@ impl Node {
             announce: tokio::sync::Notify::new(),
             last_changes: std::sync::atomic::AtomicU64::new(0),
             reconciling: Mutex::new(()),
-            reconcile_trigger: tokio::sync::Notify::new(),
-            expiry_announced_ms: std::sync::atomic::AtomicU64::new(expiry_announced_ms),
             store,
             facts: crate::facts::gather(),
             agent_id,
@@ -243,7 +186,7 @@ impl Node {
             schedules,
         });
         // Converge to the bundle kept from the last run before anything else is asked.
-        node.reconcile_inline();
+        node.reconcile();
         node.remove_interrupted_temps();
         Ok(node)
     }
@@ -398,7 +341,7 @@ impl Node {
             // still be converging to it: an answer of `current` must describe it in force.
             Ok(Accepted::Current) => {
                 if self.live().generation < self.desired.generation() {
-                    self.reconcile_inline();
+                    self.reconcile();
                 }
             }
             Err(refusal) => {
@@ -422,7 +365,7 @@ impl Node {
             source,
             "applied desired state"
         );
-        self.reconcile_inline();
+        self.reconcile();
     }
 
     /// Applies spec files from a local authority (watch mode's folder or repository, the MCP
@@ -486,40 +429,80 @@ impl Node {
             .unwrap_or_else(|e| e.into_inner()) = condition;
     }
 
-    /// One reconcile pass (`desired::reconcile::reconcile`): computes what the applied bundle
-    /// says this host runs, swaps in the difference, and says when to look again. Idempotent:
-    /// with the same input the second pass changes nothing. One pass at a time.
-    pub fn reconcile(
-        &self,
-    ) -> Result<crate::desired::reconcile::Action, crate::desired::reconcile::ReconcileError> {
+    /// One reconcile pass: computes what the applied bundle says this host runs and swaps in
+    /// the difference. Idempotent: with the same input the second pass changes nothing.
+    /// Returns how many settings changed.
+    pub fn reconcile(&self) -> u64 {
         let _one_pass = self.reconciling.lock().unwrap_or_else(|e| e.into_inner());
-        let target = self.desired.current().map(|bundle| {
-            crate::desired::reconcile::target(
-                &bundle,
-                &self.host_facts(),
-                &self.settings.policy.value,
-            )
-        });
-        crate::desired::reconcile::reconcile(target.as_ref(), self)
-    }
-
-    /// After the mode override was set or cleared: tells peers, and the reconcile controller,
-    /// which requeues at the new expiry.
-    pub(crate) fn mode_override_changed(&self) {
-        self.announce.notify_one();
-        self.reconcile_trigger.notify_one();
-    }
-
-    /// One pass inline, for callers whose answer must describe its result; what the pass leaves
-    /// for later (a requeue, a retry after a transient error) is the controller's to schedule.
-    fn reconcile_inline(&self) {
-        let later = match self.reconcile() {
-            Ok(action) => action != crate::desired::reconcile::Action::AwaitChange,
-            Err(error) => error.is_transient(),
+        let Some(bundle) = self.desired.current() else {
+            return 0;
         };
-        if later {
-            self.reconcile_trigger.notify_one();
+        let target = crate::desired::reconcile::target(
+            &bundle,
+            &self.host_facts(),
+            &self.settings.policy.value,
+        );
+        let live = self.live();
+        let mut changes = 0;
+        changes += u64::from(live.mode != target.mode);
+        changes += u64::from(live.tags != target.tags);
+        changes += u64::from(live.policy_config != target.policy);
+        changes += u64::from(
+            live.schedules
+                != target
+                    .schedules
+                    .iter()
+                    .map(|(n, _)| n.clone())
+                    .collect::<Vec<_>>(),
+        );
+        changes += u64::from(live.jobs != target.jobs);
+        let policy = if live.policy_config == target.policy {
+            Ok(live.policy.clone())
+        } else {
+            live.policy
+                .rebuild(&target.policy, &self.settings.data_dir.value)
+                .map(Arc::new)
+        };
+        let policy = match policy {
+            Ok(policy) => policy,
+            Err(e) => {
+                *self.last_refusal.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!(
+                    "generation {}: policy not applied: {e}",
+                    target.generation
+                ));
+                live.policy.clone()
+            }
+        };
+        self.schedules.set_declared(
+            target
+                .schedules
+                .iter()
+                .map(|(name, spec)| crate::schedule::DeclaredSchedule {
+                    name: name.clone(),
+                    spec: spec.clone(),
+                    generation: target.generation,
+                })
+                .collect(),
+        );
+        if changes > 0 || live.generation != target.generation {
+            let announce = live.mode != target.mode || live.tags != target.tags;
+            *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Live {
+                generation: target.generation,
+                mode: target.mode,
+                tags: target.tags.clone(),
+                policy_config: target.policy.clone(),
+                policy,
+                schedules: target.schedules.iter().map(|(n, _)| n.clone()).collect(),
+                jobs: target.jobs.clone(),
+            });
+            if announce {
+                self.announce.notify_one();
+            }
+            // What converging to this generation changed; an idempotent pass keeps the figure.
+            self.last_changes
+                .store(changes, std::sync::atomic::Ordering::Relaxed);
         }
+        changes
     }
 
     /// What this host reports about its desired state.
@@ -851,7 +834,7 @@ impl Node {
         let audit_only = request.is_idempotent();
         let mode = self.effective_mode();
         let prepared = match self.authorize(&caller, &request) {
-            Ok(()) => self.prepare(mode, request),
+            Ok(()) => operations::check(self, mode, request),
             Err(reason) => Err(Refusal {
                 reason: format!("not authorized: {reason}"),
             }),
@@ -875,7 +858,12 @@ impl Node {
         if journal_stages && let Err(e) = self.store.record(&entry) {
             return Outcome::failed(format!("journal unavailable, nothing ran: {e}"));
         }
-        let outcome = self.execute(id, &entry.caller, prepared, ctx).await;
+        let call = operations::Call {
+            request_id: id.to_string(),
+            caller: entry.caller.clone(),
+            ctx,
+        };
+        let outcome = prepared.execute(self.clone(), call).await;
         entry.stage = Stage::Finished;
         let audit = self.audit(&entry, decision, &outcome);
         // The entry holds the only copy while it is journaled (an exec's output can be
@@ -894,535 +882,6 @@ impl Node {
             .take()
             .unwrap_or_else(|| Outcome::failed("the request's outcome was lost"))
     }
-
-    /// The gate a git executor checks every location and file against: git reads and writes
-    /// more than the folder the request named (the git folder, remotes, each file checked out).
-    fn git_gate<'a>(&self, policy: &'a Policy) -> crate::git::Gate<'a> {
-        crate::git::Gate {
-            policy,
-            mode: self.effective_mode(),
-        }
-    }
-
-    fn resolve_dir_for_git(
-        &self,
-        mode: Mode,
-        repo: &str,
-        intent: Intent,
-    ) -> Result<PathBuf, Refusal> {
-        Ok(self
-            .policy()
-            .resolve(mode, std::path::Path::new(repo), intent)?
-            .absolute)
-    }
-
-    /// The policy gate: decides and resolves everything the executor needs, touching nothing.
-    fn prepare(&self, mode: Mode, request: Request) -> Result<Prepared, Refusal> {
-        let refuse = |reason: String| Refusal { reason };
-        Ok(match request {
-            Request::Exec(a) => {
-                self.policy().check_command(mode, &a.argv, a.shell)?;
-                let cwd = match &a.cwd {
-                    Some(cwd) => {
-                        let resolved =
-                            self.policy()
-                                .resolve(mode, std::path::Path::new(cwd), Intent::Read)?;
-                        resolved.absolute
-                    }
-                    None => self.policy().home().to_path_buf(),
-                };
-                let timeout = a.timeout().map_err(refuse)?;
-                let max_output = a.max_output().map_err(refuse)?;
-                // Plan mode runs commands only inside the read-only sandbox; where none can be
-                // made the request is refused here, before anything starts.
-                let sandboxed = mode == Mode::Plan;
-                if sandboxed {
-                    crate::sandbox::check().map_err(|e| refuse(e.to_string()))?;
-                }
-                Prepared::Exec(ExecSpec {
-                    argv: a.argv,
-                    shell: a.shell,
-                    cwd,
-                    env: a.env,
-                    stdin: a.stdin,
-                    timeout,
-                    max_output,
-                    sandboxed,
-                    // Plan-mode commands cannot read what the file tools may not either.
-                    hidden: if sandboxed {
-                        self.policy().hard_limit_paths()
-                    } else {
-                        Vec::new()
-                    },
-                })
-            }
-            Request::ReadFile(a) => Prepared::Read(
-                self.policy()
-                    .resolve(mode, std::path::Path::new(&a.path), Intent::Read)?,
-                a.offset.unwrap_or(0),
-                a.length,
-            ),
-            Request::WriteFile(a) => {
-                let bytes =
-                    crate::fs::decode(&a.content, a.encoding).map_err(|e| refuse(e.to_string()))?;
-                let path = std::path::Path::new(&a.path);
-                let target = match self.policy().resolve(mode, path, Intent::Write) {
-                    Ok(r) => WriteTarget::Existing(r),
-                    Err(_) if a.create_dirs => self.prepare_create(mode, path)?,
-                    Err(e) => return Err(e),
-                };
-                Prepared::Write {
-                    target,
-                    bytes,
-                    backup: mode == Mode::Edit,
-                }
-            }
-            Request::ListDir(a) => Prepared::ListDir(self.policy().resolve(
-                mode,
-                std::path::Path::new(&a.path),
-                Intent::Read,
-            )?),
-            Request::FileStat(a) => {
-                let requested = self.policy().absolute(std::path::Path::new(&a.path));
-                Prepared::Stat(
-                    self.policy().resolve(mode, &requested, Intent::Read)?,
-                    requested,
-                )
-            }
-            Request::FileSearch(a) => {
-                Policy::check_mode(mode, Access::Read)?;
-                let query = search::Query::new(
-                    a.name.as_deref(),
-                    a.content.as_deref(),
-                    a.images_only,
-                    a.include_hidden,
-                    a.max_results,
-                )
-                .map_err(|e| refuse(e.to_string()))?;
-                let roots: Vec<PathBuf> = match &a.roots {
-                    Some(roots) => roots
-                        .iter()
-                        .map(|r| {
-                            self.policy()
-                                .resolve(mode, std::path::Path::new(r), Intent::Read)
-                                .map(|r| r.absolute)
-                        })
-                        .collect::<Result<_, _>>()?,
-                    None => search::default_roots(self.policy().home())
-                        .into_iter()
-                        .filter_map(|r| self.policy().resolve(mode, &r, Intent::Read).ok())
-                        .map(|r| r.absolute)
-                        .collect(),
-                };
-                Prepared::Search(roots, query)
-            }
-            Request::GitStatus(a) => {
-                Prepared::GitStatus(self.resolve_dir_for_git(mode, &a.repo, Intent::Read)?)
-            }
-            Request::GitPull(a) => Prepared::GitPull(
-                self.resolve_dir_for_git(mode, &a.repo, Intent::Write)?,
-                a.remote,
-                a.branch,
-            ),
-            Request::GitCommit(a) => Prepared::GitCommit(
-                self.resolve_dir_for_git(mode, &a.repo, Intent::Write)?,
-                a.message,
-                a.paths,
-            ),
-            Request::GitPush(a) => Prepared::GitPush(
-                self.resolve_dir_for_git(mode, &a.repo, Intent::Write)?,
-                a.remote,
-                a.branch,
-            ),
-            Request::GetInfo(_) => {
-                Policy::check_mode(mode, Access::Read)?;
-                Prepared::Info
-            }
-            Request::ListAgents(_) => {
-                Policy::check_mode(mode, Access::Read)?;
-                Prepared::ListAgents
-            }
-            Request::Backups(a) => {
-                Policy::check_mode(mode, Access::Read)?;
-                Prepared::Backups(
-                    a.path
-                        .map(|p| self.policy().absolute(std::path::Path::new(&p))),
-                )
-            }
-            Request::ScheduleAdd(a) => {
-                // Adding a schedule changes the node (refused in plan mode) and installs future
-                // process execution, so it needs exec rights now; each firing passes the gate
-                // again.
-                let (argv, shell) = crate::schedule::validate_add(&a).map_err(refuse)?;
-                Policy::check_mode(mode, Access::Write)?;
-                self.policy().check_command(mode, &argv, shell)?;
-                Prepared::ScheduleAdd(a)
-            }
-            Request::ScheduleRemove(a) => {
-                Policy::check_mode(mode, Access::Write)?;
-                Prepared::ScheduleRemove(a.name)
-            }
-            Request::DesiredOffer(a) => {
-                // Desired state arrives in every mode (a spec that disabled a host must be able
-                // to enable it again), except under a local kill switch.
-                if self.settings.mode.value == Mode::Disabled {
-                    return Err(refuse(
-                        "this node is disabled by its local config; it applies no desired state"
-                            .into(),
-                    ));
-                }
-                Prepared::DesiredOffer(a)
-            }
-            // Status and the kept bundles are metadata about the node, answered in every mode.
-            Request::DesiredStatus(_) => Prepared::DesiredStatus,
-            Request::DesiredGet(a) => Prepared::DesiredGet(a.revision),
-            Request::DesiredHistory(_) => Prepared::DesiredHistory,
-            Request::ScheduleList(a) => {
-                Policy::check_mode(mode, Access::Read)?;
-                Prepared::ScheduleList(a)
-            }
-            Request::SetMode(a) => {
-                // A configured `disabled` is a kill switch no request can lift; an override to
-                // `disabled` can be lifted by another set_mode.
-                Policy::check_mode(self.settings.mode.value, Access::Admin)?;
-                if let Some(ttl) = a.ttl_secs {
-                    remote_agents_ops::ttl_from_secs("ttl_secs", ttl).map_err(refuse)?;
-                }
-                Prepared::SetMode(a)
-            }
-        })
-    }
-
-    /// For `create_dirs`: the nearest existing ancestor beneath a root, plus the folders to make;
-    /// the gate decides on the file and every folder before any is made.
-    fn prepare_create(&self, mode: Mode, path: &std::path::Path) -> Result<WriteTarget, Refusal> {
-        let (ancestor, missing) = self.policy().resolve_create(mode, path)?;
-        Ok(WriteTarget::Create {
-            ancestor,
-            missing,
-            path: self.policy().absolute(path),
-        })
-    }
-
-    async fn execute(
-        self: &Arc<Self>,
-        request_id: &str,
-        caller: &str,
-        prepared: Prepared,
-        ctx: CallContext,
-    ) -> Outcome {
-        match prepared {
-            // The schedule's issuer is the caller that added it: each firing runs as them.
-            Prepared::ScheduleAdd(args) => {
-                let node = self.clone();
-                let issuer = caller.to_string();
-                crate::runtime::spawn_blocking(move || result(node.schedules.add(args, &issuer)))
-                    .await
-                    .unwrap_or_else(|e| Outcome::failed(format!("executor panicked: {e}")))
-            }
-            Prepared::Exec(spec) => {
-                let progress = ctx.progress.clone();
-                let result = exec::run(spec, ctx.cancel.clone(), move |p| {
-                    if let Some(progress) = &progress {
-                        progress(
-                            p.elapsed.as_secs_f64(),
-                            None,
-                            format!(
-                                "running for {:.0}s, {} bytes of output",
-                                p.elapsed.as_secs_f64(),
-                                p.output_bytes
-                            ),
-                        );
-                    }
-                })
-                .await;
-                match result {
-                    Ok(r) => exec::outcome(r),
-                    Err(e) => Outcome::failed(error_chain(&e)),
-                }
-            }
-            other => {
-                let node = self.clone();
-                let request_id = request_id.to_string();
-                match crate::runtime::spawn_blocking(move || {
-                    node.execute_blocking(&request_id, other)
-                })
-                .await
-                {
-                    Ok(outcome) => outcome,
-                    Err(e) => Outcome::failed(format!("executor panicked: {e}")),
-                }
-            }
-        }
-    }
-
-    fn execute_blocking(&self, request_id: &str, prepared: Prepared) -> Outcome {
-        match prepared {
-            Prepared::Exec(_) => Outcome::failed("exec runs asynchronously"),
-            Prepared::Read(target, offset, length) => {
-                fs_result(crate::fs::read_file(&target, offset, length))
-            }
-            Prepared::Write {
-                target,
-                bytes,
-                backup,
-            } => self.write(request_id, target, &bytes, backup),
-            Prepared::ListDir(target) => fs_result(crate::fs::list_dir(&target)),
-            Prepared::Stat(target, requested) => {
-                fs_result(crate::fs::file_stat(&target, &requested))
-            }
-            Prepared::Search(roots, query) => Outcome::ok(&search::search(
-                &self.policy(),
-                self.effective_mode(),
-                &roots,
-                &query,
-            )),
-            Prepared::GitStatus(repo) => {
-                let policy = self.policy();
-                result(crate::git::status(&repo, self.git_gate(&policy)))
-            }
-            Prepared::GitPull(repo, remote, branch) => {
-                let policy = self.policy();
-                result(crate::git::pull(
-                    &repo,
-                    remote.as_deref(),
-                    branch.as_deref(),
-                    self.git_gate(&policy),
-                ))
-            }
-            Prepared::GitCommit(repo, message, paths) => {
-                let policy = self.policy();
-                result(crate::git::commit(
-                    &repo,
-                    &message,
-                    paths.as_deref(),
-                    self.git_gate(&policy),
-                ))
-            }
-            Prepared::GitPush(repo, remote, branch) => {
-                let policy = self.policy();
-                result(crate::git::push(
-                    &repo,
-                    remote.as_deref(),
-                    branch.as_deref(),
-                    self.git_gate(&policy),
-                ))
-            }
-            Prepared::Info => Outcome::ok(&self.info()),
-            Prepared::ListAgents => Outcome::ok(&self.list_agents()),
-            Prepared::SetMode(args) => self.set_mode(request_id, args),
-            Prepared::ScheduleAdd(_) => Outcome::failed("schedule_add runs asynchronously"),
-            Prepared::ScheduleRemove(name) => result(self.schedules.remove(&name)),
-            Prepared::ScheduleList(args) => result(self.schedules.list(&args)),
-            Prepared::DesiredOffer(args) => {
-                let (decision, reason) = match self.offer_bundle_in_request(&args.bundle) {
-                    Ok(Accepted::New) => ("new", None),
-                    Ok(Accepted::Current) => ("current", None),
-                    Err(refusal) => ("refused", Some(refusal.to_string())),
-                };
-                if args.prune && reason.is_none() {
-                    self.schedules.prune_imperative();
-                }
-                Outcome::ok(&remote_agents_ops::DesiredOfferResult {
-                    decision: decision.into(),
-                    reason,
-                    status: self.status(),
-                })
-            }
-            Prepared::DesiredStatus => Outcome::ok(&self.status()),
-            Prepared::DesiredGet(revision) => match revision {
-                None => match self.desired.current() {
-                    Some(bundle) if self.is_local_only(&bundle) => Outcome::failed(
-                        "this node runs a spec from its own watched source, which it does not share",
-                    ),
-                    Some(bundle) => Outcome::ok(&bundle.signed),
-                    None => Outcome::failed("this node has no desired state yet"),
-                },
-                Some(wanted) => match self.desired.find(&wanted) {
-                    Ok(Some(bundle)) => Outcome::ok(&bundle),
-                    Ok(None) => Outcome::failed(format!(
-                        "this node keeps no bundle for `{wanted}` (see fleetctl history)"
-                    )),
-                    Err(e) => Outcome::failed(e),
-                },
-            },
-            Prepared::DesiredHistory => result(self.desired.history()),
-            Prepared::Backups(path) => match self.store.backups() {
-                Ok(all) => Outcome::ok(&BackupsResult {
-                    backups: all
-                        .into_iter()
-                        .filter(|b| {
-                            path.as_ref()
-                                .is_none_or(|p| std::path::Path::new(&b.path) == p)
-                        })
-                        .collect(),
-                }),
-                Err(e) => Outcome::failed(e),
-            },
-        }
-    }
-
-    fn write(&self, request_id: &str, target: WriteTarget, bytes: &[u8], backup: bool) -> Outcome {
-        let mode = self.effective_mode();
-        let target = match target {
-            WriteTarget::Existing(r) => r,
-            WriteTarget::Create {
-                ancestor,
-                missing,
-                path,
-            } => {
-                if let Err(e) = crate::fs::create_dirs(&ancestor, &missing) {
-                    return Outcome::failed(format!("cannot create folders: {e}"));
-                }
-                match self.policy().resolve(mode, &path, Intent::Write) {
-                    Ok(r) => r,
-                    Err(refusal) => {
-                        return Outcome::Refused {
-                            reason: refusal.reason,
-                        };
-                    }
-                }
-            }
-        };
-        let mut backup_path = None;
-        if backup {
-            match crate::fs::previous_content(&target) {
-                Ok(Some(old)) => {
-                    let dir = self.settings.data_dir.value.join("backups");
-                    match crate::fs::write_backup(&dir, &target.absolute, &old) {
-                        Ok(path) => {
-                            let record = BackupRecord {
-                                seq: 0,
-                                at_ms: now_ms(),
-                                path: target.absolute.display().to_string(),
-                                backup_path: path.display().to_string(),
-                                size: old.len() as u64,
-                                request_id: request_id.to_string(),
-                            };
-                            if let Err(e) = self.store.add_backup(record) {
-                                return Outcome::failed(format!(
-                                    "backup index unavailable, file not written: {e}"
-                                ));
-                            }
-                            backup_path = Some(path);
-                        }
-                        Err(e) => {
-                            return Outcome::failed(format!(
-                                "cannot keep a backup, file not written: {e}"
-                            ));
-                        }
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => return fs_result::<()>(Err(e)),
-            }
-        }
-        fs_result(
-            crate::fs::write_atomic(&target, bytes)
-                .map(|n| crate::fs::write_result(&target, n, backup_path)),
-        )
-    }
-
-    fn set_mode(&self, request_id: &str, args: SetModeArgs) -> Outcome {
-        // The gate checked ttl_secs against its cap; the sum saturates all the same, so no
-        // ttl can wrap around to "expires now".
-        let ttl = args
-            .ttl_secs
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_OVERRIDE_TTL);
-        let now = now_ms();
-        let record = ModeOverride {
-            mode: args.mode,
-            set_by: request_id.to_string(),
-            reason: args.reason,
-            set_at_ms: now,
-            expires_at_ms: now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
-        };
-        // Setting the configured mode clears the override rather than recording a no-op drift.
-        let stored = (args.mode != self.configured_mode()).then_some(&record);
-        if let Err(e) = self.store.set_meta(OVERRIDE_KEY, stored) {
-            return Outcome::failed(e);
-        }
-        self.mode_override_changed();
-        Outcome::ok(&SetModeResult {
-            configured_mode: self.configured_mode(),
-            effective_mode: self.effective_mode(),
-            expires_at_ms: if stored.is_some() {
-                record.expires_at_ms
-            } else {
-                0
-            },
-        })
-    }
-
-    /// What `get_info` reports.
-    pub fn info(&self) -> InfoResult {
-        let mode_override = self.mode_override();
-        let mut drift = Vec::new();
-        if let Some(o) = &mode_override {
-            drift.push(format!(
-                "mode overridden to {} (configured {}) until {} ms since epoch{}",
-                o.mode,
-                self.configured_mode(),
-                o.expires_at_ms,
-                o.reason
-                    .as_deref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default()
-            ));
-        }
-        InfoResult {
-            agent_id: self.agent_id.clone(),
-            name: self.settings.name.value.clone(),
-            tags: self.tags(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            facts: self.facts.clone(),
-            configured_mode: self.configured_mode(),
-            effective_mode: self.effective_mode(),
-            mode_override,
-            drift,
-            accepts_commands: !self.settings.no_agent.value,
-            roots: self
-                .policy()
-                .roots()
-                .iter()
-                .map(|r| r.display().to_string())
-                .collect(),
-            relay: self.settings.relay.value.clone(),
-        }
-    }
-
-    /// This node plus every known peer.
-    pub fn list_agents(&self) -> ListAgentsResult {
-        let mut agents = vec![AgentSummary {
-            agent_id: self.agent_id.clone(),
-            name: self.settings.name.value.clone(),
-            tags: self.tags(),
-            facts: self.facts.to_map(),
-            mode: self.effective_mode(),
-            accepts_commands: !self.settings.no_agent.value,
-            local: true,
-        }];
-        let note = match self.peers() {
-            Some(peers) => {
-                agents.extend(peers.list());
-                None
-            }
-            None => Some("local-only: no relay configured, so no peers are known".to_string()),
-        };
-        ListAgentsResult { agents, note }
-    }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// The node's own files beyond its data dir, which no request may read or write: the config
@@ -1435,22 +894,6 @@ fn node_own_files(settings: &Settings) -> Vec<PathBuf> {
         .chain(settings.operator_key.value.iter())
         .cloned()
         .collect()
-}
-
-/// A file executor's result: what it refused on what it opened (a hard link to a protected
-/// file) is a refusal, like the gate's own.
-fn fs_result<T: serde::Serialize>(r: Result<T, crate::fs::FsError>) -> Outcome {
-    match r {
-        Err(crate::fs::FsError::Refused(reason)) => Outcome::Refused { reason },
-        other => result(other),
-    }
-}
-
-fn result<T: serde::Serialize, E: std::error::Error>(r: Result<T, E>) -> Outcome {
-    match r {
-        Ok(v) => Outcome::ok(&v),
-        Err(e) => Outcome::failed(error_chain(&e)),
-    }
 }
 
 /// The node as the net RPC's request handler: a peer's request runs through the same journal,
@@ -1656,132 +1099,24 @@ impl Node {
     }
 
     /// Tells peers when this node's mode or tags change: after a reconcile pass, a `set_mode`, or
-    /// when a mode override expires (the reconcile controller's pass at the expiry says so), and
-    /// otherwise once an hour.
+    /// when a mode override expires.
     pub async fn keep_announced(
         self: Arc<Self>,
         net: crate::net::Net,
         shutdown: CancellationToken,
     ) {
         loop {
+            let expiry = self
+                .mode_override()
+                .map(|o| Duration::from_millis(o.expires_at_ms.saturating_sub(now_ms())))
+                .unwrap_or(Duration::from_secs(3600));
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.announce.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                _ = tokio::time::sleep(expiry) => {}
             }
             net.announce(self.announcement()).await;
         }
-    }
-}
-
-impl crate::desired::reconcile::Context for Node {
-    fn now_ms(&self) -> u64 {
-        now_ms()
-    }
-
-    fn mode_override_expires_at_ms(&self) -> Option<u64> {
-        self.store
-            .get_meta::<ModeOverride>(OVERRIDE_KEY)
-            .ok()
-            .flatten()
-            .map(|o| o.expires_at_ms)
-    }
-
-    fn mode_override_expired(&self, expires_at_ms: u64) {
-        let announced = self
-            .expiry_announced_ms
-            .swap(expires_at_ms, std::sync::atomic::Ordering::Relaxed);
-        if announced != expires_at_ms {
-            self.announce.notify_one();
-        }
-    }
-
-    /// Compares `target` with what the node runs and swaps in the difference. A policy that
-    /// does not compile leaves the previous one in force beside the rest of the target and is
-    /// reported as refused; a schedule set that cannot be stored is retried by the controller.
-    fn converge(
-        &self,
-        target: &crate::desired::reconcile::Target,
-    ) -> Result<(), crate::desired::reconcile::ReconcileError> {
-        use crate::desired::reconcile::ReconcileError;
-        let live = self.live();
-        let mut changes = 0;
-        changes += u64::from(live.mode != target.mode);
-        changes += u64::from(live.tags != target.tags);
-        changes += u64::from(live.policy_config != target.policy);
-        changes += u64::from(
-            live.schedules
-                != target
-                    .schedules
-                    .iter()
-                    .map(|(n, _)| n.clone())
-                    .collect::<Vec<_>>(),
-        );
-        changes += u64::from(live.jobs != target.jobs);
-        let policy = if live.policy_config == target.policy {
-            Ok(live.policy.clone())
-        } else {
-            live.policy
-                .rebuild(&target.policy, &self.settings.data_dir.value)
-                .map(Arc::new)
-        };
-        let mut policy_error = None;
-        let policy = match policy {
-            Ok(policy) => policy,
-            Err(source) => {
-                let error = ReconcileError::Policy {
-                    generation: target.generation,
-                    source,
-                };
-                *self.last_refusal.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(error.to_string());
-                policy_error = Some(error);
-                live.policy.clone()
-            }
-        };
-        let schedules = self.schedules.set_declared(
-            target
-                .schedules
-                .iter()
-                .map(|(name, spec)| crate::schedule::DeclaredSchedule {
-                    name: name.clone(),
-                    spec: spec.clone(),
-                    generation: target.generation,
-                })
-                .collect(),
-        );
-        if changes > 0 || live.generation != target.generation {
-            let announce = live.mode != target.mode || live.tags != target.tags;
-            *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Live {
-                generation: target.generation,
-                mode: target.mode,
-                tags: target.tags.clone(),
-                policy_config: target.policy.clone(),
-                policy,
-                schedules: target.schedules.iter().map(|(n, _)| n.clone()).collect(),
-                jobs: target.jobs.clone(),
-            });
-            if announce {
-                self.announce.notify_one();
-            }
-            // What converging to this generation changed; an idempotent pass keeps the figure.
-            self.last_changes
-                .store(changes, std::sync::atomic::Ordering::Relaxed);
-        }
-        schedules.map_err(ReconcileError::Schedules)?;
-        policy_error.map_or(Ok(()), Err)
-    }
-}
-
-impl crate::desired::controller::Reconciler for Node {
-    fn reconcile(
-        &self,
-    ) -> Result<crate::desired::reconcile::Action, crate::desired::reconcile::ReconcileError> {
-        Node::reconcile(self)
-    }
-
-    fn trigger(&self) -> &tokio::sync::Notify {
-        &self.reconcile_trigger
     }
 }
 
@@ -1808,6 +1143,8 @@ impl crate::schedule::runner::Host for Node {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+
+    use remote_agents_ops::SetModeArgs;
 
     use super::*;
     use crate::config::NodeFlags;
@@ -2120,46 +1457,5 @@ mod tests {
         let outcome = call(&node, write_request(&path, "x", true)).await;
         assert!(matches!(&outcome, Outcome::Ok { .. }), "{outcome:?}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "x");
-    }
-
-    /// Whether `notify` holds a notification nobody took yet (taking it).
-    fn take_notification(notify: &tokio::sync::Notify) -> bool {
-        let notified = notify.notified();
-        tokio::pin!(notified);
-        notified.enable()
-    }
-
-    /// A mode override makes a pass requeue at its expiry; the first pass after the expiry tells
-    /// peers the mode changed back, and later passes do not tell them again.
-    #[test]
-    fn a_pass_requeues_at_the_mode_override_expiry_and_announces_its_end_once() {
-        use crate::desired::reconcile::Action;
-        let dir = tempfile::tempdir().unwrap();
-        let node = edit_node(dir.path());
-        assert_eq!(node.reconcile().unwrap(), Action::AwaitChange);
-        let set_override = |expires_at_ms: u64| {
-            let record = ModeOverride {
-                mode: Mode::Plan,
-                set_by: "test".into(),
-                reason: None,
-                set_at_ms: 0,
-                expires_at_ms,
-            };
-            node.store.set_meta(OVERRIDE_KEY, Some(&record)).unwrap();
-        };
-        set_override(now_ms() + 60_000);
-        match node.reconcile().unwrap() {
-            Action::Requeue(delay) => assert!(
-                delay <= Duration::from_secs(60) && delay > Duration::from_secs(50),
-                "{delay:?}"
-            ),
-            other => panic!("{other:?}"),
-        }
-        assert!(!take_notification(&node.announce));
-        set_override(now_ms() - 1);
-        assert_eq!(node.reconcile().unwrap(), Action::AwaitChange);
-        assert!(take_notification(&node.announce), "the end is announced");
-        assert_eq!(node.reconcile().unwrap(), Action::AwaitChange);
-        assert!(!take_notification(&node.announce), "and only once");
     }
 }

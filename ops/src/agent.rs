@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use remote_agents_spec::Mode;
 
+use crate::operation::Summary;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentArgs {
@@ -81,4 +83,16 @@ pub struct ListAgentsResult {
     pub agents: Vec<AgentSummary>,
     /// Why the list holds only this node, when it does.
     pub note: Option<String>,
+}
+
+impl Summary for AgentArgs {
+    fn summary(&self, op: &str) -> String {
+        op.to_string()
+    }
+}
+
+impl Summary for SetModeArgs {
+    fn summary(&self, op: &str) -> String {
+        format!("{op} {}", self.mode)
+    }
 }

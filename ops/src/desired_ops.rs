@@ -3,6 +3,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::operation::Summary;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DesiredOfferArgs {
@@ -32,4 +34,23 @@ pub struct DesiredOfferResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub status: crate::status::ObservedStatus,
+}
+
+impl Summary for DesiredOfferArgs {
+    /// The claim only: verifying (signature + spec load) happens once, in the offer.
+    fn summary(&self, op: &str) -> String {
+        match self.bundle.peek() {
+            Some(c) => format!(
+                "{op} generation {} revision {} by {}",
+                c.generation, c.revision, c.issuer
+            ),
+            None => format!("{op} (unreadable bundle)"),
+        }
+    }
+}
+
+impl Summary for DesiredGetArgs {
+    fn summary(&self, op: &str) -> String {
+        format!("{op} {}", self.revision.as_deref().unwrap_or("(applied)"))
+    }
 }

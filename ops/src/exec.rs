@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::files::Encoding;
 use crate::limits::{max_output_bytes, timeout_from_secs};
+use crate::operation::Summary;
 
 /// How long a command may run when `timeout_secs` is absent.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -86,5 +87,15 @@ impl ExecArgs {
             Some(bytes) => max_output_bytes("max_output_bytes", bytes),
             None => Ok(DEFAULT_MAX_OUTPUT),
         }
+    }
+}
+
+impl Summary for ExecArgs {
+    fn summary(&self, op: &str) -> String {
+        format!(
+            "{op}{} {}",
+            if self.shell { " (shell)" } else { "" },
+            self.argv.join(" ")
+        )
     }
 }

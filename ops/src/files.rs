@@ -3,6 +3,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::operation::Summary;
+
 /// Content encodings for file contents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "lowercase")]
@@ -182,4 +184,39 @@ pub struct BackupsArgs {
     /// Only backups of this path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+}
+
+impl Summary for ReadFileArgs {
+    fn summary(&self, op: &str) -> String {
+        format!("{op} {}", self.path)
+    }
+}
+
+impl Summary for WriteFileArgs {
+    fn summary(&self, op: &str) -> String {
+        format!("{op} {} ({} chars)", self.path, self.content.len())
+    }
+}
+
+impl Summary for PathArgs {
+    fn summary(&self, op: &str) -> String {
+        format!("{op} {}", self.path)
+    }
+}
+
+impl Summary for FileSearchArgs {
+    fn summary(&self, op: &str) -> String {
+        format!(
+            "{op} name={} content={} images_only={}",
+            self.name.as_deref().unwrap_or("*"),
+            self.content.as_deref().unwrap_or("-"),
+            self.images_only
+        )
+    }
+}
+
+impl Summary for BackupsArgs {
+    fn summary(&self, op: &str) -> String {
+        op.to_string()
+    }
 }

@@ -3,6 +3,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::operation::Summary;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GitRepoArgs {
@@ -64,4 +66,22 @@ pub struct GitActionResult {
     /// What happened, e.g. "fast-forwarded main to 1a2b3c4", "already up to date".
     pub summary: String,
     pub head: Option<String>,
+}
+
+impl Summary for GitRepoArgs {
+    fn summary(&self, op: &str) -> String {
+        format!("{op} {}", self.repo)
+    }
+}
+
+impl Summary for GitRemoteArgs {
+    fn summary(&self, op: &str) -> String {
+        format!("{op} {}", self.repo)
+    }
+}
+
+impl Summary for GitCommitArgs {
+    fn summary(&self, op: &str) -> String {
+        format!("{op} {}: {}", self.repo, self.message)
+    }
 }

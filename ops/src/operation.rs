@@ -1,10 +1,14 @@
-//! Each operation as a type: its name, its arguments, what it answers with, and the `Request`
-//! variant that carries it. A caller that knows the operation gets its result typed
+//! Each operation as a type: its name, its arguments, what it answers with, what it changes,
+//! what it needs an operator to be allowed, and the `Request` variant that carries it — all from
+//! one line of the `operations!` table below, which also writes the `Request` enum and its
+//! per-variant matches. A new operation is one line here plus its arguments and results (with
+//! their `Summary`) in their own file. A caller that knows the operation gets its result typed
 //! (`Client::call::<Exec>(peer, args)` in the node library) instead of decoding JSON itself.
 
+use remote_agents_spec::Capability;
 use schemars::JsonSchema;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::*;
 
@@ -12,16 +16,42 @@ use crate::*;
 pub trait Operation {
     /// Its name: the `op` tag on the wire and its MCP tool name.
     const NAME: &'static str;
+    /// What running it changes.
+    const EFFECT: Effect;
+    /// What an operator must be allowed to do for it, once the fleet lists operators. `None`:
+    /// authorised by other means (a bundle carries its own signature).
+    const CAPABILITY: Option<Capability>;
     /// Its arguments (also its MCP input schema).
-    type Args: Serialize + DeserializeOwned + JsonSchema + Clone + Send + 'static;
+    type Args: Serialize + DeserializeOwned + JsonSchema + Clone + Summary + Send + 'static;
     /// What an `ok` outcome carries.
     type Output: Serialize + DeserializeOwned + Send + 'static;
     /// The request that carries `args`.
     fn request(args: Self::Args) -> Request;
 }
 
+/// What running an operation changes, which decides how it is journaled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// It only reads: running it twice changes nothing.
+    ReadOnly,
+    /// It changes the node, but running it twice has the effect of running it once.
+    Idempotent,
+    /// It changes the node, and every run counts.
+    Changes,
+}
+
+/// A short description of a request's arguments for the audit log (never file contents or
+/// stdin).
+pub trait Summary {
+    /// `op` is the operation's name: one argument type may serve several operations.
+    fn summary(&self, op: &str) -> String;
+}
+
 macro_rules! operations {
-    ($($(#[$doc:meta])* $op:ident = $name:literal ($args:ty) -> $output:ty;)*) => {
+    ($(
+        $(#[$doc:meta])*
+        $op:ident = $name:literal ($args:ty) -> $output:ty, $effect:ident, $capability:expr;
+    )*) => {
         $(
             $(#[$doc])*
             #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +59,8 @@ macro_rules! operations {
 
             impl Operation for $op {
                 const NAME: &'static str = $name;
+                const EFFECT: Effect = Effect::$effect;
+                const CAPABILITY: Option<Capability> = $capability;
                 type Args = $args;
                 type Output = $output;
                 fn request(args: Self::Args) -> Request {
@@ -39,52 +71,123 @@ macro_rules! operations {
 
         /// Every operation's name, in `Request`'s order.
         pub const NAMES: &[&str] = &[$($name),*];
+
+        /// One operation. Adjacently tagged so that the argument structs keep rejecting unknown
+        /// fields.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "op", content = "args")]
+        pub enum Request {
+            $(
+                $(#[$doc])*
+                #[serde(rename = $name)]
+                $op($args),
+            )*
+        }
+
+        impl Request {
+            /// The operation's name (also its MCP tool name).
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Request::$op(_) => $op::NAME,)*
+                }
+            }
+
+            /// What running the operation changes.
+            pub fn effect(&self) -> Effect {
+                match self {
+                    $(Request::$op(_) => $op::EFFECT,)*
+                }
+            }
+
+            /// What an operator must be allowed to do for this request, once the fleet lists
+            /// operators. `None`: authorised by other means (a bundle carries its own
+            /// signature).
+            pub fn capability(&self) -> Option<Capability> {
+                match self {
+                    $(Request::$op(_) => $op::CAPABILITY,)*
+                }
+            }
+
+            /// The peer this request is addressed to, if not the local node.
+            pub fn agent_id(&self) -> Option<&str> {
+                match self {
+                    $(Request::$op(args) => args.agent_id.as_deref(),)*
+                }
+            }
+
+            /// The same request with `agent_id` cleared: what is sent to the peer it names, so
+            /// that the peer runs it itself rather than forwarding it again.
+            pub fn without_agent_id(mut self) -> Self {
+                match &mut self {
+                    $(Request::$op(args) => args.agent_id = None,)*
+                }
+                self
+            }
+
+            /// A short description for the audit log (never file contents or stdin).
+            pub fn summary(&self) -> String {
+                match self {
+                    $(Request::$op(args) => args.summary($op::NAME),)*
+                }
+            }
+        }
     };
 }
 
+// Capabilities: a bundle carries its own operator signature (`desired_offer`), and any member of
+// the room may pass on the bundles it holds (`desired_get`: they are signed; only room members
+// can read them). Offering a generation the node holds answers `current`, so an offer is
+// idempotent.
 operations! {
     /// Run a program.
-    Exec = "exec" (ExecArgs) -> ExecResult;
+    Exec = "exec" (ExecArgs) -> ExecResult, Changes, Some(Capability::Exec);
     /// Read a file.
-    ReadFile = "read_file" (ReadFileArgs) -> ReadFileResult;
+    ReadFile = "read_file" (ReadFileArgs) -> ReadFileResult, ReadOnly, Some(Capability::Read);
     /// Write a file (the previous version kept as a backup in `edit` mode).
-    WriteFile = "write_file" (WriteFileArgs) -> WriteFileResult;
+    WriteFile = "write_file" (WriteFileArgs) -> WriteFileResult, Changes, Some(Capability::Write);
     /// List a folder.
-    ListDir = "list_dir" (PathArgs) -> ListDirResult;
+    ListDir = "list_dir" (PathArgs) -> ListDirResult, ReadOnly, Some(Capability::Read);
     /// Stat a path.
-    FileStat = "file_stat" (PathArgs) -> FileStatResult;
+    FileStat = "file_stat" (PathArgs) -> FileStatResult, ReadOnly, Some(Capability::Read);
     /// Search file names and contents.
-    FileSearch = "file_search" (FileSearchArgs) -> FileSearchResult;
+    FileSearch = "file_search" (FileSearchArgs) -> FileSearchResult, ReadOnly,
+        Some(Capability::Read);
     /// A repository's status.
-    GitStatus = "git_status" (GitRepoArgs) -> GitStatusResult;
+    GitStatus = "git_status" (GitRepoArgs) -> GitStatusResult, ReadOnly, Some(Capability::Read);
     /// Pull a repository.
-    GitPull = "git_pull" (GitRemoteArgs) -> GitActionResult;
+    GitPull = "git_pull" (GitRemoteArgs) -> GitActionResult, Changes, Some(Capability::Git);
     /// Commit in a repository.
-    GitCommit = "git_commit" (GitCommitArgs) -> GitActionResult;
+    GitCommit = "git_commit" (GitCommitArgs) -> GitActionResult, Changes, Some(Capability::Git);
     /// Push a repository.
-    GitPush = "git_push" (GitRemoteArgs) -> GitActionResult;
+    GitPush = "git_push" (GitRemoteArgs) -> GitActionResult, Changes, Some(Capability::Git);
     /// The node's info and facts.
-    GetInfo = "get_info" (AgentArgs) -> InfoResult;
+    GetInfo = "get_info" (AgentArgs) -> InfoResult, ReadOnly, Some(Capability::Read);
     /// Override the node's mode for a while.
-    SetMode = "set_mode" (SetModeArgs) -> SetModeResult;
+    SetMode = "set_mode" (SetModeArgs) -> SetModeResult, Changes, Some(Capability::Admin);
     /// The agents this node sees.
-    ListAgents = "list_agents" (AgentArgs) -> ListAgentsResult;
+    ListAgents = "list_agents" (AgentArgs) -> ListAgentsResult, ReadOnly, Some(Capability::Read);
     /// The backups writes kept.
-    Backups = "backups" (BackupsArgs) -> BackupsResult;
+    Backups = "backups" (BackupsArgs) -> BackupsResult, ReadOnly, Some(Capability::Read);
     /// Add (or replace) an imperative schedule.
-    ScheduleAdd = "schedule_add" (ScheduleAddArgs) -> ScheduleAddResult;
+    ScheduleAdd = "schedule_add" (ScheduleAddArgs) -> ScheduleAddResult, Changes,
+        Some(Capability::Schedule);
     /// Remove an imperative schedule.
-    ScheduleRemove = "schedule_remove" (ScheduleRemoveArgs) -> ScheduleRemoveResult;
+    ScheduleRemove = "schedule_remove" (ScheduleRemoveArgs) -> ScheduleRemoveResult, Changes,
+        Some(Capability::Schedule);
     /// The node's schedules and their recent runs.
-    ScheduleList = "schedule_list" (ScheduleListArgs) -> ScheduleListResult;
-    /// Offer a signed desired-state bundle.
-    DesiredOffer = "desired_offer" (DesiredOfferArgs) -> DesiredOfferResult;
-    /// The node's observed desired-state status.
-    DesiredStatus = "desired_status" (AgentArgs) -> status::ObservedStatus;
-    /// A kept bundle: the applied one, or one by generation or revision.
-    DesiredGet = "desired_get" (DesiredGetArgs) -> bundle::SignedBundle;
-    /// The generations the node accepted.
-    DesiredHistory = "desired_history" (AgentArgs) -> Vec<bundle::HistoryEntry>;
+    ScheduleList = "schedule_list" (ScheduleListArgs) -> ScheduleListResult, ReadOnly,
+        Some(Capability::Read);
+    /// A signed desired-state bundle for this node to verify and apply.
+    DesiredOffer = "desired_offer" (DesiredOfferArgs) -> DesiredOfferResult, Idempotent, None;
+    /// This node's observed desired-state status.
+    DesiredStatus = "desired_status" (AgentArgs) -> status::ObservedStatus, ReadOnly,
+        Some(Capability::Read);
+    /// A kept bundle (the applied one, or one by generation or revision), for peers that missed
+    /// it and for `rollback`.
+    DesiredGet = "desired_get" (DesiredGetArgs) -> bundle::SignedBundle, ReadOnly, None;
+    /// The generations this node accepted.
+    DesiredHistory = "desired_history" (AgentArgs) -> Vec<bundle::HistoryEntry>, ReadOnly,
+        Some(Capability::Read);
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@ use remote_agents_spec::Concurrency;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::operation::Summary;
+
 /// Where a schedule comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -189,4 +191,27 @@ pub struct ScheduleListResult {
     pub schedules: Vec<ScheduleInfo>,
     /// Imperative schedules the spec does not hold, in words.
     pub drift: Vec<String>,
+}
+
+impl Summary for ScheduleAddArgs {
+    fn summary(&self, op: &str) -> String {
+        format!(
+            "{op} {} `{}`: {}",
+            self.name,
+            self.cron,
+            self.shell.clone().unwrap_or_else(|| self.command.join(" "))
+        )
+    }
+}
+
+impl Summary for ScheduleRemoveArgs {
+    fn summary(&self, op: &str) -> String {
+        format!("{op} {}", self.name)
+    }
+}
+
+impl Summary for ScheduleListArgs {
+    fn summary(&self, op: &str) -> String {
+        op.to_string()
+    }
 }
