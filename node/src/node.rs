@@ -108,6 +108,11 @@ pub struct Node {
     last_changes: std::sync::atomic::AtomicU64,
     /// One reconcile pass at a time (a pass compares and swaps the live config).
     reconciling: Mutex<()>,
+    /// Pokes the reconcile controller (`desired::controller`): something a pass reads changed,
+    /// or an inline pass left a requeue or a retry.
+    reconcile_trigger: tokio::sync::Notify,
+    /// The expiry of the last mode override whose end peers were told about.
+    expiry_announced_ms: std::sync::atomic::AtomicU64,
     store: Arc<Store>,
     facts: Facts,
     agent_id: String,
@@ -165,6 +170,14 @@ impl Node {
         // The agent id is the peer id: a hash of the node's persistent public key.
         let identity = Identity::load_or_create(&data_dir)?;
         let agent_id = identity.agent_id();
+        // An override that expired while the node was down changed nothing peers were told.
+        let expiry_announced_ms = store
+            .get_meta::<ModeOverride>(OVERRIDE_KEY)
+            .ok()
+            .flatten()
+            .map(|o| o.expires_at_ms)
+            .filter(|&expires_at_ms| expires_at_ms <= now_ms())
+            .unwrap_or(0);
         let node = Arc::new(Node {
             identity,
             settings,
@@ -177,6 +190,8 @@ impl Node {
             announce: tokio::sync::Notify::new(),
             last_changes: std::sync::atomic::AtomicU64::new(0),
             reconciling: Mutex::new(()),
+            reconcile_trigger: tokio::sync::Notify::new(),
+            expiry_announced_ms: std::sync::atomic::AtomicU64::new(expiry_announced_ms),
             store,
             facts: crate::facts::gather(),
             agent_id,
@@ -186,7 +201,7 @@ impl Node {
             schedules,
         });
         // Converge to the bundle kept from the last run before anything else is asked.
-        node.reconcile();
+        node.reconcile_inline();
         node.remove_interrupted_temps();
         Ok(node)
     }
@@ -341,7 +356,7 @@ impl Node {
             // still be converging to it: an answer of `current` must describe it in force.
             Ok(Accepted::Current) => {
                 if self.live().generation < self.desired.generation() {
-                    self.reconcile();
+                    self.reconcile_inline();
                 }
             }
             Err(refusal) => {
@@ -365,7 +380,7 @@ impl Node {
             source,
             "applied desired state"
         );
-        self.reconcile();
+        self.reconcile_inline();
     }
 
     /// Applies spec files from a local authority (watch mode's folder or repository, the MCP
@@ -429,80 +444,40 @@ impl Node {
             .unwrap_or_else(|e| e.into_inner()) = condition;
     }
 
-    /// One reconcile pass: computes what the applied bundle says this host runs and swaps in
-    /// the difference. Idempotent: with the same input the second pass changes nothing.
-    /// Returns how many settings changed.
-    pub fn reconcile(&self) -> u64 {
+    /// One reconcile pass (`desired::reconcile::reconcile`): computes what the applied bundle
+    /// says this host runs, swaps in the difference, and says when to look again. Idempotent:
+    /// with the same input the second pass changes nothing. One pass at a time.
+    pub fn reconcile(
+        &self,
+    ) -> Result<crate::desired::reconcile::Action, crate::desired::reconcile::ReconcileError> {
         let _one_pass = self.reconciling.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(bundle) = self.desired.current() else {
-            return 0;
+        let target = self.desired.current().map(|bundle| {
+            crate::desired::reconcile::target(
+                &bundle,
+                &self.host_facts(),
+                &self.settings.policy.value,
+            )
+        });
+        crate::desired::reconcile::reconcile(target.as_ref(), self)
+    }
+
+    /// After the mode override was set or cleared: tells peers, and the reconcile controller,
+    /// which requeues at the new expiry.
+    pub(crate) fn mode_override_changed(&self) {
+        self.announce.notify_one();
+        self.reconcile_trigger.notify_one();
+    }
+
+    /// One pass inline, for callers whose answer must describe its result; what the pass leaves
+    /// for later (a requeue, a retry after a transient error) is the controller's to schedule.
+    fn reconcile_inline(&self) {
+        let later = match self.reconcile() {
+            Ok(action) => action != crate::desired::reconcile::Action::AwaitChange,
+            Err(error) => error.is_transient(),
         };
-        let target = crate::desired::reconcile::target(
-            &bundle,
-            &self.host_facts(),
-            &self.settings.policy.value,
-        );
-        let live = self.live();
-        let mut changes = 0;
-        changes += u64::from(live.mode != target.mode);
-        changes += u64::from(live.tags != target.tags);
-        changes += u64::from(live.policy_config != target.policy);
-        changes += u64::from(
-            live.schedules
-                != target
-                    .schedules
-                    .iter()
-                    .map(|(n, _)| n.clone())
-                    .collect::<Vec<_>>(),
-        );
-        changes += u64::from(live.jobs != target.jobs);
-        let policy = if live.policy_config == target.policy {
-            Ok(live.policy.clone())
-        } else {
-            live.policy
-                .rebuild(&target.policy, &self.settings.data_dir.value)
-                .map(Arc::new)
-        };
-        let policy = match policy {
-            Ok(policy) => policy,
-            Err(e) => {
-                *self.last_refusal.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!(
-                    "generation {}: policy not applied: {e}",
-                    target.generation
-                ));
-                live.policy.clone()
-            }
-        };
-        self.schedules.set_declared(
-            target
-                .schedules
-                .iter()
-                .map(|(name, spec)| crate::schedule::DeclaredSchedule {
-                    name: name.clone(),
-                    spec: spec.clone(),
-                    generation: target.generation,
-                })
-                .collect(),
-        );
-        if changes > 0 || live.generation != target.generation {
-            let announce = live.mode != target.mode || live.tags != target.tags;
-            *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Live {
-                generation: target.generation,
-                mode: target.mode,
-                tags: target.tags.clone(),
-                policy_config: target.policy.clone(),
-                policy,
-                schedules: target.schedules.iter().map(|(n, _)| n.clone()).collect(),
-                jobs: target.jobs.clone(),
-            });
-            if announce {
-                self.announce.notify_one();
-            }
-            // What converging to this generation changed; an idempotent pass keeps the figure.
-            self.last_changes
-                .store(changes, std::sync::atomic::Ordering::Relaxed);
+        if later {
+            self.reconcile_trigger.notify_one();
         }
-        changes
     }
 
     /// What this host reports about its desired state.
@@ -1099,24 +1074,132 @@ impl Node {
     }
 
     /// Tells peers when this node's mode or tags change: after a reconcile pass, a `set_mode`, or
-    /// when a mode override expires.
+    /// when a mode override expires (the reconcile controller's pass at the expiry says so), and
+    /// otherwise once an hour.
     pub async fn keep_announced(
         self: Arc<Self>,
         net: crate::net::Net,
         shutdown: CancellationToken,
     ) {
         loop {
-            let expiry = self
-                .mode_override()
-                .map(|o| Duration::from_millis(o.expires_at_ms.saturating_sub(now_ms())))
-                .unwrap_or(Duration::from_secs(3600));
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.announce.notified() => {}
-                _ = tokio::time::sleep(expiry) => {}
+                _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
             }
             net.announce(self.announcement()).await;
         }
+    }
+}
+
+impl crate::desired::reconcile::Context for Node {
+    fn now_ms(&self) -> u64 {
+        now_ms()
+    }
+
+    fn mode_override_expires_at_ms(&self) -> Option<u64> {
+        self.store
+            .get_meta::<ModeOverride>(OVERRIDE_KEY)
+            .ok()
+            .flatten()
+            .map(|o| o.expires_at_ms)
+    }
+
+    fn mode_override_expired(&self, expires_at_ms: u64) {
+        let announced = self
+            .expiry_announced_ms
+            .swap(expires_at_ms, std::sync::atomic::Ordering::Relaxed);
+        if announced != expires_at_ms {
+            self.announce.notify_one();
+        }
+    }
+
+    /// Compares `target` with what the node runs and swaps in the difference. A policy that
+    /// does not compile leaves the previous one in force beside the rest of the target and is
+    /// reported as refused; a schedule set that cannot be stored is retried by the controller.
+    fn converge(
+        &self,
+        target: &crate::desired::reconcile::Target,
+    ) -> Result<(), crate::desired::reconcile::ReconcileError> {
+        use crate::desired::reconcile::ReconcileError;
+        let live = self.live();
+        let mut changes = 0;
+        changes += u64::from(live.mode != target.mode);
+        changes += u64::from(live.tags != target.tags);
+        changes += u64::from(live.policy_config != target.policy);
+        changes += u64::from(
+            live.schedules
+                != target
+                    .schedules
+                    .iter()
+                    .map(|(n, _)| n.clone())
+                    .collect::<Vec<_>>(),
+        );
+        changes += u64::from(live.jobs != target.jobs);
+        let policy = if live.policy_config == target.policy {
+            Ok(live.policy.clone())
+        } else {
+            live.policy
+                .rebuild(&target.policy, &self.settings.data_dir.value)
+                .map(Arc::new)
+        };
+        let mut policy_error = None;
+        let policy = match policy {
+            Ok(policy) => policy,
+            Err(source) => {
+                let error = ReconcileError::Policy {
+                    generation: target.generation,
+                    source,
+                };
+                *self.last_refusal.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(error.to_string());
+                policy_error = Some(error);
+                live.policy.clone()
+            }
+        };
+        let schedules = self.schedules.set_declared(
+            target
+                .schedules
+                .iter()
+                .map(|(name, spec)| crate::schedule::DeclaredSchedule {
+                    name: name.clone(),
+                    spec: spec.clone(),
+                    generation: target.generation,
+                })
+                .collect(),
+        );
+        if changes > 0 || live.generation != target.generation {
+            let announce = live.mode != target.mode || live.tags != target.tags;
+            *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Live {
+                generation: target.generation,
+                mode: target.mode,
+                tags: target.tags.clone(),
+                policy_config: target.policy.clone(),
+                policy,
+                schedules: target.schedules.iter().map(|(n, _)| n.clone()).collect(),
+                jobs: target.jobs.clone(),
+            });
+            if announce {
+                self.announce.notify_one();
+            }
+            // What converging to this generation changed; an idempotent pass keeps the figure.
+            self.last_changes
+                .store(changes, std::sync::atomic::Ordering::Relaxed);
+        }
+        schedules.map_err(ReconcileError::Schedules)?;
+        policy_error.map_or(Ok(()), Err)
+    }
+}
+
+impl crate::desired::controller::Reconciler for Node {
+    fn reconcile(
+        &self,
+    ) -> Result<crate::desired::reconcile::Action, crate::desired::reconcile::ReconcileError> {
+        Node::reconcile(self)
+    }
+
+    fn trigger(&self) -> &tokio::sync::Notify {
+        &self.reconcile_trigger
     }
 }
 
@@ -1457,5 +1540,46 @@ mod tests {
         let outcome = call(&node, write_request(&path, "x", true)).await;
         assert!(matches!(&outcome, Outcome::Ok { .. }), "{outcome:?}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "x");
+    }
+
+    /// Whether `notify` holds a notification nobody took yet (taking it).
+    fn take_notification(notify: &tokio::sync::Notify) -> bool {
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.enable()
+    }
+
+    /// A mode override makes a pass requeue at its expiry; the first pass after the expiry tells
+    /// peers the mode changed back, and later passes do not tell them again.
+    #[test]
+    fn a_pass_requeues_at_the_mode_override_expiry_and_announces_its_end_once() {
+        use crate::desired::reconcile::Action;
+        let dir = tempfile::tempdir().unwrap();
+        let node = edit_node(dir.path());
+        assert_eq!(node.reconcile().unwrap(), Action::AwaitChange);
+        let set_override = |expires_at_ms: u64| {
+            let record = ModeOverride {
+                mode: Mode::Plan,
+                set_by: "test".into(),
+                reason: None,
+                set_at_ms: 0,
+                expires_at_ms,
+            };
+            node.store.set_meta(OVERRIDE_KEY, Some(&record)).unwrap();
+        };
+        set_override(now_ms() + 60_000);
+        match node.reconcile().unwrap() {
+            Action::Requeue(delay) => assert!(
+                delay <= Duration::from_secs(60) && delay > Duration::from_secs(50),
+                "{delay:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(!take_notification(&node.announce));
+        set_override(now_ms() - 1);
+        assert_eq!(node.reconcile().unwrap(), Action::AwaitChange);
+        assert!(take_notification(&node.announce), "the end is announced");
+        assert_eq!(node.reconcile().unwrap(), Action::AwaitChange);
+        assert!(!take_notification(&node.announce), "and only once");
     }
 }

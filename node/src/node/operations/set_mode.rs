@@ -54,7 +54,7 @@ fn set_mode(node: &Node, request_id: &str, args: SetModeArgs) -> Outcome {
     if let Err(e) = node.store.set_meta(OVERRIDE_KEY, stored) {
         return Outcome::failed(e);
     }
-    node.announce.notify_one();
+    node.mode_override_changed();
     Outcome::ok(&SetModeResult {
         configured_mode: node.configured_mode(),
         effective_mode: node.effective_mode(),
