@@ -26,6 +26,8 @@ pub mod service;
 // the relay.
 pub mod identity;
 pub mod net;
+// The one RPC client over `net`: typed calls, and one mapping of every failure to a host status.
+pub mod client;
 
 // Desired state (issue 6): trust and kept generations, the per-host target, the node's operator
 // key files (`desired`); spec sources read from files, folders and git trees (`sources`); how

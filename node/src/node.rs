@@ -49,15 +49,15 @@ pub struct CallContext {
 /// The other nodes, as seen through the relay. Implemented over `daemon::net` when a relay is
 /// configured; absent when the node is local-only.
 pub trait Peers: Send + Sync {
-    /// Sends an encoded `Envelope` to `agent_id` and returns its encoded `Reply`; the peer's
+    /// Sends `envelope` as it is to `agent_id` and returns the peer's outcome; the peer's
     /// progress reports, if any, go to `progress`.
     fn call<'a>(
         &'a self,
         agent_id: &'a str,
-        envelope: Vec<u8>,
+        envelope: &'a Envelope,
         deadline: Duration,
         progress: Option<ProgressFn>,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'a>>;
+    ) -> Pin<Box<dyn Future<Output = Result<Outcome, crate::client::CallError>> + Send + 'a>>;
     /// The peers currently known, with what they advertised.
     fn list(&self) -> Vec<AgentSummary>;
 }
@@ -706,23 +706,17 @@ impl Node {
             Request::Exec(a) => a.timeout().unwrap_or(exec::DEFAULT_TIMEOUT),
             _ => Duration::from_secs(60),
         } + FORWARD_SLACK;
-        let bytes = match serde_json::to_vec(&envelope) {
-            Ok(b) => b,
-            Err(e) => return Outcome::failed(format!("cannot encode request: {e}")),
-        };
-        let call = peers.call(&agent, bytes, timeout, ctx.progress.clone());
-        let reply = tokio::select! {
+        let call = peers.call(&agent, &envelope, timeout, ctx.progress.clone());
+        let answer = tokio::select! {
             r = call => r,
             _ = ctx.cancel.cancelled() => return Outcome::failed(
                 "cancelled before the peer answered; the peer may still finish the request"),
         };
-        match reply {
-            Ok(bytes) => match serde_json::from_slice::<Reply>(&bytes) {
-                Ok(reply) => reply.outcome,
-                Err(e) => Outcome::failed(format!("malformed reply from `{agent}`: {e}")),
-            },
-            Err(e) => Outcome::failed(format!("cannot reach agent `{agent}`: {e}")),
-        }
+        // The peer's own outcome passes through; a failed call reads as the RPC client words
+        // it everywhere, naming the agent.
+        answer.unwrap_or_else(|error| {
+            Outcome::failed(format!("cannot reach agent `{agent}`: {error}"))
+        })
     }
 
     fn audit(&self, entry: &JournalEntry, decision: String, outcome: &Outcome) -> AuditRecord {
@@ -934,10 +928,11 @@ impl Peers for NetPeers {
     fn call<'a>(
         &'a self,
         agent_id: &'a str,
-        envelope: Vec<u8>,
+        envelope: &'a Envelope,
         deadline: Duration,
         progress: Option<ProgressFn>,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'a>> {
+    ) -> Pin<Box<dyn Future<Output = Result<Outcome, crate::client::CallError>> + Send + 'a>> {
+        use crate::client::{CallError, Client};
         Box::pin(async move {
             let peers = self.net.peers();
             // An agent id, or failing that a unique announced name, picks the peer.
@@ -950,40 +945,32 @@ impl Peers for NetPeers {
                 (Some(p), _) => p,
                 (None, [p]) => *p,
                 (None, []) => {
-                    return Err(format!(
+                    return Err(CallError::NotConnected(format!(
                         "no connected peer has agent id or name `{agent_id}`; call list_agents"
-                    ));
+                    )));
                 }
                 (None, _) => {
-                    return Err(format!(
+                    return Err(CallError::NotConnected(format!(
                         "several peers are named `{agent_id}`; use the agent_id from list_agents"
-                    ));
+                    )));
                 }
             };
             if !peer.announcement.accepts_commands {
-                return Err(format!(
+                return Err(CallError::NotConnected(format!(
                     "agent `{agent_id}` runs with --no-agent and accepts no commands"
-                ));
+                )));
             }
-            let mut call = self
-                .net
-                .call(peer.peer_id, envelope, deadline)
-                .await
-                .map_err(|e| e.to_string())?;
-            while let Some(event) = call.next().await {
-                match event.map_err(|e| e.to_string())? {
-                    crate::net::CallEvent::Response(response) => return Ok(response),
-                    crate::net::CallEvent::Chunk(chunk) => {
-                        // Chunks of other shapes (a newer peer's) are skipped, not fatal.
-                        if let (Some(progress), Ok(report)) =
-                            (&progress, serde_json::from_slice::<ProgressChunk>(&chunk))
-                        {
-                            progress(report.progress, report.total, report.message);
-                        }
-                    }
+            let on_chunk = |chunk: &[u8]| {
+                // Chunks of other shapes (a newer peer's) are skipped, not fatal.
+                if let (Some(progress), Ok(report)) =
+                    (&progress, serde_json::from_slice::<ProgressChunk>(chunk))
+                {
+                    progress(report.progress, report.total, report.message);
                 }
-            }
-            Err(crate::net::CallError::Shutdown.to_string())
+            };
+            Client::new(self.net.clone(), envelope.caller.clone())
+                .send(peer.peer_id, envelope, deadline, Some(&on_chunk))
+                .await
         })
     }
 

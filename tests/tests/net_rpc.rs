@@ -285,3 +285,135 @@ async fn nodes_with_different_room_keys_never_see_each_other() {
     ));
     assert_eq!(a.handler.requests.load(Ordering::SeqCst), 0);
 }
+
+/// A callee that speaks the node's RPC (`ops::Envelope` in, `ops::Reply` out): it lists an
+/// empty folder after streaming one chunk, refuses everything else, and keeps the envelopes.
+#[derive(Default)]
+struct OpsHandler {
+    seen: std::sync::Mutex<Vec<remote_agents_ops::Envelope>>,
+}
+
+impl remote_agents_node::net::Handler for OpsHandler {
+    fn handle(
+        &self,
+        _from: remote_agents_node::net::PeerInfo,
+        request: Vec<u8>,
+        mut responder: remote_agents_node::net::Responder,
+        _cancel: tokio_util::sync::CancellationToken,
+    ) -> futures_util::future::BoxFuture<'static, ()> {
+        use remote_agents_ops::{Envelope, ListDirResult, Outcome, Reply, Request};
+        let envelope: Envelope = serde_json::from_slice(&request).expect("an envelope");
+        self.seen.lock().unwrap().push(envelope.clone());
+        Box::pin(async move {
+            let outcome = match &envelope.request {
+                Request::ListDir(args) => {
+                    let _ = responder.chunk(b"listing").await;
+                    Outcome::ok(&ListDirResult {
+                        path: args.path.clone(),
+                        entries: vec![],
+                    })
+                }
+                _ => Outcome::Refused {
+                    reason: "plan mode".into(),
+                },
+            };
+            let reply = Reply {
+                id: envelope.id,
+                outcome,
+            };
+            responder
+                .respond(&serde_json::to_vec(&reply).unwrap())
+                .await;
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typed_client_calls_a_peer_and_maps_each_failure_to_one_status() {
+    use remote_agents_node::client::{CallError, Client};
+    use remote_agents_ops::operation::{GetInfo, ListDir};
+    use remote_agents_ops::{AgentArgs, Caller, HostStatus, PathArgs, Request};
+
+    let relay = RestartableRelay::start(RelayConfig::default())
+        .await
+        .unwrap();
+    let dirs = tempfile::tempdir().unwrap();
+    let a = TestNode::start(&relay.url(), "lab", &dirs.path().join("a"), "node-a")
+        .await
+        .unwrap();
+    let identity =
+        remote_agents_node::identity::Identity::load_or_create(&dirs.path().join("b")).unwrap();
+    let mut config = remote_agents_node::net::NetConfig::new(
+        relay.url(),
+        "lab",
+        remote_agents_tests::net::test_psk(),
+    );
+    config.announcement.name = "node-b".into();
+    config.announcement.accepts_commands = true;
+    let handler = std::sync::Arc::new(OpsHandler::default());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    let b = remote_agents_node::net::Net::start(&identity, config, Some(handler.clone()), shutdown);
+    a.net.wait_for_peers(1, DEADLINE).await.unwrap();
+    b.wait_for_peers(1, DEADLINE).await.unwrap();
+
+    let client = Client::new(
+        a.net.clone(),
+        Caller::Fleet {
+            caller: "tester".into(),
+        },
+    );
+    let path = PathArgs {
+        agent_id: None,
+        path: "/srv".into(),
+    };
+    // Typed: the output is the operation's result struct; the envelope carries the given id
+    // and the client's caller.
+    let listing = client
+        .call_with::<ListDir>(b.local_id(), "job/1/0".into(), path.clone(), DEADLINE)
+        .await
+        .unwrap();
+    assert_eq!(listing.path, "/srv");
+    {
+        let seen = handler.seen.lock().unwrap();
+        assert_eq!(seen[0].id, "job/1/0");
+        assert_eq!(
+            seen[0].caller,
+            Caller::Fleet {
+                caller: "tester".into()
+            }
+        );
+    }
+    // Untyped: streamed chunks reach the sink before the outcome.
+    let chunks = std::sync::Mutex::new(Vec::new());
+    let sink = |chunk: &[u8]| chunks.lock().unwrap().push(chunk.to_vec());
+    let envelope = client.envelope("op/node-b".into(), Request::ListDir(path));
+    let outcome = client
+        .send(b.local_id(), &envelope, DEADLINE, Some(&sink))
+        .await
+        .unwrap();
+    assert_eq!(outcome.label(), "ok");
+    assert_eq!(chunks.into_inner().unwrap(), vec![b"listing".to_vec()]);
+    // A refusal is the host's answer: denied, with its reason.
+    let refused = client
+        .call::<GetInfo>(b.local_id(), AgentArgs { agent_id: None })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused,
+        CallError::Refused {
+            reason: "plan mode".into()
+        }
+    );
+    assert_eq!(
+        refused.host_failure(),
+        (HostStatus::Denied, "plan mode".to_string())
+    );
+    // A peer that is not in the room is unreachable, and nothing was sent.
+    let absent = client
+        .call::<GetInfo>(PeerId([7; 16]), AgentArgs { agent_id: None })
+        .await
+        .unwrap_err();
+    assert_eq!(absent.host_failure().0, HostStatus::Unreachable, "{absent}");
+    assert_eq!(handler.seen.lock().unwrap().len(), 3);
+}

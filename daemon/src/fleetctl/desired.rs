@@ -15,14 +15,16 @@ use remote_agents_spec::FleetModel;
 
 use super::fleet::{ConnectFlags, resolve_settings};
 use super::{EXIT_FINDINGS, EXIT_OK};
+use remote_agents_node::client::{Client, new_request_id};
 use remote_agents_node::desired::operator::{configured_key, default_key_path};
-use remote_agents_node::desired::{ObservedStatus, SignedBundle, SpecFile, SyncState};
+use remote_agents_node::desired::{ObservedStatus, SpecFile, SyncState};
 use remote_agents_node::fleet::connection::{Connection, fleetctl_dir};
 use remote_agents_node::sync::publish::{
     HostResult, Snapshot, expected_hosts, publish, revision_of, snapshot,
 };
+use remote_agents_ops::AgentArgs;
+use remote_agents_ops::operation::{DesiredGet, DesiredHistory, Operation};
 use remote_agents_ops::parse_duration;
-use remote_agents_ops::{AgentArgs, Request};
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -558,12 +560,8 @@ pub async fn history(args: &HistoryArgs) -> anyhow::Result<u8> {
         println!("No desired state has been applied to this fleet yet.");
         return Ok(EXIT_OK);
     };
-    let entries: Vec<remote_agents_node::desired::HistoryEntry> = call_json(
-        &connection,
-        &agent,
-        Request::DesiredHistory(AgentArgs { agent_id: None }),
-    )
-    .await?;
+    let entries =
+        call_node::<DesiredHistory>(&connection, &agent, AgentArgs { agent_id: None }).await?;
     match args.output {
         Output::Json | Output::Yaml => {
             print!("{}", args.output.data(&entries)?.unwrap_or_default())
@@ -601,36 +599,27 @@ fn most_advanced(live: &Snapshot) -> Option<String> {
         .map(|s| s.agent_id.clone())
 }
 
-async fn call_json<T: serde::de::DeserializeOwned>(
+/// Runs one operation on the node `agent` through the RPC client; a failure names the node.
+async fn call_node<O: Operation>(
     connection: &Connection,
     agent: &str,
-    request: Request,
-) -> anyhow::Result<T> {
+    args: O::Args,
+) -> anyhow::Result<O::Output> {
     let peer = connection
         .net
         .peers()
         .into_iter()
         .find(|p| p.agent_id == agent)
         .context("the node left the room")?;
-    let envelope = remote_agents_ops::Envelope {
-        id: uuid::Uuid::new_v4().to_string(),
-        caller: remote_agents_ops::Caller::Unstated,
-        request,
-    };
-    let mut call = connection
-        .net
-        .call(
+    Client::new(connection.net.clone(), remote_agents_ops::Caller::Unstated)
+        .call_with::<O>(
             peer.peer_id,
-            serde_json::to_vec(&envelope)?,
+            new_request_id(),
+            args,
             Duration::from_secs(15),
         )
-        .await?;
-    let (_, response) = call.collect().await?;
-    let reply: remote_agents_ops::Reply = serde_json::from_slice(&response)?;
-    match reply.outcome {
-        remote_agents_ops::Outcome::Ok { result } => Ok(serde_json::from_value(result)?),
-        other => anyhow::bail!("{}: {other:?}", peer.announcement.name),
-    }
+        .await
+        .with_context(|| peer.announcement.name.clone())
 }
 
 /// `fleetctl rollback --to REV`: a new generation with an older generation's content.
@@ -638,13 +627,13 @@ pub async fn rollback(args: &RollbackArgs) -> anyhow::Result<u8> {
     let (settings, connection) = connect(&args.connect).await?;
     let live = snapshot(&connection, &[]).await?;
     let agent = most_advanced(&live).context("no desired state has been applied yet")?;
-    let old: SignedBundle = call_json(
+    let old = call_node::<DesiredGet>(
         &connection,
         &agent,
-        Request::DesiredGet(remote_agents_ops::DesiredGetArgs {
+        remote_agents_ops::DesiredGetArgs {
             revision: Some(args.to.clone()),
             agent_id: None,
-        }),
+        },
     )
     .await?;
     let old = old.verify().context("the kept bundle does not verify")?;

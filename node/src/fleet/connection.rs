@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::fanout::FanoutOptions;
 use super::jobs::{self, Job};
 use super::remote::{NetCaller, resolve_targets};
+use crate::client::Client;
 use crate::config::Settings;
 use crate::identity::Identity;
 use crate::journal::now_ms;
@@ -117,11 +118,13 @@ pub async fn fan_out(net: &Net, caller_id: &str, plan: FanoutPlan<'_>) -> Job {
     let targets = resolve_targets(selector, &net.peers(), expected);
     let op_id = jobs::new_op_id();
     let caller = Arc::new(NetCaller {
-        net: net.clone(),
+        client: Client::new(
+            net.clone(),
+            remote_agents_ops::Caller::Fleet {
+                caller: caller_id.to_string(),
+            },
+        ),
         op_id: op_id.clone(),
-        caller: remote_agents_ops::Caller::Fleet {
-            caller: caller_id.to_string(),
-        },
         request,
         per_os,
     });

@@ -1,21 +1,20 @@
 //! Fan-out over the secure channel: resolves a target selector against live presence (and the
-//! hosts the caller expects, so offline ones are reported), and calls each host with an
-//! `ops::Envelope` through `daemon::net`, turning every way a call can end into a [`HostRecord`].
+//! hosts the caller expects, so offline ones are reported), and calls each host through the RPC
+//! [`Client`], turning every way a call can end into a [`HostRecord`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use remote_agents_protocol::frame::PeerId;
 use remote_agents_spec::{HostFacts, Selector};
 use tokio::time::Instant;
 
 use super::fanout::{HostCaller, Target};
 use super::{HostRecord, HostStatus};
-use crate::net::{CallError, Net, PeerInfo};
-use remote_agents_ops::{
-    Caller, Envelope, ExecResult, Outcome, ReadFileResult, Reply, Request, WriteFileResult,
-};
+use crate::client::{CallError, Client, decode_result, ok_result, peer_of};
+use crate::net::PeerInfo;
+use remote_agents_ops::operation::{Exec, ReadFile, WriteFile};
+use remote_agents_ops::{Outcome, Request};
 
 /// What a selector sees of a connected peer: its announced name, tags and facts. The OS family
 /// is the `os` fact (`os:linux` is `fact:os=linux`).
@@ -76,13 +75,13 @@ pub fn resolve_targets(
     by_name.into_values().collect()
 }
 
-/// Calls hosts with one request through the net RPC. `op_id` names the fan-out; each host's
+/// Calls hosts with one request through the RPC client. `op_id` names the fan-out; each host's
 /// envelope id is `op_id/host`, so a retried fan-out with the same op id returns the hosts'
 /// journaled results instead of running twice.
 pub struct NetCaller {
-    pub net: Net,
+    /// Labels each request with the fan-out's caller.
+    pub client: Client,
     pub op_id: String,
-    pub caller: Caller,
     pub request: Request,
     /// Per-OS-family replacement requests (`fleet_exec`'s command map), keyed by the `os` fact.
     pub per_os: BTreeMap<String, Request>,
@@ -90,30 +89,32 @@ pub struct NetCaller {
 
 impl HostCaller for NetCaller {
     fn call(&self, target: Target, timeout: Duration) -> BoxFuture<'static, HostRecord> {
-        let net = self.net.clone();
+        let client = self.client.clone();
         // Only a per-OS command map needs the host's facts; look up just this one peer.
         let os = if self.per_os.is_empty() {
             None
         } else {
-            target
-                .agent_id
-                .as_deref()
-                .and_then(|id| id.parse::<PeerId>().ok())
-                .and_then(|id| net.peer(&id))
+            peer_of(target.agent_id.as_deref())
+                .ok()
+                .and_then(|id| client.net().peer(&id))
                 .and_then(|p| host_facts(&p).facts.get("os").cloned())
         };
         let request = os
             .and_then(|os| self.per_os.get(&os).cloned())
             .unwrap_or_else(|| self.request.clone())
             .without_agent_id();
-        let envelope = Envelope {
-            id: format!("{}/{}", self.op_id, target.host),
-            caller: self.caller.clone(),
-            request,
-        };
+        let envelope = client.envelope(format!("{}/{}", self.op_id, target.host), request);
         Box::pin(async move {
             let started = Instant::now();
-            let mut record = call_host(&net, &target, envelope, timeout).await;
+            let host = target.host.clone();
+            let answer = match peer_of(target.agent_id.as_deref()) {
+                Ok(peer) => client.send(peer, &envelope, timeout, None).await,
+                Err(error) => Err(error),
+            };
+            let mut record = match answer {
+                Ok(outcome) => record_from_outcome(host, &envelope.request, outcome),
+                Err(error) => record_from_error(host, &error),
+            };
             record.agent_id = target.agent_id;
             record.duration_ms = started.elapsed().as_millis() as u64;
             record
@@ -121,105 +122,53 @@ impl HostCaller for NetCaller {
     }
 }
 
-async fn call_host(
-    net: &Net,
-    target: &Target,
-    envelope: Envelope,
-    timeout: Duration,
-) -> HostRecord {
-    let host = target.host.clone();
-    let Some(peer) = target
-        .agent_id
-        .as_deref()
-        .and_then(|id| id.parse::<PeerId>().ok())
-    else {
-        return HostRecord::new(host, HostStatus::Unreachable).with_error("host is not connected");
-    };
-    let bytes = match serde_json::to_vec(&envelope) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            return HostRecord::new(host, HostStatus::Failed)
-                .with_error(format!("cannot encode request: {e}"));
-        }
-    };
-    let answer = match net.call(peer, bytes, timeout).await {
-        Ok(mut stream) => stream.collect().await.map(|(_, response)| response),
-        Err(e) => Err(e),
-    };
-    match answer {
-        Ok(response) => match serde_json::from_slice::<Reply>(&response) {
-            Ok(reply) => record_from_outcome(host, &envelope.request, reply.outcome),
-            Err(e) => HostRecord::new(host, HostStatus::Failed)
-                .with_error(format!("malformed reply: {e}")),
-        },
-        Err(error) => record_from_call_error(host, error),
-    }
-}
-
-fn record_from_call_error(host: String, error: CallError) -> HostRecord {
-    let status = match &error {
-        CallError::Unreachable(_) | CallError::Shutdown => HostStatus::Unreachable,
-        CallError::OutcomeUnknown(_) => HostStatus::OutcomeUnknown,
-        CallError::DeadlineExceeded => HostStatus::Timeout,
-        CallError::Remote(_) | CallError::TooLarge(_) => HostStatus::Failed,
-    };
-    HostRecord::new(host, status).with_error(error.to_string())
+/// The record of a host whose call failed: its status and text are
+/// [`CallError::host_failure`]'s, the one mapping every caller of the client shares.
+pub fn record_from_error(host: String, error: &CallError) -> HostRecord {
+    let (status, text) = error.host_failure();
+    HostRecord::new(host, status).with_error(text)
 }
 
 /// Turns a host's answer into its record. Command results carry their streams and exit code;
 /// a file read carries the content as stdout; other results carry their JSON as stdout, so
 /// identical answers still fold together.
 pub fn record_from_outcome(host: String, request: &Request, outcome: Outcome) -> HostRecord {
-    match outcome {
-        Outcome::Ok { result } => match request {
-            Request::Exec(_) => match serde_json::from_value::<ExecResult>(result) {
-                Ok(exec) => {
-                    let status = if exec.timed_out {
-                        HostStatus::Timeout
-                    } else if exec.exit_code == Some(0) {
-                        HostStatus::Ok
-                    } else {
-                        HostStatus::Failed
-                    };
-                    HostRecord {
-                        exit: exec.exit_code,
-                        stdout: exec.stdout,
-                        stderr: exec.stderr,
-                        truncated: exec.truncated,
-                        ..HostRecord::new(host, status)
-                    }
-                }
-                Err(e) => HostRecord::new(host, HostStatus::Failed)
-                    .with_error(format!("malformed exec result: {e}")),
-            },
-            Request::ReadFile(_) => match serde_json::from_value::<ReadFileResult>(result) {
-                Ok(read) => HostRecord {
-                    // A read that stopped before the end of the file is a cut result.
-                    truncated: !read.eof,
-                    stdout: read.content,
-                    ..HostRecord::new(host, HostStatus::Ok)
-                },
-                Err(e) => HostRecord::new(host, HostStatus::Failed)
-                    .with_error(format!("malformed read result: {e}")),
-            },
-            // The backup's name differs per host; what a reader compares is what was written.
-            Request::WriteFile(_) => match serde_json::from_value::<WriteFileResult>(result) {
-                Ok(write) => HostRecord {
-                    stdout: format!("wrote {} bytes to {}\n", write.bytes_written, write.path),
-                    ..HostRecord::new(host, HostStatus::Ok)
-                },
-                Err(e) => HostRecord::new(host, HostStatus::Failed)
-                    .with_error(format!("malformed write result: {e}")),
-            },
-            _ => HostRecord {
-                stdout: serde_json::to_string_pretty(&result).unwrap_or_default() + "\n",
-                ..HostRecord::new(host, HostStatus::Ok)
-            },
-        },
-        Outcome::Refused { reason } => HostRecord::new(host, HostStatus::Denied).with_error(reason),
-        Outcome::Failed { error } => HostRecord::new(host, HostStatus::Failed).with_error(error),
-        Outcome::OutcomeUnknown { reason } => {
-            HostRecord::new(host, HostStatus::OutcomeUnknown).with_error(reason)
-        }
-    }
+    let result = match ok_result(outcome) {
+        Ok(result) => result,
+        Err(error) => return record_from_error(host, &error),
+    };
+    let record = match request {
+        Request::Exec(_) => decode_result::<Exec>(result).map(|exec| {
+            let status = if exec.timed_out {
+                HostStatus::Timeout
+            } else if exec.exit_code == Some(0) {
+                HostStatus::Ok
+            } else {
+                HostStatus::Failed
+            };
+            HostRecord {
+                exit: exec.exit_code,
+                stdout: exec.stdout,
+                stderr: exec.stderr,
+                truncated: exec.truncated,
+                ..HostRecord::new(host.clone(), status)
+            }
+        }),
+        Request::ReadFile(_) => decode_result::<ReadFile>(result).map(|read| HostRecord {
+            // A read that stopped before the end of the file is a cut result.
+            truncated: !read.eof,
+            stdout: read.content,
+            ..HostRecord::new(host.clone(), HostStatus::Ok)
+        }),
+        // The backup's name differs per host; what a reader compares is what was written.
+        Request::WriteFile(_) => decode_result::<WriteFile>(result).map(|write| HostRecord {
+            stdout: format!("wrote {} bytes to {}\n", write.bytes_written, write.path),
+            ..HostRecord::new(host.clone(), HostStatus::Ok)
+        }),
+        _ => Ok(HostRecord {
+            stdout: serde_json::to_string_pretty(&result).unwrap_or_default() + "\n",
+            ..HostRecord::new(host.clone(), HostStatus::Ok)
+        }),
+    };
+    record.unwrap_or_else(|error| record_from_error(host, &error))
 }

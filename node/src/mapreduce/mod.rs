@@ -21,7 +21,6 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use remote_agents_protocol::frame::PeerId;
 use remote_agents_spec::{MapReduceSpec, Reducer, Selector};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -30,13 +29,14 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::client::{self, CallError, Client, peer_of};
 use crate::fleet::fanout::Target;
 use crate::fleet::remote::resolve_targets;
-use crate::net::{CallError, Net};
+use crate::net::{self, Net};
 use crate::node::{CallContext, Node};
+use remote_agents_ops::operation::{Exec, FileSearch, ListDir};
 use remote_agents_ops::{
-    Caller, Envelope, ExecArgs, ExecResult, FileKind, FileSearchArgs, FileSearchResult,
-    ListDirResult, Outcome, PathArgs, Reply, Request,
+    Caller, Envelope, ExecArgs, ExecResult, FileKind, FileSearchArgs, Outcome, PathArgs, Request,
 };
 use scheduler::{AttemptEnd, Placement, Scheduler, Verdict};
 
@@ -340,35 +340,33 @@ fn tail(text: &str) -> String {
 
 /// Turns an exec outcome into its stdout, or an error that says why not.
 fn exec_output(outcome: Outcome) -> Result<String, String> {
-    match outcome {
-        Outcome::Ok { result } => {
-            let exec: ExecResult = serde_json::from_value(result)
-                .map_err(|e| format!("malformed exec result: {e}"))?;
-            if exec.timed_out {
-                Err(format!("timed out after {} ms", exec.duration_ms))
-            } else if exec.truncated {
-                Err("output exceeded max_output_bytes and was cut".into())
-            } else if exec.exit_code == Some(0) && !exec.stdout_encoding.is_utf8() {
-                // The node sent binary output as base64; a map or reduce step works on text.
-                Err(
-                    "the command printed binary output (not UTF-8 text); map and reduce \
-                     commands must print text"
-                        .into(),
-                )
-            } else if exec.exit_code == Some(0) {
-                Ok(exec.stdout)
-            } else {
-                let how = match (exec.exit_code, exec.signal) {
-                    (Some(code), _) => format!("exit {code}"),
-                    (None, Some(signal)) => format!("killed by signal {signal}"),
-                    (None, None) => "no exit status".into(),
-                };
-                Err(format!("{how}: {}", tail(&exec.stderr)))
-            }
-        }
-        Outcome::Refused { reason } => Err(format!("refused by policy: {reason}")),
-        Outcome::Failed { error } => Err(error),
-        Outcome::OutcomeUnknown { reason } => Err(format!("outcome unknown: {reason}")),
+    client::decode::<Exec>(outcome)
+        .map_err(|error| error.to_string())
+        .and_then(exec_text)
+}
+
+/// A command's stdout when it exited 0 with whole text output, or an error that says why not.
+fn exec_text(exec: ExecResult) -> Result<String, String> {
+    if exec.timed_out {
+        Err(format!("timed out after {} ms", exec.duration_ms))
+    } else if exec.truncated {
+        Err("output exceeded max_output_bytes and was cut".into())
+    } else if exec.exit_code == Some(0) && !exec.stdout_encoding.is_utf8() {
+        // The node sent binary output as base64; a map or reduce step works on text.
+        Err(
+            "the command printed binary output (not UTF-8 text); map and reduce \
+             commands must print text"
+                .into(),
+        )
+    } else if exec.exit_code == Some(0) {
+        Ok(exec.stdout)
+    } else {
+        let how = match (exec.exit_code, exec.signal) {
+            (Some(code), _) => format!("exit {code}"),
+            (None, Some(signal)) => format!("killed by signal {signal}"),
+            (None, None) => "no exit status".into(),
+        };
+        Err(format!("{how}: {}", tail(&exec.stderr)))
     }
 }
 
@@ -476,74 +474,46 @@ struct AttemptResult {
     output: Result<String, AttemptEnd>,
 }
 
-/// Calls one host with an exec and classifies the answer.
+/// Runs an exec on one host and classifies the answer.
 async fn call_exec(
-    net: &Net,
-    agent_id: &str,
-    envelope: Envelope,
+    client: &Client,
+    agent_id: Option<&str>,
+    id: String,
+    args: ExecArgs,
     timeout: Duration,
 ) -> Result<String, AttemptEnd> {
-    let Ok(peer) = agent_id.parse::<PeerId>() else {
-        return Err(AttemptEnd::HostLost("host is not connected".into()));
+    let answer = match peer_of(agent_id) {
+        Ok(peer) => client.call_with::<Exec>(peer, id, args, timeout).await,
+        Err(error) => Err(error),
     };
-    let bytes = serde_json::to_vec(&envelope)
-        .map_err(|e| AttemptEnd::Failed(format!("cannot encode request: {e}")))?;
-    let answer = match net.call(peer, bytes, timeout).await {
-        Ok(mut stream) => stream.collect().await.map(|(_, response)| response),
-        Err(e) => Err(e),
-    };
-    match answer {
-        Ok(response) => {
-            let reply: Reply = serde_json::from_slice(&response)
-                .map_err(|e| AttemptEnd::Failed(format!("malformed reply: {e}")))?;
-            exec_output(reply.outcome).map_err(AttemptEnd::Failed)
-        }
-        Err(error @ (CallError::Unreachable(_) | CallError::Shutdown)) => {
-            Err(AttemptEnd::HostLost(error.to_string()))
-        }
-        // The host took the request and went away (e.g. it left the room mid-run): a map is
-        // a pure step, so running it again elsewhere is safe.
-        Err(error @ CallError::OutcomeUnknown(_)) => Err(AttemptEnd::HostLost(error.to_string())),
-        Err(error) => Err(AttemptEnd::Failed(error.to_string())),
-    }
+    answer
+        .map_err(attempt_end)
+        .and_then(|exec| exec_text(exec).map_err(AttemptEnd::Failed))
 }
 
-/// Calls one host with a read-only request and returns its result.
-async fn call_read<T: serde::de::DeserializeOwned>(
-    net: &Net,
-    agent_id: &str,
-    envelope: Envelope,
-) -> Result<T, String> {
-    let peer = agent_id
-        .parse::<PeerId>()
-        .map_err(|_| "host is not connected".to_string())?;
-    let bytes = serde_json::to_vec(&envelope).map_err(|e| e.to_string())?;
-    let mut stream = net
-        .call(peer, bytes, Duration::from_secs(60))
-        .await
-        .map_err(|e| e.to_string())?;
-    let (_, response) = stream.collect().await.map_err(|e| e.to_string())?;
-    let reply: Reply = serde_json::from_slice(&response).map_err(|e| e.to_string())?;
-    match reply.outcome {
-        Outcome::Ok { result } => serde_json::from_value(result).map_err(|e| e.to_string()),
-        Outcome::Refused { reason } => Err(format!("refused by policy: {reason}")),
-        Outcome::Failed { error } => Err(error),
-        Outcome::OutcomeUnknown { reason } => Err(reason),
+/// How a failed call ends an attempt. A host that is gone (not connected, unreachable, or that
+/// took the request and went away, e.g. it left the room mid-run) is lost: a map is a pure
+/// step, so running it again elsewhere is safe. Anything else fails the attempt.
+fn attempt_end(error: CallError) -> AttemptEnd {
+    match error {
+        CallError::NotConnected(_)
+        | CallError::Transport(
+            net::CallError::Unreachable(_)
+            | net::CallError::Shutdown
+            | net::CallError::OutcomeUnknown(_),
+        ) => AttemptEnd::HostLost(error.to_string()),
+        other => AttemptEnd::Failed(other.to_string()),
     }
 }
 
 /// Expands the globs on one host (it lists or searches its own folders): the matching files.
 async fn expand_globs(
-    net: &Net,
-    caller: &Caller,
+    client: &Client,
     job_id: &str,
     target: &Target,
     globs: &[String],
 ) -> Result<Vec<String>, String> {
-    let agent_id = target
-        .agent_id
-        .as_deref()
-        .ok_or_else(|| "host is not connected".to_string())?;
+    let peer = peer_of(target.agent_id.as_deref()).map_err(|e| e.to_string())?;
     let mut files = Vec::new();
     for (index, glob) in globs.iter().enumerate() {
         let parts = data::split_glob(glob);
@@ -555,24 +525,19 @@ async fn expand_globs(
         let id = format!("{job_id}/list/{}/{index}", target.host);
         if parts.recursive {
             let last = parts.pattern.rsplit('/').next().unwrap_or("*").to_string();
-            let result: FileSearchResult = call_read(
-                net,
-                agent_id,
-                Envelope {
-                    id,
-                    caller: caller.clone(),
-                    request: Request::FileSearch(FileSearchArgs {
-                        agent_id: None,
-                        roots: Some(vec![parts.root.clone()]),
-                        name: Some(last),
-                        content: None,
-                        images_only: false,
-                        include_hidden: true,
-                        max_results: Some(1_000_000),
-                    }),
-                },
-            )
-            .await?;
+            let args = FileSearchArgs {
+                agent_id: None,
+                roots: Some(vec![parts.root.clone()]),
+                name: Some(last),
+                content: None,
+                images_only: false,
+                include_hidden: true,
+                max_results: Some(1_000_000),
+            };
+            let result = client
+                .call_with::<FileSearch>(peer, id, args, client::DEFAULT_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())?;
             let root = result.searched_roots.first().cloned().unwrap_or_default();
             for hit in result.matches {
                 if let Ok(relative) = std::path::Path::new(&hit.path).strip_prefix(&root)
@@ -582,19 +547,14 @@ async fn expand_globs(
                 }
             }
         } else {
-            let listing: ListDirResult = call_read(
-                net,
-                agent_id,
-                Envelope {
-                    id,
-                    caller: caller.clone(),
-                    request: Request::ListDir(PathArgs {
-                        agent_id: None,
-                        path: parts.root.clone(),
-                    }),
-                },
-            )
-            .await?;
+            let args = PathArgs {
+                agent_id: None,
+                path: parts.root.clone(),
+            };
+            let listing = client
+                .call_with::<ListDir>(peer, id, args, client::DEFAULT_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())?;
             let mut names: Vec<&str> = listing
                 .entries
                 .iter()
@@ -673,9 +633,12 @@ pub async fn run(
         return Err(JobError::NoHosts(plan.target.clone(), net.peers().len()));
     }
     let job_id = format!("mr-{}", crate::fleet::jobs::new_op_id());
-    let caller = Caller::MapReduce {
-        caller: caller_id.to_string(),
-    };
+    let client = Client::new(
+        net.clone(),
+        Caller::MapReduce {
+            caller: caller_id.to_string(),
+        },
+    );
     let report = |message: String, done: usize, total: usize| {
         if let Some(progress) = &progress {
             progress(done, total, message);
@@ -693,7 +656,7 @@ pub async fn run(
             let listings = futures_util::future::join_all(
                 targets
                     .iter()
-                    .map(|t| expand_globs(net, &caller, &job_id, t, globs)),
+                    .map(|t| expand_globs(&client, &job_id, t, globs)),
             )
             .await;
             for (host, listing) in listings.into_iter().enumerate() {
@@ -793,17 +756,13 @@ pub async fn run(
                 ),
             };
             shipped_bytes += shipped;
-            let envelope = Envelope {
-                id: format!("{job_id}/{}/{}", assignment.partition, assignment.attempt),
-                caller: caller.clone(),
-                request: Request::Exec(exec),
-            };
-            let net = net.clone();
-            let agent_id = target.agent_id.clone().unwrap_or_default();
+            let id = format!("{job_id}/{}/{}", assignment.partition, assignment.attempt);
+            let client = client.clone();
+            let agent_id = target.agent_id.clone();
             let results = results_tx.clone();
             let timeout = plan.attempt_timeout + CALL_MARGIN;
             let handle = crate::runtime::spawn(async move {
-                let output = call_exec(&net, &agent_id, envelope, timeout).await;
+                let output = call_exec(&client, agent_id.as_deref(), id, exec, timeout).await;
                 let _ = results.send(AttemptResult {
                     partition: assignment.partition,
                     attempt: assignment.attempt,
@@ -948,17 +907,14 @@ pub async fn run(
                     match agent_id {
                         None => Err(format!("reduce host {host:?} is not connected")),
                         Some(agent_id) => call_exec(
-                            net,
-                            &agent_id,
-                            Envelope {
-                                id,
-                                caller: caller.clone(),
-                                request: Request::Exec(command.exec_args(
-                                    Some(stdin),
-                                    plan.attempt_timeout,
-                                    plan.max_output_bytes,
-                                )),
-                            },
+                            &client,
+                            Some(&agent_id),
+                            id,
+                            command.exec_args(
+                                Some(stdin),
+                                plan.attempt_timeout,
+                                plan.max_output_bytes,
+                            ),
                             plan.attempt_timeout + CALL_MARGIN,
                         )
                         .await

@@ -10,10 +10,12 @@ use std::time::Duration;
 use remote_agents_protocol::blob;
 use remote_agents_protocol::psk::Psk;
 
+use crate::client::{self, Client};
 use crate::net::{CallError, ConnectionState, Net};
 use crate::node::Node;
 use remote_agents_ops::bundle::SignedBundle;
-use remote_agents_ops::{Caller, DesiredGetArgs, Envelope, Outcome, Reply, Request};
+use remote_agents_ops::operation::DesiredGet;
+use remote_agents_ops::{Caller, DesiredGetArgs};
 
 /// The retained-store key of the desired state (the relay sees only this label and ciphertext).
 pub const RETAINED_KEY: &[u8] = b"desired";
@@ -21,6 +23,8 @@ pub const RETAINED_KEY: &[u8] = b"desired";
 const PEERS_TO_ASK: usize = 3;
 /// It stops after this many peers answered with a bundle.
 const PEER_ANSWERS: usize = 2;
+/// How long one peer may take to hand over its bundle.
+const PEER_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Catch-ups after a reconnect whose relay copy was missing or stale, spaced out so that
 /// peers still reconnecting can restore the relay's copy meanwhile.
 const CATCH_UP_RETRIES: [u64; 4] = [1, 3, 10, 30];
@@ -66,26 +70,18 @@ pub async fn fetch_from_peer(
     net: &Net,
     peer: remote_agents_protocol::frame::PeerId,
     revision: Option<String>,
-) -> Result<SignedBundle, String> {
-    let envelope = Envelope {
-        id: uuid::Uuid::new_v4().to_string(),
-        caller: Caller::Unstated,
-        request: Request::DesiredGet(DesiredGetArgs {
-            revision,
-            agent_id: None,
-        }),
-    };
-    let bytes = serde_json::to_vec(&envelope).map_err(|e| e.to_string())?;
-    let mut call = net
-        .call(peer, bytes, Duration::from_secs(10))
+) -> Result<SignedBundle, client::CallError> {
+    Client::new(net.clone(), Caller::Unstated)
+        .call_with::<DesiredGet>(
+            peer,
+            client::new_request_id(),
+            DesiredGetArgs {
+                revision,
+                agent_id: None,
+            },
+            PEER_FETCH_TIMEOUT,
+        )
         .await
-        .map_err(|e| e.to_string())?;
-    let (_, response) = call.collect().await.map_err(|e| e.to_string())?;
-    let reply: Reply = serde_json::from_slice(&response).map_err(|e| e.to_string())?;
-    match reply.outcome {
-        Outcome::Ok { result } => serde_json::from_value(result).map_err(|e| e.to_string()),
-        other => Err(other.label().to_string()),
-    }
 }
 
 /// One catch-up after (re)connecting: take the relay's copy, ask peers when the relay has none
