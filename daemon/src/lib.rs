@@ -8,3 +8,4 @@ pub mod demo;
 pub mod fleetctl;
 pub mod node_cli;
 pub mod output;
+pub mod room;

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use remote_agents_node::config::{NodeFlags, WatchFlags};
 
+use crate::room::RoomArgs;
+
 /// `remote-agents`: one node of the fleet.
 #[derive(Debug, Parser)]
 #[command(
@@ -58,15 +60,8 @@ pub enum ConfigCommand {
 /// rather than by clap so that `config show` can tell a flag from an environment variable.
 #[derive(Debug, Args, Clone, Default)]
 pub struct NodeArgs {
-    /// Relay WebSocket URL (no default: without it the node is local-only).
-    #[arg(long)]
-    pub relay: Option<String>,
-    /// Room name on the relay.
-    #[arg(long)]
-    pub room: Option<String>,
-    /// Room token (shared secret).
-    #[arg(long)]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub room: RoomArgs,
     /// Agent name shown to peers.
     #[arg(long)]
     pub name: Option<String>,
@@ -85,12 +80,6 @@ pub struct NodeArgs {
     /// plan | edit | bypass | disabled.
     #[arg(long)]
     pub mode: Option<String>,
-    /// Explicit 32-byte end-to-end key (hex or base64) instead of one derived from the token.
-    #[arg(long)]
-    pub encryption_key: Option<String>,
-    /// Credential presented to the relay itself (never derived from the room token).
-    #[arg(long)]
-    pub relay_key: Option<String>,
     /// Comma-separated operator public keys (`ed25519:...`) this node trusts to sign desired
     /// state, whatever a bundle says (the local trust anchor; best kept in a root-owned config
     /// file as `operators = [...]`).
@@ -189,17 +178,17 @@ impl NodeArgs {
     /// The flag layer of the node's settings.
     pub fn flags(&self) -> NodeFlags {
         NodeFlags {
-            relay: self.relay.clone(),
-            room: self.room.clone(),
-            token: self.token.clone(),
+            relay: self.room.relay.clone(),
+            room: self.room.room.clone(),
+            token: self.room.token.clone(),
             name: self.name.clone(),
             tags: self.tags.clone(),
             no_agent: self.no_agent,
             data_dir: self.data_dir.clone(),
             config: self.config.clone(),
             mode: self.mode.clone(),
-            encryption_key: self.encryption_key.clone(),
-            relay_key: self.relay_key.clone(),
+            encryption_key: self.room.encryption_key.clone(),
+            relay_key: self.room.relay_key.clone(),
             operators: self.operators.clone(),
             operator_key: self.operator_key.clone(),
             watch: WatchFlags::default(),

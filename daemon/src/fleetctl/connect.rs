@@ -11,24 +11,13 @@ use clap::Args;
 use remote_agents_node::config::{NodeFlags, ProcessEnv, Settings};
 use remote_agents_ops::parse_duration;
 
+use crate::room::RoomArgs;
+
 /// How fleetctl reaches the fleet, plus a named context that picks a config file.
 #[derive(Debug, Clone, Args)]
 pub struct ConnectFlags {
-    /// Relay WebSocket URL.
-    #[arg(long)]
-    pub relay: Option<String>,
-    /// Room name on the relay.
-    #[arg(long)]
-    pub room: Option<String>,
-    /// Room token (shared secret).
-    #[arg(long)]
-    pub token: Option<String>,
-    /// Explicit 32-byte end-to-end key (hex or base64) instead of one derived from the token.
-    #[arg(long)]
-    pub encryption_key: Option<String>,
-    /// Credential presented to the relay itself (never derived from the room token).
-    #[arg(long)]
-    pub relay_key: Option<String>,
+    #[command(flatten)]
+    pub room: RoomArgs,
     /// The operator key fleetctl signs bundles with and binds to its peer identity (file from
     /// `fleetctl keygen`).
     #[arg(long)]
@@ -74,11 +63,11 @@ impl StateFlags {
 /// (the named context's when no --config is given).
 pub fn resolve_settings(flags: &ConnectFlags) -> anyhow::Result<Settings> {
     let mut node = NodeFlags {
-        relay: flags.relay.clone(),
-        room: flags.room.clone(),
-        token: flags.token.clone(),
-        encryption_key: flags.encryption_key.clone(),
-        relay_key: flags.relay_key.clone(),
+        relay: flags.room.relay.clone(),
+        room: flags.room.room.clone(),
+        token: flags.room.token.clone(),
+        encryption_key: flags.room.encryption_key.clone(),
+        relay_key: flags.room.relay_key.clone(),
         operator_key: flags.operator_key.clone(),
         ..flags.state.flags()
     };
