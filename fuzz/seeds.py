@@ -72,12 +72,13 @@ def schema_fields():
 
 def argument_fields():
     """Field names of the MCP tools' and the RPC's argument structs (`pub name:` lines)."""
-    sources = ["daemon/src/ops.rs", "daemon/src/schedule/mod.rs", "daemon/src/fleet/tools.rs",
-               "daemon/src/mcp/spec_tools.rs", "daemon/src/mapreduce/tool.rs"]
+    sources = sorted((ROOT / "ops/src").glob("*.rs")) + [
+        ROOT / "node/src/fleet/tools.rs", ROOT / "mcp/src/spec_tools.rs",
+        ROOT / "node/src/mapreduce/tool.rs"]
     fields = set()
     for source in sources:
-        fields.update(re.findall(r"^\s+pub (\w+):", (ROOT / source).read_text(), re.M))
-    ops = re.findall(r'Request::\w+\(_\) => "(\w+)"', (ROOT / "daemon/src/ops.rs").read_text())
+        fields.update(re.findall(r"^\s+pub (\w+):", source.read_text(), re.M))
+    ops = re.findall(r'^\s+\w+ = "(\w+)" \(', (ROOT / "ops/src/operation.rs").read_text(), re.M)
     return sorted(fields), sorted(set(ops))
 
 

@@ -46,7 +46,7 @@ pub struct CallContext {
     pub progress: Option<ProgressFn>,
 }
 
-/// The other nodes, as seen through the relay. Implemented over `daemon::net` when a relay is
+/// The other nodes, as seen through the relay. Implemented over `net` when a relay is
 /// configured; absent when the node is local-only.
 pub trait Peers: Send + Sync {
     /// Sends `envelope` as it is to `agent_id` and returns the peer's outcome; the peer's
