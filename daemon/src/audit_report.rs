@@ -5,13 +5,15 @@ use remote_agents_node::audit::AuditRecord;
 use remote_agents_node::config::Settings;
 use remote_agents_node::journal::{Store, StoreError};
 
+use crate::output::Output;
+
 /// The audit log as text or JSON lines, read beside the running node (or a stopped one).
-pub fn audit_report(settings: &Settings, limit: usize, json: bool) -> Result<String, StoreError> {
+/// `-o json` (and `--json`) prints JSON lines, one record a line: the log is a stream that tools
+/// such as `jq` read a record at a time.
+pub fn audit_report(settings: &Settings, limit: usize, output: Output) -> anyhow::Result<String> {
     let dir = &settings.data_dir.value;
     if !dir.join("store.redb").exists() {
-        return Err(StoreError::Missing(
-            dir.join("store.redb").display().to_string(),
-        ));
+        return Err(StoreError::Missing(dir.join("store.redb").display().to_string()).into());
     }
     let records = match Store::open(dir) {
         // The node is not running: opening the store recovers what a crash interrupted (as
@@ -19,17 +21,19 @@ pub fn audit_report(settings: &Settings, limit: usize, json: bool) -> Result<Str
         Ok(store) => store.audit(limit)?,
         // The node runs and holds the store: read beside it.
         Err(StoreError::Locked(_)) => Store::read_audit(dir, limit)?,
-        Err(other) => return Err(other),
+        Err(other) => return Err(other.into()),
     };
-    if json {
-        let mut out = String::new();
-        for r in &records {
-            out.push_str(&serde_json::to_string(r)?);
-            out.push('\n');
+    match output {
+        Output::Json => {
+            let mut out = String::new();
+            for r in &records {
+                out.push_str(&serde_json::to_string(r)?);
+                out.push('\n');
+            }
+            Ok(out)
         }
-        Ok(out)
-    } else {
-        Ok(table(&records))
+        Output::Yaml => Ok(output.data(&records)?.unwrap_or_default()),
+        Output::Text => Ok(table(&records)),
     }
 }
 

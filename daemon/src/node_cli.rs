@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use remote_agents_node::config::{NodeFlags, WatchFlags};
 
+use crate::output::Output;
 use crate::room::RoomArgs;
 
 /// `remote-agents`: one node of the fleet.
@@ -44,8 +45,11 @@ pub enum Command {
         /// Show at most this many of the newest records.
         #[arg(long, default_value_t = 50)]
         limit: usize,
-        /// Print JSON lines instead of a table.
-        #[arg(long)]
+        /// `text` (a table), `json` (JSON lines, one record a line) or `yaml`.
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// The same as `-o json`.
+        #[arg(long, conflicts_with = "output")]
         json: bool,
     },
 }

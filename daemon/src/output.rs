@@ -10,7 +10,7 @@ pub enum Output {
     #[default]
     #[value(alias = "table")]
     Text,
-    /// The data as pretty-printed JSON.
+    /// The data as JSON: pretty-printed, or one object a line for a stream (the audit log).
     Json,
     /// The same data as YAML.
     Yaml,

@@ -184,6 +184,21 @@ async fn plan_mode_refuses_writes_and_runs_exec_read_only_over_mcp() -> anyhow::
 
     // The audit log is readable while the node runs: who asked what, and the refusals.
     let records = audit_records(&["--data-dir", &data])?;
+    // `-o json` is `--json`; `-o yaml` shows the same records.
+    let output = |format: &str| -> anyhow::Result<String> {
+        let audit = std::process::Command::new(node_binary()?)
+            .args(["audit", "-o", format, "--data-dir", &data])
+            .output()?;
+        anyhow::ensure!(audit.status.success(), "audit -o {format}: {audit:?}");
+        Ok(String::from_utf8(audit.stdout)?)
+    };
+    let json_lines: Vec<serde_json::Value> = output("json")?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(json_lines.len(), records.len());
+    let yaml = output("yaml")?;
+    assert_eq!(yaml.matches("request_id:").count(), records.len(), "{yaml}");
     let refused: Vec<&serde_json::Value> = records
         .iter()
         .filter(|r| {

@@ -7,6 +7,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use clap::Parser;
 use remote_agents::node_cli::{Cli, Command, ConfigCommand};
+use remote_agents::output::Output;
 use remote_agents_node::config::{ProcessEnv, Settings};
 use remote_agents_node::service::{Role, launch, terminated};
 
@@ -66,11 +67,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 .serve_on(transport, terminated()?, &mut std::io::stderr())
                 .await
         }
-        Command::Audit { flags, limit, json } => {
+        Command::Audit {
+            flags,
+            limit,
+            output,
+            json,
+        } => {
             let settings = Settings::resolve(&flags.flags(), &ProcessEnv)?;
+            let output = if json { Output::Json } else { output };
             print!(
                 "{}",
-                remote_agents::audit_report::audit_report(&settings, limit, json)?
+                remote_agents::audit_report::audit_report(&settings, limit, output)?
             );
             Ok(())
         }
