@@ -93,6 +93,13 @@ step "node: MCP Python SDK client against a second node through a relay"
     --agent-id node-b -- "${net[@]}" --name node-a --data-dir "$state/a"
 )
 
+# --- Deploy (issue 14): the npm packages a user installs. scripts/npm-pack.sh packs the main
+# package (the JS shim) and this platform's package (the binaries, stripped); both are installed
+# offline into an empty prefix and run through npx: --version, the MCP SDK client over stdio,
+# SIGTERM through the shim, and the main package alone (a clear error naming the platform). ----
+step "deploy: npm packages packed, installed offline and run through npx (tests/npm/npm_test.sh)"
+tests/npm/npm_test.sh "$CARGO_TARGET_DIR/debug" "$HOME/.cache/remote-agents/venv/bin/python"
+
 # --- MCP desired-state tools (issue 6): spec_edit -> git commit -> spec_plan -> spec_apply ------
 # The script starts its own relay, a node web-1 and `remote-agents mcp --spec-repo` on a temp repo.
 step "desired: MCP Python SDK client edits, plans and applies the spec (spec_* tools)"

@@ -1,0 +1,4 @@
+#!/usr/bin/env node
+'use strict';
+// `remote-agents` from npm: runs this platform's binary (see ../lib/launch.js).
+require('../lib/launch.js')('remote-agents');
