@@ -13,7 +13,8 @@
 //! - The node's own trust is a hard limit in every mode, `bypass` included: its data dir
 //!   (identity, store, backups), its config file and the default `~/.config/remote-agents/`
 //!   (where `fleetctl keygen` writes `operator.key`), its operator key file and its service files
-//!   (systemd units `remote-agents*.service`, launchd `*remote-agents*` plists) can be neither
+//!   (systemd units `remote-agents*.service`, launchd `*remote-agents*` plists, and
+//!   `/etc/remote-agents/` where `install --system` keeps its secrets) can be neither
 //!   read nor written, and `/etc/shadow*`, `/etc/gshadow*`, `/etc/sudoers*` and `/boot` neither.
 //!   Listings and searches leave out the names a read would refuse. Plan-mode commands cannot
 //!   read them either: the sandbox hides `Policy::hard_limit_paths` (see `sandbox`).
@@ -192,6 +193,9 @@ const HARD_DENY_ANY: &[&str] = &[
     "/boot/**",
     "/etc/systemd/system/remote-agents*",
     "/Library/LaunchDaemons/*remote-agents*",
+    // `install --system` keeps the service's secrets (service.env) and config here.
+    "/etc/remote-agents",
+    "/etc/remote-agents/**",
 ];
 
 /// How long a computed set of denied identities is trusted before it is computed again.
@@ -1532,6 +1536,8 @@ mod tests {
             "/etc/sudoers.d/90-admins",
             "/boot",
             "/boot/vmlinuz",
+            "/etc/remote-agents",
+            "/etc/remote-agents/service.env",
         ] {
             let path = Path::new(path);
             let refused = p.check_path_lists(Mode::Bypass, path, path, Intent::Read);

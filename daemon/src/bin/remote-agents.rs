@@ -81,5 +81,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Install(args) => remote_agents::install::service::install(&args),
+        Command::Uninstall(args) => remote_agents::install::service::uninstall(&args),
+        Command::InstallMcp(args) => remote_agents::install::mcp_clients::install(&args),
+        Command::UninstallMcp(args) => remote_agents::install::mcp_clients::uninstall(&args),
     }
 }
