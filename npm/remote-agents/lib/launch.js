@@ -52,7 +52,13 @@ module.exports = function launch(name) {
     process.stderr.write(`${name}: ${error.message}\n`);
     process.exit(1);
   }
-  const child = spawn(file, process.argv.slice(2), { stdio: 'inherit' });
+  // `remote-agents install-mcp` registers this script rather than the binary it runs: the
+  // script's path stays put across npm upgrades, the platform package's folder may not.
+  const env =
+    name === 'remote-agents' && process.argv[1]
+      ? { ...process.env, REMOTE_AGENTS_LAUNCHER: process.argv[1] }
+      : process.env;
+  const child = spawn(file, process.argv.slice(2), { stdio: 'inherit', env });
   // A service manager or an MCP client stops the shim: stop the binary the same way.
   const forward = (signal) => () => child.kill(signal);
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
