@@ -4,7 +4,7 @@
 # prefix, and runs the three commands through npx and the shim: --version, then the MCP Python
 # SDK client's whole check against `remote-agents mcp` over stdio (tools/list first), a SIGTERM
 # to the shim that must stop the node it started, and the main package alone, which must fail
-# naming the platform.
+# naming the platform; install-mcp through the shim registers the shim, which then serves MCP.
 #
 #   tests/npm/npm_test.sh BIN_DIR PYTHON      (PYTHON: the venv with the `mcp` SDK)
 set -euo pipefail
@@ -55,6 +55,37 @@ while pgrep -f "^$binary run --data-dir $work/node" >/dev/null; do
   sleep 0.1
 done
 echo "ok   SIGTERM to the shim stops the node, and the shim exits with its status (0)"
+
+# install-mcp run through the shim registers the shim's script, whose path survives an npm
+# upgrade (the platform package's binary path may not), and the registered command serves MCP.
+HOME="$work/home" "$shim" install-mcp --client cursor --data-dir "$work/mcp-node" >/dev/null
+registered="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["mcpServers"]["remote-agents"]["command"])' "$work/home/.cursor/mcp.json")"
+case "$registered" in
+  "$work/prefix/node_modules/remote-agents/bin/remote-agents.js" | "$shim") ;;
+  *) fail "install-mcp through the shim registered '$registered', expected the shim's script" ;;
+esac
+# Keeps stdin open until the answer to tools/list is read: EOF would end the session first.
+reply="$(timeout 60 python3 - "$registered" "$work/mcp-node" <<'PY'
+import json, subprocess, sys
+node = subprocess.Popen([sys.argv[1], "mcp", "--data-dir", sys.argv[2]], stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+for message in ({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                 "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                            "clientInfo": {"name": "npm-test", "version": "1"}}},
+                {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}):
+    node.stdin.write(json.dumps(message) + "\n")
+    node.stdin.flush()
+for line in node.stdout:
+    if json.loads(line).get("id") == 2:
+        print(line.strip())
+        break
+node.stdin.close()
+node.wait()
+PY
+)"
+case "$reply" in *'"name":"exec"'*) ;; *) fail "the registered command did not list tools: $reply" ;; esac
+echo "ok   install-mcp through the shim registers $registered, which lists the tools"
 
 # The main package alone: a clear error naming the platform, exit 1.
 mkdir "$work/alone" && echo '{}' >"$work/alone/package.json"
