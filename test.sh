@@ -16,6 +16,13 @@ if ! command -v gcore >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gdb >/dev/null
 fi
 
+# --- Git over the network (issue 14, item 4): the e2e tests start their own sshd on 127.0.0.1 ----
+# (the https git server is a Python script with git-http-backend; openssl makes its test CA).
+if ! [ -x /usr/sbin/sshd ]; then
+  step "install openssh-server (sshd) for the git-over-ssh tests"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null
+fi
+
 step "format"
 cargo fmt --all --check
 

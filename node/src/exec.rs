@@ -140,7 +140,7 @@ async fn capture<R: AsyncRead + Unpin>(
     (kept, truncated)
 }
 
-fn kill_group(pid: Option<u32>) {
+pub(crate) fn kill_group(pid: Option<u32>) {
     if let Some(pid) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
         // The child leads its own group (process_group(0)), so this reaches everything it
         // started that did not deliberately leave the group.

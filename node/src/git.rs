@@ -1,6 +1,8 @@
 //! Git executors with libgit2 (`git2`, vendored, no OpenSSL): status, pull (fetch then
-//! fast-forward only), commit, push. Built without the `https`/`ssh` features, so remotes are
-//! local paths or `file://` URLs; other transports fail with an error saying so.
+//! fast-forward only), commit, push. Local and `file://` remotes are libgit2's; network remotes
+//! (`https://`, `ssh://`, scp-style `user@host:path`, `git://`) are fetched from and pushed to by
+//! the system `git` (`transport`, which says why), with the node user's own ssh and credential
+//! setup. Either way libgit2 decides and writes the checkout.
 //!
 //! Every operation goes through the policy gate (`Gate`): the repository's folders, its local
 //! remotes and every file a checkout writes or a commit reads must pass it, and the repository
@@ -19,6 +21,8 @@ use git2::{
 use crate::policy::{Intent, Mode, Policy};
 use remote_agents_ops::{GitActionResult, GitFileStatus, GitStatusResult};
 
+pub mod transport;
+
 /// Errors of the git executors.
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -26,6 +30,9 @@ pub enum GitError {
     Git(#[from] git2::Error),
     #[error("{0}")]
     Refused(String),
+    /// A network transfer failed: the remote, the cause with what to fix, and git's last lines.
+    #[error("{0}")]
+    Remote(String),
 }
 
 /// What a git operation may touch: the node's policy gate and the mode its request runs in.
@@ -49,6 +56,9 @@ struct Opened {
     /// The committer identity from the user's full git config (name and email are plain
     /// values, so reading them from the global config is harmless; nothing else is taken).
     identity: Option<Signature<'static>>,
+    /// The repository's own config (guarded) and its file, for the network guard.
+    config: Config,
+    config_file: PathBuf,
 }
 
 fn refused(message: String) -> GitError {
@@ -135,6 +145,8 @@ fn open_guarded(path: &Path, gate: Gate, intent: Intent) -> Result<Opened, GitEr
         repo,
         workdir,
         identity,
+        config: own,
+        config_file: own_file,
     })
 }
 
@@ -206,7 +218,8 @@ fn dangerous_key(name: &str, value: Option<&str>) -> Option<&'static str> {
     }
 }
 
-/// The one guard every git operation's config passes, local or (later) over the network:
+/// The one guard every git operation's config passes, local or over the network (where
+/// `transport::guard_network_config` adds the transfer settings only the system `git` reads):
 /// refuses a config that could redirect the work tree, load other config files, or make git run
 /// a program (hooks, fsmonitor, filters, ssh and proxy commands, credential helpers, diff and
 /// merge drivers, `ext::` transports). libgit2 itself runs none of these today; refusing them
@@ -234,7 +247,8 @@ pub fn guard_config(config: &Config, file: &Path) -> Result<(), GitError> {
 /// (`Intent::Write`, push). A local path or `file://` URL must name a repository whose folders
 /// pass the gate like the local one's; `ext::` and other program-running transports, and
 /// relative paths (libgit2 would take them relative to the node's working folder) are refused.
-/// Network URLs (https, ssh, git) pass here; their config is guarded by `guard_config`.
+/// Network URLs (https, ssh, git, scp-style) pass here; `transport` transfers with them after
+/// the repository's config passed `guard_config` and `transport::guard_network_config`.
 pub fn guard_remote_url(url: &str, gate: Gate, intent: Intent) -> Result<(), GitError> {
     let lower = url.to_ascii_lowercase();
     let local = if let Some(rest) = lower.strip_prefix("file://") {
@@ -561,6 +575,7 @@ pub fn commit(
         repo,
         workdir,
         identity,
+        ..
     } = open_guarded(path, gate, Intent::Write)?;
     let workdir = need_workdir(workdir, path)?;
     let mut index = repo.index()?;
@@ -634,6 +649,12 @@ fn remote_and_branch(
         None => current_branch(repo)
             .ok_or_else(|| GitError::Refused("HEAD is detached; pass branch explicitly".into()))?,
     };
+    // Checked here because the name becomes part of a refspec on git's command line.
+    if !git2::Reference::is_valid_name(&format!("refs/heads/{branch}")) {
+        return Err(refused(format!(
+            "git: `{branch}` is not a valid branch name; pass the branch's short name (e.g. main)"
+        )));
+    }
     Ok((remote.unwrap_or("origin").to_string(), branch))
 }
 
@@ -645,16 +666,32 @@ pub fn pull(
     branch: Option<&str>,
     gate: Gate,
 ) -> Result<GitActionResult, GitError> {
-    let Opened { repo, workdir, .. } = open_guarded(path, gate, Intent::Write)?;
+    let Opened {
+        repo,
+        workdir,
+        config,
+        config_file,
+        ..
+    } = open_guarded(path, gate, Intent::Write)?;
     let workdir = need_workdir(workdir, path)?;
     let (remote_name, branch) = remote_and_branch(&repo, remote, branch)?;
     let mut remote = repo.find_remote(&remote_name)?;
-    guard_remote_url(
-        &String::from_utf8_lossy(remote.url_bytes()),
-        gate,
-        Intent::Read,
-    )?;
-    remote.fetch(&[branch.as_str()], None, None)?;
+    let url = String::from_utf8_lossy(remote.url_bytes()).into_owned();
+    guard_remote_url(&url, gate, Intent::Read)?;
+    if transport::is_network(&url) {
+        // The system git updates refs and objects only; the fast-forward below stays libgit2's
+        // and passes the same checkout guard as a local pull.
+        transport::guard_network_config(&config, &config_file)?;
+        transport::fetch(
+            repo.path(),
+            &url,
+            &[format!(
+                "+refs/heads/{branch}:refs/remotes/{remote_name}/{branch}"
+            )],
+        )?;
+    } else {
+        remote.fetch(&[branch.as_str()], None, None)?;
+    }
     let fetch_head = repo.find_reference("FETCH_HEAD")?;
     let incoming = repo.reference_to_annotated_commit(&fetch_head)?;
     let (analysis, _) = repo.merge_analysis(&[&incoming])?;
@@ -702,13 +739,32 @@ pub fn push(
     branch: Option<&str>,
     gate: Gate,
 ) -> Result<GitActionResult, GitError> {
-    let Opened { repo, .. } = open_guarded(path, gate, Intent::Write)?;
+    let Opened {
+        repo,
+        config,
+        config_file,
+        ..
+    } = open_guarded(path, gate, Intent::Write)?;
     let (remote_name, branch) = remote_and_branch(&repo, remote, branch)?;
     let mut remote = repo.find_remote(&remote_name)?;
-    let url = remote.pushurl_bytes().unwrap_or_else(|| remote.url_bytes());
-    guard_remote_url(&String::from_utf8_lossy(url), gate, Intent::Write)?;
+    let url = String::from_utf8_lossy(remote.pushurl_bytes().unwrap_or_else(|| remote.url_bytes()))
+        .into_owned();
+    guard_remote_url(&url, gate, Intent::Write)?;
+    let spec = format!("refs/heads/{branch}:refs/heads/{branch}");
     let mut rejected: Option<String> = None;
-    {
+    if transport::is_network(&url) {
+        transport::guard_network_config(&config, &config_file)?;
+        transport::push(repo.path(), &url, &[spec])?;
+        // git updates no remote-tracking ref when pushing to a URL; libgit2 does for a named
+        // remote, so do the same and keep git_status's ahead/behind right.
+        let pushed = repo.refname_to_id(&format!("refs/heads/{branch}"))?;
+        repo.reference(
+            &format!("refs/remotes/{remote_name}/{branch}"),
+            pushed,
+            true,
+            "remote-agents: push",
+        )?;
+    } else {
         let mut callbacks = git2::RemoteCallbacks::new();
         callbacks.push_update_reference(|refname, status| {
             if let Some(message) = status {
@@ -718,7 +774,6 @@ pub fn push(
         });
         let mut options = git2::PushOptions::new();
         options.remote_callbacks(callbacks);
-        let spec = format!("refs/heads/{branch}:refs/heads/{branch}");
         remote.push(&[spec.as_str()], Some(&mut options))?;
     }
     if let Some(reason) = rejected {

@@ -31,6 +31,9 @@ pub struct NodeSpec {
     pub mode: String,
     /// More arguments for `remote-agents run`.
     pub args: Vec<String>,
+    /// Environment variables for the node's process (e.g. the user's git config): set to the
+    /// value, or removed when `None`.
+    pub envs: Vec<(String, Option<String>)>,
 }
 
 impl NodeSpec {
@@ -40,6 +43,7 @@ impl NodeSpec {
             tags: tags.iter().map(|t| t.to_string()).collect(),
             mode: mode.to_string(),
             args: Vec::new(),
+            envs: Vec::new(),
         }
     }
 
@@ -50,6 +54,16 @@ impl NodeSpec {
 
     pub fn with_args(mut self, args: &[&str]) -> Self {
         self.args = args.iter().map(|a| a.to_string()).collect();
+        self
+    }
+
+    pub fn with_env(mut self, name: &str, value: &str) -> Self {
+        self.envs.push((name.to_string(), Some(value.to_string())));
+        self
+    }
+
+    pub fn without_env(mut self, name: &str) -> Self {
+        self.envs.push((name.to_string(), None));
         self
     }
 }
@@ -152,6 +166,12 @@ impl TestFleet {
         }
         if !node.mode.is_empty() {
             command.args(["--mode", &node.mode]);
+        }
+        for (name, value) in &node.envs {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
         }
         let child = command
             .args(&node.args)

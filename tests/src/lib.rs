@@ -1,6 +1,7 @@
 //! Helpers for end-to-end tests that run the real binaries on 127.0.0.1.
 
 pub mod fleet;
+pub mod git_servers;
 pub mod net;
 pub mod node;
 pub mod relay;

@@ -47,7 +47,20 @@ pub struct McpProcess {
 impl McpProcess {
     /// Starts `remote-agents mcp ARGS` with `envs` and completes the MCP handshake.
     pub async fn start(args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_without(args, envs, &[]).await
+    }
+
+    /// Like `start`, with the variables `removed` taken out of the node's environment (e.g. a
+    /// `GIT_SSL_CAINFO` of the machine that would override the test user's git config).
+    pub async fn start_without(
+        args: &[&str],
+        envs: &[(&str, &str)],
+        removed: &[&str],
+    ) -> anyhow::Result<Self> {
         let mut command = Command::new(node_binary()?);
+        for name in removed {
+            command.env_remove(name);
+        }
         command
             .arg("mcp")
             .args(args)

@@ -4,6 +4,7 @@ mod adversarial;
 mod desired;
 mod desired_watch;
 mod fleet_fanout;
+mod git_network;
 mod hardening_bundle;
 mod hardening_files;
 mod hardening_git;

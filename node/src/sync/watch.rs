@@ -1,6 +1,7 @@
 //! Watch mode (GitOps): a node that reconciles from a local spec folder (`--spec DIR`, re-read
 //! when its files change) or follows a git repository (`--spec-repo PATH|URL [--branch B]`,
-//! fetched on an interval, on SIGHUP, and when a local repository's refs change). Every
+//! fetched on an interval, on SIGHUP, and when a local repository's refs change; an https or
+//! ssh URL is fetched by the system `git` with the node user's credentials). Every
 //! valid new revision becomes a new generation applied as a local authority; an invalid one is
 //! reported (status condition `SpecSource` + log) and the last good generation stays in force.
 //! A node that also holds an operator key publishes what it applied to the room, like
@@ -200,6 +201,28 @@ impl Mirror {
 
     /// Fetches the followed branch and returns its content at the fetched commit.
     pub fn fetch(&self) -> Result<SourceContent, SourceError> {
+        let (reference, branch) = if crate::git::transport::is_network(&self.url) {
+            self.fetch_over_network()?
+        } else {
+            self.fetch_local()?
+        };
+        let commit = self
+            .repo
+            .find_reference(&reference)
+            .and_then(|r| r.peel_to_commit())
+            .map_err(|_| {
+                SourceError::Unavailable(format!(
+                    "{} has no branch `{branch}`",
+                    crate::git::transport::redact(&self.url)
+                ))
+            })?;
+        let files = files_at_commit(&self.repo, &commit)?;
+        validate(files, commit.id().to_string())
+    }
+
+    /// A local path or `file://` URL, fetched with libgit2; returns the reference to read and
+    /// the branch's name.
+    fn fetch_local(&self) -> Result<(String, String), SourceError> {
         let unavailable = |e: git2::Error| {
             SourceError::Unavailable(format!("fetching {}: {}", self.url, e.message()))
         };
@@ -216,16 +239,27 @@ impl Mirror {
                 .map(|b| b.trim_start_matches("refs/heads/").to_string())
                 .unwrap_or_else(|| "main".into()),
         };
-        let reference = format!("refs/remotes/origin/{branch}");
-        let commit = self
-            .repo
-            .find_reference(&reference)
-            .and_then(|r| r.peel_to_commit())
-            .map_err(|_| {
-                SourceError::Unavailable(format!("{} has no branch `{branch}`", self.url))
-            })?;
-        let files = files_at_commit(&self.repo, &commit)?;
-        validate(files, commit.id().to_string())
+        Ok((format!("refs/remotes/origin/{branch}"), branch))
+    }
+
+    /// An https, ssh or git URL, fetched by the system `git` with the node user's credentials
+    /// (see `git::transport`). Without a branch the remote's HEAD is fetched to a ref of its
+    /// own, as `git clone` would follow it.
+    fn fetch_over_network(&self) -> Result<(String, String), SourceError> {
+        let mut refspecs = vec!["+refs/heads/*:refs/remotes/origin/*".to_string()];
+        let (reference, branch) = match &self.branch {
+            Some(branch) => (format!("refs/remotes/origin/{branch}"), branch.clone()),
+            None => {
+                refspecs.push("+HEAD:refs/remote-agents/followed-head".into());
+                (
+                    "refs/remote-agents/followed-head".to_string(),
+                    "HEAD".to_string(),
+                )
+            }
+        };
+        crate::git::transport::fetch(self.repo.path(), &self.url, &refspecs)
+            .map_err(|e| SourceError::Unavailable(e.to_string()))?;
+        Ok((reference, branch))
     }
 }
 
