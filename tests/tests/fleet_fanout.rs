@@ -496,3 +496,115 @@ async fn an_mcp_client_fans_out_with_fleet_exec_and_fetches_the_job() -> anyhow:
     );
     Ok(())
 }
+
+const DECLARED_WEB: &str = "apiVersion: remote-agents.dev/v1
+kind: Fleet
+metadata: {name: inventory}
+spec:
+  defaults: {mode: edit}
+  hosts:
+    - {name: web-1, tags: [web]}
+    - {name: web-2, tags: [web]}
+    - {name: web-3, tags: [web]}
+";
+
+/// Once a spec is applied it is the inventory, without `-f`: a declared host that is offline is
+/// `unreachable` (it used to vanish from the result unless `-f` named the spec), and a
+/// connected host that no declaration covers is marked `undeclared` — in fleetctl's records and
+/// text, and in the MCP fan-out tools' folded result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_declared_host_that_is_offline_is_unreachable_without_dash_f() -> anyhow::Result<()> {
+    let nodes = [
+        NodeSpec::new("web-1", &["web"], "edit"),
+        NodeSpec::new("web-2", &["web"], "edit"),
+        NodeSpec::new("web-3", &["web"], "edit"),
+        NodeSpec::new("stray-1", &["web"], "edit"),
+    ];
+    let mut fleet = TestFleet::start(&nodes).await?;
+    let (code, _, stderr) = fleet.fleetctl(&["keygen"]).await?;
+    assert_eq!(code, 0, "{stderr}");
+    let spec = fleet.dir.path().join("repo");
+    std::fs::create_dir_all(&spec)?;
+    std::fs::write(spec.join("fleet.yaml"), DECLARED_WEB)?;
+    let spec_arg = spec.display().to_string();
+    let (code, stdout, stderr) = fleet
+        .fleetctl(&["apply", "-f", &spec_arg, "--wait", "--timeout", "60s"])
+        .await?;
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+
+    fleet.kill("web-3").await?;
+    let (code, records) = fleet
+        .fleetctl_json(&["exec", "-t", "web", "--", "true"])
+        .await?;
+    assert_eq!(code, 1, "{records:?}");
+    let by_host = statuses(&records);
+    assert_eq!(by_host["web-3"], "unreachable", "{records:?}");
+    assert_eq!(by_host["web-1"], "ok");
+    assert_eq!(by_host["stray-1"], "ok");
+    assert_eq!(records["stray-1"]["undeclared"], true, "{records:?}");
+    assert!(records["web-1"].get("undeclared").is_none(), "{records:?}");
+    assert!(records["web-3"].get("undeclared").is_none(), "{records:?}");
+
+    let (code, stdout, _) = fleet.fleetctl(&["exec", "-t", "web", "--", "true"]).await?;
+    assert_eq!(code, 1);
+    assert!(
+        stdout.contains("web-3 (1) unreachable")
+            && stdout.contains("not declared in the spec: stray-1"),
+        "{stdout}"
+    );
+
+    // The MCP fan-out tools use the applied spec too (this send-only node follows none of its
+    // own: it asks the nodes). It joins the room in the background: until it sees every live
+    // host, the declared ones it does not see yet count as unreachable too, so retry until the
+    // three live hosts answer.
+    let mut mcp = fleet.start_mcp_operator().await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let folded = loop {
+        let result = mcp
+            .call_tool(
+                "fleet_exec",
+                serde_json::json!({"target": "web", "argv": ["true"]}),
+            )
+            .await?;
+        let folded = result["structuredContent"].clone();
+        if folded["hosts"] == 4 && folded["ok"] == 3 {
+            break folded;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the fleet never complete: {result}"
+        );
+    };
+    let unreachable = folded["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|group| group["status"] == "unreachable");
+    assert_eq!(
+        unreachable.map(|group| group["host_set"].clone()),
+        Some(serde_json::json!("web-3")),
+        "{folded}"
+    );
+    assert_eq!(folded["undeclared"], "stray-1", "{folded}");
+
+    // With every node offline no node can hand over what it applied: the relay's retained copy
+    // is the inventory, and every declared host is reported.
+    drop(mcp);
+    for host in ["web-1", "web-2", "stray-1"] {
+        fleet.kill(host).await?;
+    }
+    let (code, records) = fleet
+        .fleetctl_json(&["exec", "-t", "web", "--", "true"])
+        .await?;
+    assert_eq!(code, 1, "{records:?}");
+    assert_eq!(
+        statuses(&records).into_iter().collect::<Vec<_>>(),
+        [
+            ("web-1", "unreachable"),
+            ("web-2", "unreachable"),
+            ("web-3", "unreachable")
+        ]
+        .map(|(host, status)| (host.to_string(), status.to_string()))
+    );
+    Ok(())
+}

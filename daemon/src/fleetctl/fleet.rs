@@ -9,12 +9,14 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use remote_agents_node::fleet::connection::{
-    Connection, FanoutPlan, declared_hosts, fan_out, fleetctl_dir,
+    Connection, FanoutPlan, declared_inventory, fan_out, fleetctl_dir,
 };
 use remote_agents_node::fleet::fanout::{Amount, FanoutOptions};
 use remote_agents_node::fleet::fold::{fold, render_text};
+use remote_agents_node::fleet::inventory::Inventory;
 use remote_agents_node::fleet::jobs::{self, Job};
 use remote_agents_node::journal::Store;
+use remote_agents_node::sync::publish::applied_bundle;
 use remote_agents_ops::{
     Encoding, ExecArgs, FileSearchArgs, GitCommitArgs, GitRemoteArgs, GitRepoArgs, ReadFileArgs,
     Request, WriteFileArgs, parse_duration,
@@ -33,7 +35,8 @@ pub struct FanoutFlags {
     #[arg(long, short = 't')]
     pub target: String,
     /// The fleet's spec (files or folders): hosts it declares that match the target but are not
-    /// connected are reported `unreachable` instead of being missed.
+    /// connected are reported `unreachable` instead of being missed, and connected hosts it
+    /// does not declare are marked `undeclared`. Default: the spec applied to the fleet.
     #[arg(long = "spec", short = 'f')]
     pub spec: Vec<PathBuf>,
     /// Rolling run: hosts per batch, as a count or a share (`10%`).
@@ -236,16 +239,24 @@ pub async fn run(command: FleetCommand) -> anyhow::Result<u8> {
     let settings = resolve_settings(connect)?;
     let selector = Selector::parse(&fanout.target)
         .map_err(|e| anyhow::anyhow!("--target {:?}: {e}", fanout.target))?;
-    let expected = declared_hosts(&fanout.spec)?;
+    let from_files = declared_inventory(&fanout.spec)?;
     let dir = fleetctl_dir(&settings)?;
     let store = Store::open(&dir)?;
     let connection = Connection::open(&settings, &dir, connect.connect_timeout).await?;
-    let job = fan_out(
+    // Without -f the applied spec is the inventory, so a declared host that is offline is
+    // reported `unreachable` instead of missing from the result.
+    let inventory = match from_files {
+        Some(inventory) => Some(inventory),
+        None => applied_bundle(&connection)
+            .await
+            .map(|bundle| Inventory::of_bundle(&bundle)),
+    };
+    let mut job = fan_out(
         &connection.net,
         &connection.agent_id,
         FanoutPlan {
             selector: &selector,
-            expected: &expected,
+            expected: inventory.as_ref().map_or(&[], |i| i.hosts.as_slice()),
             request,
             per_os: BTreeMap::new(),
             options: &options(&fanout),
@@ -253,6 +264,9 @@ pub async fn run(command: FleetCommand) -> anyhow::Result<u8> {
         },
     )
     .await;
+    if let Some(inventory) = &inventory {
+        inventory.mark_undeclared(&mut job.report.records);
+    }
     // A target that matches nothing is almost always a typo: say so rather than succeed.
     anyhow::ensure!(
         !job.report.records.is_empty(),

@@ -12,6 +12,7 @@ use remote_agents_spec::{HostFacts, Selector};
 use tokio_util::sync::CancellationToken;
 
 use super::fanout::FanoutOptions;
+use super::inventory::Inventory;
 use super::jobs::{self, Job};
 use super::remote::{NetCaller, resolve_targets};
 use crate::client::Client;
@@ -140,11 +141,11 @@ pub async fn fan_out(net: &Net, caller_id: &str, plan: FanoutPlan<'_>) -> Job {
     }
 }
 
-/// The hosts a spec declares by exact name (glob entries such as `lab-*` name no one host), with
-/// their declared tags and facts.
-pub fn declared_hosts(paths: &[PathBuf]) -> anyhow::Result<Vec<HostFacts>> {
+/// The inventory the spec files at `paths` declare (`fleetctl -f`); `None` when no path is
+/// given.
+pub fn declared_inventory(paths: &[PathBuf]) -> anyhow::Result<Option<Inventory>> {
     if paths.is_empty() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let files = crate::sources::read_paths(paths)?;
     let (model, diagnostics) = remote_agents_spec::load(&files);
@@ -152,18 +153,5 @@ pub fn declared_hosts(paths: &[PathBuf]) -> anyhow::Result<Vec<HostFacts>> {
         let listed: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
         anyhow::bail!("--spec: the spec files have errors:\n{}", listed.join("\n"));
     }
-    let Some((_, fleet)) = model.fleet() else {
-        return Ok(Vec::new());
-    };
-    Ok(fleet
-        .spec
-        .hosts
-        .iter()
-        .filter(|host| !host.name.contains(['*', '?', '[', '{']))
-        .map(|host| HostFacts {
-            name: host.name.clone(),
-            tags: host.tags.iter().cloned().collect(),
-            facts: host.facts.clone(),
-        })
-        .collect())
+    Ok(Some(Inventory::of_model(&model, None)))
 }

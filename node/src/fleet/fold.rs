@@ -33,6 +33,10 @@ pub struct Folded {
     pub ok: usize,
     pub not_ok: usize,
     pub groups: Vec<OutputGroup>,
+    /// Connected hosts that no declaration of the fleet's spec covers, compressed like
+    /// `host_set`; also named in the summary.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub undeclared: String,
 }
 
 /// Groups records by everything a reader compares: status, exit code, stdout, stderr, error.
@@ -86,12 +90,24 @@ pub fn fold(records: &[HostRecord]) -> Folded {
         .iter()
         .filter(|r| r.status == HostStatus::Ok)
         .count();
+    let mut undeclared: Vec<String> = records
+        .iter()
+        .filter(|r| r.undeclared)
+        .map(|r| r.host.clone())
+        .collect();
+    undeclared.sort_by(|a, b| natural_cmp(a, b));
+    let mut summary = summary_line(records.len(), ok, &groups);
+    let undeclared = compress_hosts(&undeclared);
+    if !undeclared.is_empty() {
+        summary.push_str(&format!("; not declared in the spec: {undeclared}"));
+    }
     Folded {
-        summary: summary_line(records.len(), ok, &groups),
+        summary,
         hosts: records.len(),
         ok,
         not_ok: records.len() - ok,
         groups,
+        undeclared,
     }
 }
 
@@ -249,6 +265,29 @@ mod tests {
             stdout: stdout.to_string(),
             ..HostRecord::new(host, status)
         }
+    }
+
+    /// Hosts no declaration covers fold with the others (the flag is not output) and are named
+    /// once, in the summary.
+    #[test]
+    fn undeclared_hosts_are_named_in_the_summary_not_split_into_groups() {
+        let mut records: Vec<HostRecord> = ["web-1", "stray-1", "stray-2"]
+            .iter()
+            .map(|host| record(host, HostStatus::Ok, "same\n"))
+            .collect();
+        records[1].undeclared = true;
+        records[2].undeclared = true;
+        let folded = fold(&records);
+        assert_eq!(folded.groups.len(), 1);
+        assert_eq!(folded.undeclared, "stray-[1-2]");
+        assert!(
+            folded
+                .summary
+                .ends_with("; not declared in the spec: stray-[1-2]"),
+            "{}",
+            folded.summary
+        );
+        assert!(fold(&records[..1]).undeclared.is_empty());
     }
 
     #[test]

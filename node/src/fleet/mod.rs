@@ -6,6 +6,7 @@
 pub mod connection;
 pub mod fanout;
 pub mod fold;
+pub mod inventory;
 pub mod jobs;
 pub mod remote;
 pub mod tools;
@@ -36,6 +37,10 @@ pub struct HostRecord {
     /// Why the host is not `ok` when there is no command output to say it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A connected host that no declaration of the fleet's spec covers (see
+    /// [`inventory::Inventory`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub undeclared: bool,
 }
 
 impl HostRecord {
@@ -50,6 +55,7 @@ impl HostRecord {
             stderr: String::new(),
             truncated: false,
             error: None,
+            undeclared: false,
         }
     }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::fanout::{Amount, FanoutOptions};
 use super::fold::{Folded, fold};
+use super::inventory::Inventory;
 use super::jobs::{self, Job, JobSummary};
 use crate::node::Node;
 use remote_agents_ops::{
@@ -205,8 +206,14 @@ fn exec_request(argv: Vec<String>, shell: bool, timeout: Option<f64>) -> Request
     })
 }
 
-/// Runs one fleet tool on `node` and returns its structured result.
-pub async fn run(node: &Node, request: FleetRequest) -> Result<serde_json::Value, ToolError> {
+/// Runs one fleet tool on `node` and returns its structured result. `inventory` is the fleet's
+/// declared hosts (`sync::publish::node_inventory`): those that match the target but are not
+/// connected are reported `unreachable`, and connected hosts it does not declare are marked.
+pub async fn run(
+    node: &Node,
+    request: FleetRequest,
+    inventory: Option<&Inventory>,
+) -> Result<serde_json::Value, ToolError> {
     let (fanout, request, per_os, summary) = match request {
         FleetRequest::JobGet(args) => {
             let mut job = jobs::get(node.store(), &args.op_id)
@@ -307,12 +314,12 @@ pub async fn run(node: &Node, request: FleetRequest) -> Result<serde_json::Value
     let selector = remote_agents_spec::Selector::parse(&fanout.target)
         .map_err(|e| format!("target {:?}: {e}", fanout.target))?;
     let options = options(&fanout)?;
-    let job = super::connection::fan_out(
+    let mut job = super::connection::fan_out(
         &net,
         node.agent_id(),
         super::connection::FanoutPlan {
             selector: &selector,
-            expected: &[],
+            expected: inventory.map_or(&[], |i| i.hosts.as_slice()),
             request,
             per_os,
             options: &options,
@@ -320,6 +327,9 @@ pub async fn run(node: &Node, request: FleetRequest) -> Result<serde_json::Value
         },
     )
     .await;
+    if let Some(inventory) = inventory {
+        inventory.mark_undeclared(&mut job.report.records);
+    }
     if job.report.records.is_empty() {
         return Err(format!(
             "no host matched target {:?} ({} peers connected; see list_agents)",

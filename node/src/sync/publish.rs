@@ -12,12 +12,14 @@ use remote_agents_ops::status::{ObservedStatus, SyncState};
 use remote_agents_ops::{AgentArgs, DesiredOfferArgs, DesiredOfferResult, Request};
 use remote_agents_spec::{FleetModel, HostFacts, Selector};
 
-use super::distribute::{fetch_from_peer, publish_retained};
+use super::distribute::{fetch_from_peer, fetch_retained, publish_retained};
 use crate::desired::OperatorKey;
 use crate::fleet::HostStatus;
 use crate::fleet::connection::{Connection, FanoutPlan, fan_out};
 use crate::fleet::fanout::FanoutOptions;
+use crate::fleet::inventory::Inventory;
 use crate::journal::now_ms;
+use crate::node::Node;
 
 /// What the live fleet reports: every host's status, and the newest applied bundle.
 pub struct Snapshot {
@@ -96,6 +98,64 @@ pub async fn snapshot(connection: &Connection, expected: &[HostFacts]) -> anyhow
         None => None,
     };
     Ok(Snapshot { hosts, newest })
+}
+
+/// The applied bundle as a caller without desired state of its own (fleetctl, a `--no-agent`
+/// node) learns it: the one a connected node applied, since a node applies only bundles whose
+/// signer it trusts; or, when no node hands one over (all offline, or none has one yet), the
+/// newest the relay retains. Bundles are verified as `snapshot` verifies them (signature, then
+/// the spec within its limits); `None` when nothing verifiable was found, e.g. before the first
+/// apply.
+pub async fn applied_bundle(connection: &Connection) -> Option<VerifiedBundle> {
+    /// Nodes asked at most, one after the other until one hands over its bundle (a node that
+    /// has none yet answers with an error). One answer is enough: a bundle can be megabytes,
+    /// and a node that lags a generation behind still declares nearly the same hosts.
+    const NODES_TO_ASK: usize = 3;
+    let mut nodes: Vec<_> = connection
+        .net
+        .peers()
+        .into_iter()
+        .filter(|peer| peer.announcement.accepts_commands)
+        .collect();
+    // Spread the questions over the fleet rather than always asking the same nodes.
+    fastrand::shuffle(&mut nodes);
+    /// How long one node may take to hand its bundle over: a hung node must not hold up every
+    /// fan-out by the RPC deadline; the relay's copy is the fallback.
+    const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+    for peer in nodes.into_iter().take(NODES_TO_ASK) {
+        let asked = fetch_from_peer(&connection.net, peer.peer_id, None);
+        match tokio::time::timeout(ASK_TIMEOUT, asked).await {
+            Ok(Ok(bundle)) => match bundle.verify() {
+                Ok(bundle) => return Some(bundle),
+                Err(error) => tracing::debug!(peer = %peer.agent_id, %error, "bundle refused"),
+            },
+            Ok(Err(error)) => tracing::debug!(peer = %peer.agent_id, %error, "no applied bundle"),
+            Err(_) => tracing::debug!(peer = %peer.agent_id, "no bundle within {ASK_TIMEOUT:?}"),
+        }
+    }
+    match fetch_retained(&connection.net, &connection.psk).await {
+        Ok(retained) => retained
+            .iter()
+            .filter_map(|bundle| bundle.verify().ok())
+            .max_by_key(|bundle| bundle.content.generation),
+        Err(error) => {
+            tracing::debug!(%error, "cannot read the relay's retained desired state");
+            None
+        }
+    }
+}
+
+/// The inventory of a node's fan-outs (the MCP fleet tools): the spec the node applied, or,
+/// on a send-only node (`--no-agent`), which follows no desired state, the newest applied
+/// bundle the relay or the nodes hold. `None` before any apply or without a relay connection.
+pub async fn node_inventory(node: &Node) -> Option<Inventory> {
+    if let Some(bundle) = node.desired().current() {
+        return Some(Inventory::of_bundle(&bundle));
+    }
+    let connection = Connection::of_node(node.net()?, node.agent_id().to_string(), node.psk()?);
+    applied_bundle(&connection)
+        .await
+        .map(|bundle| Inventory::of_bundle(&bundle))
 }
 
 /// The revision of the files under `path`: the git commit when they are committed and clean,
