@@ -148,6 +148,16 @@ pub fn tools() -> Vec<Tool> {
              hidden files are respected.",
             READ,
         ),
+        operation_tool::<FileThumbnail>(
+            "Look at an image",
+            "A thumbnail of an image file (PNG, JPEG, WebP, GIF; an animated GIF gives its first \
+             frame) beneath the node's allowed roots, as an image content block, plus a line \
+             with the image's own format and size. max_size is the longest edge (default 512, \
+             at most 2048); smaller images are not enlarged. format png or jpeg (default png \
+             for transparent images, jpeg otherwise). Files over 64 MiB, images over 16384 \
+             pixels a side or 256 MiB decoded, and files that are not images are refused.",
+            READ,
+        ),
         operation_tool::<GetInfo>(
             "Node information",
             "This node's (or agent_id's) identity, platform facts, configured and effective mode, \
@@ -216,6 +226,35 @@ pub fn tools() -> Vec<Tool> {
         operation_tool::<Backups>(
             "List backups",
             "Previous versions of files replaced by write_file in edit mode, with where each is kept.",
+            READ,
+        ),
+        operation_tool::<SendFile>(
+            "Send a file host to host",
+            "Send a file (binary-safe, any size) from from_agent_id's from_path to to_agent_id's \
+             to_path (either host defaults to this node). The source host reads it through its \
+             policy, the destination writes a temp file through its own (edit or bypass mode, \
+             like write_file), verifies SHA-256 end to end, fsyncs and renames: a failure leaves \
+             no partial file. Chunks travel through the relay (path `relay`) or a direct \
+             connection (`direct`); a path lost mid-file continues from the verified offset. \
+             Returns the transfer's record at once (follow it with transfer_get), or with \
+             wait=true when it ends, reporting progress meanwhile; cancelling stops both ends.",
+            Hints {
+                read_only: false,
+                destructive: true,
+                idempotent: true,
+                open_world: true,
+            },
+        ),
+        operation_tool::<TransferGet>(
+            "Get a transfer",
+            "A transfer this node (or agent_id) coordinates: state, bytes done, rate, the path \
+             in use (direct or relay), SHA-256 once verified, and the error if it failed; \
+             wait_secs waits for it to end.",
+            READ,
+        ),
+        operation_tool::<TransferList>(
+            "List transfers",
+            "The transfers this node (or agent_id) coordinates, newest first.",
             READ,
         ),
     ]
@@ -438,8 +477,17 @@ impl McpServer {
                     ))]);
                 }
             };
+        // The fan-outs report the hosts the applied spec declares (job_get and job_list fan
+        // nothing out, so they skip the lookup).
+        let inventory = if name.starts_with("fleet_") {
+            remote_agents_node::sync::publish::node_inventory(&self.node).await
+        } else {
+            None
+        };
         let outcome = tokio::select! {
-            outcome = remote_agents_node::fleet::tools::run(&self.node, request) => outcome,
+            outcome = remote_agents_node::fleet::tools::run(
+                &self.node, request, inventory.as_ref(),
+            ) => outcome,
             () = cancel.cancelled() => {
                 Err("cancelled; the hosts still running were told to stop".to_string())
             }
@@ -598,6 +646,40 @@ pub fn to_tool_result(tool: &str, outcome: Outcome) -> CallToolResult {
     }
 }
 
+/// `file_thumbnail`'s result: the thumbnail as an image content block a model can look at, and
+/// a line saying what the file is. The structured content is the result without the base64
+/// data, which the image block already carries (a model would read it twice otherwise).
+fn thumbnail_tool_result(outcome: Outcome) -> CallToolResult {
+    use remote_agents_ops::operation::FileThumbnail;
+    let Outcome::Ok { result } = outcome else {
+        return to_tool_result(FileThumbnail::NAME, outcome);
+    };
+    let mut thumbnail =
+        match serde_json::from_value::<remote_agents_ops::FileThumbnailResult>(result) {
+            Ok(thumbnail) => thumbnail,
+            Err(e) => {
+                return CallToolResult::error(vec![ContentBlock::text(format!(
+                    "file_thumbnail failed: the node's answer is not a thumbnail: {e}"
+                ))]);
+            }
+        };
+    let image = ContentBlock::image(std::mem::take(&mut thumbnail.data), &thumbnail.mime_type);
+    let text = format!(
+        "{}: {} image, {}×{} pixels, {} bytes; thumbnail {}×{} {}",
+        thumbnail.path,
+        thumbnail.format,
+        thumbnail.width,
+        thumbnail.height,
+        thumbnail.size,
+        thumbnail.thumbnail_width,
+        thumbnail.thumbnail_height,
+        thumbnail.mime_type
+    );
+    let mut r = CallToolResult::success(vec![image, ContentBlock::text(text)]);
+    r.structured_content = serde_json::to_value(&thumbnail).ok();
+    r
+}
+
 /// Parses tool arguments into a request; unknown fields and wrong types are rejected.
 pub fn parse_request(tool: &str, arguments: Option<JsonObject>) -> Result<Request, String> {
     let value = serde_json::json!({
@@ -731,6 +813,9 @@ impl ServerHandler for McpServer {
         };
         let outcome = self.node.handle(envelope, ctx).await;
         progress.flush().await;
+        if name == remote_agents_ops::operation::FileThumbnail::NAME {
+            return Ok(thumbnail_tool_result(outcome).into());
+        }
         Ok(to_tool_result(&name, outcome).into())
     }
 }
@@ -965,6 +1050,7 @@ pub(crate) mod tests {
             "list_dir",
             "file_stat",
             "file_search",
+            "file_thumbnail",
             "get_info",
             "set_mode",
             "git_status",
@@ -1036,6 +1122,70 @@ pub(crate) mod tests {
             exec.annotations.as_ref().unwrap().destructive_hint,
             Some(true)
         );
+    }
+
+    /// The width and height a PNG's IHDR chunk states (bytes 16..24, after the signature and
+    /// the chunk's length and type).
+    fn png_size(png: &[u8]) -> (u32, u32) {
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+        assert_eq!(&png[12..16], b"IHDR");
+        let number = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+        (number(16), number(20))
+    }
+
+    /// file_thumbnail answers with an image content block a client can show: its mime type
+    /// set, its data base64 of an image of the thumbnail's size, and a line of text saying
+    /// what the file is; the structured content does not carry the image a second time.
+    #[tokio::test]
+    async fn file_thumbnail_answers_with_an_image_content_block() {
+        // A 64×32 solid red PNG (made with Python's zlib; the mcp crate has no image codec).
+        const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAEAAAAAgCAIAAAAt/+nTAAAAN0lEQVR42u3PQQkAAAgEsItz/VMYyww+hcE\
+                           KLNO+FgEBAQEBAQEBAQEBAQEBAQEBAQEBAQGBqwVH+cB5rlzNGwAAAABJRU5ErkJggg==";
+        let base64 = remote_agents_ops::Encoding::Base64;
+        let dir = tempfile::tempdir().unwrap();
+        let node = node_in(dir.path(), "plan");
+        let path = dir.path().join("red.png");
+        let bytes = remote_agents_node::fs::decode(PNG, base64).unwrap();
+        assert_eq!(png_size(&bytes), (64, 32));
+        std::fs::write(&path, bytes).unwrap();
+        let mut client = LineClient::serving(McpServer::new(node));
+        client.initialize().await;
+
+        let result = client
+            .call_tool(
+                "file_thumbnail",
+                serde_json::json!({"path": path, "max_size": 16, "format": "png"}),
+            )
+            .await;
+        assert_ne!(result["isError"], true, "{result}");
+        let image = &result["content"][0];
+        assert_eq!(image["type"], "image", "{result}");
+        assert_eq!(image["mimeType"], "image/png", "{result}");
+        let thumbnail =
+            remote_agents_node::fs::decode(image["data"].as_str().unwrap(), base64).unwrap();
+        assert_eq!(png_size(&thumbnail), (16, 8));
+        let text = text_of(&result);
+        assert!(
+            text.contains("red.png") && text.contains("png image, 64×32"),
+            "{text}"
+        );
+        assert_eq!(
+            result["structuredContent"]["thumbnail_width"], 16,
+            "{result}"
+        );
+        assert!(
+            result["structuredContent"].get("data").is_none(),
+            "{result}"
+        );
+
+        // The node's own data dir is read in no mode, images included.
+        let protected = dir.path().join("data").join("red.png");
+        std::fs::copy(&path, &protected).unwrap();
+        let refused = client
+            .call_tool("file_thumbnail", serde_json::json!({"path": protected}))
+            .await;
+        assert_eq!(refused["isError"], true, "{refused}");
+        assert!(text_of(&refused).contains("refused by policy"), "{refused}");
     }
 
     #[test]

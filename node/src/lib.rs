@@ -14,6 +14,7 @@ pub mod git;
 pub mod journal;
 pub mod node;
 pub mod policy;
+pub mod preview;
 pub mod sandbox;
 pub mod search;
 
@@ -42,6 +43,10 @@ pub mod fleet;
 
 // MapReduce across the fleet (issue 7): a coordinator on the caller (fleetctl or an MCP node).
 pub mod mapreduce;
+
+// Host→host transfer (issue 15): the engine (sources by ticket, verified resumable receive, the
+// byte paths, the coordinator's records).
+pub mod transfer;
 
 // Schedules (issue 7): cron lines, the per-node runner, imperative schedules and run history.
 pub mod schedule;

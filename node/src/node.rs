@@ -122,6 +122,8 @@ pub struct Node {
     net: Mutex<Option<crate::net::Net>>,
     /// Declared and imperative schedules; their runner starts with the node (`start`, `run`).
     schedules: crate::schedule::Schedules,
+    /// The files this node serves to transfers and the transfers it coordinates.
+    transfers: Arc<crate::transfer::Transfers>,
 }
 
 /// The configuration the node runs under right now.
@@ -199,6 +201,7 @@ impl Node {
             peers: Mutex::new(None),
             net: Mutex::new(None),
             schedules,
+            transfers: crate::transfer::Transfers::new(),
         });
         // Converge to the bundle kept from the last run before anything else is asked.
         node.reconcile_inline();
@@ -257,6 +260,11 @@ impl Node {
 
     pub fn schedules(&self) -> &crate::schedule::Schedules {
         &self.schedules
+    }
+
+    /// The files this node serves to transfers and the transfers it coordinates.
+    pub fn transfers(&self) -> &Arc<crate::transfer::Transfers> {
+        &self.transfers
     }
 
     /// Attaches the peer RPC once the connection manager is up.
@@ -704,6 +712,8 @@ impl Node {
         // panic while the wait for the answer is computed.
         let timeout = match &envelope.request {
             Request::Exec(a) => a.timeout().unwrap_or(exec::DEFAULT_TIMEOUT),
+            // A receive lasts as long as its file takes; cancelling the call stops it.
+            Request::TransferReceive(_) => crate::transfer::RECEIVE_DEADLINE,
             _ => Duration::from_secs(60),
         } + FORWARD_SLACK;
         let call = peers.call(&agent, &envelope, timeout, ctx.progress.clone());
@@ -881,6 +891,12 @@ impl crate::net::Handler for NodeHandler {
     ) -> futures_util::future::BoxFuture<'static, ()> {
         let node = self.node.clone();
         Box::pin(async move {
+            // A transfer's chunk pull: authorized by its ticket, which names this peer.
+            if let Some(pull) = crate::transfer::path::decode_pull(&request) {
+                let transfers = node.transfers.clone();
+                crate::transfer::path::serve(transfers, from.agent_id, pull, responder).await;
+                return;
+            }
             let operator = from.announcement.operator.as_ref().and_then(|binding| {
                 crate::desired::operator::bound_operator(&from.public_key, binding)
             });

@@ -152,6 +152,9 @@ operations! {
     /// Search file names and contents.
     FileSearch = "file_search" (FileSearchArgs) -> FileSearchResult, ReadOnly,
         Some(Capability::Read);
+    /// A bounded thumbnail of an image file.
+    FileThumbnail = "file_thumbnail" (FileThumbnailArgs) -> FileThumbnailResult, ReadOnly,
+        Some(Capability::Read);
     /// A repository's status.
     GitStatus = "git_status" (GitRepoArgs) -> GitStatusResult, ReadOnly, Some(Capability::Read);
     /// Pull a repository.
@@ -188,6 +191,20 @@ operations! {
     /// The generations this node accepted.
     DesiredHistory = "desired_history" (AgentArgs) -> Vec<bundle::HistoryEntry>, ReadOnly,
         Some(Capability::Read);
+    /// Send a file from one host's path to another's (coordinated by this node).
+    SendFile = "send_file" (SendFileArgs) -> TransferStatus, Changes, Some(Capability::Write);
+    /// One transfer's state, bytes done, rate, path in use and SHA-256 (optionally waiting).
+    TransferGet = "transfer_get" (TransferGetArgs) -> TransferStatus, ReadOnly,
+        Some(Capability::Read);
+    /// The transfers this node coordinated.
+    TransferList = "transfer_list" (TransferListArgs) -> TransferListResult, ReadOnly,
+        Some(Capability::Read);
+    /// Open a file to be pulled by one destination host with a ticket (a send_file step).
+    TransferSource = "transfer_source" (TransferSourceArgs) -> TransferSourceResult, ReadOnly,
+        Some(Capability::Read);
+    /// Pull a file from a source host's ticket into a verified file (a send_file step).
+    TransferReceive = "transfer_receive" (TransferReceiveArgs) -> TransferReceiveResult, Changes,
+        Some(Capability::Write);
 }
 
 #[cfg(test)]
@@ -201,7 +218,7 @@ mod tests {
         assert_eq!(exec.name(), Exec::NAME);
         let get = DesiredGet::request(serde_json::from_str("{}").unwrap());
         assert_eq!(get.name(), DesiredGet::NAME);
-        assert_eq!(NAMES.len(), 21);
+        assert_eq!(NAMES.len(), 27);
         let mut unique = NAMES.to_vec();
         unique.sort();
         unique.dedup();

@@ -17,7 +17,9 @@ Prints a `N passed, N failed` line and exits non-zero when anything failed.
 """
 
 import asyncio
+import base64
 import os
+import struct
 import sys
 import tempfile
 import urllib.error
@@ -32,6 +34,12 @@ EXPECTED_TOOLS = {
     "exec", "read_file", "write_file", "list_dir", "file_stat", "file_search", "get_info",
     "set_mode", "git_status", "git_pull", "git_commit", "git_push", "list_agents",
 }
+
+# A 64×32 solid red PNG (made with Python's zlib) for file_thumbnail.
+RED_64_BY_32_PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAEAAAAAgCAIAAAAt/+nTAAAAN0lEQVR42u3PQQkAAAgEsItz/VMYyww+hcE"
+    "KLNO+FgEBAQEBAQEBAQEBAQEBAQEBAQEBAQGBqwVH+cB5rlzNGwAAAABJRU5ErkJggg=="
+)
 
 passed = 0
 failed = 0
@@ -112,6 +120,22 @@ async def exercise(session, target, agent_id, path):
     check(not result.is_error
           and result.structured_content["content"] == "written by the python sdk\n",
           "read_file returns what write_file wrote")
+
+    # file_thumbnail answers with an image content block the SDK parses as ImageContent.
+    png_path = path + ".png"
+    result = await session.call_tool("write_file", {**target, "path": png_path,
+                                                    "content": RED_64_BY_32_PNG,
+                                                    "encoding": "base64"})
+    check(not result.is_error, f"write_file writes a PNG ({text_of(result)[:80]!r})")
+    result = await session.call_tool("file_thumbnail", {**target, "path": png_path,
+                                                        "max_size": 16, "format": "png"})
+    images = [block for block in result.content if getattr(block, "type", "") == "image"]
+    size = None
+    if images and images[0].mime_type == "image/png":
+        thumbnail = base64.b64decode(images[0].data)
+        size = struct.unpack(">II", thumbnail[16:24]) if thumbnail[:8] == b"\x89PNG\r\n\x1a\n" else None
+    check(not result.is_error and size == (16, 8) and "64×32" in text_of(result),
+          f"file_thumbnail returns a 16×8 image/png content block ({size}, {text_of(result)[:90]!r})")
 
     result = await session.call_tool("list_dir", {**target, "path": "/", "recursive": True})
     check(result.is_error and "recursive" in text_of(result),

@@ -16,3 +16,4 @@ mod plan_sandbox;
 mod relay_binary;
 mod relay_conformance;
 mod schedules;
+mod transfer;

@@ -3,6 +3,7 @@
 //! `exec`, `status`, ...) join [`Command`] as further variants with their own modules.
 
 pub mod connect;
+pub mod cp;
 pub mod desired;
 pub mod fleet;
 pub mod mapreduce;
@@ -66,6 +67,9 @@ pub enum Command {
     /// MapReduce jobs over the fleet: `fleetctl mapreduce run ...`.
     #[command(subcommand)]
     Mapreduce(crate::fleetctl::mapreduce::MapReduceCommand),
+    /// Copy a file HOST:PATH HOST:PATH, LOCAL HOST:PATH or HOST:PATH LOCAL (binary-safe,
+    /// SHA-256 verified, no partial file on failure); a progress line when stderr is a terminal.
+    Cp(crate::fleetctl::cp::CpArgs),
 }
 
 /// `-o text|json|yaml` for commands whose output is data.
@@ -155,6 +159,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Mapreduce(command) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|runtime| runtime.block_on(crate::fleetctl::mapreduce::run(command))),
+        Command::Cp(args) => online(crate::fleetctl::cp::run(args)),
     };
     match result {
         Ok(code) => code,

@@ -25,6 +25,7 @@ mod desired_status;
 mod exec;
 mod file_search;
 mod file_stat;
+mod file_thumbnail;
 mod get_info;
 mod git_commit;
 mod git_pull;
@@ -37,7 +38,12 @@ mod repo;
 mod schedule_add;
 mod schedule_list;
 mod schedule_remove;
+mod send_file;
 mod set_mode;
+mod transfer_get;
+mod transfer_list;
+mod transfer_receive;
+mod transfer_source;
 mod write_file;
 
 /// What an execution knows of its request beyond what the gate approved.
@@ -102,6 +108,7 @@ registry! {
     ListDir,
     FileStat,
     FileSearch,
+    FileThumbnail,
     GitStatus,
     GitPull,
     GitCommit,
@@ -117,6 +124,11 @@ registry! {
     DesiredStatus,
     DesiredGet,
     DesiredHistory,
+    SendFile,
+    TransferGet,
+    TransferList,
+    TransferSource,
+    TransferReceive,
 }
 
 /// Runs `work` on a blocking thread: the file, git, store and schedule executions block.

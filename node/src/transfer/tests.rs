@@ -1,0 +1,511 @@
+//! The engine's promises: a verified file or a clear error with nothing left at the destination;
+//! a resume from the verified offset; a failing path handing over to the next mid-file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures_util::future::BoxFuture;
+use remote_agents_ops::{
+    Caller, Envelope, Outcome, Request, SendFileArgs, TransferPath, TransferState, TransferStatus,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::path::PullWhat;
+use super::*;
+use crate::config::{NodeFlags, Settings};
+use crate::node::{CallContext, Node};
+
+fn random_bytes(len: usize) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(len as u64);
+    (0..len).map(|_| rng.u8(..)).collect()
+}
+
+/// Files whose name marks them as a write's or transfer's temp file.
+fn temps(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(".ra-tmp-"))
+        .collect()
+}
+
+/// A node in `mode` whose only root is `<dir>/root`.
+fn node_in(dir: &Path, mode: &str) -> (Arc<Node>, PathBuf) {
+    let base = std::fs::canonicalize(dir).unwrap();
+    let root = base.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let config = base.join("node.toml");
+    std::fs::write(
+        &config,
+        format!("[policy]\nroots = [\"{}\"]\n", root.display()),
+    )
+    .unwrap();
+    let flags = NodeFlags {
+        name: Some("transfer".into()),
+        data_dir: Some(base.join("data")),
+        config: Some(config),
+        mode: Some(mode.into()),
+        ..NodeFlags::default()
+    };
+    let settings = Settings::resolve(&flags, &BTreeMap::<String, String>::new()).unwrap();
+    (Node::open(settings).unwrap(), root)
+}
+
+async fn send(node: &Arc<Node>, from: &Path, to: &Path) -> TransferStatus {
+    send_reporting(node, from, to, CallContext::default()).await
+}
+
+async fn send_reporting(
+    node: &Arc<Node>,
+    from: &Path,
+    to: &Path,
+    ctx: CallContext,
+) -> TransferStatus {
+    let envelope = Envelope {
+        id: uuid::Uuid::new_v4().to_string(),
+        caller: Caller::McpLocal,
+        request: Request::SendFile(SendFileArgs {
+            agent_id: None,
+            from_agent_id: None,
+            from_path: from.display().to_string(),
+            to_agent_id: None,
+            to_path: to.display().to_string(),
+            wait: true,
+        }),
+    };
+    match node.handle(envelope, ctx).await {
+        Outcome::Ok { result } => serde_json::from_value(result).unwrap(),
+        other => panic!("send_file: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_file_lands_verified_renamed_and_with_no_temp_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, root) = node_in(dir.path(), "edit");
+    let content = random_bytes(3 * CHUNK as usize + 12_345);
+    std::fs::write(root.join("src.bin"), &content).unwrap();
+    let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let ctx = CallContext {
+        cancel: CancellationToken::new(),
+        progress: Some({
+            let reports = reports.clone();
+            Arc::new(move |progress, total, message| {
+                reports.lock().unwrap().push((progress, total, message))
+            })
+        }),
+    };
+    let status = send_reporting(&node, &root.join("src.bin"), &root.join("dst.bin"), ctx).await;
+    assert_eq!(status.state, TransferState::Done, "{status:?}");
+    // The waiting caller (an MCP client's progress notifications) saw the bytes move.
+    let reports = reports.lock().unwrap().clone();
+    let size = content.len() as f64;
+    assert_eq!(
+        reports.last(),
+        Some(&(size, Some(size), "via local".to_string())),
+        "{reports:?}"
+    );
+    assert!(reports.len() >= 2, "{reports:?}");
+    assert_eq!(std::fs::read(root.join("dst.bin")).unwrap(), content);
+    assert_eq!(
+        status.sha256.as_deref(),
+        Some(sha256_file(&root.join("src.bin")).unwrap().as_str())
+    );
+    assert_eq!(status.bytes_done, content.len() as u64);
+    assert_eq!(status.size, Some(content.len() as u64));
+    assert_eq!(status.path, Some(TransferPath::Local));
+    assert!(temps(&root).is_empty(), "{:?}", temps(&root));
+    // The destination told the source it was done: the file is closed.
+    assert_eq!(node.transfers().open_sources(), 0);
+    // transfer_get and transfer_list read the same record.
+    assert_eq!(
+        node.transfers().record(&status.transfer_id).unwrap(),
+        status
+    );
+    assert_eq!(node.transfers().records().len(), 1);
+}
+
+#[tokio::test]
+async fn bad_input_ends_with_a_clear_error_and_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, root) = node_in(dir.path(), "edit");
+    std::fs::write(root.join("src.bin"), random_bytes(1000)).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+
+    let missing = send(&node, &root.join("nope.bin"), &root.join("dst.bin")).await;
+    assert_eq!(missing.state, TransferState::Failed);
+    let error = missing.error.unwrap();
+    assert!(error.contains("nope.bin"), "{error}");
+
+    let refused = send(
+        &node,
+        &root.join("src.bin"),
+        &outside.path().join("dst.bin"),
+    )
+    .await;
+    assert_eq!(refused.state, TransferState::Failed);
+    let error = refused.error.unwrap();
+    assert!(
+        error.contains("refused") && error.contains("dst.bin"),
+        "{error}"
+    );
+    assert!(!outside.path().join("dst.bin").exists());
+
+    std::fs::write(outside.path().join("secret"), b"x").unwrap();
+    let unreadable = send(&node, &outside.path().join("secret"), &root.join("dst.bin")).await;
+    assert_eq!(unreadable.state, TransferState::Failed);
+    assert!(unreadable.error.unwrap().contains("refused"));
+
+    assert!(!root.join("dst.bin").exists());
+    assert!(temps(&root).is_empty());
+}
+
+#[tokio::test]
+async fn a_destination_in_plan_mode_is_refused_and_keeps_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, root) = node_in(dir.path(), "plan");
+    std::fs::write(root.join("src.bin"), random_bytes(1000)).unwrap();
+    let status = send(&node, &root.join("src.bin"), &root.join("dst.bin")).await;
+    assert_eq!(status.state, TransferState::Failed);
+    let error = status.error.unwrap();
+    assert!(
+        error.contains("refused") && error.contains("plan"),
+        "{error}"
+    );
+    assert!(!root.join("dst.bin").exists());
+    assert!(temps(&root).is_empty());
+}
+
+/// A path that passes pulls on to `inner` and does something after `after` chunks.
+struct Hooked {
+    inner: Arc<dyn BytePath>,
+    kind: TransferPath,
+    chunks: AtomicUsize,
+    after: usize,
+    action: Action,
+}
+
+enum Action {
+    /// Every chunk pull after `after` fails as a lost connection.
+    Lose,
+    /// Runs once, before chunk number `after` is pulled.
+    Once(std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>),
+    /// Runs once, before the digest is pulled (every chunk was read by then).
+    BeforeDigest(std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>),
+}
+
+impl BytePath for Hooked {
+    fn kind(&self) -> TransferPath {
+        self.kind
+    }
+
+    fn pull(&self, pull: Pull) -> BoxFuture<'static, Result<Vec<u8>, PathError>> {
+        if let (PullWhat::Digest, Action::BeforeDigest(action)) = (&pull.what, &self.action)
+            && let Some(action) = action.lock().unwrap().take()
+        {
+            action();
+        }
+        if matches!(pull.what, PullWhat::Chunk { .. }) {
+            let n = self.chunks.fetch_add(1, Ordering::SeqCst);
+            if n >= self.after {
+                match &self.action {
+                    Action::Lose => {
+                        return Box::pin(async {
+                            Err(PathError::Unreachable("connection lost".into()))
+                        });
+                    }
+                    Action::Once(action) => {
+                        if let Some(action) = action.lock().unwrap().take() {
+                            action();
+                        }
+                    }
+                    Action::BeforeDigest(_) => {}
+                }
+            }
+        }
+        self.inner.pull(pull)
+    }
+}
+
+fn hooked(
+    inner: Arc<dyn BytePath>,
+    kind: TransferPath,
+    after: usize,
+    action: Action,
+) -> Arc<Hooked> {
+    Arc::new(Hooked {
+        inner,
+        kind,
+        chunks: AtomicUsize::new(0),
+        after,
+        action,
+    })
+}
+
+/// A source file in `dir` served by a fresh registry, and the plan a destination gets for it.
+fn serve(dir: &Path, content: &[u8]) -> (Arc<Transfers>, Arc<dyn BytePath>, ReceivePlan) {
+    let path = dir.join("src.bin");
+    std::fs::write(&path, content).unwrap();
+    let transfers = Transfers::new();
+    let source = Source::open_local(&path, "me").unwrap();
+    let (size, modified_ms) = (source.size(), source.modified_ms());
+    let ticket = transfers.add_source(source).unwrap();
+    let plan = ReceivePlan {
+        from_agent_id: "me".into(),
+        from_path: path.display().to_string(),
+        ticket,
+        size,
+        modified_ms,
+    };
+    let local = path::local(transfers.clone(), "me");
+    (transfers, local, plan)
+}
+
+fn no_progress() -> receive::Progress {
+    Arc::new(|_, _| {})
+}
+
+async fn receive_to(
+    dst: &Path,
+    plan: &ReceivePlan,
+    paths: Vec<Arc<dyn BytePath>>,
+    cancel: CancellationToken,
+) -> Result<receive::Received, ReceiveError> {
+    receive(
+        Destination::local(dst).unwrap(),
+        plan.clone(),
+        paths,
+        no_progress(),
+        cancel,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_source_changed_or_vanished_mid_transfer_ends_with_no_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = random_bytes(4 * CHUNK as usize);
+    for vanish in [false, true] {
+        let (_transfers, local, plan) = serve(dir.path(), &content);
+        let src = PathBuf::from(&plan.from_path);
+        let change: Box<dyn FnOnce() + Send> = if vanish {
+            Box::new(move || std::fs::remove_file(&src).unwrap())
+        } else {
+            Box::new(move || {
+                let mut changed = std::fs::read(&src).unwrap();
+                changed.push(1);
+                std::fs::write(&src, changed).unwrap();
+            })
+        };
+        let path = hooked(
+            local,
+            TransferPath::Relay,
+            1,
+            Action::Once(std::sync::Mutex::new(Some(change))),
+        );
+        let dst = dir.path().join("dst.bin");
+        let error = receive_to(&dst, &plan, vec![path], CancellationToken::new())
+            .await
+            .unwrap_err();
+        let expected = if vanish { "vanished" } else { "changed" };
+        assert!(
+            matches!(&error, ReceiveError::Fatal(text) if text.contains(expected) && text.contains("src.bin")),
+            "{error:?}"
+        );
+        assert!(!dst.exists());
+        assert!(temps(dir.path()).is_empty(), "{:?}", temps(dir.path()));
+    }
+}
+
+/// Content rewritten in place with the same size and modification time passes every chunk's
+/// check; the digest at the end still catches it.
+#[tokio::test]
+async fn a_source_rewritten_behind_its_size_and_mtime_fails_the_sha256_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = random_bytes(2 * CHUNK as usize);
+    let (_transfers, local, plan) = serve(dir.path(), &content);
+    let src = PathBuf::from(&plan.from_path);
+    let rewrite: Box<dyn FnOnce() + Send> = Box::new(move || {
+        use std::os::unix::fs::FileExt;
+        let mtime = std::fs::metadata(&src).unwrap().modified().unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&src).unwrap();
+        file.write_all_at(b"tampered", 0).unwrap();
+        file.set_modified(mtime).unwrap();
+    });
+    let path = hooked(
+        local,
+        TransferPath::Relay,
+        0,
+        Action::BeforeDigest(std::sync::Mutex::new(Some(rewrite))),
+    );
+    let dst = dir.path().join("dst.bin");
+    let error = receive_to(&dst, &plan, vec![path], CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ReceiveError::Fatal(text) if text.contains("SHA-256 mismatch")),
+        "{error:?}"
+    );
+    assert!(!dst.exists());
+    assert!(temps(dir.path()).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupted_transfer_resumes_from_what_was_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = random_bytes(5 * CHUNK as usize + 77);
+    let (_transfers, local, plan) = serve(dir.path(), &content);
+    let dst = dir.path().join("dst.bin");
+    // The only path dies after three chunks: the verified part stays for a resume.
+    let dying = hooked(local.clone(), TransferPath::Relay, 3, Action::Lose);
+    let error = receive_to(&dst, &plan, vec![dying], CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ReceiveError::Interrupted(text) if text.contains("resumes")),
+        "{error:?}"
+    );
+    assert!(!dst.exists());
+    assert_eq!(temps(dir.path()).len(), 1);
+
+    let counting = hooked(local, TransferPath::Relay, usize::MAX, Action::Lose);
+    let received = receive_to(
+        &dst,
+        &plan,
+        vec![counting.clone()],
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(received.resumed_from, 3 * CHUNK);
+    assert_eq!(counting.chunks.load(Ordering::SeqCst), 3);
+    assert_eq!(std::fs::read(&dst).unwrap(), content);
+    assert!(temps(dir.path()).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_path_that_dies_mid_transfer_hands_over_without_restarting_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = random_bytes(6 * CHUNK as usize);
+    let (_transfers, local, plan) = serve(dir.path(), &content);
+    let direct = hooked(local.clone(), TransferPath::Direct, 2, Action::Lose);
+    let relay = hooked(local, TransferPath::Relay, usize::MAX, Action::Lose);
+    let dst = dir.path().join("dst.bin");
+    let received = receive_to(
+        &dst,
+        &plan,
+        vec![direct, relay.clone()],
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(received.path, TransferPath::Relay);
+    assert_eq!(relay.chunks.load(Ordering::SeqCst), 4);
+    assert_eq!(std::fs::read(&dst).unwrap(), content);
+}
+
+#[tokio::test]
+async fn cancellation_stops_the_receive_and_removes_the_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = random_bytes(4 * CHUNK as usize);
+    let (transfers, local, plan) = serve(dir.path(), &content);
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    let path = hooked(
+        local,
+        TransferPath::Relay,
+        1,
+        Action::Once(std::sync::Mutex::new(Some(Box::new(move || {
+            trigger.cancel()
+        })))),
+    );
+    let dst = dir.path().join("dst.bin");
+    let error = receive_to(&dst, &plan, vec![path], cancel)
+        .await
+        .unwrap_err();
+    assert_eq!(error, ReceiveError::Cancelled);
+    assert!(!dst.exists());
+    assert!(temps(dir.path()).is_empty());
+    // The source end stopped too: the destination closed its ticket.
+    assert_eq!(transfers.open_sources(), 0);
+}
+
+/// A ticket serves only the destination the caller named: another peer that learned it (or
+/// guesses one) reads nothing, and learns no more than from an unknown ticket.
+#[test]
+fn a_ticket_serves_only_the_destination_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let (transfers, _local, plan) = serve(dir.path(), b"secret");
+    let chunk = Pull {
+        ticket: plan.ticket.clone(),
+        what: PullWhat::Chunk {
+            offset: 0,
+            length: 6,
+        },
+    };
+    let stranger = path::answer(&transfers, "stranger", &chunk).unwrap_err();
+    let unknown = Pull {
+        ticket: "0".repeat(64),
+        ..chunk.clone()
+    };
+    assert_eq!(
+        path::answer(&transfers, "me", &unknown).unwrap_err(),
+        stranger
+    );
+    // Nor can another peer close it.
+    let close = Pull {
+        ticket: plan.ticket.clone(),
+        what: PullWhat::Close,
+    };
+    path::answer(&transfers, "stranger", &close).unwrap();
+    assert_eq!(path::answer(&transfers, "me", &chunk).unwrap(), b"secret");
+}
+
+/// A 1 MiB tmpfs mounted for the test and unmounted when it ends.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (CAP_SYS_ADMIN): {status}"
+        );
+        SmallDisk { dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_ends_with_a_clear_error_and_no_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = random_bytes(3 * CHUNK as usize);
+    let (_transfers, local, plan) = serve(dir.path(), &content);
+    let disk = SmallDisk::mount();
+    let dst = disk.dir.path().join("dst.bin");
+    let error = receive_to(&dst, &plan, vec![local], CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ReceiveError::Fatal(text) if text.contains("dst.bin") && text.contains("No space left")),
+        "{error:?}"
+    );
+    assert!(!dst.exists());
+    assert!(temps(disk.dir.path()).is_empty());
+}

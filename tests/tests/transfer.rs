@@ -1,0 +1,233 @@
+//! Host→host transfer through a real relay (issue 15): `send_file` from one node process to
+//! another, verified with SHA-256, followed with `transfer_get`/`transfer_list`; a destination
+//! in plan mode refused with no file; and `fleetctl cp` host→host, local→host and host→local.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use remote_agents_node::transfer::sha256_file;
+use remote_agents_tests::fleet::{NodeSpec, TestFleet};
+use serde_json::{Value, json};
+
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..len).map(|_| rng.u8(..)).collect()
+}
+
+fn home(fleet: &TestFleet, name: &str) -> PathBuf {
+    fleet.dir.path().join("nodes").join(name)
+}
+
+fn text(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// The hidden temp files a write or transfer keeps beside its target.
+fn temps(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(".ra-tmp-"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_file_crosses_the_relay_verified_and_fleetctl_cp_copies_all_three_ways()
+-> anyhow::Result<()> {
+    let fleet = TestFleet::start(&[
+        NodeSpec::new("alpha", &[], "edit"),
+        NodeSpec::new("beta", &[], "edit"),
+        NodeSpec::new("gamma", &[], "plan"),
+    ])
+    .await?;
+    let content = random_bytes(6 * 1024 * 1024 + 4321, 15);
+    let source = home(&fleet, "alpha").join("src.bin");
+    std::fs::write(&source, &content)?;
+    let sha256 = sha256_file(&source)?;
+
+    let mut mcp = fleet.start_mcp_operator().await?;
+    // The MCP node joins the room in the background: wait until it sees the three hosts.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let agents = mcp.call_tool("list_agents", json!({})).await?;
+        let names: Vec<&str> = agents["structuredContent"]["agents"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|a| a["name"].as_str()).collect())
+            .unwrap_or_default();
+        if ["alpha", "beta", "gamma"].iter().all(|n| names.contains(n)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the MCP node never saw every host: {agents}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // send_file alpha → beta, waiting for the end.
+    let target = home(&fleet, "beta").join("dst.bin");
+    let sent = mcp
+        .call_tool(
+            "send_file",
+            json!({
+                "from_agent_id": "alpha", "from_path": text(&source),
+                "to_agent_id": "beta", "to_path": text(&target), "wait": true,
+            }),
+        )
+        .await?;
+    let status = &sent["structuredContent"];
+    assert_eq!(status["state"], "done", "{sent}");
+    assert_eq!(status["path"], "relay", "{sent}");
+    assert_eq!(status["sha256"], sha256.as_str(), "{sent}");
+    assert_eq!(status["bytes_done"], content.len() as u64);
+    assert_eq!(status["size"], content.len() as u64);
+    assert!(
+        status["rate_bytes_per_sec"].as_f64().unwrap() > 0.0,
+        "{sent}"
+    );
+    assert!(status["error"].is_null(), "{sent}");
+    assert!(std::fs::read(&target)? == content, "beta's copy differs");
+    assert!(temps(&home(&fleet, "beta")).is_empty());
+
+    let id = status["transfer_id"].as_str().unwrap().to_string();
+    let got = mcp
+        .call_tool("transfer_get", json!({"transfer_id": id}))
+        .await?;
+    assert_eq!(&got["structuredContent"], status, "{got}");
+
+    // Without wait: the record comes back at once, and transfer_get waits for the end.
+    let again = home(&fleet, "beta").join("again.bin");
+    let started = mcp
+        .call_tool(
+            "send_file",
+            json!({
+                "from_agent_id": "alpha", "from_path": text(&source),
+                "to_agent_id": "beta", "to_path": text(&again),
+            }),
+        )
+        .await?;
+    let second = started["structuredContent"]["transfer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let waited = mcp
+        .call_tool(
+            "transfer_get",
+            json!({"transfer_id": second, "wait_secs": 25}),
+        )
+        .await?;
+    assert_eq!(waited["structuredContent"]["state"], "done", "{waited}");
+    assert_eq!(waited["structuredContent"]["sha256"], sha256.as_str());
+    assert!(std::fs::read(&again)? == content);
+    let listed = mcp.call_tool("transfer_list", json!({})).await?;
+    let ids: Vec<&str> = listed["structuredContent"]["transfers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["transfer_id"].as_str())
+        .collect();
+    assert_eq!(ids, [second.as_str(), id.as_str()], "{listed}");
+
+    // A destination in plan mode refuses the write: a clear error, no file.
+    let refused_target = home(&fleet, "gamma").join("dst.bin");
+    let refused = mcp
+        .call_tool(
+            "send_file",
+            json!({
+                "from_agent_id": "alpha", "from_path": text(&source),
+                "to_agent_id": "gamma", "to_path": text(&refused_target), "wait": true,
+            }),
+        )
+        .await?;
+    let status = &refused["structuredContent"];
+    assert_eq!(status["state"], "failed", "{refused}");
+    let error = status["error"].as_str().unwrap();
+    assert!(
+        error.contains("refused") && error.contains("plan"),
+        "{error}"
+    );
+    assert!(!refused_target.exists());
+    assert!(temps(&home(&fleet, "gamma")).is_empty());
+
+    // A missing source: a clear error naming it.
+    let missing = mcp
+        .call_tool(
+            "send_file",
+            json!({
+                "from_agent_id": "alpha", "from_path": text(&home(&fleet, "alpha").join("nope")),
+                "to_agent_id": "beta", "to_path": text(&home(&fleet, "beta").join("nope")),
+                "wait": true,
+            }),
+        )
+        .await?;
+    let error = missing["structuredContent"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("nope") && error.contains("does not exist"),
+        "{error}"
+    );
+    assert!(!home(&fleet, "beta").join("nope").exists());
+
+    // fleetctl cp HOST:PATH HOST:PATH.
+    let copied = home(&fleet, "beta").join("cp.bin");
+    let (code, stdout, stderr) = fleet
+        .fleetctl(&[
+            "cp",
+            &format!("alpha:{}", text(&source)),
+            &format!("beta:{}", text(&copied)),
+        ])
+        .await?;
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&sha256) && stdout.contains("relay"),
+        "{stdout}"
+    );
+    // Piped stderr: no progress line.
+    assert!(!stderr.contains('\r'), "{stderr:?}");
+    assert!(std::fs::read(&copied)? == content);
+
+    // fleetctl cp LOCAL HOST:PATH: the destination pulls from fleetctl.
+    let local = fleet.dir.path().join("local.bin");
+    let local_content = random_bytes(3 * 1024 * 1024 + 5, 16);
+    std::fs::write(&local, &local_content)?;
+    let uploaded = home(&fleet, "beta").join("up.bin");
+    let (code, stdout, stderr) = fleet
+        .fleetctl(&[
+            "cp",
+            "-o",
+            "json",
+            &text(&local),
+            &format!("beta:{}", text(&uploaded)),
+        ])
+        .await?;
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let status: Value = serde_json::from_str(&stdout)?;
+    assert_eq!(status["state"], "done");
+    assert_eq!(status["sha256"], sha256_file(&local)?.as_str());
+    assert!(std::fs::read(&uploaded)? == local_content);
+
+    // fleetctl cp HOST:PATH LOCAL: fleetctl pulls, verifies and renames into place.
+    let downloaded = fleet.dir.path().join("down.bin");
+    let (code, stdout, stderr) = fleet
+        .fleetctl(&[
+            "cp",
+            &format!("alpha:{}", text(&source)),
+            &text(&downloaded),
+        ])
+        .await?;
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(std::fs::read(&downloaded)? == content);
+    assert!(temps(fleet.dir.path()).is_empty());
+
+    // fleetctl cp to a plan-mode host: exit 2 with the refusal, no file.
+    let (code, _, stderr) = fleet
+        .fleetctl(&[
+            "cp",
+            &text(&local),
+            &format!("gamma:{}", text(&refused_target)),
+        ])
+        .await?;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("plan"), "{stderr}");
+    assert!(!refused_target.exists());
+    Ok(())
+}
