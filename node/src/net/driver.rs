@@ -386,6 +386,7 @@ impl Driver {
             }
         }
         self.connection_lost(&Ended::Shutdown);
+        self.shared.direct.close();
         self.shared.state.send_replace(ConnectionState::Stopped);
     }
 

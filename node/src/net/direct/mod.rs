@@ -229,6 +229,8 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(100);
 const REFLECT_TIMEOUT: Duration = Duration::from_millis(900);
 /// QUIC application close code when no one accepts a connection.
 const CLOSE_NOT_ACCEPTED: u32 = 1;
+/// QUIC application close code when the node stops.
+const CLOSE_SHUTDOWN: u32 = 2;
 
 impl DirectState {
     pub(crate) fn new(config: DirectConfig) -> Self {
@@ -238,6 +240,16 @@ impl DirectState {
             endpoint: tokio::sync::OnceCell::new(),
             accepted_tx,
             accepted_rx: tokio::sync::Mutex::new(accepted_rx),
+        }
+    }
+
+    /// Closes every direct connection and the endpoint (the node is stopping): peers see the
+    /// close at once rather than after their idle timeout, and the socket and its tasks go.
+    pub(crate) fn close(&self) {
+        if let Some(endpoint) = self.endpoint.get() {
+            endpoint
+                .quinn
+                .close(CLOSE_SHUTDOWN.into(), b"node stopping");
         }
     }
 

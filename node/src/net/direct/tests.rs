@@ -136,3 +136,27 @@ async fn candidates_carry_the_socket_port_and_the_reflexive_address() {
         "the bound address, then what the reflector saw"
     );
 }
+
+#[tokio::test]
+async fn a_stopping_node_closes_its_direct_connections_at_once() {
+    let state = DirectState::new(loopback());
+    let server = state.endpoint().await.unwrap();
+    let (client, _) = endpoint().await;
+    server.expected.insert(
+        client.certificate.fingerprint,
+        peer(3),
+        std::time::Instant::now() + Duration::from_secs(30),
+    );
+    let connection = handshake(&client, &server, server.certificate.fingerprint)
+        .await
+        .unwrap();
+    let accepted = state.accepted_rx.lock().await.recv().await.unwrap();
+    assert_eq!(accepted.peer, peer(3));
+    state.close();
+    // Well before the 5 s idle timeout: the peer is told, not left to time out.
+    let closed = tokio::time::timeout(Duration::from_secs(2), connection.closed()).await;
+    assert!(
+        matches!(closed, Ok(ConnectionError::ApplicationClosed(_))),
+        "{closed:?}"
+    );
+}
