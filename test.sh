@@ -23,6 +23,13 @@ if ! [ -x /usr/sbin/sshd ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null
 fi
 
+# --- Direct data channel (issue 15): the NAT tests (e2e direct_nat) build masquerading routers and
+# UDP cuts with nftables inside network namespaces --------------------------------------------------
+if ! command -v nft >/dev/null; then
+  step "install nftables for the direct-path NAT tests"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null
+fi
+
 step "format"
 cargo fmt --all --check
 

@@ -3,6 +3,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod blob;
+pub mod direct;
 pub mod frame;
 pub mod key_proof;
 pub mod message;

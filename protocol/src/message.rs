@@ -104,6 +104,16 @@ pub enum Envelope {
         data: Vec<u8>,
         more: bool,
     },
+    /// A request for a direct data channel (`direct::DirectOffer`, one part: an offer is far
+    /// below the frame cap). It is answered like a request, with `Response` (the callee's
+    /// offer) or `Failure`, but handled by the node's direct-path layer, not its request
+    /// handler.
+    Direct {
+        call: u64,
+        deadline_ms: u64,
+        #[serde(with = "serde_bytes")]
+        offer: Vec<u8>,
+    },
 }
 
 /// Decoding error of an envelope or announcement.

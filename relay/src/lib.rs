@@ -7,7 +7,10 @@ mod connection;
 mod metrics;
 mod outbox;
 mod read_ahead;
+mod reflector;
 mod room;
+
+pub use reflector::serve_reflector;
 
 use std::collections::HashMap;
 use std::future::Future;

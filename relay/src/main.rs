@@ -68,6 +68,10 @@ struct Args {
     /// Seconds between pings.
     #[arg(long, default_value_t = remote_agents_protocol::frame::PING_INTERVAL_SECS_DEFAULT)]
     ping_interval: u64,
+    /// Also answer UDP reflector requests on this address (port 0 picks one; printed), so
+    /// nodes learn the address their NAT gives them and can punch direct paths to each other.
+    #[arg(long)]
+    udp_reflector: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -110,6 +114,18 @@ async fn main() -> anyhow::Result<()> {
         read_buffer_size: args.read_buffer,
         write_buffer_size: args.write_buffer,
     };
+    if let Some(bind) = args.udp_reflector {
+        let socket = tokio::net::UdpSocket::bind(bind)
+            .await
+            .with_context(|| format!("binding the UDP reflector on {bind}"))?;
+        let address = socket
+            .local_addr()
+            .context("reading the reflector's address")?;
+        // Printed before the readiness line (which comes last), for tests that bind port 0.
+        println!("udp reflector on {address}");
+        eprintln!("udp reflector on {address}");
+        tokio::spawn(remote_agents_relay::serve_reflector(socket));
+    }
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("binding {}", args.bind))?;

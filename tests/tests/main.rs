@@ -3,6 +3,7 @@
 mod adversarial;
 mod desired;
 mod desired_watch;
+mod direct_nat;
 mod fleet_fanout;
 mod git_network;
 mod hardening_bundle;

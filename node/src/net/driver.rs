@@ -386,6 +386,7 @@ impl Driver {
             }
         }
         self.connection_lost(&Ended::Shutdown);
+        self.shared.direct.close();
         self.shared.state.send_replace(ConnectionState::Stopped);
     }
 
@@ -810,6 +811,7 @@ impl Driver {
                 deadline,
                 request,
                 events,
+                direct,
             } => {
                 if !self.present.contains(&peer) {
                     let _ = events.send(Err(CallError::Unreachable(format!(
@@ -823,14 +825,29 @@ impl Driver {
                 }
                 let deadline_ms = deadline.saturating_duration_since(now).as_millis() as u64;
                 let established = self.sessions.is_established(&peer, now.into_std());
-                for (part, more) in parts(&request) {
-                    let envelope = Envelope::Request {
-                        call,
-                        deadline_ms,
-                        data: part.to_vec(),
-                        more,
-                    }
-                    .encode();
+                let envelopes: Vec<Vec<u8>> = if direct {
+                    vec![
+                        Envelope::Direct {
+                            call,
+                            deadline_ms,
+                            offer: request,
+                        }
+                        .encode(),
+                    ]
+                } else {
+                    parts(&request)
+                        .map(|(part, more)| {
+                            Envelope::Request {
+                                call,
+                                deadline_ms,
+                                data: part.to_vec(),
+                                more,
+                            }
+                            .encode()
+                        })
+                        .collect()
+                };
+                for envelope in envelopes {
                     if !self.send_envelope(peer, &envelope) {
                         let _ = events.send(Err(CallError::Unreachable(
                             "cannot queue the request for the peer".into(),
@@ -1011,6 +1028,11 @@ impl Driver {
                     self.start_handler(peer, call);
                 }
             }
+            Envelope::Direct {
+                call,
+                deadline_ms,
+                offer,
+            } => self.start_direct_answer(peer, call, deadline_ms, offer),
             Envelope::Chunk { call, data, more } => {
                 if let Some(outbound) = self.calls.get_mut(&call).filter(|c| c.peer == peer) {
                     outbound.chunk.extend_from_slice(&data);
@@ -1070,6 +1092,26 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Answers a direct-path offer in a task of its own: the direct layer, not the node's
+    /// request handler, owns these, so even a send-only node can be the answering side.
+    fn start_direct_answer(&mut self, peer: PeerId, call: u64, deadline_ms: u64, offer: Vec<u8>) {
+        let Some(info) = self.peer_info(&peer) else {
+            return;
+        };
+        let responder = Responder {
+            peer,
+            call,
+            deadline: Instant::now() + Duration::from_millis(deadline_ms),
+            commands: self.commands_tx.clone(),
+            finished: false,
+        };
+        let net = super::Net {
+            shared: self.shared.clone(),
+            commands: self.commands_tx.clone(),
+        };
+        crate::runtime::spawn(super::direct::answer(net, info, offer, responder));
     }
 
     fn start_handler(&mut self, peer: PeerId, call: u64) {

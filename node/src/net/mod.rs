@@ -46,6 +46,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod direct;
 mod driver;
 
 pub use driver::{ConnectError, ReconnectBackoff, RelaySocket, connect_relay};
@@ -85,6 +86,8 @@ pub struct NetConfig {
     pub max_message: usize,
     /// Largest WebSocket message read from the relay.
     pub max_frame: usize,
+    /// The direct data channel to peers (`direct`): socket, reflector, timeouts.
+    pub direct: direct::DirectConfig,
 }
 
 impl NetConfig {
@@ -100,6 +103,7 @@ impl NetConfig {
             reconnect_max: Duration::from_secs(10),
             max_message: 256 * 1024 * 1024,
             max_frame: remote_agents_protocol::frame::MAX_FRAME_DEFAULT,
+            direct: direct::DirectConfig::default(),
         }
     }
 }
@@ -194,6 +198,8 @@ pub(crate) enum Command {
         deadline: Instant,
         request: Vec<u8>,
         events: mpsc::UnboundedSender<Result<CallEvent, CallError>>,
+        /// A direct-path offer (`Envelope::Direct`) rather than a request for the handler.
+        direct: bool,
     },
     Cancel {
         call: u64,
@@ -240,6 +246,7 @@ pub(crate) struct Shared {
     pub(crate) state: watch::Sender<ConnectionState>,
     pub(crate) counters: NetCounters,
     next_call: AtomicU64,
+    pub(crate) direct: direct::DirectState,
 }
 
 /// A handle to the connection manager; cheap to clone.
@@ -266,6 +273,7 @@ impl Net {
             state: watch::Sender::new(ConnectionState::Connecting),
             counters: NetCounters::default(),
             next_call: AtomicU64::new(1),
+            direct: direct::DirectState::new(config.direct.clone()),
         });
         let driver = driver::Driver::new(
             identity,
@@ -396,6 +404,28 @@ impl Net {
         request: Vec<u8>,
         timeout: Duration,
     ) -> Result<CallStream, CallError> {
+        self.start_call(peer, request, timeout, false).await
+    }
+
+    /// Sends a direct-path offer and waits for the peer's offer back.
+    pub(crate) async fn direct_call(
+        &self,
+        peer: PeerId,
+        offer: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, CallError> {
+        let mut call = self.start_call(peer, offer, timeout, true).await?;
+        let (_chunks, answer) = call.collect().await?;
+        Ok(answer)
+    }
+
+    async fn start_call(
+        &self,
+        peer: PeerId,
+        request: Vec<u8>,
+        timeout: Duration,
+        direct: bool,
+    ) -> Result<CallStream, CallError> {
         let call = self.shared.next_call.fetch_add(1, Ordering::Relaxed);
         let deadline = Instant::now() + timeout;
         let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -406,6 +436,7 @@ impl Net {
                 deadline,
                 request,
                 events: events_tx,
+                direct,
             })
             .await
             .map_err(|_| CallError::Shutdown)?;
