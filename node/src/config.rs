@@ -91,6 +91,10 @@ pub struct FileConfig {
     pub relay_key: Option<String>,
     pub operators: Option<Vec<String>>,
     pub operator_key: Option<PathBuf>,
+    /// Whether transfers try a direct UDP path to the other host before the relay.
+    pub direct: Option<bool>,
+    /// The relay's UDP reflector (`HOST:PORT`) the direct path learns its outside address from.
+    pub udp_reflector: Option<String>,
     #[serde(default)]
     pub policy: Option<PolicyConfig>,
 }
@@ -138,6 +142,12 @@ pub struct Settings {
     pub operators: Sourced<Vec<String>>,
     /// This process's operator key file, when it acts for an operator.
     pub operator_key: Sourced<Option<PathBuf>>,
+    /// Transfers try a direct UDP path (`node::net::direct`) before the relay; off where UDP
+    /// is known not to pass, or to keep every byte on the relay.
+    pub direct: Sourced<bool>,
+    /// The relay's UDP reflector (`HOST:PORT`): without it the direct path offers local
+    /// addresses only.
+    pub udp_reflector: Sourced<Option<String>>,
     /// Watch mode: a local spec folder (`--spec`).
     pub spec: Sourced<Option<PathBuf>>,
     /// Watch mode: a git repository to follow (`--spec-repo`), its branch and fetch interval.
@@ -252,6 +262,8 @@ impl Settings {
         const E_CONFIG: &str = "REMOTE_AGENTS_CONFIG";
         const E_OPERATORS: &str = "REMOTE_AGENTS_OPERATORS";
         const E_OPERATOR_KEY: &str = "REMOTE_AGENTS_OPERATOR_KEY";
+        const E_DIRECT: &str = "REMOTE_AGENTS_DIRECT";
+        const E_UDP_REFLECTOR: &str = "REMOTE_AGENTS_UDP_REFLECTOR";
         const E_SPEC: &str = "REMOTE_AGENTS_SPEC";
         const E_SPEC_REPO: &str = "REMOTE_AGENTS_SPEC_REPO";
         const E_SPEC_BRANCH: &str = "REMOTE_AGENTS_SPEC_BRANCH";
@@ -286,6 +298,10 @@ impl Settings {
 
         let no_agent_env = match env.get(E_NO_AGENT) {
             Some(v) => Some(parse_bool(E_NO_AGENT, &v)?),
+            None => None,
+        };
+        let direct_env = match env.get(E_DIRECT) {
+            Some(v) => Some(parse_bool(E_DIRECT, &v)?),
             None => None,
         };
         let mode_text = layer(
@@ -391,6 +407,13 @@ impl Settings {
                 (file.operator_key.clone().map(Some), fp),
                 None,
             ),
+            direct: layer((None, ""), (direct_env, E_DIRECT), (file.direct, fp), true),
+            udp_reflector: layer(
+                (None, ""),
+                (env.get(E_UDP_REFLECTOR).map(Some), E_UDP_REFLECTOR),
+                (file.udp_reflector.clone().map(Some), fp),
+                None,
+            ),
             spec: layer(
                 (flags.watch.spec.clone().map(Some), "--spec"),
                 (env.get(E_SPEC).map(|p| Some(PathBuf::from(p))), E_SPEC),
@@ -462,6 +485,16 @@ impl Settings {
                 "no_agent",
                 self.no_agent.value.to_string(),
                 self.no_agent.source.to_string(),
+            ),
+            (
+                "direct",
+                self.direct.value.to_string(),
+                self.direct.source.to_string(),
+            ),
+            (
+                "udp_reflector",
+                opt(&self.udp_reflector.value),
+                self.udp_reflector.source.to_string(),
             ),
             (
                 "data_dir",
@@ -670,6 +703,34 @@ mod tests {
         assert_eq!(s.mode.value, Mode::Bypass);
         let bad = self::env(&[("REMOTE_AGENTS_MODE", "root")]);
         assert!(Settings::resolve(&NodeFlags::default(), &bad).is_err());
+    }
+
+    #[test]
+    fn the_direct_path_is_on_by_default_and_set_from_env_or_file() {
+        let s = Settings::resolve(&NodeFlags::default(), &env(&[])).unwrap();
+        assert!(s.direct.value);
+        assert_eq!(s.udp_reflector.value, None);
+        let env = env(&[
+            ("REMOTE_AGENTS_DIRECT", "false"),
+            ("REMOTE_AGENTS_UDP_REFLECTOR", "relay.example:3479"),
+        ]);
+        let s = Settings::resolve(&NodeFlags::default(), &env).unwrap();
+        assert!(!s.direct.value);
+        assert_eq!(s.direct.source, Source::Env("REMOTE_AGENTS_DIRECT"));
+        assert_eq!(s.udp_reflector.value.as_deref(), Some("relay.example:3479"));
+        assert!(s.show().contains("relay.example:3479"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, "direct = false\nudp_reflector = \"10.0.0.1:3479\"\n").unwrap();
+        let flags = NodeFlags {
+            config: Some(file.clone()),
+            ..NodeFlags::default()
+        };
+        let s = Settings::resolve(&flags, &self::env(&[])).unwrap();
+        assert!(!s.direct.value);
+        assert_eq!(s.direct.source, Source::File(file));
+        assert_eq!(s.udp_reflector.value.as_deref(), Some("10.0.0.1:3479"));
     }
 
     #[test]

@@ -1042,6 +1042,8 @@ pub fn net_config(
     };
     let mut config = crate::net::NetConfig::new(relay, room, psk);
     config.relay_key = settings.relay_key.value.clone();
+    config.direct.enabled = settings.direct.value;
+    config.direct.reflector = settings.udp_reflector.value.clone();
     config.announcement = announcement;
     Ok(Some(config))
 }

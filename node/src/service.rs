@@ -19,6 +19,15 @@ fn start_net(node: &Arc<Node>, shutdown: CancellationToken, eager: bool) -> anyh
         return Ok(());
     };
     if !node.settings().no_agent.value {
+        // A node that serves requests is a transfer source: destinations may pull over a
+        // direct path as well as through the relay.
+        if node.settings().direct.value {
+            runtime::spawn(crate::transfer::direct::serve(
+                net.clone(),
+                node.transfers().clone(),
+                shutdown.clone(),
+            ));
+        }
         runtime::spawn(crate::sync::distribute::follow(
             node.clone(),
             net.clone(),

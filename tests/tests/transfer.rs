@@ -1,6 +1,8 @@
 //! Host→host transfer through a real relay (issue 15): `send_file` from one node process to
 //! another, verified with SHA-256, followed with `transfer_get`/`transfer_list`; a destination
 //! in plan mode refused with no file; and `fleetctl cp` host→host, local→host and host→local.
+//! Two nodes on one machine reach each other directly (QUIC on the punched UDP path), so the
+//! bytes take the direct path; a destination with `direct` off takes the relay.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -32,7 +34,7 @@ fn temps(dir: &Path) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_binary_file_crosses_the_relay_verified_and_fleetctl_cp_copies_all_three_ways()
+async fn a_binary_file_crosses_directly_verified_and_fleetctl_cp_copies_all_three_ways()
 -> anyhow::Result<()> {
     let fleet = TestFleet::start(&[
         NodeSpec::new("alpha", &[], "edit"),
@@ -77,7 +79,7 @@ async fn a_binary_file_crosses_the_relay_verified_and_fleetctl_cp_copies_all_thr
         .await?;
     let status = &sent["structuredContent"];
     assert_eq!(status["state"], "done", "{sent}");
-    assert_eq!(status["path"], "relay", "{sent}");
+    assert_eq!(status["path"], "direct", "{sent}");
     assert_eq!(status["sha256"], sha256.as_str(), "{sent}");
     assert_eq!(status["bytes_done"], content.len() as u64);
     assert_eq!(status["size"], content.len() as u64);
@@ -178,7 +180,7 @@ async fn a_binary_file_crosses_the_relay_verified_and_fleetctl_cp_copies_all_thr
         .await?;
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(
-        stdout.contains(&sha256) && stdout.contains("relay"),
+        stdout.contains(&sha256) && stdout.contains("direct"),
         "{stdout}"
     );
     // Piped stderr: no progress line.
@@ -229,5 +231,89 @@ async fn a_binary_file_crosses_the_relay_verified_and_fleetctl_cp_copies_all_thr
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("plan"), "{stderr}");
     assert!(!refused_target.exists());
+    Ok(())
+}
+
+/// Where the direct path is off (UDP known not to pass), the same transfer goes through the
+/// relay and arrives verified, for `send_file` and for `fleetctl cp`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_direct_path_off_the_bytes_cross_the_relay_verified() -> anyhow::Result<()> {
+    let fleet = TestFleet::start(&[
+        NodeSpec::new("alpha", &[], "edit"),
+        NodeSpec::new("beta", &[], "edit").with_env("REMOTE_AGENTS_DIRECT", "false"),
+    ])
+    .await?;
+    let content = random_bytes(3 * 1024 * 1024 + 77, 17);
+    let source = home(&fleet, "alpha").join("src.bin");
+    std::fs::write(&source, &content)?;
+    let sha256 = sha256_file(&source)?;
+
+    let mut mcp = fleet.start_mcp_operator().await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let target = home(&fleet, "beta").join("dst.bin");
+    // The MCP node joins the room in the background: until it sees both hosts, send_file fails
+    // naming the one it cannot reach.
+    let sent = loop {
+        let sent = mcp
+            .call_tool(
+                "send_file",
+                json!({
+                    "from_agent_id": "alpha", "from_path": text(&source),
+                    "to_agent_id": "beta", "to_path": text(&target), "wait": true,
+                }),
+            )
+            .await?;
+        if sent["structuredContent"]["state"] == "done" {
+            break sent;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{sent}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let status = &sent["structuredContent"];
+    assert_eq!(status["path"], "relay", "{sent}");
+    assert_eq!(status["sha256"], sha256.as_str(), "{sent}");
+    assert!(std::fs::read(&target)? == content, "beta's copy differs");
+    assert!(temps(&home(&fleet, "beta")).is_empty());
+
+    let copied = home(&fleet, "beta").join("cp.bin");
+    let (code, stdout, stderr) = fleet
+        .fleetctl(&[
+            "cp",
+            "-o",
+            "json",
+            &format!("alpha:{}", text(&source)),
+            &format!("beta:{}", text(&copied)),
+        ])
+        .await?;
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let status: Value = serde_json::from_str(&stdout)?;
+    assert_eq!(status["path"], "relay", "{stdout}");
+    assert_eq!(status["sha256"], sha256.as_str(), "{stdout}");
+    assert!(std::fs::read(&copied)? == content);
+
+    // The other way, beta is the source: it refuses alpha's direct offer, so alpha pulls through
+    // the relay at once rather than from a connection nobody on beta answers.
+    let back = home(&fleet, "alpha").join("back.bin");
+    let started = std::time::Instant::now();
+    let sent = mcp
+        .call_tool(
+            "send_file",
+            json!({
+                "from_agent_id": "beta", "from_path": text(&target),
+                "to_agent_id": "alpha", "to_path": text(&back), "wait": true,
+            }),
+        )
+        .await?;
+    let status = &sent["structuredContent"];
+    assert_eq!(status["state"], "done", "{sent}");
+    assert_eq!(status["path"], "relay", "{sent}");
+    assert_eq!(status["sha256"], sha256.as_str(), "{sent}");
+    assert!(std::fs::read(&back)? == content);
+    // Well under the direct path's 60 s pull timeout: the refusal is immediate.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
     Ok(())
 }

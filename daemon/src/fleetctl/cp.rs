@@ -99,7 +99,16 @@ pub async fn run(args: CpArgs) -> anyhow::Result<u8> {
     let handler = Arc::new(PullHandler {
         transfers: transfers.clone(),
     });
-    let net = Net::start(&identity, config, Some(handler), shutdown);
+    let net = Net::start(&identity, config, Some(handler), shutdown.clone());
+    let direct = settings.direct.value;
+    if direct {
+        // The destination of `cp LOCAL HOST:PATH` tries a direct path to fleetctl first.
+        remote_agents_node::runtime::spawn(remote_agents_node::transfer::direct::serve(
+            net.clone(),
+            transfers.clone(),
+            shutdown,
+        ));
+    }
     let timeout = args.connect.connect_timeout;
     net.wait_settled(timeout).await.map_err(|e| {
         anyhow::anyhow!(
@@ -127,6 +136,7 @@ pub async fn run(args: CpArgs) -> anyhow::Result<u8> {
         net,
         agent_id,
         transfers: transfers.clone(),
+        direct,
     };
     let cancel = CancellationToken::new();
     let interrupted = cancel.clone();
@@ -215,6 +225,8 @@ struct FleetctlHosts {
     net: Net,
     agent_id: String,
     transfers: Arc<Transfers>,
+    /// Whether `cp HOST:PATH LOCAL` tries a direct path before the relay (the `direct` setting).
+    direct: bool,
 }
 
 impl FleetctlHosts {
@@ -266,10 +278,19 @@ impl FleetctlHosts {
     ) -> Result<TransferReceiveResult, String> {
         let destination =
             Destination::local(std::path::Path::new(&args.path)).map_err(|e| e.to_string())?;
-        let path: Arc<dyn BytePath> = if args.from_agent_id == self.agent_id {
-            path::local(self.transfers.clone(), self.agent_id.clone())
+        let paths: Vec<Arc<dyn BytePath>> = if args.from_agent_id == self.agent_id {
+            vec![path::local(self.transfers.clone(), self.agent_id.clone())]
         } else {
-            path::relay(self.net.clone(), self.peer(&args.from_agent_id)?)
+            let peer = self.peer(&args.from_agent_id)?;
+            let mut paths = Vec::new();
+            if self.direct {
+                paths.push(remote_agents_node::transfer::direct::path(
+                    self.net.clone(),
+                    peer,
+                ));
+            }
+            paths.push(path::relay(self.net.clone(), peer));
+            paths
         };
         let plan = ReceivePlan {
             from_agent_id: args.from_agent_id,
@@ -280,7 +301,7 @@ impl FleetctlHosts {
         };
         let report: remote_agents_node::transfer::receive::Progress =
             Arc::new(move |bytes, path| progress(bytes, Some(path)));
-        let received = receive(destination, plan, vec![path], report, cancel)
+        let received = receive(destination, plan, paths, report, cancel)
             .await
             .map_err(|e| e.to_string())?;
         Ok(TransferReceiveResult {

@@ -1,8 +1,8 @@
 //! Host→host file transfer, the engine: the files a node serves to one destination each by
 //! ticket (`source`), the destination's pull of a file into a temp file with SHA-256 verified
 //! end to end, fsync and rename, resuming from the verified offset (`receive`), the byte paths
-//! that carry the chunks (`path`: the relay now, a direct connection later), and the
-//! coordinator's records of the transfers it runs (`coordinate`).
+//! that carry the chunks (`path`: the relay and local ones; `direct`: QUIC on a punched UDP
+//! path, tried before the relay), and the coordinator's records of the transfers it runs (`coordinate`).
 //!
 //! Authorization: the coordinator (the caller's own node, or fleetctl) asks the source host for
 //! a ticket (`transfer_source`, gated for reading there against the caller) and the destination
@@ -12,6 +12,7 @@
 //! either acting on its own authority.
 
 pub mod coordinate;
+pub mod direct;
 pub mod path;
 pub mod receive;
 pub mod source;

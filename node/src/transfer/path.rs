@@ -1,8 +1,9 @@
 //! The byte paths a destination pulls a source's chunks over, behind one trait so the engine
 //! does not care which carries them: `relay` (an RPC per chunk through the relay's sealed
 //! sessions, the net RPC's own streaming and cancellation), `local` (both ends on one host), and
-//! later `direct` (a QUIC connection on a hole-punched UDP socket, `node::net::direct`), which
-//! the destination puts ahead of the relay in the list it hands `receive`.
+//! `direct` (`super::direct`: a QUIC connection on a hole-punched UDP socket,
+//! `node::net::direct`), which the destination puts ahead of the relay in the list it hands
+//! `receive`.
 //!
 //! On the relay path a pull is a net request that starts with [`PULL_MAGIC`] followed by the JSON
 //! of a [`Pull`]; the node's request handler serves it (`serve`) before it would read a request

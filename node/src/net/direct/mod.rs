@@ -44,6 +44,10 @@ use socket::DemuxSocket;
 /// How the node's direct path behaves.
 #[derive(Debug, Clone)]
 pub struct DirectConfig {
+    /// Whether this node takes part at all: when off, it refuses peers' offers (so they move to
+    /// the relay at once instead of connecting to a node that serves nothing on the path) and
+    /// makes none.
+    pub enabled: bool,
     /// Where the node's one UDP socket binds (default `0.0.0.0:0`: every interface, any port).
     pub bind: SocketAddr,
     /// The relay's UDP reflector (`host:port`), which tells the node its address as seen from
@@ -62,6 +66,7 @@ pub struct DirectConfig {
 impl Default for DirectConfig {
     fn default() -> Self {
         DirectConfig {
+            enabled: true,
             bind: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
             reflector: None,
             punch_timeout: Duration::from_secs(4),
@@ -106,6 +111,8 @@ pub enum DirectError {
         #[source]
         source: ConnectionError,
     },
+    #[error("the direct path is off on this node (setting `direct`)")]
+    Disabled,
     #[error("the node is shutting down")]
     Shutdown,
 }
@@ -125,6 +132,9 @@ pub struct DirectConnection {
 /// the QUIC handshake as the client. Fails within about twice `punch_timeout` when no direct
 /// path works; the caller then uses the relay.
 pub async fn connect(net: &Net, peer: PeerId) -> Result<DirectConnection, DirectError> {
+    if !net.shared.direct.config.enabled {
+        return Err(DirectError::Disabled);
+    }
     if net.peer(&peer).is_none() {
         return Err(DirectError::NoSession { peer });
     }
@@ -179,6 +189,11 @@ pub async fn accept(net: &Net) -> Result<DirectConnection, DirectError> {
 /// probes towards its candidates so that our NAT lets its handshake in.
 pub(crate) async fn answer(net: Net, from: PeerInfo, offer: Vec<u8>, responder: Responder) {
     let state = &net.shared.direct;
+    if !state.config.enabled {
+        return responder
+            .fail("the direct path is off on this host (setting `direct`)")
+            .await;
+    }
     let offer = match DirectOffer::decode(&offer) {
         Ok(offer) => offer,
         Err(error) => {

@@ -65,9 +65,8 @@ impl Run for TransferReceive {
     }
 }
 
-/// The byte paths to the source host, preferred first. Here the direct path
-/// (`node::net::direct`) goes ahead of the relay once it exists; the relay stays last, the
-/// fallback every transfer has.
+/// The byte paths to the source host, preferred first: the direct path (`node::net::direct`,
+/// unless the `direct` setting is off), then the relay, the fallback every transfer has.
 fn paths_to(node: &Arc<Node>, from_agent_id: &str) -> Result<Vec<Arc<dyn BytePath>>, String> {
     if node.is_local(from_agent_id) {
         return Ok(vec![path::local(node.transfers().clone(), node.agent_id())]);
@@ -82,7 +81,12 @@ fn paths_to(node: &Arc<Node>, from_agent_id: &str) -> Result<Vec<Arc<dyn BytePat
         .into_iter()
         .find(|p| p.agent_id == from_agent_id)
         .ok_or_else(|| format!("source host {from_agent_id} is not connected"))?;
-    Ok(vec![path::relay(net, peer.peer_id)])
+    let mut paths = Vec::new();
+    if node.settings().direct.value {
+        paths.push(crate::transfer::direct::path(net.clone(), peer.peer_id));
+    }
+    paths.push(path::relay(net, peer.peer_id));
+    Ok(paths)
 }
 
 /// Progress as the request's progress reports (bytes of total, `via <path>`), about every
