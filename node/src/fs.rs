@@ -358,7 +358,8 @@ pub(crate) mod tests {
     use super::*;
     use crate::policy::{Intent, Mode, Policy, PolicyConfig};
 
-    fn setup() -> (tempfile::TempDir, PathBuf, Policy) {
+    /// A temp root the policy allows, with the node's data dir inside it.
+    pub(crate) fn setup() -> (tempfile::TempDir, PathBuf, Policy) {
         let tmp = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(tmp.path()).unwrap();
         let data = root.join(".data");

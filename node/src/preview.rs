@@ -273,24 +273,9 @@ fn encode(image: &DynamicImage, format: ThumbnailFormat) -> Result<Vec<u8>, imag
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Intent, Mode, Policy, PolicyConfig};
-    use std::path::{Path, PathBuf};
-
-    fn setup() -> (tempfile::TempDir, PathBuf, Policy) {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = std::fs::canonicalize(tmp.path()).unwrap();
-        let data = root.join(".data");
-        std::fs::create_dir_all(&data).unwrap();
-        let policy = Policy::new(
-            &PolicyConfig {
-                roots: vec![root.clone()],
-                ..Default::default()
-            },
-            &data,
-        )
-        .unwrap();
-        (tmp, root, policy)
-    }
+    use crate::fs::tests::setup;
+    use crate::policy::{Intent, Mode, Policy};
+    use std::path::Path;
 
     fn thumbnail_of(
         policy: &Policy,
