@@ -379,6 +379,17 @@ fn fleet_tools() -> Vec<Tool> {
             "Find files by name glob and/or content regex on every host the target selects.",
             FANOUT_READ,
         ),
+        tool::<FleetSendArgs, FleetResult>(
+            "fleet_send",
+            "Send one file to many hosts",
+            "Copy a file from one host (default this one) to to_path on every host the target \
+             selects. Hosts fetch it from each other as it arrives, so the source sends it about \
+             twice however many hosts; each copy is SHA-256 verified, fsynced and renamed.",
+            Hints {
+                idempotent: true,
+                ..FANOUT_WRITE
+            },
+        ),
         tool::<JobGetArgs, JobGetResult>(
             "job_get",
             "Fetch a fan-out's full results",
@@ -1070,6 +1081,7 @@ pub(crate) mod tests {
             "fleet_write",
             "fleet_git",
             "fleet_search",
+            "fleet_send",
             "job_get",
             "job_list",
         ] {

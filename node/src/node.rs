@@ -25,7 +25,7 @@ use crate::policy::{Intent, Mode, Policy, PolicyError, Refusal};
 use remote_agents_ops::{AgentSummary, Caller, Envelope, ModeOverride, Outcome, Reply, Request};
 
 // Each operation's gate check and execution, in a module of its own.
-mod operations;
+pub(crate) mod operations;
 
 /// Progress callback: (progress, total, message).
 pub type ProgressFn = Arc<dyn Fn(f64, Option<f64>, String) + Send + Sync>;

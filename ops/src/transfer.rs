@@ -150,6 +150,23 @@ pub struct TransferReceiveArgs {
     pub ticket: String,
     pub size: u64,
     pub modified_ms: Option<u64>,
+    /// Hosts this destination serves the file to while it receives it (a `fleet_send` swarm):
+    /// each pulls the verified prefix with its own ticket, bound to its agent id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub serve_to: Vec<ServeTo>,
+    /// The host and path the file first came from, when `from_agent_id` only forwards it (a
+    /// swarm): the resume key of the temp file, so a retry from another host resumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+}
+
+/// One next host of a swarm: who may pull, with which ticket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServeTo {
+    pub agent_id: String,
+    /// 64 hex digits the coordinator drew at random.
+    pub ticket: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -317,3 +317,133 @@ async fn with_the_direct_path_off_the_bytes_cross_the_relay_verified() -> anyhow
     );
     Ok(())
 }
+
+/// `fleetctl cp FILE -t SELECTOR:PATH` and MCP `fleet_send`: one file to many hosts, the hosts
+/// forwarding it to each other as it arrives, so the origin sends it about twice however many
+/// hosts there are. A host that refuses (plan mode) is `denied` in its record; the hosts it was
+/// to serve fall back to the origin and still get the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_upload_reaches_many_hosts_through_each_other() -> anyhow::Result<()> {
+    let mut nodes: Vec<NodeSpec> = (1..=7)
+        .map(|i| NodeSpec::new(&format!("w{i}"), &["web"], "edit"))
+        .collect();
+    // w2 is the origin's second child: w5 and w6 were to pull from it.
+    nodes[1] = NodeSpec::new("w2", &["web"], "plan");
+    let fleet = TestFleet::start(&nodes).await?;
+    let content = random_bytes(5 * 1024 * 1024 + 999, 18);
+    let local = fleet.dir.path().join("upload.bin");
+    std::fs::write(&local, &content)?;
+    let sha256 = sha256_file(&local)?;
+    let size = content.len() as u64;
+
+    // Every web host but w2: the origin (fleetctl) sends the file to two hosts only.
+    let (code, stdout, stderr) = fleet
+        .fleetctl(&[
+            "cp",
+            "-o",
+            "json",
+            &text(&local),
+            "-t",
+            "web&!name:w2:swarm.bin",
+        ])
+        .await?;
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let result: Value = serde_json::from_str(&stdout)?;
+    let records = result["records"].as_array().unwrap();
+    let hosts: Vec<&str> = records.iter().filter_map(|r| r["host"].as_str()).collect();
+    assert_eq!(hosts, ["w1", "w3", "w4", "w5", "w6", "w7"], "{stdout}");
+    for record in records {
+        assert_eq!(record["status"], "ok", "{record}");
+        assert_eq!(
+            record["stdout"],
+            format!("{size} bytes, sha256 {sha256}\n"),
+            "{record}"
+        );
+        let host = record["host"].as_str().unwrap();
+        assert!(
+            std::fs::read(home(&fleet, host).join("swarm.bin"))? == content,
+            "{host}"
+        );
+        assert!(temps(&home(&fleet, host)).is_empty(), "{host}");
+    }
+    let sent = result["bytes_sent_from_here"].as_u64().unwrap();
+    assert!(
+        sent <= 2 * size,
+        "the origin sent {sent} bytes for a {size}-byte file to 6 hosts: {stdout} {stderr}\n{}",
+        ["w1", "w3", "w4", "w5", "w6", "w7"]
+            .map(|h| fleet.node_log(h))
+            .join("\n")
+    );
+
+    // With w2 (plan mode) in the target: it is denied, and the two hosts below it in the tree
+    // fall back to the origin, which then sends about three copies.
+    let (code, stdout, stderr) = fleet
+        .fleetctl(&["cp", "-o", "json", &text(&local), "-t", "web:again.bin"])
+        .await?;
+    assert_eq!(code, 1, "one host is denied: {stdout}\n{stderr}");
+    let result: Value = serde_json::from_str(&stdout)?;
+    for record in result["records"].as_array().unwrap() {
+        let host = record["host"].as_str().unwrap();
+        if host == "w2" {
+            assert_eq!(record["status"], "denied", "{record}");
+            assert!(
+                record["error"].as_str().unwrap().contains("plan"),
+                "{record}"
+            );
+            assert!(!home(&fleet, host).join("again.bin").exists());
+        } else {
+            assert_eq!(record["status"], "ok", "{record}");
+            assert!(
+                std::fs::read(home(&fleet, host).join("again.bin"))? == content,
+                "{host}"
+            );
+        }
+    }
+    let sent = result["bytes_sent_from_here"].as_u64().unwrap();
+    assert!(sent <= 3 * size, "{sent} bytes sent for {size}");
+    // Kept like any fan-out: `fleetctl jobs` lists it.
+    let (code, jobs, _) = fleet.fleetctl(&["jobs"]).await?;
+    assert_eq!(code, 0);
+    assert!(jobs.contains("cp ") && jobs.contains("again.bin"), "{jobs}");
+
+    // MCP fleet_send from a host's file: folded into one group of identical results.
+    let source = home(&fleet, "w1").join("swarm.bin");
+    let mut mcp = fleet.start_mcp_operator().await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let sent = loop {
+        let sent = mcp
+            .call_tool(
+                "fleet_send",
+                json!({
+                    "target": "web&!name:w2", "from_agent_id": "w1",
+                    "from_path": text(&source), "to_path": "mcp.bin",
+                }),
+            )
+            .await?;
+        let groups = sent["structuredContent"]["groups"].as_array().cloned();
+        let hosts_ok = groups
+            .as_ref()
+            .and_then(|g| g.first())
+            .and_then(|g| g["hosts"].as_array())
+            .map_or(0, |h| h.len());
+        if hosts_ok == 6 {
+            break sent;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{sent}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let group = &sent["structuredContent"]["groups"][0];
+    assert_eq!(group["status"], "ok", "{sent}");
+    assert_eq!(
+        group["stdout"],
+        format!("{size} bytes, sha256 {sha256}\n"),
+        "{sent}"
+    );
+    for host in ["w1", "w3", "w4", "w5", "w6", "w7"] {
+        assert!(
+            std::fs::read(home(&fleet, host).join("mcp.bin"))? == content,
+            "{host}"
+        );
+    }
+    Ok(())
+}

@@ -5,6 +5,10 @@
 //! against fleetctl's own identity and operator key. On this machine's side fleetctl is the
 //! source (it serves the pulls of the destination) or the destination (it pulls, verifies and
 //! renames into place) itself. A progress line goes to stderr when it is a terminal.
+//!
+//! `fleetctl cp FILE -t SELECTOR:PATH` (or `HOST:PATH -t SELECTOR:PATH`) sends one file to every
+//! host the selector picks, the hosts forwarding it to each other as it arrives
+//! (`node::transfer::swarm`), with per-host records folded and kept like any fan-out's.
 
 use std::io::IsTerminal as _;
 use std::sync::Arc;
@@ -38,8 +42,18 @@ use crate::output::Output;
 pub struct CpArgs {
     /// HOST:PATH, or a local path.
     pub from: String,
-    /// HOST:PATH, or a local path.
-    pub to: String,
+    /// HOST:PATH, or a local path (or give -t instead).
+    #[arg(required_unless_present = "target", conflicts_with = "target")]
+    pub to: Option<String>,
+    /// SELECTOR:PATH: send to every host the selector picks (`all`, a tag, `name:GLOB`,
+    /// `os:linux`, ...), the hosts passing it on to each other. PATH is absolute, or contains no
+    /// colon.
+    #[arg(long, short = 't')]
+    pub target: Option<String>,
+    /// With -t: the fleet's spec (files or folders), for the hosts it declares; default the
+    /// spec applied to the fleet.
+    #[arg(long = "spec", short = 'f', requires = "target")]
+    pub spec: Vec<std::path::PathBuf>,
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: Output,
     #[command(flatten)]
@@ -50,7 +64,149 @@ pub struct CpArgs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum End {
     Local(std::path::PathBuf),
-    Host { host: String, path: String },
+    Host {
+        host: String,
+        path: String,
+    },
+    /// `-t SELECTOR:PATH`: every host the selector picks.
+    Swarm {
+        selector: String,
+        path: String,
+    },
+}
+
+/// `SELECTOR:PATH`: selectors contain colons themselves (`name:web-*`), so an absolute path
+/// starts at the first `:/`, and otherwise the path is what follows the last colon.
+fn split_target(text: &str) -> anyhow::Result<(String, String)> {
+    let (selector, path) = match text.find(":/") {
+        Some(at) => (&text[..at], &text[at + 1..]),
+        None => text
+            .rsplit_once(':')
+            .ok_or_else(|| anyhow::anyhow!("-t {text:?}: expected SELECTOR:PATH"))?,
+    };
+    anyhow::ensure!(
+        !selector.is_empty() && !path.is_empty(),
+        "-t {text:?}: expected SELECTOR:PATH, e.g. `web:/srv/app.tar`"
+    );
+    Ok((selector.to_string(), path.to_string()))
+}
+
+/// A `cp -t` run: one file to every host the selector picks.
+struct SwarmCopy<'a> {
+    from_host: String,
+    from_path: String,
+    selector: String,
+    to_path: String,
+    spec: &'a [std::path::PathBuf],
+    settings: &'a remote_agents_node::config::Settings,
+    psk: remote_agents_protocol::psk::Psk,
+    output: Output,
+}
+
+impl SwarmCopy<'_> {
+    async fn run(self, hosts: &FleetctlHosts) -> anyhow::Result<u8> {
+        use remote_agents_node::fleet::{connection, fold, inventory::Inventory, jobs, remote};
+        let selector = remote_agents_spec::Selector::parse(&self.selector)
+            .map_err(|e| anyhow::anyhow!("-t {:?}: {e}", self.selector))?;
+        let dir = connection::fleetctl_dir(self.settings)?;
+        let store = remote_agents_node::journal::Store::open(&dir)?;
+        // Without -f the applied spec is the inventory: a declared host that is offline is
+        // reported `unreachable` rather than missed.
+        let inventory = match connection::declared_inventory(self.spec)? {
+            Some(inventory) => Some(inventory),
+            None => {
+                let connection = connection::Connection::of_node(
+                    hosts.net.clone(),
+                    hosts.agent_id.clone(),
+                    self.psk.clone(),
+                );
+                remote_agents_node::sync::publish::applied_bundle(&connection)
+                    .await
+                    .map(|bundle| Inventory::of_bundle(&bundle))
+            }
+        };
+        let targets = remote::resolve_targets(
+            &selector,
+            &hosts.net.peers(),
+            inventory.as_ref().map_or(&[], |i| i.hosts.as_slice()),
+        );
+        anyhow::ensure!(
+            !targets.is_empty(),
+            "no host matched -t {:?} ({} connected)",
+            self.selector,
+            hosts.net.peers().len()
+        );
+        let count = targets.len();
+        let started_ms = remote_agents_node::journal::now_ms();
+        let received = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+        let progress: remote_agents_node::transfer::swarm::SwarmProgress = {
+            let received = received.clone();
+            Arc::new(move |host: &str, bytes| {
+                received
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(host.to_string(), bytes);
+            })
+        };
+        let job = remote_agents_node::transfer::swarm::SwarmJob {
+            from_host: self.from_host,
+            from_path: self.from_path.clone(),
+            targets,
+            to_path: self.to_path.clone(),
+        };
+        let cancel = CancellationToken::new();
+        let interrupted = cancel.clone();
+        let swarm = remote_agents_node::transfer::swarm::run(hosts, job, progress, cancel);
+        tokio::pin!(swarm);
+        let bar = std::io::stderr().is_terminal();
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut report = loop {
+            tokio::select! {
+                report = &mut swarm => break report,
+                _ = tick.tick(), if bar => {
+                    let total: u64 = received.lock().unwrap_or_else(|e| e.into_inner()).values().sum();
+                    eprint!("\r{count} hosts  {:.1} MiB received in all  {:.1} MiB sent from here",
+                        total as f64 / 1048576.0,
+                        hosts.transfers.served_bytes() as f64 / 1048576.0);
+                }
+                _ = tokio::signal::ctrl_c() => interrupted.cancel(),
+            }
+        };
+        if bar {
+            eprint!("\r{}\r", " ".repeat(78));
+        }
+        if let Some(inventory) = &inventory {
+            inventory.mark_undeclared(&mut report.records);
+        }
+        let job = jobs::Job {
+            op_id: jobs::new_op_id(),
+            summary: format!("cp {} -> {}", self.from_path, self.to_path),
+            target: self.selector,
+            started_ms,
+            finished_ms: remote_agents_node::journal::now_ms(),
+            report,
+        };
+        jobs::save(&store, &job)?;
+        let sent = hosts.transfers.served_bytes();
+        match self.output {
+            Output::Json | Output::Yaml => {
+                let data = serde_json::json!({
+                    "op_id": job.op_id,
+                    "records": job.report.records,
+                    "bytes_sent_from_here": sent,
+                });
+                print!("{}", self.output.data(&data)?.unwrap_or_default());
+            }
+            Output::Text => {
+                print!("{}", fold::render_text(&fold::fold(&job.report.records)));
+                if sent > 0 {
+                    println!("sent from here: {sent} bytes");
+                }
+                println!("op id: {}", job.op_id);
+            }
+        }
+        Ok(if job.report.all_ok() { EXIT_OK } else { 1 })
+    }
 }
 
 /// `HOST:PATH` names a host when a colon comes before any slash (so `./a:b` and `/x:y` are
@@ -66,13 +222,24 @@ fn parse_end(text: &str) -> End {
 }
 
 pub async fn run(args: CpArgs) -> anyhow::Result<u8> {
-    let (from, to) = (parse_end(&args.from), parse_end(&args.to));
+    let from = parse_end(&args.from);
+    let to = match (&args.to, &args.target) {
+        (Some(to), _) => parse_end(to),
+        (None, Some(target)) => {
+            let (selector, path) = split_target(target)?;
+            End::Swarm { selector, path }
+        }
+        (None, None) => anyhow::bail!("name a destination: HOST:PATH, a local path, or -t"),
+    };
     if let (End::Local(_), End::Local(_)) = (&from, &to) {
         anyhow::bail!(
             "both {} and {} are local paths: name a HOST:PATH",
             args.from,
-            args.to
+            args.to.as_deref().unwrap_or_default()
         );
+    }
+    if let End::Swarm { .. } = from {
+        anyhow::bail!("-t names destinations; the source is HOST:PATH or a local path");
     }
     let settings = resolve_settings(&args.connect)?;
     let dir = remote_agents_node::fleet::connection::fleetctl_dir(&settings)?;
@@ -92,6 +259,7 @@ pub async fn run(args: CpArgs) -> anyhow::Result<u8> {
         "no relay configured: pass --relay, --room and --token (or set REMOTE_AGENTS_RELAY, \
          REMOTE_AGENTS_ROOM, REMOTE_AGENTS_TOKEN)",
     )?;
+    let psk = config.psk.clone();
     let transfers = Transfers::new();
     let shutdown = CancellationToken::new();
     let _stop = shutdown.clone().drop_guard();
@@ -117,6 +285,31 @@ pub async fn run(args: CpArgs) -> anyhow::Result<u8> {
         )
     })?;
     let (from_host, from_path) = host_and_path(&from, &agent_id)?;
+    if let End::Swarm { selector, path } = to {
+        let hosts = FleetctlHosts {
+            client: Client::new(
+                net.clone(),
+                Caller::Fleet {
+                    caller: agent_id.clone(),
+                },
+            ),
+            net,
+            agent_id,
+            transfers,
+            direct,
+        };
+        let swarm = SwarmCopy {
+            from_host,
+            from_path,
+            selector,
+            to_path: path,
+            spec: &args.spec,
+            settings: &settings,
+            psk,
+            output: args.output,
+        };
+        return swarm.run(&hosts).await;
+    }
     let (to_host, to_path) = host_and_path(&to, &agent_id)?;
     let job = Job {
         transfer_id: remote_agents_node::client::new_request_id(),
@@ -163,7 +356,7 @@ pub async fn run(args: CpArgs) -> anyhow::Result<u8> {
         None if status.state == TransferState::Done => println!(
             "{} -> {}: {} bytes via {}, sha256 {}",
             args.from,
-            args.to,
+            args.to.as_deref().unwrap_or_default(),
             status.bytes_done,
             status
                 .path
@@ -177,7 +370,7 @@ pub async fn run(args: CpArgs) -> anyhow::Result<u8> {
         anyhow::bail!(
             "{} -> {}: {}",
             args.from,
-            args.to,
+            args.to.as_deref().unwrap_or_default(),
             status
                 .error
                 .as_deref()
@@ -191,6 +384,7 @@ pub async fn run(args: CpArgs) -> anyhow::Result<u8> {
 fn host_and_path(end: &End, own: &str) -> anyhow::Result<(String, String)> {
     Ok(match end {
         End::Host { host, path } => (host.clone(), path.clone()),
+        End::Swarm { selector, .. } => anyhow::bail!("-t {selector}: not a single host"),
         End::Local(path) => {
             let absolute = std::path::absolute(path)
                 .with_context(|| format!("cannot resolve {}", path.display()))?;
@@ -298,6 +492,8 @@ impl FleetctlHosts {
             ticket: args.ticket,
             size: args.size,
             modified_ms: args.modified_ms,
+            origin: args.origin,
+            forward: None,
         };
         let report: remote_agents_node::transfer::receive::Progress =
             Arc::new(move |bytes, path| progress(bytes, Some(path)));

@@ -1,9 +1,11 @@
 //! The fleet operations as MCP tool arguments and results (`fleet_exec`, `fleet_read`,
-//! `fleet_write`, `fleet_git`, `fleet_search`, `job_get`, `job_list`), run from a node that has a
+//! `fleet_write`, `fleet_git`, `fleet_search`, `fleet_send`, `job_get`, `job_list`), run from a
+//! node that has a
 //! relay connection. Results are folded so a model reads 1,000 hosts as a few groups; the full
 //! per-host records stay in the node's job history (`job_get`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -120,6 +122,19 @@ pub struct FleetSearchArgs {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct FleetSendArgs {
+    #[serde(flatten)]
+    pub fanout: FanoutArgs,
+    /// The host holding the file (agent id or name); default this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_agent_id: Option<String>,
+    pub from_path: String,
+    /// Where the file lands on every targeted host (its folder must exist).
+    pub to_path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct JobGetArgs {
     /// An op id from a fleet_* result or job_list (a unique prefix is enough).
     pub op_id: String,
@@ -164,6 +179,7 @@ pub enum FleetRequest {
     FleetWrite(FleetWriteArgs),
     FleetGit(FleetGitArgs),
     FleetSearch(FleetSearchArgs),
+    FleetSend(FleetSendArgs),
     JobGet(JobGetArgs),
     JobList(JobListArgs),
 }
@@ -210,11 +226,12 @@ fn exec_request(argv: Vec<String>, shell: bool, timeout: Option<f64>) -> Request
 /// declared hosts (`sync::publish::node_inventory`): those that match the target but are not
 /// connected are reported `unreachable`, and connected hosts it does not declare are marked.
 pub async fn run(
-    node: &Node,
+    node: &Arc<Node>,
     request: FleetRequest,
     inventory: Option<&Inventory>,
 ) -> Result<serde_json::Value, ToolError> {
     let (fanout, request, per_os, summary) = match request {
+        FleetRequest::FleetSend(args) => return send(node, args, inventory).await,
         FleetRequest::JobGet(args) => {
             let mut job = jobs::get(node.store(), &args.op_id)
                 .map_err(|e| e.to_string())?
@@ -337,6 +354,71 @@ pub async fn run(
             net.peers().len()
         ));
     }
+    jobs::save(node.store(), &job).map_err(|e| e.to_string())?;
+    let result = FleetResult {
+        op_id: job.op_id.clone(),
+        halted: job.report.halted,
+        folded: fold(&job.report.records),
+    };
+    serde_json::to_value(result).map_err(|e| e.to_string())
+}
+
+/// `fleet_send`: one file to every targeted host, the hosts forwarding it to each other
+/// (`transfer::swarm`), each step authorized on its host against this node's MCP caller.
+async fn send(
+    node: &Arc<Node>,
+    args: FleetSendArgs,
+    inventory: Option<&Inventory>,
+) -> Result<serde_json::Value, ToolError> {
+    let net = node.net().ok_or(
+        "this node has no relay connection (local-only): start it with --relay, --room and \
+         --token to act on the fleet",
+    )?;
+    let selector = remote_agents_spec::Selector::parse(&args.fanout.target)
+        .map_err(|e| format!("target {:?}: {e}", args.fanout.target))?;
+    let targets = super::remote::resolve_targets(
+        &selector,
+        &net.peers(),
+        inventory.map_or(&[], |i| i.hosts.as_slice()),
+    );
+    if targets.is_empty() {
+        return Err(format!(
+            "no host matched target {:?} ({} peers connected; see list_agents)",
+            args.fanout.target,
+            net.peers().len()
+        ));
+    }
+    let hosts = crate::node::operations::send_file::NodeHosts::new(
+        node.clone(),
+        remote_agents_ops::Caller::McpLocal,
+    );
+    let started_ms = crate::journal::now_ms();
+    let job = crate::transfer::swarm::SwarmJob {
+        from_host: args
+            .from_agent_id
+            .unwrap_or_else(|| node.agent_id().to_string()),
+        from_path: args.from_path.clone(),
+        targets,
+        to_path: args.to_path.clone(),
+    };
+    let mut report = crate::transfer::swarm::run(
+        &hosts,
+        job,
+        Arc::new(|_, _| {}),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await;
+    if let Some(inventory) = inventory {
+        inventory.mark_undeclared(&mut report.records);
+    }
+    let job = Job {
+        op_id: jobs::new_op_id(),
+        summary: format!("send {} -> {}", args.from_path, args.to_path),
+        target: args.fanout.target,
+        started_ms,
+        finished_ms: crate::journal::now_ms(),
+        report,
+    };
     jobs::save(node.store(), &job).map_err(|e| e.to_string())?;
     let result = FleetResult {
         op_id: job.op_id.clone(),

@@ -161,6 +161,8 @@ async fn steps(
                 ticket: source.ticket,
                 size: source.size,
                 modified_ms: source.modified_ms,
+                serve_to: Vec::new(),
+                origin: None,
             },
             progress,
             cancel,

@@ -181,11 +181,7 @@ async fn serve_connection(direct: DirectConnection, transfers: Arc<Transfers>) {
             let _permit = permit;
             let answered = match receive.read_to_end(MAX_REQUEST).await {
                 Ok(request) => match decode_pull(&request) {
-                    Some(Ok(pull)) => {
-                        crate::runtime::spawn_blocking(move || answer(&transfers, &puller, &pull))
-                            .await
-                            .unwrap_or_else(|e| Err(format!("source reader panicked: {e}")))
-                    }
+                    Some(Ok(pull)) => answer(&transfers, &puller, pull).await,
                     Some(Err(error)) => Err(error),
                     None => Err("this stream carries transfer pulls only".into()),
                 },

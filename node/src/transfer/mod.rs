@@ -13,9 +13,11 @@
 
 pub mod coordinate;
 pub mod direct;
+pub mod forward;
 pub mod path;
 pub mod receive;
 pub mod source;
+pub mod swarm;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -43,6 +45,8 @@ pub const RECEIVE_DEADLINE: std::time::Duration = std::time::Duration::from_secs
 pub struct Transfers {
     sources: Mutex<HashMap<String, Arc<Source>>>,
     records: Mutex<BTreeMap<String, TransferStatus>>,
+    /// Chunk bytes this node's sources have answered (what a swarm's origin sent).
+    served: std::sync::atomic::AtomicU64,
     /// Woken whenever a record finishes (`transfer_get` waits on it).
     finished: tokio::sync::Notify,
 }
@@ -56,11 +60,7 @@ impl Transfers {
     /// [`source::IDLE`] are dropped first, closing their files; beyond [`MAX_SOURCES`] open
     /// ones it is refused.
     pub fn add_source(&self, source: Source) -> Result<String, String> {
-        let ticket = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
+        let ticket = Self::new_ticket();
         let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         sources.retain(|_, s| !s.idle_too_long());
         if sources.len() >= MAX_SOURCES {
@@ -70,6 +70,35 @@ impl Transfers {
         }
         sources.insert(ticket.clone(), Arc::new(source));
         Ok(ticket)
+    }
+
+    /// Keeps `source` under a ticket the coordinator drew (a swarm's forwarded source): it must
+    /// be 64 hex digits, and new.
+    pub fn add_source_with_ticket(&self, ticket: &str, source: Source) -> Result<(), String> {
+        if ticket.len() != 64 || !ticket.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("a forwarding ticket must be 64 hex digits".into());
+        }
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        sources.retain(|_, s| !s.idle_too_long());
+        if sources.len() >= MAX_SOURCES {
+            return Err(format!(
+                "this host already serves {MAX_SOURCES} transfers; wait for some to finish"
+            ));
+        }
+        if sources.contains_key(ticket) {
+            return Err("this forwarding ticket is already in use".into());
+        }
+        sources.insert(ticket.to_string(), Arc::new(source));
+        Ok(())
+    }
+
+    /// A ticket for a swarm's forwarded source: 256 random bits, hex.
+    pub fn new_ticket() -> String {
+        format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        )
     }
 
     /// The source `ticket` names, if `puller` is the destination it was opened for. A wrong
@@ -95,6 +124,16 @@ impl Transfers {
         if sources.get(ticket).is_some_and(|s| s.puller() == puller) {
             sources.remove(ticket);
         }
+    }
+
+    /// Chunk bytes this node's sources have answered since it started.
+    pub fn served_bytes(&self) -> u64 {
+        self.served.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_served(&self, bytes: usize) {
+        self.served
+            .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// How many sources are open (tests).

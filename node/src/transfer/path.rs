@@ -127,9 +127,8 @@ impl BytePath for LocalPath {
         let transfers = self.transfers.clone();
         let puller = self.puller.clone();
         Box::pin(async move {
-            crate::runtime::spawn_blocking(move || answer(&transfers, &puller, &pull))
+            answer(&transfers, &puller, pull)
                 .await
-                .map_err(|e| PathError::Source(format!("source reader panicked: {e}")))?
                 .map_err(PathError::Source)
         })
     }
@@ -141,18 +140,24 @@ pub fn decode_pull(request: &[u8]) -> Option<Result<Pull, String>> {
     Some(serde_json::from_slice(body).map_err(|e| format!("malformed transfer pull: {e}")))
 }
 
-/// Answers one pull from `puller` (an authenticated peer's agent id).
-pub fn answer(transfers: &Transfers, puller: &str, pull: &Pull) -> Result<Vec<u8>, String> {
+/// Answers one pull from `puller` (an authenticated peer's agent id); file reads run on a
+/// blocking thread, and a forwarded source waits for the bytes it has not received yet.
+pub async fn answer(transfers: &Transfers, puller: &str, pull: Pull) -> Result<Vec<u8>, String> {
     match pull.what {
         PullWhat::Close => {
             transfers.close_source(&pull.ticket, puller);
             Ok(Vec::new())
         }
-        PullWhat::Chunk { offset, length } => transfers
-            .source_for(&pull.ticket, puller)?
-            .chunk(offset, length),
+        PullWhat::Chunk { offset, length } => {
+            let chunk = transfers
+                .source_for(&pull.ticket, puller)?
+                .chunk(offset, length)
+                .await?;
+            transfers.count_served(chunk.len());
+            Ok(chunk)
+        }
         PullWhat::Digest => {
-            let digest = transfers.source_for(&pull.ticket, puller)?.digest()?;
+            let digest = transfers.source_for(&pull.ticket, puller)?.digest().await?;
             serde_json::to_vec(&digest).map_err(|e| e.to_string())
         }
     }
@@ -166,9 +171,7 @@ pub async fn serve(
     responder: Responder,
 ) {
     let answer = match pull {
-        Ok(pull) => crate::runtime::spawn_blocking(move || answer(&transfers, &puller, &pull))
-            .await
-            .unwrap_or_else(|e| Err(format!("source reader panicked: {e}"))),
+        Ok(pull) => answer(&transfers, &puller, pull).await,
         Err(e) => Err(e),
     };
     match answer {

@@ -22,6 +22,7 @@ use remote_agents_ops::TransferPath;
 use sha2::Digest as _;
 use tokio_util::sync::CancellationToken;
 
+use super::forward::{FailOnDrop, Forwarding};
 use super::path::{BytePath, PathError, Pull, PullWhat};
 use super::source::Digest;
 use super::{CHUNK, WINDOW};
@@ -39,6 +40,11 @@ pub struct ReceivePlan {
     pub ticket: String,
     pub size: u64,
     pub modified_ms: Option<u64>,
+    /// The host and path the file first came from when `from_agent_id` forwards it (a swarm):
+    /// the temp file's resume key in place of the source's.
+    pub origin: Option<String>,
+    /// Shares the receive's progress with the sources that forward it to the next hosts.
+    pub forward: Option<Arc<Forwarding>>,
 }
 
 /// Where the file lands: the folder (opened by the gate without following links) and the name.
@@ -137,6 +143,8 @@ pub async fn receive(
             plan.from_agent_id
         )));
     }
+    // Whatever ends this receive early ends what it forwards too.
+    let forwarding = FailOnDrop(plan.forward.clone());
     let destination = Arc::new(destination);
     let temp = temp_name(&destination.name, &plan);
     let opened = {
@@ -146,8 +154,12 @@ pub async fn receive(
         blocking(move || open_temp(&destination, &temp, size)).await?
     };
     let (file, hasher, resumed_from) = opened;
+    let file = Arc::new(file);
+    if let Some(forward) = &plan.forward {
+        forward.opened(file.clone(), resumed_from);
+    }
     let mut run = Run {
-        file: Arc::new(file),
+        file,
         hasher,
         done: resumed_from,
         plan: &plan,
@@ -186,6 +198,9 @@ pub async fn receive(
             local,
             run.done
         )));
+    }
+    if let Some(forward) = &forwarding.0 {
+        forward.done(digest.clone());
     }
     let finished = {
         let destination = destination.clone();
@@ -340,6 +355,9 @@ impl Run<'_> {
             self.hasher = hasher;
             written.map_err(Step::Fatal)?;
             self.done += length;
+            if let Some(forward) = &self.plan.forward {
+                forward.verified(self.done);
+            }
             progress(self.done, path.kind());
         }
     }
@@ -395,9 +413,13 @@ async fn close(paths: &[Arc<dyn BytePath>], plan: &ReceivePlan) {
 /// target so a new try of the same transfer finds it.
 fn temp_name(name: &std::ffi::OsStr, plan: &ReceivePlan) -> OsString {
     let mut key = sha2::Sha256::new();
+    let (host, path) = match &plan.origin {
+        Some(origin) => (origin.as_str(), ""),
+        None => (plan.from_agent_id.as_str(), plan.from_path.as_str()),
+    };
     for part in [
-        plan.from_agent_id.as_bytes(),
-        plan.from_path.as_bytes(),
+        host.as_bytes(),
+        path.as_bytes(),
         &plan.size.to_le_bytes(),
         &plan.modified_ms.unwrap_or(0).to_le_bytes(),
         name.as_encoded_bytes(),

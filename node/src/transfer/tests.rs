@@ -258,6 +258,8 @@ fn serve(dir: &Path, content: &[u8]) -> (Arc<Transfers>, Arc<dyn BytePath>, Rece
         ticket,
         size,
         modified_ms,
+        origin: None,
+        forward: None,
     };
     let local = path::local(transfers.clone(), "me");
     (transfers, local, plan)
@@ -434,8 +436,8 @@ async fn cancellation_stops_the_receive_and_removes_the_partial_file() {
 
 /// A ticket serves only the destination the caller named: another peer that learned it (or
 /// guesses one) reads nothing, and learns no more than from an unknown ticket.
-#[test]
-fn a_ticket_serves_only_the_destination_it_names() {
+#[tokio::test]
+async fn a_ticket_serves_only_the_destination_it_names() {
     let dir = tempfile::tempdir().unwrap();
     let (transfers, _local, plan) = serve(dir.path(), b"secret");
     let chunk = Pull {
@@ -445,13 +447,15 @@ fn a_ticket_serves_only_the_destination_it_names() {
             length: 6,
         },
     };
-    let stranger = path::answer(&transfers, "stranger", &chunk).unwrap_err();
+    let stranger = path::answer(&transfers, "stranger", chunk.clone())
+        .await
+        .unwrap_err();
     let unknown = Pull {
         ticket: "0".repeat(64),
         ..chunk.clone()
     };
     assert_eq!(
-        path::answer(&transfers, "me", &unknown).unwrap_err(),
+        path::answer(&transfers, "me", unknown).await.unwrap_err(),
         stranger
     );
     // Nor can another peer close it.
@@ -459,8 +463,11 @@ fn a_ticket_serves_only_the_destination_it_names() {
         ticket: plan.ticket.clone(),
         what: PullWhat::Close,
     };
-    path::answer(&transfers, "stranger", &close).unwrap();
-    assert_eq!(path::answer(&transfers, "me", &chunk).unwrap(), b"secret");
+    path::answer(&transfers, "stranger", close).await.unwrap();
+    assert_eq!(
+        path::answer(&transfers, "me", chunk).await.unwrap(),
+        b"secret"
+    );
 }
 
 /// A 1 MiB tmpfs mounted for the test and unmounted when it ends.
@@ -508,4 +515,105 @@ async fn a_full_disk_ends_with_a_clear_error_and_no_partial_file() {
     );
     assert!(!dst.exists());
     assert!(temps(disk.dir.path()).is_empty());
+}
+
+/// Host A receives the file and, while it does, serves it to host B (a swarm's forwarding): B
+/// starts before A has a byte, waits for what A verifies, and ends with the same verified file.
+#[tokio::test]
+async fn a_forwarding_destination_serves_what_it_verified_while_it_receives() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = random_bytes(6 * CHUNK as usize + 123);
+    let (transfers, local, plan) = serve(dir.path(), &content);
+    let (a_plan, b_plan, b_path) = forwarding_chain(&transfers, &plan);
+    let b_file = dir.path().join("b.bin");
+    let b = {
+        let b_file = b_file.clone();
+        tokio::spawn(async move {
+            receive_to(&b_file, &b_plan, vec![b_path], CancellationToken::new()).await
+        })
+    };
+    let a_file = dir.path().join("a.bin");
+    let a = receive_to(&a_file, &a_plan, vec![local], CancellationToken::new())
+        .await
+        .unwrap();
+    let b = b.await.unwrap().unwrap();
+    assert_eq!(a.sha256, b.sha256);
+    assert_eq!(b.bytes, content.len() as u64);
+    assert!(std::fs::read(&a_file).unwrap() == content);
+    assert!(std::fs::read(&b_file).unwrap() == content);
+    assert!(temps(dir.path()).is_empty());
+}
+
+/// When the forwarding host's own receive fails (its source changed), the host it serves fails
+/// too, as a source failure with the reason, and keeps no partial file.
+#[tokio::test]
+async fn a_failed_forwarding_host_fails_the_next_host_with_nothing_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = random_bytes(6 * CHUNK as usize);
+    let (transfers, local, plan) = serve(dir.path(), &content);
+    let (a_plan, b_plan, b_path) = forwarding_chain(&transfers, &plan);
+    let src = PathBuf::from(&plan.from_path);
+    let change: Box<dyn FnOnce() + Send> = Box::new(move || {
+        let mut changed = std::fs::read(&src).unwrap();
+        changed.push(1);
+        std::fs::write(&src, changed).unwrap();
+    });
+    let a_path = hooked(
+        local,
+        TransferPath::Local,
+        2,
+        Action::Once(std::sync::Mutex::new(Some(change))),
+    );
+    let sub = dir.path().join("b");
+    std::fs::create_dir(&sub).unwrap();
+    let b_file = sub.join("b.bin");
+    let b = {
+        let b_file = b_file.clone();
+        tokio::spawn(async move {
+            receive_to(&b_file, &b_plan, vec![b_path], CancellationToken::new()).await
+        })
+    };
+    let a = receive_to(
+        &dir.path().join("a.bin"),
+        &a_plan,
+        vec![a_path],
+        CancellationToken::new(),
+    )
+    .await;
+    assert!(matches!(a, Err(ReceiveError::Fatal(_))), "{a:?}");
+    let Err(ReceiveError::Fatal(error)) = b.await.unwrap() else {
+        panic!("the next host did not fail")
+    };
+    assert!(error.contains("forwarding host"), "{error}");
+    assert!(!b_file.exists());
+    assert!(temps(&sub).is_empty());
+}
+
+/// Plans for A (receiving `plan`, forwarding to `next`) and for B (`next`, pulling from A), and
+/// B's path: the one registry stands for host A's sources.
+fn forwarding_chain(
+    transfers: &Arc<Transfers>,
+    plan: &ReceivePlan,
+) -> (ReceivePlan, ReceivePlan, Arc<dyn BytePath>) {
+    let forwarding = forward::Forwarding::new();
+    let ticket = Transfers::new_ticket();
+    let source = Source::forwarded(
+        forwarding.clone(),
+        "a.bin".into(),
+        plan.size,
+        plan.modified_ms,
+        "next",
+    );
+    transfers.add_source_with_ticket(&ticket, source).unwrap();
+    let a_plan = ReceivePlan {
+        forward: Some(forwarding),
+        ..plan.clone()
+    };
+    let b_plan = ReceivePlan {
+        from_agent_id: "a".into(),
+        ticket,
+        origin: Some(format!("me:{}", plan.from_path)),
+        ..plan.clone()
+    };
+    (a_plan, b_plan, path::local(transfers.clone(), "next"))
 }

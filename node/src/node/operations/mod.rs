@@ -38,7 +38,7 @@ mod repo;
 mod schedule_add;
 mod schedule_list;
 mod schedule_remove;
-mod send_file;
+pub(crate) mod send_file;
 mod set_mode;
 mod transfer_get;
 mod transfer_list;

@@ -85,8 +85,9 @@ impl Run for SendFile {
 }
 
 /// The hosts as this node reaches them: through its own request pipeline, which runs a step
-/// here or forwards it to the peer it names, under the caller of the `send_file`.
-struct NodeHosts {
+/// here or forwards it to the peer it names, under the caller of the `send_file` (or the
+/// `fleet_send`).
+pub(crate) struct NodeHosts {
     node: Arc<Node>,
     caller: Caller,
     /// The `send_file` call's own progress sink, when it waits.
@@ -94,6 +95,14 @@ struct NodeHosts {
 }
 
 impl NodeHosts {
+    pub(crate) fn new(node: Arc<Node>, caller: Caller) -> Self {
+        NodeHosts {
+            node,
+            caller,
+            progress: None,
+        }
+    }
+
     async fn step<O: Operation>(
         &self,
         request: Request,

@@ -11,8 +11,13 @@ use remote_agents_ops::{Outcome, TransferPath, TransferReceiveArgs, TransferRece
 use super::{Call, Run};
 use crate::node::Node;
 use crate::policy::{Intent, Mode, Refusal, Resolved};
+use crate::transfer::forward::Forwarding;
 use crate::transfer::path;
-use crate::transfer::{BytePath, Destination, ReceiveError, ReceivePlan};
+use crate::transfer::{BytePath, Destination, ReceiveError, ReceivePlan, Source};
+use remote_agents_protocol::frame::PeerId;
+
+/// Hosts one destination serves a swarm's file to at most.
+const MAX_SERVE_TO: usize = 16;
 
 /// The target the gate approved and the source to pull from.
 pub(in crate::node) struct Approved {
@@ -43,12 +48,18 @@ impl Run for TransferReceive {
             Err(error) => return Outcome::failed(error),
         };
         let shown = destination.shown().to_string();
+        let forward = match forward(&node, &args, &shown) {
+            Ok(forward) => forward,
+            Err(error) => return Outcome::failed(error),
+        };
         let plan = ReceivePlan {
             from_agent_id: args.from_agent_id,
             from_path: args.from_path,
             ticket: args.ticket,
             size: args.size,
             modified_ms: args.modified_ms,
+            origin: args.origin,
+            forward,
         };
         let progress = reporter(call.ctx.progress.clone(), plan.size);
         match crate::transfer::receive(destination, plan, paths, progress, call.ctx.cancel).await {
@@ -65,6 +76,38 @@ impl Run for TransferReceive {
     }
 }
 
+/// The sources that serve this receive to the next hosts of a swarm (`serve_to`), under the
+/// tickets the coordinator drew, each bound to its host: registered before the first byte is
+/// pulled, so the next hosts may start pulling as soon as the coordinator hears of progress.
+fn forward(
+    node: &Arc<Node>,
+    args: &TransferReceiveArgs,
+    shown: &str,
+) -> Result<Option<Arc<Forwarding>>, String> {
+    if args.serve_to.is_empty() {
+        return Ok(None);
+    }
+    if args.serve_to.len() > MAX_SERVE_TO {
+        return Err(format!(
+            "serve_to names {} hosts; a host forwards to {MAX_SERVE_TO} at most",
+            args.serve_to.len()
+        ));
+    }
+    let forwarding = Forwarding::new();
+    for next in &args.serve_to {
+        let source = Source::forwarded(
+            forwarding.clone(),
+            shown.to_string(),
+            args.size,
+            args.modified_ms,
+            &next.agent_id,
+        );
+        node.transfers()
+            .add_source_with_ticket(&next.ticket, source)?;
+    }
+    Ok(Some(forwarding))
+}
+
 /// The byte paths to the source host, preferred first: the direct path (`node::net::direct`,
 /// unless the `direct` setting is off), then the relay, the fallback every transfer has.
 fn paths_to(node: &Arc<Node>, from_agent_id: &str) -> Result<Vec<Arc<dyn BytePath>>, String> {
@@ -76,16 +119,18 @@ fn paths_to(node: &Arc<Node>, from_agent_id: &str) -> Result<Vec<Arc<dyn BytePat
             "source host {from_agent_id} cannot be reached: this node runs local-only (no relay)"
         )
     })?;
-    let peer = net
-        .peers()
-        .into_iter()
-        .find(|p| p.agent_id == from_agent_id)
+    // A peer present in the room is enough: a node that has not talked to it yet (rooms do not
+    // handshake eagerly) meets it with the first pull, as a swarm's hosts meet each other.
+    let peer = from_agent_id
+        .parse::<PeerId>()
+        .ok()
+        .filter(|id| net.peer(id).is_some() || net.present_peers().contains(id))
         .ok_or_else(|| format!("source host {from_agent_id} is not connected"))?;
     let mut paths = Vec::new();
     if node.settings().direct.value {
-        paths.push(crate::transfer::direct::path(net.clone(), peer.peer_id));
+        paths.push(crate::transfer::direct::path(net.clone(), peer));
     }
-    paths.push(path::relay(net, peer.peer_id));
+    paths.push(path::relay(net, peer));
     Ok(paths)
 }
 
