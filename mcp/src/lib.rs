@@ -252,6 +252,17 @@ pub fn tools() -> Vec<Tool> {
              wait_secs waits for it to end.",
             READ,
         ),
+        operation_tool::<TransferCancel>(
+            "Cancel a transfer",
+            "Stop a running transfer this node coordinates: the destination removes its \
+             partial file and the source closes. Returns the final record.",
+            Hints {
+                read_only: false,
+                destructive: false,
+                idempotent: true,
+                open_world: true,
+            },
+        ),
         operation_tool::<TransferList>(
             "List transfers",
             "The transfers this node (or agent_id) coordinates, newest first.",

@@ -196,6 +196,9 @@ operations! {
     /// One transfer's state, bytes done, rate, path in use and SHA-256 (optionally waiting).
     TransferGet = "transfer_get" (TransferGetArgs) -> TransferStatus, ReadOnly,
         Some(Capability::Read);
+    /// Stop a running transfer this node coordinates, at both ends.
+    TransferCancel = "transfer_cancel" (TransferCancelArgs) -> TransferStatus, Changes,
+        Some(Capability::Write);
     /// The transfers this node coordinated.
     TransferList = "transfer_list" (TransferListArgs) -> TransferListResult, ReadOnly,
         Some(Capability::Read);

@@ -76,6 +76,15 @@ pub struct TransferGetArgs {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct TransferCancelArgs {
+    /// The node that coordinates the transfer; default this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    pub transfer_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TransferListArgs {
     /// The node that coordinates the transfers; default this node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -194,6 +203,12 @@ impl Summary for SendFileArgs {
 }
 
 impl Summary for TransferGetArgs {
+    fn summary(&self, op: &str) -> String {
+        format!("{op} {}", self.transfer_id)
+    }
+}
+
+impl Summary for TransferCancelArgs {
     fn summary(&self, op: &str) -> String {
         format!("{op} {}", self.transfer_id)
     }

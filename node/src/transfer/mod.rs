@@ -47,6 +47,8 @@ pub struct Transfers {
     records: Mutex<BTreeMap<String, TransferStatus>>,
     /// Chunk bytes this node's sources have answered (what a swarm's origin sent).
     served: std::sync::atomic::AtomicU64,
+    /// What stops each running transfer this node coordinates (`transfer_cancel`).
+    cancels: Mutex<HashMap<String, tokio_util::sync::CancellationToken>>,
     /// Woken whenever a record finishes (`transfer_get` waits on it).
     finished: tokio::sync::Notify,
 }
@@ -153,6 +155,37 @@ impl Transfers {
         }
     }
 
+    /// A token that stops the running transfer `id` when `transfer_cancel` names it (and when
+    /// `parent` is cancelled); forgotten once the record finishes.
+    pub fn cancel_token(
+        &self,
+        id: &str,
+        parent: &tokio_util::sync::CancellationToken,
+    ) -> tokio_util::sync::CancellationToken {
+        let token = parent.child_token();
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string(), token.clone());
+        token
+    }
+
+    /// Cancels the running transfer `id`; false when none is running under that id.
+    pub fn cancel(&self, id: &str) -> bool {
+        match self
+            .cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+        {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Changes the record of `id` in place, if it is still running.
     pub fn update_record(&self, id: &str, change: impl FnOnce(&mut TransferStatus)) {
         let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
@@ -165,6 +198,10 @@ impl Transfers {
         }
         drop(records);
         if finished {
+            self.cancels
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(id);
             self.finished.notify_waiters();
         }
     }

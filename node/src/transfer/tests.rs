@@ -178,6 +178,66 @@ async fn a_destination_in_plan_mode_is_refused_and_keeps_no_file() {
     assert!(temps(&root).is_empty());
 }
 
+/// `transfer_cancel` stops a running transfer at both ends: the record reads `cancelled`, the
+/// destination keeps no partial file, and the source's ticket is closed. The source is a sparse
+/// 4 GiB file, so the transfer is still running when the cancel arrives.
+#[tokio::test]
+async fn transfer_cancel_stops_both_ends_and_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, root) = node_in(dir.path(), "edit");
+    let source = std::fs::File::create(root.join("big.bin")).unwrap();
+    source.set_len(4 << 30).unwrap();
+    let call = |request: Request| {
+        let node = node.clone();
+        async move {
+            let envelope = Envelope {
+                id: uuid::Uuid::new_v4().to_string(),
+                caller: Caller::McpLocal,
+                request,
+            };
+            match node.handle(envelope, CallContext::default()).await {
+                Outcome::Ok { result } => serde_json::from_value::<TransferStatus>(result).unwrap(),
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let started = call(Request::SendFile(SendFileArgs {
+        agent_id: None,
+        from_agent_id: None,
+        from_path: root.join("big.bin").display().to_string(),
+        to_agent_id: None,
+        to_path: root.join("copy.bin").display().to_string(),
+        wait: false,
+    }))
+    .await;
+    assert_eq!(started.state, TransferState::Running);
+    let cancelled = call(Request::TransferCancel(
+        remote_agents_ops::TransferCancelArgs {
+            agent_id: None,
+            transfer_id: started.transfer_id.clone(),
+        },
+    ))
+    .await;
+    assert_eq!(cancelled.state, TransferState::Cancelled, "{cancelled:?}");
+    assert!(cancelled.bytes_done < 4 << 30);
+    assert!(!root.join("copy.bin").exists());
+    assert!(temps(&root).is_empty());
+    assert_eq!(node.transfers().open_sources(), 0);
+    // A finished transfer cannot be cancelled again.
+    let envelope = Envelope {
+        id: uuid::Uuid::new_v4().to_string(),
+        caller: Caller::McpLocal,
+        request: Request::TransferCancel(remote_agents_ops::TransferCancelArgs {
+            agent_id: None,
+            transfer_id: started.transfer_id,
+        }),
+    };
+    let Outcome::Failed { error } = node.handle(envelope, CallContext::default()).await else {
+        panic!("a second cancel succeeded")
+    };
+    assert!(error.contains("already ended"), "{error}");
+}
+
 /// A path that passes pulls on to `inner` and does something after `after` chunks.
 struct Hooked {
     inner: Arc<dyn BytePath>,

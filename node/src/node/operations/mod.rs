@@ -40,6 +40,7 @@ mod schedule_list;
 mod schedule_remove;
 pub(crate) mod send_file;
 mod set_mode;
+mod transfer_cancel;
 mod transfer_get;
 mod transfer_list;
 mod transfer_receive;
@@ -126,6 +127,7 @@ registry! {
     DesiredHistory,
     SendFile,
     TransferGet,
+    TransferCancel,
     TransferList,
     TransferSource,
     TransferReceive,

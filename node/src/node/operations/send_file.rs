@@ -64,7 +64,8 @@ impl Run for SendFile {
                 caller,
                 progress: call.ctx.progress.clone(),
             };
-            let status = coordinate::run(transfers, &hosts, job, call.ctx.cancel).await;
+            let cancel = transfers.cancel_token(&job.transfer_id, &call.ctx.cancel);
+            let status = coordinate::run(transfers, &hosts, job, cancel).await;
             return Outcome::ok(&status);
         }
         let started = transfers.record(&job.transfer_id);
@@ -73,9 +74,11 @@ impl Run for SendFile {
             caller,
             progress: None,
         };
-        // The transfer outlives this call: it ends on its own, and transfer_get follows it.
+        // The transfer outlives this call: it ends on its own (or by transfer_cancel), and
+        // transfer_get follows it.
+        let cancel = transfers.cancel_token(&job.transfer_id, &CancellationToken::new());
         crate::runtime::spawn(async move {
-            coordinate::run(transfers, &hosts, job, CancellationToken::new()).await;
+            coordinate::run(transfers, &hosts, job, cancel).await;
         });
         match started {
             Some(status) => Outcome::ok(&status),
