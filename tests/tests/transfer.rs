@@ -49,22 +49,7 @@ async fn a_binary_file_crosses_directly_verified_and_fleetctl_cp_copies_all_thre
 
     let mut mcp = fleet.start_mcp_operator().await?;
     // The MCP node joins the room in the background: wait until it sees the three hosts.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let agents = mcp.call_tool("list_agents", json!({})).await?;
-        let names: Vec<&str> = agents["structuredContent"]["agents"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|a| a["name"].as_str()).collect())
-            .unwrap_or_default();
-        if ["alpha", "beta", "gamma"].iter().all(|n| names.contains(n)) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the MCP node never saw every host: {agents}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    fleet_seen_by(&mut mcp, &["alpha", "beta", "gamma"]).await?;
 
     // send_file alpha → beta, waiting for the end.
     let target = home(&fleet, "beta").join("dst.bin");
@@ -446,4 +431,129 @@ async fn one_upload_reaches_many_hosts_through_each_other() -> anyhow::Result<()
         );
     }
     Ok(())
+}
+
+/// Through a real MCP client over stdio: a waiting `send_file` with a progress token reports
+/// bytes of the total and the path in use before its result; cancelling a waiting `send_file`
+/// (`notifications/cancelled`) stops both ends, leaving no file and no temp at the destination,
+/// and `transfer_get` reads `cancelled`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_client_sees_transfer_progress_and_cancels_a_transfer() -> anyhow::Result<()> {
+    let fleet = TestFleet::start(&[
+        NodeSpec::new("alpha", &[], "edit"),
+        NodeSpec::new("beta", &[], "edit"),
+    ])
+    .await?;
+    let content = random_bytes(8 * 1024 * 1024, 19);
+    let source = home(&fleet, "alpha").join("src.bin");
+    std::fs::write(&source, &content)?;
+    let mut mcp = fleet.start_mcp_operator().await?;
+    fleet_seen_by(&mut mcp, &["alpha", "beta"]).await?;
+
+    let target = home(&fleet, "beta").join("dst.bin");
+    let id = mcp
+        .send(
+            "tools/call",
+            json!({
+                "name": "send_file",
+                "arguments": {
+                    "from_agent_id": "alpha", "from_path": text(&source),
+                    "to_agent_id": "beta", "to_path": text(&target), "wait": true,
+                },
+                "_meta": {"progressToken": "copy"},
+            }),
+        )
+        .await?;
+    let mut progress = Vec::new();
+    let response = loop {
+        let message = mcp.next_message(Duration::from_secs(60)).await?;
+        if message["method"] == "notifications/progress" {
+            assert_eq!(message["params"]["progressToken"], "copy");
+            progress.push(message["params"].clone());
+        } else if message["id"] == json!(id) {
+            break message;
+        }
+    };
+    assert_eq!(
+        response["result"]["structuredContent"]["state"], "done",
+        "{response}"
+    );
+    let size = content.len() as f64;
+    assert!(
+        progress.iter().any(|p| p["total"].as_f64() == Some(size)
+            && p["progress"].as_f64() == Some(size)
+            && p["message"] == "via direct"),
+        "{progress:?}"
+    );
+    assert!(std::fs::read(&target)? == content);
+
+    // A sparse 64 GiB source: still running when the client cancels after the first report.
+    let huge = home(&fleet, "alpha").join("huge.bin");
+    std::fs::File::create(&huge)?.set_len(64 << 30)?;
+    let huge_target = home(&fleet, "beta").join("huge.bin");
+    let id = mcp
+        .send(
+            "tools/call",
+            json!({
+                "name": "send_file",
+                "arguments": {
+                    "from_agent_id": "alpha", "from_path": text(&huge),
+                    "to_agent_id": "beta", "to_path": text(&huge_target), "wait": true,
+                },
+                "_meta": {"progressToken": "huge"},
+            }),
+        )
+        .await?;
+    loop {
+        let message = mcp.next_message(Duration::from_secs(60)).await?;
+        if message["method"] == "notifications/progress"
+            && message["params"]["progress"].as_f64().unwrap_or(0.0) > 0.0
+        {
+            break;
+        }
+        assert!(message["id"] != json!(id), "the transfer ended: {message}");
+    }
+    mcp.notify(
+        "notifications/cancelled",
+        json!({"requestId": id, "reason": "test"}),
+    )
+    .await?;
+    let listed = mcp.call_tool("transfer_list", json!({})).await?;
+    let huge_id = listed["structuredContent"]["transfers"][0]["transfer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let got = mcp
+        .call_tool(
+            "transfer_get",
+            json!({"transfer_id": huge_id, "wait_secs": 30}),
+        )
+        .await?;
+    assert_eq!(got["structuredContent"]["state"], "cancelled", "{got}");
+    assert!(!huge_target.exists());
+    assert!(temps(&home(&fleet, "beta")).is_empty());
+    Ok(())
+}
+
+/// Waits until the MCP node sees every host in `names`.
+async fn fleet_seen_by(
+    mcp: &mut remote_agents_tests::node::McpProcess,
+    names: &[&str],
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let agents = mcp.call_tool("list_agents", json!({})).await?;
+        let seen: Vec<&str> = agents["structuredContent"]["agents"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|a| a["name"].as_str()).collect())
+            .unwrap_or_default();
+        if names.iter().all(|n| seen.contains(n)) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the MCP node never saw every host: {agents}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
