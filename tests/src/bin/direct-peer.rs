@@ -17,6 +17,7 @@ use clap::Parser;
 use futures_util::future::BoxFuture;
 use remote_agents_node::identity::Identity;
 use remote_agents_node::net::{Handler, Net, NetConfig, PeerInfo, Responder, direct};
+use remote_agents_protocol::frame::PeerId;
 use remote_agents_protocol::psk::Psk;
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
@@ -227,7 +228,16 @@ async fn send(
                 "connect_ms": started.elapsed().as_millis() as u64,
             }));
             let streaming = Instant::now();
-            match stream_direct(&connection, &data, args.pause_after, &mut direct_bytes).await {
+            let receiver = (&net, peer);
+            match stream_direct(
+                &connection,
+                &data,
+                args.pause_after,
+                receiver,
+                &mut direct_bytes,
+            )
+            .await
+            {
                 Ok(()) => {
                     let seconds = streaming.elapsed().as_secs_f64();
                     event(json!({
@@ -250,13 +260,7 @@ async fn send(
     // offset: the file is not restarted. (After a complete direct stream there is nothing
     // left: the finish call below waits until the receiver has read it all.)
     if direct_bytes < data.len() || direct_error.is_some() {
-        let status = net
-            .call(peer, vec![STATUS], CALL_TIMEOUT)
-            .await?
-            .collect()
-            .await?
-            .1;
-        let mut offset = u64::from_be_bytes(status.as_slice().try_into()?) as usize;
+        let mut offset = receiver_offset(&net, peer).await? as usize;
         if let Some((error, after)) = &direct_error {
             event(json!({
                 "event": "direct_failed",
@@ -297,10 +301,22 @@ async fn send(
 
 /// Streams `data` over one unidirectional stream; on failure, the error and how long after the
 /// resume (or the start) it surfaced.
+/// How many bytes the receiver holds, asked through the relay.
+async fn receiver_offset(net: &Net, peer: PeerId) -> anyhow::Result<u64> {
+    let status = net
+        .call(peer, vec![STATUS], CALL_TIMEOUT)
+        .await?
+        .collect()
+        .await?
+        .1;
+    Ok(u64::from_be_bytes(status.as_slice().try_into()?))
+}
+
 async fn stream_direct(
     connection: &direct::DirectConnection,
     data: &[u8],
     pause_after: Option<usize>,
+    (net, peer): (&Net, PeerId),
     sent: &mut usize,
 ) -> Result<(), (String, Duration)> {
     let mut resumed = Instant::now();
@@ -317,6 +333,18 @@ async fn stream_direct(
             && *sent >= limit
         {
             paused = true;
+            // Paused once the receiver has some of it, so a cut now is mid-transfer (the
+            // stream's send buffer would otherwise hold everything written so far).
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while receiver_offset(net, peer).await.unwrap_or(0) == 0 {
+                if Instant::now() > deadline {
+                    return Err(fail(
+                        "the receiver got nothing before the pause".into(),
+                        resumed,
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             event(json!({"event": "paused", "sent": *sent}));
             let mut line = String::new();
             let _ = tokio::io::BufReader::new(tokio::io::stdin())

@@ -238,8 +238,6 @@ pub(crate) struct DirectState {
 
 /// Accepted connections nobody has taken yet; beyond this many, new ones are refused (closed).
 const ACCEPT_QUEUE: usize = 16;
-/// The largest UDP payload QUIC may use (IPv6's; an IPv4 path's limit is found by discovery).
-const MAX_UDP_PAYLOAD: u16 = 65_527;
 /// How often probes go out to each candidate while punching.
 const PROBE_INTERVAL: Duration = Duration::from_millis(100);
 /// How long one reflector query waits for its answer (it is sent three times within it).
@@ -324,13 +322,6 @@ impl Endpoint {
             .stream_receive_window(quinn::VarInt::from_u32(8 * 1024 * 1024))
             .receive_window(quinn::VarInt::from_u32(16 * 1024 * 1024))
             .send_window(16 * 1024 * 1024);
-        // Path MTU discovery up to the largest UDP payload, not Ethernet's 1452: on loopback, a
-        // LAN with jumbo frames or a host-to-host link that allows it, each packet then carries
-        // up to 64 KiB and the per-packet cost (a syscall, a seal) shrinks by as much; on a
-        // 1500-byte path the larger probes are lost and discovery settles where it would have.
-        let mut mtu = quinn::MtuDiscoveryConfig::default();
-        mtu.upper_bound(MAX_UDP_PAYLOAD);
-        transport.mtu_discovery_config(Some(mtu));
         let transport = Arc::new(transport);
 
         let (chain, key) = certificate.chain_and_key();
@@ -349,12 +340,8 @@ impl Endpoint {
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
         server.transport_config(transport.clone());
 
-        let mut endpoint_config = quinn::EndpointConfig::default();
-        endpoint_config
-            .max_udp_payload_size(MAX_UDP_PAYLOAD)
-            .map_err(|error| DirectError::Tls(format!("max UDP payload: {error}")))?;
         let quinn = quinn::Endpoint::new_with_abstract_socket(
-            endpoint_config,
+            quinn::EndpointConfig::default(),
             Some(server),
             socket.clone(),
             runtime,
