@@ -522,21 +522,60 @@ impl McpServer {
         self.node.settings().toolsets.value.clone()
     }
 
-    /// The tools offered now, in the catalog's order.
+    /// The tools offered now, in the catalog's order: those of the selected toolsets that this
+    /// host's McpSurface, if the applied spec declares one, lets a model use.
     pub fn offered_tools(&self) -> Vec<Tool> {
-        let offered = self.offered_toolsets();
+        let surface = self.node.mcp_surface();
         self.catalog
             .iter()
-            .filter(|(toolset, _)| offered.contains(toolset))
+            .filter(|(toolset, tool)| self.withheld(tool, *toolset, surface.as_ref()).is_none())
             .map(|(_, tool)| tool.clone())
             .collect()
     }
 
-    /// Why the tool `name` of `toolset` may not be called here, if it may not.
-    fn withheld(&self, name: &str, toolset: Toolset) -> Option<CallToolResult> {
+    /// Why `tool` of `toolset` may not be called here, if it may not: its toolset is not
+    /// selected, or this host's McpSurface withholds it from models (its toolset, or a change
+    /// under a read-only or disabled ceiling). Requests the node runs are judged by the surface
+    /// again there, and on every other host by that host's own.
+    fn withheld(
+        &self,
+        tool: &Tool,
+        toolset: Toolset,
+        surface: Option<&remote_agents_spec::effective::EffectiveMcpSurface>,
+    ) -> Option<CallToolResult> {
+        let name = tool.name.as_ref();
         let offered = self.offered_toolsets();
         if offered.contains(&toolset) {
-            return None;
+            let surface = surface?;
+            let host = &self.node.settings().name.value;
+            let read_only = tool
+                .annotations
+                .as_ref()
+                .and_then(|a| a.read_only_hint)
+                .unwrap_or(false);
+            let reason = if !surface.allows(toolset) {
+                format!(
+                    "{name} is in the `{toolset}` toolset, which {} withholds from models on \
+                     host {host}",
+                    surface.describe()
+                )
+            } else if surface.max_mode == Some(remote_agents_spec::Mode::Disabled) {
+                format!(
+                    "{} sets maxMode disabled for models on host {host}",
+                    surface.describe()
+                )
+            } else if surface.max_mode == Some(remote_agents_spec::Mode::Plan) && !read_only {
+                format!(
+                    "{name} changes hosts, and {} makes host {host} read-only for models \
+                     (maxMode plan)",
+                    surface.describe()
+                )
+            } else {
+                return None;
+            };
+            return Some(CallToolResult::error(vec![ContentBlock::text(format!(
+                "{name} refused by policy: {reason}"
+            ))]));
         }
         let mut enabled: Vec<&str> = offered.iter().map(|t| t.as_str()).collect();
         enabled.push(toolset.as_str());
@@ -916,18 +955,13 @@ impl ServerHandler for McpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let name = request.name.to_string();
-        let Some(toolset) = self
-            .catalog
-            .iter()
-            .find(|(_, tool)| tool.name == name)
-            .map(|(toolset, _)| *toolset)
-        else {
+        let Some((toolset, tool)) = self.catalog.iter().find(|(_, tool)| tool.name == name) else {
             return Err(McpError::invalid_params(
                 format!("unknown tool `{name}`; call tools/list"),
                 None,
             ));
         };
-        if let Some(refusal) = self.withheld(&name, toolset) {
+        if let Some(refusal) = self.withheld(tool, *toolset, self.node.mcp_surface().as_ref()) {
             return Ok(refusal.into());
         }
         if let Some(refusal) = self.disabled_refusal(&name, request.arguments.as_ref()) {
@@ -962,6 +996,7 @@ impl ServerHandler for McpServer {
             id: uuid::Uuid::new_v4().to_string(),
             caller: "mcp:local".into(),
             request: parsed,
+            on_behalf_of_model: true,
         };
         let progress = ProgressRelay::new(&context);
         let ctx = CallContext {

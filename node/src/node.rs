@@ -627,6 +627,60 @@ impl Node {
         }
     }
 
+    /// What a model may use on this host: the applied spec's `McpSurface`s that select it.
+    pub fn mcp_surface(&self) -> Option<remote_agents_spec::effective::EffectiveMcpSurface> {
+        let bundle = self.desired.current()?;
+        bundle
+            .model
+            .effective_config(&self.host_facts())
+            .mcp_surface
+    }
+
+    /// The McpSurface's judgement of a model's `request` on this host: refused when its
+    /// operation's toolset is not on the surface or it would change the host under a read-only
+    /// (`plan`) or `disabled` ceiling; otherwise the mode ceiling the gate then applies (the
+    /// lower of it and the node's mode). Without a surface, models are governed as any caller.
+    fn surface_ceiling(&self, request: &Request) -> Result<Option<Mode>, Refusal> {
+        let Some(surface) = self.mcp_surface() else {
+            return Ok(None);
+        };
+        let host = &self.settings.name.value;
+        let op = request.name();
+        let toolset = request.toolset();
+        if !surface.allows(toolset) {
+            let allowed: Vec<&str> = surface.toolsets.iter().map(|t| t.as_str()).collect();
+            return Err(Refusal {
+                reason: format!(
+                    "{op} is in the `{toolset}` toolset, which {} withholds from models on host \
+                     {host} (it allows {})",
+                    surface.describe(),
+                    if allowed.is_empty() {
+                        "none".to_string()
+                    } else {
+                        allowed.join(", ")
+                    }
+                ),
+            });
+        }
+        match surface.max_mode {
+            Some(Mode::Disabled) => Err(Refusal {
+                reason: format!(
+                    "{} sets maxMode disabled for models on host {host}: no request of a model \
+                     runs there",
+                    surface.describe()
+                ),
+            }),
+            Some(Mode::Plan) if !request.is_read_only() => Err(Refusal {
+                reason: format!(
+                    "{op} changes the host, and {} makes host {host} read-only for models \
+                     (maxMode plan)",
+                    surface.describe()
+                ),
+            }),
+            ceiling => Ok(ceiling),
+        }
+    }
+
     /// The announcement peers see: name, tags, facts, mode, and the operator binding.
     fn announcement(&self) -> remote_agents_protocol::message::Announcement {
         remote_agents_protocol::message::Announcement {
@@ -648,7 +702,12 @@ impl Node {
     }
 
     /// Handles a request from the local MCP server or CLI: forwards it when it names a peer.
-    pub async fn handle(self: &Arc<Self>, envelope: Envelope, ctx: CallContext) -> Outcome {
+    pub async fn handle(self: &Arc<Self>, mut envelope: Envelope, ctx: CallContext) -> Outcome {
+        // This machine's MCP client is a model: what it asks of a peer is marked so, and the
+        // peer applies its own McpSurface.
+        if envelope.caller == Caller::McpLocal {
+            envelope.on_behalf_of_model = true;
+        }
         if let Some(agent) = envelope.request.agent_id()
             && !self.is_local(agent)
         {
@@ -754,7 +813,10 @@ impl Node {
             id,
             caller,
             request,
+            on_behalf_of_model,
         } = envelope;
+        // This machine's MCP client is a model whether or not it said so.
+        let model = on_behalf_of_model || caller == Caller::McpLocal;
         match self.store.lookup(&id) {
             Ok(Some(entry)) => {
                 return match entry.outcome {
@@ -775,7 +837,7 @@ impl Node {
                 ));
             }
         }
-        let outcome = self.run_journaled(&id, caller, request, ctx).await;
+        let outcome = self.run_journaled(&id, caller, model, request, ctx).await;
         self.in_flight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -787,6 +849,7 @@ impl Node {
         self: &Arc<Self>,
         id: &str,
         caller: Caller,
+        model: bool,
         request: Request,
         ctx: CallContext,
     ) -> Outcome {
@@ -811,15 +874,33 @@ impl Node {
         // entry, and a retry with the same id then runs, which is right since nothing ran.
         let journal_stages = request.needs_started_record();
         let audit_only = request.is_idempotent();
-        let mode = self.effective_mode();
+        let mut mode = self.effective_mode();
         let prepared = match self.authorize(&caller, &request) {
-            Ok(()) => operations::check(self, mode, request),
+            Ok(()) => match model.then(|| self.surface_ceiling(&request)) {
+                Some(Err(refusal)) => Err(refusal),
+                Some(Ok(ceiling)) => {
+                    // A disabled node stays disabled; otherwise the lower of the two.
+                    if let Some(ceiling) = ceiling
+                        && mode != Mode::Disabled
+                    {
+                        mode = mode.min(ceiling);
+                    }
+                    operations::check(self, mode, request)
+                }
+                None => operations::check(self, mode, request),
+            },
             Err(reason) => Err(Refusal {
                 reason: format!("not authorized: {reason}"),
             }),
         };
         let (decision, prepared) = match prepared {
-            Ok(p) => (format!("allowed (mode {mode})"), p),
+            Ok(p) => (
+                format!(
+                    "allowed (mode {mode}{})",
+                    if model { ", for a model" } else { "" }
+                ),
+                p,
+            ),
             Err(refusal) => {
                 let outcome = Outcome::Refused {
                     reason: refusal.reason.clone(),
@@ -1294,6 +1375,7 @@ mod tests {
             id: uuid::Uuid::new_v4().to_string(),
             caller: Caller::McpLocal,
             request,
+            on_behalf_of_model: false,
         };
         node.handle_local(envelope, CallContext::default()).await
     }
@@ -1326,6 +1408,7 @@ mod tests {
                 id: uuid::Uuid::new_v4().to_string(),
                 caller: caller.clone(),
                 request: write("x"),
+                on_behalf_of_model: false,
             };
             let outcome = node.handle_local(envelope, CallContext::default()).await;
             assert!(
@@ -1343,6 +1426,7 @@ mod tests {
                 id: uuid::Uuid::new_v4().to_string(),
                 caller: caller.clone(),
                 request: write("ok"),
+                on_behalf_of_model: false,
             };
             let outcome = node.handle_local(envelope, CallContext::default()).await;
             assert!(
