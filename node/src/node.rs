@@ -894,13 +894,7 @@ impl Node {
             }),
         };
         let (decision, prepared) = match prepared {
-            Ok(p) => (
-                format!(
-                    "allowed (mode {mode}{})",
-                    if model { ", for a model" } else { "" }
-                ),
-                p,
-            ),
+            Ok(p) => (format!("allowed (mode {mode})"), p),
             Err(refusal) => {
                 let outcome = Outcome::Refused {
                     reason: refusal.reason.clone(),
