@@ -1374,6 +1374,98 @@ mod tests {
         node.handle_local(envelope, CallContext::default()).await
     }
 
+    /// A host's McpSurface governs models only: a model (the local MCP client, or a peer's
+    /// request marked on behalf of one) is refused a toolset the surface withholds, and runs
+    /// under the surface's ceiling (here edit on a bypass host, so the spec's deny list, which
+    /// bypass skips, applies to it); the command line and unmarked peers are not governed.
+    #[tokio::test]
+    async fn a_surface_governs_the_requests_of_models_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let flags = NodeFlags {
+            name: Some("db-1".into()),
+            data_dir: Some(dir.path().to_path_buf()),
+            ..NodeFlags::default()
+        };
+        let node =
+            Node::open(Settings::resolve(&flags, &BTreeMap::<String, String>::new()).unwrap())
+                .unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let denied = work.path().join("denied.txt");
+        let spec = format!(
+            "apiVersion: remote-agents.dev/v1\nkind: Fleet\nmetadata: {{name: lab}}\nspec:\n  \
+             hosts:\n    - name: db-1\n      tags: [db]\n      mode: bypass\n      policy:\n        \
+             paths: {{deny: [\"{}\"]}}\n---\napiVersion: remote-agents.dev/v1\nkind: McpSurface\n\
+             metadata: {{name: db-models}}\nspec:\n  target: tag:db\n  toolsets: [core, files]\n  \
+             maxMode: edit\n",
+            denied.display()
+        );
+        node.apply_local(
+            vec![SpecFile {
+                path: "fleet.yaml".into(),
+                text: spec,
+            }],
+            "r1".into(),
+            "test",
+        )
+        .unwrap();
+        assert_eq!(node.effective_mode(), Mode::Bypass);
+        let surface = node.mcp_surface().expect("db-1 has a surface");
+        assert_eq!(surface.max_mode, Some(Mode::Edit));
+
+        let run = |caller: Caller, model: bool, request: Request| {
+            let node = node.clone();
+            async move {
+                let envelope = Envelope {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    caller,
+                    request,
+                    on_behalf_of_model: model,
+                };
+                node.handle_local(envelope, CallContext::default()).await
+            }
+        };
+        let write = Request::WriteFile(remote_agents_ops::WriteFileArgs {
+            agent_id: None,
+            path: denied.display().to_string(),
+            content: "x".into(),
+            encoding: Default::default(),
+            create_dirs: false,
+        });
+        let git = Request::GitStatus(remote_agents_ops::GitRepoArgs {
+            agent_id: None,
+            repo: work.path().display().to_string(),
+        });
+
+        // The local MCP client is a model whether or not its envelope says so.
+        let refused = run(Caller::McpLocal, false, write.clone()).await;
+        assert!(
+            matches!(&refused, Outcome::Refused { reason } if reason.contains("denied")),
+            "{refused:?}"
+        );
+        assert!(!denied.exists());
+        let refused = run(Caller::McpLocal, false, git.clone()).await;
+        assert!(
+            matches!(&refused, Outcome::Refused { reason }
+                if reason.contains("`git` toolset") && reason.contains("McpSurface db-models")
+                    && reason.contains("host db-1")),
+            "{refused:?}"
+        );
+        let marked_peer = run(Caller::peer("peer-a", None), true, git.clone()).await;
+        assert!(
+            matches!(&marked_peer, Outcome::Refused { reason } if reason.contains("McpSurface")),
+            "{marked_peer:?}"
+        );
+        // Not a model: the host's own mode (bypass) and no surface.
+        let unmarked_peer = run(Caller::peer("peer-a", None), false, git).await;
+        assert!(
+            !matches!(&unmarked_peer, Outcome::Refused { reason } if reason.contains("McpSurface")),
+            "{unmarked_peer:?}"
+        );
+        let written = run(Caller::Cli, false, write).await;
+        assert!(matches!(written, Outcome::Ok { .. }), "{written:?}");
+        assert!(denied.exists());
+    }
+
     /// Authorization names every kind of caller: the local ones run, and a caller that is not
     /// authenticated (a fan-out's own label, none, or text no kind spells) runs nothing, even
     /// on a node whose fleet lists no operators.
