@@ -227,6 +227,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             per_os: BTreeMap::new(),
             options: &options,
             summary: "exec uname -sr".into(),
+            on_behalf_of_model: false,
         },
     )
     .await;
@@ -256,6 +257,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             per_os: BTreeMap::new(),
             options: &options,
             summary: format!("write {motd_path}"),
+            on_behalf_of_model: false,
         },
     )
     .await;
@@ -281,6 +283,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             per_os: BTreeMap::new(),
             options: &options,
             summary: format!("read {motd_path}"),
+            on_behalf_of_model: false,
         },
     )
     .await;

@@ -80,6 +80,7 @@ impl NodeArgs {
             relay_key: self.room.relay_key.clone(),
             operators: self.operators.clone(),
             operator_key: self.operator_key.clone(),
+            toolsets: None,
             watch: WatchFlags::default(),
         }
     }

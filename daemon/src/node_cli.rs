@@ -100,15 +100,22 @@ pub struct McpFlags {
     /// this node. Exists for test suites whose clients cannot send an Authorization header.
     #[arg(long, requires = "http")]
     pub http_insecure_no_auth: bool,
+    /// The MCP toolsets offered to the model, comma-separated: core, files, git, fleet, spec,
+    /// schedule, mapreduce, transfer, or all (default core,files,git,fleet; also
+    /// REMOTE_AGENTS_TOOLSETS or `toolsets` in config.toml). A spec's McpSurface for this host
+    /// narrows them further.
+    #[arg(long, value_name = "LIST")]
+    pub toolsets: Option<String>,
     #[command(flatten)]
     pub watch: WatchArgs,
 }
 
 impl McpFlags {
-    /// The node's flags with the watch flags folded in.
+    /// The node's flags with the watch flags and the toolsets folded in.
     pub fn node_flags(&self) -> NodeFlags {
         NodeFlags {
             watch: self.watch.flags(),
+            toolsets: self.toolsets.clone(),
             ..self.node.flags()
         }
     }

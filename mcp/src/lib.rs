@@ -11,6 +11,7 @@ pub mod http;
 pub mod spec_tools;
 pub mod stdio;
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use schemars::JsonSchema;
 use remote_agents_node::node::{CallContext, Node, ProgressFn};
 use remote_agents_ops::operation::Operation;
 use remote_agents_ops::{self, Envelope, Outcome, Request};
+use remote_agents_spec::Toolset;
 
 /// How the MCP server talks to its client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +43,9 @@ pub enum Transport {
 #[derive(Clone)]
 pub struct McpServer {
     node: Arc<Node>,
-    tools: Arc<Vec<Tool>>,
+    /// Every tool with its toolset; which of them are offered is decided per call
+    /// (`offered_toolsets`), since an applied spec can narrow them while the server runs.
+    catalog: Arc<Vec<(Toolset, Tool)>>,
     /// The desired-state tools' recent plans.
     spec: Arc<spec_tools::SpecTools>,
 }
@@ -61,9 +65,87 @@ const READ: Hints = Hints {
     open_world: false,
 };
 
-fn schema_of<T: JsonSchema>() -> Arc<JsonObject> {
-    let value = serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default();
+/// A schema as a model reads it: without what only a validator uses (`$schema`, `title`,
+/// `format`), and for results also without descriptions and bounds (a model reads the result
+/// itself; the names and types say what it holds). Every tool is sent on every `tools/list`, so
+/// these bytes are paid in every conversation.
+fn schema_of<T: JsonSchema>(purpose: SchemaFor) -> Arc<JsonObject> {
+    let mut value = serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default();
+    compact_schema(&mut value, purpose);
+    if let Some(root) = value.as_object_mut() {
+        // The tool's description says what the arguments are for.
+        root.remove("description");
+    }
     Arc::new(value.as_object().cloned().unwrap_or_default())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SchemaFor {
+    Input,
+    Output,
+}
+
+/// Removes the keywords a model does not need from a schema, walking into every subschema but
+/// never treating a property's name as a keyword (a field may be called `title` or `format`).
+fn compact_schema(schema: &mut serde_json::Value, purpose: SchemaFor) {
+    match schema {
+        serde_json::Value::Object(object) => {
+            object.remove("$schema");
+            object.remove("title");
+            object.remove("format");
+            if purpose == SchemaFor::Output {
+                object.remove("description");
+                object.remove("minimum");
+                object.remove("maximum");
+                object.remove("required");
+            }
+            // A choice of constant strings (how schemars writes a documented enum) says the
+            // same as `enum` in a third of the bytes.
+            let constants: Option<Vec<serde_json::Value>> = object
+                .get("oneOf")
+                .and_then(serde_json::Value::as_array)
+                .and_then(|choices| {
+                    choices
+                        .iter()
+                        .map(|choice| {
+                            let choice = choice.as_object()?;
+                            let plain = choice
+                                .keys()
+                                .all(|k| matches!(k.as_str(), "const" | "type" | "description"));
+                            (plain && choice.get("type")? == "string")
+                                .then(|| choice.get("const").cloned())
+                                .flatten()
+                        })
+                        .collect()
+                });
+            if let Some(constants) = constants {
+                object.remove("oneOf");
+                object.insert("type".into(), "string".into());
+                object.insert("enum".into(), constants.into());
+            }
+            for (keyword, value) in object.iter_mut() {
+                match keyword.as_str() {
+                    // Maps from names to subschemas.
+                    "properties" | "$defs" | "definitions" | "patternProperties" => {
+                        if let Some(named) = value.as_object_mut() {
+                            for subschema in named.values_mut() {
+                                compact_schema(subschema, purpose);
+                            }
+                        }
+                    }
+                    // Values, not schemas.
+                    "enum" | "const" | "default" | "examples" | "required" => {}
+                    _ => compact_schema(value, purpose),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                compact_schema(item, purpose);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn tool<A: JsonSchema, R: JsonSchema>(
@@ -72,7 +154,8 @@ fn tool<A: JsonSchema, R: JsonSchema>(
     description: &'static str,
     hints: Hints,
 ) -> Tool {
-    let mut annotations = ToolAnnotations::with_title(title)
+    // The title is the tool's own; repeating it in the annotations would only cost bytes.
+    let mut annotations = ToolAnnotations::new()
         .read_only(hints.read_only)
         .idempotent(hints.idempotent)
         .open_world(hints.open_world);
@@ -80,22 +163,52 @@ fn tool<A: JsonSchema, R: JsonSchema>(
     if !hints.read_only {
         annotations = annotations.destructive(hints.destructive);
     }
-    Tool::new(name, description, schema_of::<A>())
+    Tool::new(name, description, schema_of::<A>(SchemaFor::Input))
         .with_title(title)
-        .with_raw_output_schema(schema_of::<R>())
+        .with_raw_output_schema(schema_of::<R>(SchemaFor::Output))
         .with_annotations(annotations)
 }
 
-/// The tool of a node operation: its name, input and output schemas come from the operation.
-fn operation_tool<O: Operation>(title: &str, description: &'static str, hints: Hints) -> Tool
+/// The tool of a node operation: its name, toolset, input and output schemas come from the
+/// operation.
+fn operation_tool<O: Operation>(
+    title: &str,
+    description: &'static str,
+    hints: Hints,
+) -> (Toolset, Tool)
 where
     O::Output: JsonSchema,
 {
-    tool::<O::Args, O::Output>(O::NAME, title, description, hints)
+    (
+        O::TOOLSET,
+        tool::<O::Args, O::Output>(O::NAME, title, description, hints),
+    )
 }
 
-/// Every tool this server offers, with accurate annotations.
+/// Every tool this server can offer, with accurate annotations.
 pub fn tools() -> Vec<Tool> {
+    catalog().into_iter().map(|(_, tool)| tool).collect()
+}
+
+/// The tools of the `selected` toolsets, in the catalog's order.
+pub fn tools_of(selected: &BTreeSet<Toolset>) -> Vec<Tool> {
+    catalog()
+        .into_iter()
+        .filter(|(toolset, _)| selected.contains(toolset))
+        .map(|(_, tool)| tool)
+        .collect()
+}
+
+/// The toolset of the tool called `name`, if there is such a tool.
+pub fn toolset_of(name: &str) -> Option<Toolset> {
+    catalog()
+        .into_iter()
+        .find(|(_, tool)| tool.name == name)
+        .map(|(toolset, _)| toolset)
+}
+
+/// Every tool with the one toolset it belongs to.
+pub fn catalog() -> Vec<(Toolset, Tool)> {
     use remote_agents_ops::operation::*;
     vec![
         operation_tool::<Exec>(
@@ -271,9 +384,9 @@ pub fn tools() -> Vec<Tool> {
     ]
     .into_iter()
     .chain(schedule_tools())
-    .chain(fleet_tools())
-    .chain([mapreduce_tool()])
-    .chain(spec_tools::tools())
+    .chain(fleet_tools().into_iter().map(|t| (Toolset::Fleet, t)))
+    .chain([(Toolset::Mapreduce, mapreduce_tool())])
+    .chain(spec_tools::tools().into_iter().map(|t| (Toolset::Spec, t)))
     .collect()
 }
 
@@ -297,7 +410,7 @@ fn mapreduce_tool() -> Tool {
 
 /// The schedule tools: imperative schedules on one node (or on agent_id), shown as drift
 /// because the spec does not hold them.
-fn schedule_tools() -> Vec<Tool> {
+fn schedule_tools() -> Vec<(Toolset, Tool)> {
     use remote_agents_ops::operation::*;
     vec![
         operation_tool::<ScheduleAdd>(
@@ -421,9 +534,84 @@ impl McpServer {
     pub fn new(node: Arc<Node>) -> Self {
         Self {
             node,
-            tools: Arc::new(tools()),
+            catalog: Arc::new(catalog()),
             spec: Arc::default(),
         }
+    }
+
+    /// The toolsets this server offers now: the node's `toolsets` setting.
+    fn offered_toolsets(&self) -> BTreeSet<Toolset> {
+        self.node.settings().toolsets.value.clone()
+    }
+
+    /// The tools offered now, in the catalog's order: those of the selected toolsets that this
+    /// host's McpSurface, if the applied spec declares one, lets a model use.
+    pub fn offered_tools(&self) -> Vec<Tool> {
+        let surface = self.node.mcp_surface();
+        self.catalog
+            .iter()
+            .filter(|(toolset, tool)| self.withheld(tool, *toolset, surface.as_ref()).is_none())
+            .map(|(_, tool)| tool.clone())
+            .collect()
+    }
+
+    /// Why `tool` of `toolset` may not be called here, if it may not: its toolset is not
+    /// selected, or this host's McpSurface withholds it from models (its toolset, or a change
+    /// under a read-only or disabled ceiling). Requests the node runs are judged by the surface
+    /// again there, and on every other host by that host's own.
+    fn withheld(
+        &self,
+        tool: &Tool,
+        toolset: Toolset,
+        surface: Option<&remote_agents_spec::effective::EffectiveMcpSurface>,
+    ) -> Option<CallToolResult> {
+        let name = tool.name.as_ref();
+        let offered = self.offered_toolsets();
+        if offered.contains(&toolset) {
+            let surface = surface?;
+            let host = &self.node.settings().name.value;
+            let read_only = tool
+                .annotations
+                .as_ref()
+                .and_then(|a| a.read_only_hint)
+                .unwrap_or(false);
+            let reason = if !surface.allows(toolset) {
+                format!(
+                    "{name} is in the `{toolset}` toolset, which {} withholds from models on \
+                     host {host}",
+                    surface.describe()
+                )
+            } else if surface.max_mode == Some(remote_agents_spec::Mode::Disabled) {
+                format!(
+                    "{} sets maxMode disabled for models on host {host}",
+                    surface.describe()
+                )
+            } else if surface.max_mode == Some(remote_agents_spec::Mode::Plan) && !read_only {
+                format!(
+                    "{name} changes hosts, and {} makes host {host} read-only for models \
+                     (maxMode plan)",
+                    surface.describe()
+                )
+            } else {
+                return None;
+            };
+            return Some(CallToolResult::error(vec![ContentBlock::text(format!(
+                "{name} refused by policy: {reason}"
+            ))]));
+        }
+        let mut enabled: Vec<&str> = offered.iter().map(|t| t.as_str()).collect();
+        enabled.push(toolset.as_str());
+        Some(CallToolResult::error(vec![ContentBlock::text(format!(
+            "{name} is in the `{toolset}` toolset, which this MCP server does not offer \
+             (it offers {offered}); start it with --toolsets {enable} (or \
+             REMOTE_AGENTS_TOOLSETS, or `toolsets` in config.toml; `all` offers every toolset)",
+            offered = offered
+                .iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            enable = enabled.join(","),
+        ))]))
     }
 
     /// Serves MCP on stdin/stdout until the client disconnects; malformed and oversized lines
@@ -780,7 +968,7 @@ impl ServerHandler for McpServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(self.tools.as_ref().clone()))
+        Ok(ListToolsResult::with_all_items(self.offered_tools()))
     }
 
     async fn call_tool(
@@ -789,11 +977,14 @@ impl ServerHandler for McpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let name = request.name.to_string();
-        if !self.tools.iter().any(|t| t.name == name) {
+        let Some((toolset, tool)) = self.catalog.iter().find(|(_, tool)| tool.name == name) else {
             return Err(McpError::invalid_params(
                 format!("unknown tool `{name}`; call tools/list"),
                 None,
             ));
+        };
+        if let Some(refusal) = self.withheld(tool, *toolset, self.node.mcp_surface().as_ref()) {
+            return Ok(refusal.into());
         }
         if let Some(refusal) = self.disabled_refusal(&name, request.arguments.as_ref()) {
             return Ok(refusal.into());
@@ -827,6 +1018,7 @@ impl ServerHandler for McpServer {
             id: uuid::Uuid::new_v4().to_string(),
             caller: "mcp:local".into(),
             request: parsed,
+            on_behalf_of_model: true,
         };
         let progress = ProgressRelay::new(&context);
         let ctx = CallContext {
@@ -853,6 +1045,8 @@ pub(crate) mod tests {
             name: Some("mcp-test".into()),
             data_dir: Some(dir.join("data")),
             mode: Some(mode.into()),
+            // Every tool, so that each can be tested; the selection is tested on its own.
+            toolsets: Some("all".into()),
             ..Default::default()
         };
         let env = std::collections::BTreeMap::<String, String>::new();
@@ -1058,6 +1252,122 @@ pub(crate) mod tests {
             .await;
         assert_ne!(lifted["isError"], true, "{lifted}");
         let answered = client.call_tool("job_list", serde_json::json!({})).await;
+        assert_ne!(answered["isError"], true, "{answered}");
+    }
+
+    /// The bytes of `tools/list` as a client receives it (the result's JSON).
+    fn tools_list_bytes(tools: Vec<Tool>) -> usize {
+        serde_json::to_vec(&ListToolsResult::with_all_items(tools))
+            .unwrap()
+            .len()
+    }
+
+    /// Every tool list is sent to the model in every conversation: the default one must stay
+    /// within 32 KiB of JSON (it was 73 KB with 30 tools before toolsets and compaction).
+    #[test]
+    // The figures are this test's report (run with --nocapture); it is not the stdio channel.
+    #[allow(clippy::print_stdout)]
+    fn the_default_tool_list_fits_in_32_kib() {
+        let default = BTreeSet::from(remote_agents_spec::DEFAULT_TOOLSETS);
+        let default_bytes = tools_list_bytes(tools_of(&default));
+        let all_bytes = tools_list_bytes(tools());
+        println!(
+            "tools/list: default ({}) {} tools, {default_bytes} bytes; all {} tools, {all_bytes} bytes",
+            default
+                .iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            tools_of(&default).len(),
+            tools().len(),
+        );
+        for toolset in Toolset::ALL {
+            let tools = tools_of(&BTreeSet::from([toolset]));
+            println!(
+                "  {toolset}: {} tools, {} bytes",
+                tools.len(),
+                tools_list_bytes(tools)
+            );
+        }
+        assert!(default_bytes <= 32 * 1024, "{default_bytes} bytes");
+        assert!(all_bytes > default_bytes);
+    }
+
+    #[test]
+    fn every_tool_belongs_to_exactly_one_toolset_and_every_toolset_has_tools() {
+        let catalog = catalog();
+        let mut names: Vec<&str> = catalog.iter().map(|(_, t)| t.name.as_ref()).collect();
+        names.sort();
+        let count = names.len();
+        names.dedup();
+        assert_eq!(names.len(), count, "a tool is listed twice");
+        for toolset in Toolset::ALL {
+            assert!(
+                catalog.iter().any(|(t, _)| *t == toolset),
+                "{toolset} has no tool"
+            );
+        }
+        assert_eq!(toolset_of("exec"), Some(Toolset::Core));
+        assert_eq!(toolset_of("read_file"), Some(Toolset::Files));
+        assert_eq!(toolset_of("git_push"), Some(Toolset::Git));
+        assert_eq!(toolset_of("fleet_exec"), Some(Toolset::Fleet));
+        assert_eq!(toolset_of("job_get"), Some(Toolset::Fleet));
+        assert_eq!(toolset_of("spec_plan"), Some(Toolset::Spec));
+        assert_eq!(toolset_of("fleet_status"), Some(Toolset::Spec));
+        assert_eq!(toolset_of("schedule_add"), Some(Toolset::Schedule));
+        assert_eq!(toolset_of("mapreduce"), Some(Toolset::Mapreduce));
+        assert_eq!(toolset_of("send_file"), Some(Toolset::Transfer));
+        assert_eq!(toolset_of("no_such_tool"), None);
+    }
+
+    /// A server started with some toolsets lists only their tools, and refuses a call to
+    /// another toolset's tool with a message naming the toolset and how to enable it.
+    #[tokio::test]
+    async fn a_server_lists_and_accepts_only_its_toolsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let flags = remote_agents_node::config::NodeFlags {
+            name: Some("mcp-test".into()),
+            data_dir: Some(dir.path().join("data")),
+            toolsets: Some("core,files".into()),
+            ..Default::default()
+        };
+        let env = std::collections::BTreeMap::<String, String>::new();
+        let node = Node::open(remote_agents_node::config::Settings::resolve(&flags, &env).unwrap())
+            .unwrap();
+        let mut client = LineClient::serving(McpServer::new(node));
+        client.initialize().await;
+        let listed = client.request("tools/list", serde_json::json!({})).await;
+        let names: BTreeSet<&str> = listed["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        let expected: BTreeSet<&str> = catalog()
+            .into_iter()
+            .filter(|(t, _)| matches!(t, Toolset::Core | Toolset::Files))
+            .map(|(_, tool)| match tool.name {
+                std::borrow::Cow::Borrowed(name) => name,
+                std::borrow::Cow::Owned(_) => unreachable!("tool names are static"),
+            })
+            .collect();
+        assert_eq!(names, expected);
+        assert!(names.contains("exec") && names.contains("read_file"));
+
+        let refused = client
+            .call_tool("git_status", serde_json::json!({"path": "/tmp"}))
+            .await;
+        assert_eq!(refused["isError"], true, "{refused}");
+        let text = text_of(&refused);
+        assert!(
+            text.contains("`git` toolset")
+                && text.contains("--toolsets core,files,git")
+                && text.contains("REMOTE_AGENTS_TOOLSETS"),
+            "{text}"
+        );
+        let answered = client
+            .call_tool("file_stat", serde_json::json!({"path": dir.path()}))
+            .await;
         assert_ne!(answered["isError"], true, "{answered}");
     }
 

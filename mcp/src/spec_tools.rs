@@ -38,7 +38,7 @@ pub struct SpecGetArgs {
     /// A host name: return its effective config (each setting with where it came from).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    /// `Fleet`, `Schedule` or `MapReduceJob`: return the raw documents of that kind.
+    /// `Fleet`, `Schedule`, `MapReduceJob` or `McpSurface`: return the raw documents of that kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// `applied` (default) or `source`.
@@ -206,7 +206,7 @@ pub(super) fn tools() -> Vec<rmcp::model::Tool> {
             "Read the desired state",
             "The desired state as this node applied it (from=applied, default) or as the spec \
              source says now (from=source): with host, that host's effective config with the \
-             origin of every setting; with kind (Fleet, Schedule, MapReduceJob), the raw \
+             origin of every setting; with kind (Fleet, Schedule, MapReduceJob, McpSurface), the raw \
              documents of that kind.",
             READ,
         ),

@@ -130,11 +130,24 @@ pub fn new_request_id() -> String {
 pub struct Client {
     net: Net,
     caller: Caller,
+    /// Marks every request as made on behalf of a model (`Envelope::on_behalf_of_model`).
+    on_behalf_of_model: bool,
 }
 
 impl Client {
     pub fn new(net: Net, caller: Caller) -> Self {
-        Self { net, caller }
+        Self {
+            net,
+            caller,
+            on_behalf_of_model: false,
+        }
+    }
+
+    /// The same client, its requests marked as made on behalf of a model (or not), so that
+    /// each receiving host applies its `McpSurface` to them.
+    pub fn on_behalf_of_model(mut self, model: bool) -> Self {
+        self.on_behalf_of_model = model;
+        self
     }
 
     pub fn net(&self) -> &Net {
@@ -147,6 +160,7 @@ impl Client {
             id,
             caller: self.caller.clone(),
             request,
+            on_behalf_of_model: self.on_behalf_of_model,
         }
     }
 

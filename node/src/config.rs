@@ -3,11 +3,13 @@
 //!
 //! There is deliberately no default relay: with none configured the node runs local-only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use remote_agents_spec::Toolset;
 
 use crate::policy::{Mode, PolicyConfig};
 
@@ -34,6 +36,8 @@ pub struct NodeFlags {
     pub relay_key: Option<String>,
     pub operators: Option<String>,
     pub operator_key: Option<PathBuf>,
+    /// The MCP toolsets (`--toolsets core,files`): only `mcp` and `hybrid` take it.
+    pub toolsets: Option<String>,
     /// Watch mode: only `run`, `mcp` and `hybrid` take it.
     pub watch: WatchFlags,
 }
@@ -95,6 +99,8 @@ pub struct FileConfig {
     pub direct: Option<bool>,
     /// The relay's UDP reflector (`HOST:PORT`) the direct path learns its outside address from.
     pub udp_reflector: Option<String>,
+    /// The toolsets the MCP server offers (`["core", "files"]`, or `["all"]`).
+    pub toolsets: Option<Vec<String>>,
     #[serde(default)]
     pub policy: Option<PolicyConfig>,
 }
@@ -121,6 +127,11 @@ pub enum ConfigError {
     },
     #[error("invalid boolean `{value}` in {var}: expected true/false/1/0/yes/no")]
     Bool { var: &'static str, value: String },
+    #[error("invalid toolsets from {source_name}: {message}")]
+    Toolsets {
+        source_name: String,
+        message: String,
+    },
 }
 
 /// The effective settings of a node.
@@ -148,6 +159,9 @@ pub struct Settings {
     /// The relay's UDP reflector (`HOST:PORT`): without it the direct path offers local
     /// addresses only.
     pub udp_reflector: Sourced<Option<String>>,
+    /// The toolsets the node's MCP server offers a model (`spec::DEFAULT_TOOLSETS` unless set);
+    /// an applied `McpSurface` may narrow them further.
+    pub toolsets: Sourced<BTreeSet<Toolset>>,
     /// Watch mode: a local spec folder (`--spec`).
     pub spec: Sourced<Option<PathBuf>>,
     /// Watch mode: a git repository to follow (`--spec-repo`), its branch and fetch interval.
@@ -264,6 +278,7 @@ impl Settings {
         const E_OPERATOR_KEY: &str = "REMOTE_AGENTS_OPERATOR_KEY";
         const E_DIRECT: &str = "REMOTE_AGENTS_DIRECT";
         const E_UDP_REFLECTOR: &str = "REMOTE_AGENTS_UDP_REFLECTOR";
+        const E_TOOLSETS: &str = "REMOTE_AGENTS_TOOLSETS";
         const E_SPEC: &str = "REMOTE_AGENTS_SPEC";
         const E_SPEC_REPO: &str = "REMOTE_AGENTS_SPEC_REPO";
         const E_SPEC_BRANCH: &str = "REMOTE_AGENTS_SPEC_BRANCH";
@@ -319,6 +334,23 @@ impl Settings {
                     message,
                 })?,
             source: mode_text.source,
+        };
+        let toolsets_text = layer(
+            (flags.toolsets.clone(), "--toolsets"),
+            (env.get(E_TOOLSETS), E_TOOLSETS),
+            (file.toolsets.as_ref().map(|names| names.join(",")), fp),
+            remote_agents_spec::DEFAULT_TOOLSETS
+                .map(Toolset::as_str)
+                .join(","),
+        );
+        let toolsets = Sourced {
+            value: Toolset::parse_list(&toolsets_text.value).map_err(|message| {
+                ConfigError::Toolsets {
+                    source_name: toolsets_text.source.to_string(),
+                    message,
+                }
+            })?,
+            source: toolsets_text.source,
         };
         let policy = match (&file.policy, fp) {
             (Some(p), Some(path)) => Sourced {
@@ -414,6 +446,7 @@ impl Settings {
                 (file.udp_reflector.clone().map(Some), fp),
                 None,
             ),
+            toolsets,
             spec: layer(
                 (flags.watch.spec.clone().map(Some), "--spec"),
                 (env.get(E_SPEC).map(|p| Some(PathBuf::from(p))), E_SPEC),
@@ -514,6 +547,16 @@ impl Settings {
                 "mode",
                 self.mode.value.to_string(),
                 self.mode.source.to_string(),
+            ),
+            (
+                "toolsets",
+                self.toolsets
+                    .value
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                self.toolsets.source.to_string(),
             ),
             (
                 "encryption_key",
@@ -663,6 +706,58 @@ mod tests {
         assert_eq!(
             s.data_dir.value,
             PathBuf::from("/home/test/.local/share/remote-agents")
+        );
+    }
+
+    #[test]
+    fn toolsets_come_from_flag_env_or_file_and_default_to_the_default_set() {
+        let s = Settings::resolve(&NodeFlags::default(), &env(&[])).unwrap();
+        assert_eq!(
+            s.toolsets.value,
+            BTreeSet::from(remote_agents_spec::DEFAULT_TOOLSETS)
+        );
+        assert_eq!(s.toolsets.source, Source::Default);
+        assert!(s.show().contains("core,files,git,fleet"), "{}", s.show());
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, "toolsets = [\"spec\", \"schedule\"]\n").unwrap();
+        let with_file = NodeFlags {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&with_file, &env(&[])).unwrap();
+        assert_eq!(
+            s.toolsets.value,
+            BTreeSet::from([Toolset::Spec, Toolset::Schedule])
+        );
+        assert_eq!(s.toolsets.source, Source::File(file));
+
+        let from_env = env(&[("REMOTE_AGENTS_TOOLSETS", "all")]);
+        let s = Settings::resolve(&with_file, &from_env).unwrap();
+        assert_eq!(s.toolsets.value, BTreeSet::from(Toolset::ALL));
+        assert_eq!(s.toolsets.source, Source::Env("REMOTE_AGENTS_TOOLSETS"));
+
+        let with_flag = NodeFlags {
+            toolsets: Some("core,transfer".into()),
+            ..with_file
+        };
+        let s = Settings::resolve(&with_flag, &from_env).unwrap();
+        assert_eq!(
+            s.toolsets.value,
+            BTreeSet::from([Toolset::Core, Toolset::Transfer])
+        );
+        assert_eq!(s.toolsets.source, Source::Flag("--toolsets"));
+
+        let bad = NodeFlags {
+            toolsets: Some("core,shell".into()),
+            ..Default::default()
+        };
+        let error = Settings::resolve(&bad, &env(&[])).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "invalid toolsets from flag --toolsets: unknown toolset `shell`: expected core, \
+             files, git, fleet, spec, schedule, mapreduce, transfer, or all"
         );
     }
 

@@ -627,6 +627,60 @@ impl Node {
         }
     }
 
+    /// What a model may use on this host: the applied spec's `McpSurface`s that select it.
+    pub fn mcp_surface(&self) -> Option<remote_agents_spec::effective::EffectiveMcpSurface> {
+        let bundle = self.desired.current()?;
+        bundle
+            .model
+            .effective_config(&self.host_facts())
+            .mcp_surface
+    }
+
+    /// The McpSurface's judgement of a model's `request` on this host: refused when its
+    /// operation's toolset is not on the surface or it would change the host under a read-only
+    /// (`plan`) or `disabled` ceiling; otherwise the mode ceiling the gate then applies (the
+    /// lower of it and the node's mode). Without a surface, models are governed as any caller.
+    fn surface_ceiling(&self, request: &Request) -> Result<Option<Mode>, Refusal> {
+        let Some(surface) = self.mcp_surface() else {
+            return Ok(None);
+        };
+        let host = &self.settings.name.value;
+        let op = request.name();
+        let toolset = request.toolset();
+        if !surface.allows(toolset) {
+            let allowed: Vec<&str> = surface.toolsets.iter().map(|t| t.as_str()).collect();
+            return Err(Refusal {
+                reason: format!(
+                    "{op} is in the `{toolset}` toolset, which {} withholds from models on host \
+                     {host} (it allows {})",
+                    surface.describe(),
+                    if allowed.is_empty() {
+                        "none".to_string()
+                    } else {
+                        allowed.join(", ")
+                    }
+                ),
+            });
+        }
+        match surface.max_mode {
+            Some(Mode::Disabled) => Err(Refusal {
+                reason: format!(
+                    "{} sets maxMode disabled for models on host {host}: no request of a model \
+                     runs there",
+                    surface.describe()
+                ),
+            }),
+            Some(Mode::Plan) if !request.is_read_only() => Err(Refusal {
+                reason: format!(
+                    "{op} changes the host, and {} makes host {host} read-only for models \
+                     (maxMode plan)",
+                    surface.describe()
+                ),
+            }),
+            ceiling => Ok(ceiling),
+        }
+    }
+
     /// The announcement peers see: name, tags, facts, mode, and the operator binding.
     fn announcement(&self) -> remote_agents_protocol::message::Announcement {
         remote_agents_protocol::message::Announcement {
@@ -648,7 +702,12 @@ impl Node {
     }
 
     /// Handles a request from the local MCP server or CLI: forwards it when it names a peer.
-    pub async fn handle(self: &Arc<Self>, envelope: Envelope, ctx: CallContext) -> Outcome {
+    pub async fn handle(self: &Arc<Self>, mut envelope: Envelope, ctx: CallContext) -> Outcome {
+        // This machine's MCP client is a model: what it asks of a peer is marked so, and the
+        // peer applies its own McpSurface.
+        if envelope.caller == Caller::McpLocal {
+            envelope.on_behalf_of_model = true;
+        }
         if let Some(agent) = envelope.request.agent_id()
             && !self.is_local(agent)
         {
@@ -754,7 +813,10 @@ impl Node {
             id,
             caller,
             request,
+            on_behalf_of_model,
         } = envelope;
+        // This machine's MCP client is a model whether or not it said so.
+        let model = on_behalf_of_model || caller == Caller::McpLocal;
         match self.store.lookup(&id) {
             Ok(Some(entry)) => {
                 return match entry.outcome {
@@ -775,7 +837,7 @@ impl Node {
                 ));
             }
         }
-        let outcome = self.run_journaled(&id, caller, request, ctx).await;
+        let outcome = self.run_journaled(&id, caller, model, request, ctx).await;
         self.in_flight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -787,6 +849,7 @@ impl Node {
         self: &Arc<Self>,
         id: &str,
         caller: Caller,
+        model: bool,
         request: Request,
         ctx: CallContext,
     ) -> Outcome {
@@ -811,9 +874,21 @@ impl Node {
         // entry, and a retry with the same id then runs, which is right since nothing ran.
         let journal_stages = request.needs_started_record();
         let audit_only = request.is_idempotent();
-        let mode = self.effective_mode();
+        let mut mode = self.effective_mode();
         let prepared = match self.authorize(&caller, &request) {
-            Ok(()) => operations::check(self, mode, request),
+            Ok(()) => match model.then(|| self.surface_ceiling(&request)) {
+                Some(Err(refusal)) => Err(refusal),
+                Some(Ok(ceiling)) => {
+                    // A disabled node stays disabled; otherwise the lower of the two.
+                    if let Some(ceiling) = ceiling
+                        && mode != Mode::Disabled
+                    {
+                        mode = mode.min(ceiling);
+                    }
+                    operations::check(self, mode, request)
+                }
+                None => operations::check(self, mode, request),
+            },
             Err(reason) => Err(Refusal {
                 reason: format!("not authorized: {reason}"),
             }),
@@ -1294,8 +1369,101 @@ mod tests {
             id: uuid::Uuid::new_v4().to_string(),
             caller: Caller::McpLocal,
             request,
+            on_behalf_of_model: false,
         };
         node.handle_local(envelope, CallContext::default()).await
+    }
+
+    /// A host's McpSurface governs models only: a model (the local MCP client, or a peer's
+    /// request marked on behalf of one) is refused a toolset the surface withholds, and runs
+    /// under the surface's ceiling (here edit on a bypass host, so the spec's deny list, which
+    /// bypass skips, applies to it); the command line and unmarked peers are not governed.
+    #[tokio::test]
+    async fn a_surface_governs_the_requests_of_models_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let flags = NodeFlags {
+            name: Some("db-1".into()),
+            data_dir: Some(dir.path().to_path_buf()),
+            ..NodeFlags::default()
+        };
+        let node =
+            Node::open(Settings::resolve(&flags, &BTreeMap::<String, String>::new()).unwrap())
+                .unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let denied = work.path().join("denied.txt");
+        let spec = format!(
+            "apiVersion: remote-agents.dev/v1\nkind: Fleet\nmetadata: {{name: lab}}\nspec:\n  \
+             hosts:\n    - name: db-1\n      tags: [db]\n      mode: bypass\n      policy:\n        \
+             paths: {{deny: [\"{}\"]}}\n---\napiVersion: remote-agents.dev/v1\nkind: McpSurface\n\
+             metadata: {{name: db-models}}\nspec:\n  target: tag:db\n  toolsets: [core, files]\n  \
+             maxMode: edit\n",
+            denied.display()
+        );
+        node.apply_local(
+            vec![SpecFile {
+                path: "fleet.yaml".into(),
+                text: spec,
+            }],
+            "r1".into(),
+            "test",
+        )
+        .unwrap();
+        assert_eq!(node.effective_mode(), Mode::Bypass);
+        let surface = node.mcp_surface().expect("db-1 has a surface");
+        assert_eq!(surface.max_mode, Some(Mode::Edit));
+
+        let run = |caller: Caller, model: bool, request: Request| {
+            let node = node.clone();
+            async move {
+                let envelope = Envelope {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    caller,
+                    request,
+                    on_behalf_of_model: model,
+                };
+                node.handle_local(envelope, CallContext::default()).await
+            }
+        };
+        let write = Request::WriteFile(remote_agents_ops::WriteFileArgs {
+            agent_id: None,
+            path: denied.display().to_string(),
+            content: "x".into(),
+            encoding: Default::default(),
+            create_dirs: false,
+        });
+        let git = Request::GitStatus(remote_agents_ops::GitRepoArgs {
+            agent_id: None,
+            repo: work.path().display().to_string(),
+        });
+
+        // The local MCP client is a model whether or not its envelope says so.
+        let refused = run(Caller::McpLocal, false, write.clone()).await;
+        assert!(
+            matches!(&refused, Outcome::Refused { reason } if reason.contains("denied")),
+            "{refused:?}"
+        );
+        assert!(!denied.exists());
+        let refused = run(Caller::McpLocal, false, git.clone()).await;
+        assert!(
+            matches!(&refused, Outcome::Refused { reason }
+                if reason.contains("`git` toolset") && reason.contains("McpSurface db-models")
+                    && reason.contains("host db-1")),
+            "{refused:?}"
+        );
+        let marked_peer = run(Caller::peer("peer-a", None), true, git.clone()).await;
+        assert!(
+            matches!(&marked_peer, Outcome::Refused { reason } if reason.contains("McpSurface")),
+            "{marked_peer:?}"
+        );
+        // Not a model: the host's own mode (bypass) and no surface.
+        let unmarked_peer = run(Caller::peer("peer-a", None), false, git).await;
+        assert!(
+            !matches!(&unmarked_peer, Outcome::Refused { reason } if reason.contains("McpSurface")),
+            "{unmarked_peer:?}"
+        );
+        let written = run(Caller::Cli, false, write).await;
+        assert!(matches!(written, Outcome::Ok { .. }), "{written:?}");
+        assert!(denied.exists());
     }
 
     /// Authorization names every kind of caller: the local ones run, and a caller that is not
@@ -1326,6 +1494,7 @@ mod tests {
                 id: uuid::Uuid::new_v4().to_string(),
                 caller: caller.clone(),
                 request: write("x"),
+                on_behalf_of_model: false,
             };
             let outcome = node.handle_local(envelope, CallContext::default()).await;
             assert!(
@@ -1343,6 +1512,7 @@ mod tests {
                 id: uuid::Uuid::new_v4().to_string(),
                 caller: caller.clone(),
                 request: write("ok"),
+                on_behalf_of_model: false,
             };
             let outcome = node.handle_local(envelope, CallContext::default()).await;
             assert!(

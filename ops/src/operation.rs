@@ -5,7 +5,7 @@
 //! their `Summary`) in their own file. A caller that knows the operation gets its result typed
 //! (`Client::call::<Exec>(peer, args)` in the node library) instead of decoding JSON itself.
 
-use remote_agents_spec::Capability;
+use remote_agents_spec::{Capability, Toolset};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,9 @@ pub trait Operation {
     /// What an operator must be allowed to do for it, once the fleet lists operators. `None`:
     /// authorised by other means (a bundle carries its own signature).
     const CAPABILITY: Option<Capability>;
+    /// The MCP toolset it belongs to: a model's request for it runs only where the host's
+    /// surface (`McpSurface`, `--toolsets`) includes that toolset.
+    const TOOLSET: Toolset;
     /// Its arguments (also its MCP input schema).
     type Args: Serialize + DeserializeOwned + JsonSchema + Clone + Summary + Send + 'static;
     /// What an `ok` outcome carries.
@@ -50,7 +53,7 @@ pub trait Summary {
 macro_rules! operations {
     ($(
         $(#[$doc:meta])*
-        $op:ident = $name:literal ($args:ty) -> $output:ty, $effect:ident, $capability:expr;
+        $op:ident = $name:literal ($args:ty) -> $output:ty, $effect:ident, $capability:expr, $toolset:ident;
     )*) => {
         $(
             $(#[$doc])*
@@ -61,6 +64,7 @@ macro_rules! operations {
                 const NAME: &'static str = $name;
                 const EFFECT: Effect = Effect::$effect;
                 const CAPABILITY: Option<Capability> = $capability;
+                const TOOLSET: Toolset = Toolset::$toolset;
                 type Args = $args;
                 type Output = $output;
                 fn request(args: Self::Args) -> Request {
@@ -108,6 +112,13 @@ macro_rules! operations {
                 }
             }
 
+            /// The MCP toolset the operation belongs to.
+            pub fn toolset(&self) -> Toolset {
+                match self {
+                    $(Request::$op(_) => $op::TOOLSET,)*
+                }
+            }
+
             /// The peer this request is addressed to, if not the local node.
             pub fn agent_id(&self) -> Option<&str> {
                 match self {
@@ -140,74 +151,74 @@ macro_rules! operations {
 // idempotent.
 operations! {
     /// Run a program.
-    Exec = "exec" (ExecArgs) -> ExecResult, Changes, Some(Capability::Exec);
+    Exec = "exec" (ExecArgs) -> ExecResult, Changes, Some(Capability::Exec), Core;
     /// Read a file.
-    ReadFile = "read_file" (ReadFileArgs) -> ReadFileResult, ReadOnly, Some(Capability::Read);
+    ReadFile = "read_file" (ReadFileArgs) -> ReadFileResult, ReadOnly, Some(Capability::Read), Files;
     /// Write a file (the previous version kept as a backup in `edit` mode).
-    WriteFile = "write_file" (WriteFileArgs) -> WriteFileResult, Changes, Some(Capability::Write);
+    WriteFile = "write_file" (WriteFileArgs) -> WriteFileResult, Changes, Some(Capability::Write), Files;
     /// List a folder.
-    ListDir = "list_dir" (PathArgs) -> ListDirResult, ReadOnly, Some(Capability::Read);
+    ListDir = "list_dir" (PathArgs) -> ListDirResult, ReadOnly, Some(Capability::Read), Files;
     /// Stat a path.
-    FileStat = "file_stat" (PathArgs) -> FileStatResult, ReadOnly, Some(Capability::Read);
+    FileStat = "file_stat" (PathArgs) -> FileStatResult, ReadOnly, Some(Capability::Read), Files;
     /// Search file names and contents.
     FileSearch = "file_search" (FileSearchArgs) -> FileSearchResult, ReadOnly,
-        Some(Capability::Read);
+        Some(Capability::Read), Files;
     /// A bounded thumbnail of an image file.
     FileThumbnail = "file_thumbnail" (FileThumbnailArgs) -> FileThumbnailResult, ReadOnly,
-        Some(Capability::Read);
+        Some(Capability::Read), Files;
     /// A repository's status.
-    GitStatus = "git_status" (GitRepoArgs) -> GitStatusResult, ReadOnly, Some(Capability::Read);
+    GitStatus = "git_status" (GitRepoArgs) -> GitStatusResult, ReadOnly, Some(Capability::Read), Git;
     /// Pull a repository.
-    GitPull = "git_pull" (GitRemoteArgs) -> GitActionResult, Changes, Some(Capability::Git);
+    GitPull = "git_pull" (GitRemoteArgs) -> GitActionResult, Changes, Some(Capability::Git), Git;
     /// Commit in a repository.
-    GitCommit = "git_commit" (GitCommitArgs) -> GitActionResult, Changes, Some(Capability::Git);
+    GitCommit = "git_commit" (GitCommitArgs) -> GitActionResult, Changes, Some(Capability::Git), Git;
     /// Push a repository.
-    GitPush = "git_push" (GitRemoteArgs) -> GitActionResult, Changes, Some(Capability::Git);
+    GitPush = "git_push" (GitRemoteArgs) -> GitActionResult, Changes, Some(Capability::Git), Git;
     /// The node's info and facts.
-    GetInfo = "get_info" (AgentArgs) -> InfoResult, ReadOnly, Some(Capability::Read);
+    GetInfo = "get_info" (AgentArgs) -> InfoResult, ReadOnly, Some(Capability::Read), Core;
     /// Override the node's mode for a while.
-    SetMode = "set_mode" (SetModeArgs) -> SetModeResult, Changes, Some(Capability::Admin);
+    SetMode = "set_mode" (SetModeArgs) -> SetModeResult, Changes, Some(Capability::Admin), Core;
     /// The agents this node sees.
-    ListAgents = "list_agents" (AgentArgs) -> ListAgentsResult, ReadOnly, Some(Capability::Read);
+    ListAgents = "list_agents" (AgentArgs) -> ListAgentsResult, ReadOnly, Some(Capability::Read), Core;
     /// The backups writes kept.
-    Backups = "backups" (BackupsArgs) -> BackupsResult, ReadOnly, Some(Capability::Read);
+    Backups = "backups" (BackupsArgs) -> BackupsResult, ReadOnly, Some(Capability::Read), Files;
     /// Add (or replace) an imperative schedule.
     ScheduleAdd = "schedule_add" (ScheduleAddArgs) -> ScheduleAddResult, Changes,
-        Some(Capability::Schedule);
+        Some(Capability::Schedule), Schedule;
     /// Remove an imperative schedule.
     ScheduleRemove = "schedule_remove" (ScheduleRemoveArgs) -> ScheduleRemoveResult, Changes,
-        Some(Capability::Schedule);
+        Some(Capability::Schedule), Schedule;
     /// The node's schedules and their recent runs.
     ScheduleList = "schedule_list" (ScheduleListArgs) -> ScheduleListResult, ReadOnly,
-        Some(Capability::Read);
+        Some(Capability::Read), Schedule;
     /// A signed desired-state bundle for this node to verify and apply.
-    DesiredOffer = "desired_offer" (DesiredOfferArgs) -> DesiredOfferResult, Idempotent, None;
+    DesiredOffer = "desired_offer" (DesiredOfferArgs) -> DesiredOfferResult, Idempotent, None, Spec;
     /// This node's observed desired-state status.
     DesiredStatus = "desired_status" (AgentArgs) -> status::ObservedStatus, ReadOnly,
-        Some(Capability::Read);
+        Some(Capability::Read), Spec;
     /// A kept bundle (the applied one, or one by generation or revision), for peers that missed
     /// it and for `rollback`.
-    DesiredGet = "desired_get" (DesiredGetArgs) -> bundle::SignedBundle, ReadOnly, None;
+    DesiredGet = "desired_get" (DesiredGetArgs) -> bundle::SignedBundle, ReadOnly, None, Spec;
     /// The generations this node accepted.
     DesiredHistory = "desired_history" (AgentArgs) -> Vec<bundle::HistoryEntry>, ReadOnly,
-        Some(Capability::Read);
+        Some(Capability::Read), Spec;
     /// Send a file from one host's path to another's (coordinated by this node).
-    SendFile = "send_file" (SendFileArgs) -> TransferStatus, Changes, Some(Capability::Write);
+    SendFile = "send_file" (SendFileArgs) -> TransferStatus, Changes, Some(Capability::Write), Transfer;
     /// One transfer's state, bytes done, rate, path in use and SHA-256 (optionally waiting).
     TransferGet = "transfer_get" (TransferGetArgs) -> TransferStatus, ReadOnly,
-        Some(Capability::Read);
+        Some(Capability::Read), Transfer;
     /// Stop a running transfer this node coordinates, at both ends.
     TransferCancel = "transfer_cancel" (TransferCancelArgs) -> TransferStatus, Changes,
-        Some(Capability::Write);
+        Some(Capability::Write), Transfer;
     /// The transfers this node coordinated.
     TransferList = "transfer_list" (TransferListArgs) -> TransferListResult, ReadOnly,
-        Some(Capability::Read);
+        Some(Capability::Read), Transfer;
     /// Open a file to be pulled by one destination host with a ticket (a send_file step).
     TransferSource = "transfer_source" (TransferSourceArgs) -> TransferSourceResult, ReadOnly,
-        Some(Capability::Read);
+        Some(Capability::Read), Transfer;
     /// Pull a file from a source host's ticket into a verified file (a send_file step).
     TransferReceive = "transfer_receive" (TransferReceiveArgs) -> TransferReceiveResult, Changes,
-        Some(Capability::Write);
+        Some(Capability::Write), Transfer;
 }
 
 #[cfg(test)]

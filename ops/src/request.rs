@@ -41,6 +41,12 @@ pub struct Envelope {
     /// Who asked. A node replaces what a peer's envelope claims with the authenticated peer.
     pub caller: Caller,
     pub request: Request,
+    /// Made on behalf of a model: this node's MCP client asked for it, here or through the
+    /// node that forwarded it (an MCP tool naming another agent, a fan-out, a MapReduce job, a
+    /// transfer's steps). The receiving node applies its own `McpSurface` to such requests. A
+    /// peer that leaves it out is an ordinary peer, governed by operators and policy as any.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_behalf_of_model: bool,
 }
 
 /// How a request ended.
@@ -114,6 +120,7 @@ mod tests {
             id: "r1".into(),
             caller: "mcp:local".into(),
             request: request.clone(),
+            on_behalf_of_model: false,
         };
         let text = serde_json::to_string(&envelope).unwrap();
         assert!(text.contains("\"op\":\"exec\""), "{text}");

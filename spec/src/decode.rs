@@ -4,6 +4,7 @@
 
 use crate::diagnostic::{Code, Diagnostic, Loc};
 use crate::model::*;
+use crate::toolset::Toolset;
 use crate::tree::{Key, Node, Value};
 use std::collections::BTreeMap;
 
@@ -242,6 +243,11 @@ decode_enum!(Capability, Code::BadValue, "capability", {
     "git" => Capability::Git, "schedule" => Capability::Schedule, "admin" => Capability::Admin,
     "apply" => Capability::Apply,
 });
+decode_enum!(Toolset, Code::UnknownToolset, "toolset", {
+    "core" => Toolset::Core, "files" => Toolset::Files, "git" => Toolset::Git,
+    "fleet" => Toolset::Fleet, "spec" => Toolset::Spec, "schedule" => Toolset::Schedule,
+    "mapreduce" => Toolset::Mapreduce, "transfer" => Toolset::Transfer,
+});
 decode_enum!(Reducer, Code::BadValue, "reducer", {
     "sum" => Reducer::Sum, "count" => Reducer::Count, "concat" => Reducer::Concat,
 });
@@ -337,7 +343,11 @@ decode_struct!(MapReduceSpec, "MapReduceJob spec", required ["target", "input", 
     "reduce" => reduce, "retries" => retries, "trigger" => trigger, "cron" => cron,
 });
 
-const KINDS: &[&str] = &["Fleet", "Schedule", "MapReduceJob"];
+decode_struct!(McpSurfaceSpec, "McpSurface spec", required ["target", "toolsets"], {
+    "target" => target, "toolsets" => toolsets, "maxMode" => max_mode,
+});
+
+const KINDS: &[&str] = &["Fleet", "Schedule", "MapReduceJob", "McpSurface"];
 const TOP_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
 
 /// Decodes one document. Returns `None` when its kind is unknown or missing (the document then
@@ -417,6 +427,12 @@ pub(crate) fn document(node: &Node, cx: &mut Cx) -> Option<Document> {
         "Schedule" => Document::Schedule(ScheduleDocument {
             api_version: ApiVersion::V1,
             kind: Schedule::Schedule,
+            metadata,
+            spec: spec_of(spec, cx),
+        }),
+        "McpSurface" => Document::McpSurface(McpSurfaceDocument {
+            api_version: ApiVersion::V1,
+            kind: McpSurface::McpSurface,
             metadata,
             spec: spec_of(spec, cx),
         }),

@@ -64,6 +64,7 @@ pub enum Code {
     BadValue,
     BadOperatorKey,
     RuleNeverMatches,
+    UnknownToolset,
     /// Input beyond a parser limit (file size, values, alias expansion): refused unparsed.
     TooLarge,
 }
@@ -86,6 +87,7 @@ impl Code {
             Code::BadValue => "bad-value",
             Code::BadOperatorKey => "bad-operator-key",
             Code::RuleNeverMatches => "rule-never-matches",
+            Code::UnknownToolset => "unknown-toolset",
             Code::TooLarge => "too-large",
         }
     }

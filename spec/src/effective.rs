@@ -4,10 +4,11 @@
 use crate::diagnostic::Loc;
 use crate::model::{Mode, Policy};
 use crate::selector::{HostFacts, Selector};
+use crate::toolset::Toolset;
 use crate::{Document, FleetModel};
 use globset::GlobMatcher;
 use serde::{Serialize, Serializer};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 /// Where a value came from.
@@ -73,6 +74,56 @@ pub struct EffectiveConfig {
     pub rules: Vec<Sourced<String>>,
     pub schedules: Vec<Sourced<String>>,
     pub jobs: Vec<Sourced<String>>,
+    /// What a model may use here, when an `McpSurface` selects this host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mcp_surface: Option<EffectiveMcpSurface>,
+}
+
+/// The MCP surface of a host: every `McpSurface` that selects it applies, so a model gets only
+/// what all of them allow (the toolsets they share, the strictest ceiling). Declaring a second
+/// surface can only narrow what a model may do, never widen it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EffectiveMcpSurface {
+    /// The McpSurface documents that select the host, with where each is declared.
+    pub surfaces: Vec<Sourced<String>>,
+    pub toolsets: BTreeSet<Toolset>,
+    /// The most a model's request may do here (`plan`: only operations that change nothing).
+    pub max_mode: Option<Mode>,
+}
+
+impl EffectiveMcpSurface {
+    /// The surfaces' names, for messages: `McpSurface prod-read-only (fleet/surface.yaml:4)`.
+    pub fn describe(&self) -> String {
+        let names: Vec<String> = self
+            .surfaces
+            .iter()
+            .map(|s| format!("McpSurface {} ({})", s.value, s.from))
+            .collect();
+        names.join(", ")
+    }
+
+    /// Whether a model may use `toolset` here.
+    pub fn allows(&self, toolset: Toolset) -> bool {
+        self.toolsets.contains(&toolset)
+    }
+}
+
+/// The stricter of two mode ceilings: `disabled` refuses everything, otherwise the lower mode.
+fn stricter(a: Mode, b: Mode) -> Mode {
+    if a == Mode::Disabled || b == Mode::Disabled {
+        Mode::Disabled
+    } else {
+        a.min(b)
+    }
+}
+
+/// One McpSurface, compiled.
+#[derive(Debug)]
+struct CompiledSurface {
+    selector: Option<Selector>,
+    name: Sourced<String>,
+    toolsets: BTreeSet<Toolset>,
+    max_mode: Option<Mode>,
 }
 
 /// One layer's settings with their origins resolved, so per-host work is only matching and
@@ -98,6 +149,7 @@ pub(crate) struct Compiled {
     glob_hosts: Vec<(usize, GlobMatcher)>,
     schedules: Vec<(Option<Selector>, Sourced<String>)>,
     jobs: Vec<(Option<Selector>, Sourced<String>)>,
+    surfaces: Vec<CompiledSurface>,
 }
 
 fn origin(model: &FleetModel, document: usize, path: &str) -> Origin {
@@ -236,6 +288,12 @@ impl Compiled {
                 Document::MapReduceJob(j) => compiled
                     .jobs
                     .push((Selector::parse(&j.spec.target).ok(), named())),
+                Document::McpSurface(s) => compiled.surfaces.push(CompiledSurface {
+                    selector: Selector::parse(&s.spec.target).ok(),
+                    name: named(),
+                    toolsets: s.spec.toolsets.iter().copied().collect(),
+                    max_mode: s.spec.max_mode,
+                }),
                 Document::Fleet(_) => {}
             }
         }
@@ -339,6 +397,32 @@ impl FleetModel {
                 .map(|(_, name)| name.clone())
                 .collect()
         };
+        let mut mcp_surface: Option<EffectiveMcpSurface> = None;
+        for surface in &compiled.surfaces {
+            if !surface
+                .selector
+                .as_ref()
+                .is_some_and(|s| s.matches(&subject))
+            {
+                continue;
+            }
+            mcp_surface = Some(match mcp_surface {
+                None => EffectiveMcpSurface {
+                    surfaces: vec![surface.name.clone()],
+                    toolsets: surface.toolsets.clone(),
+                    max_mode: surface.max_mode,
+                },
+                Some(mut combined) => {
+                    combined.surfaces.push(surface.name.clone());
+                    combined.toolsets.retain(|t| surface.toolsets.contains(t));
+                    combined.max_mode = match (combined.max_mode, surface.max_mode) {
+                        (Some(a), Some(b)) => Some(stricter(a, b)),
+                        (a, b) => a.or(b),
+                    };
+                    combined
+                }
+            });
+        }
         EffectiveConfig {
             host: host.name.clone(),
             entries,
@@ -349,6 +433,7 @@ impl FleetModel {
             rules,
             schedules: pick(&compiled.schedules),
             jobs: pick(&compiled.jobs),
+            mcp_surface,
         }
     }
 
@@ -412,6 +497,27 @@ impl EffectiveConfig {
         }
         for job in &self.jobs {
             line(&mut out, "job", &job.value, &job.from);
+        }
+        if let Some(surface) = &self.mcp_surface {
+            let toolsets: Vec<&str> = surface.toolsets.iter().map(|t| t.as_str()).collect();
+            let value = format!(
+                "{} max {}",
+                if toolsets.is_empty() {
+                    "(no toolsets)".to_string()
+                } else {
+                    toolsets.join(",")
+                },
+                surface.max_mode.map_or("(none)", Mode::as_str)
+            );
+            for (i, name) in surface.surfaces.iter().enumerate() {
+                let label = if i == 0 { value.as_str() } else { "(also)" };
+                line(
+                    &mut out,
+                    "mcp",
+                    &format!("{} {label}", name.value),
+                    &name.from,
+                );
+            }
         }
         out
     }

@@ -22,6 +22,7 @@ pub mod model;
 pub mod plan;
 pub mod schema;
 pub mod selector;
+pub mod toolset;
 mod tree;
 mod validate;
 mod yaml;
@@ -31,6 +32,7 @@ pub use effective::{EffectiveConfig, Origin, Sourced};
 pub use model::*;
 pub use plan::{Plan, plan};
 pub use selector::{HostFacts, Selector, SelectorError};
+pub use toolset::{DEFAULT_TOOLSETS, Toolset};
 pub use validate::parse_operator_key;
 
 use std::collections::HashMap;

@@ -344,6 +344,22 @@ pub struct MapReduceSpec {
     pub cron: Option<String>,
 }
 
+/// What a model (an AI agent speaking MCP) may use on the hosts a target selector picks: the
+/// toolsets, and the most a request of a model may do there. Enforced by each of those hosts on
+/// every request a model makes, whichever node's MCP server it was made through.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct McpSurfaceSpec {
+    pub target: String,
+    /// The toolsets a model may use on these hosts (core, files, git, fleet, spec, schedule,
+    /// mapreduce, transfer).
+    pub toolsets: Vec<crate::Toolset>,
+    /// The ceiling on what a model's request may do: `plan` (read-only: only operations that
+    /// change nothing), `edit`, `bypass`, or `disabled` (nothing). No ceiling when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_mode: Option<Mode>,
+}
+
 macro_rules! kind_document {
     ($doc:ident, $kind:ident, $spec:ty, $what:literal) => {
         #[derive(
@@ -385,6 +401,13 @@ kind_document!(
     "A map step on the targeted hosts' partitions of an input, then a reduce."
 );
 
+kind_document!(
+    McpSurfaceDocument,
+    McpSurface,
+    McpSurfaceSpec,
+    "The MCP tools a model may use on the targeted hosts, and the most it may do there."
+);
+
 /// One spec document of any kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -392,6 +415,7 @@ pub enum Document {
     Fleet(FleetDocument),
     Schedule(ScheduleDocument),
     MapReduceJob(MapReduceJobDocument),
+    McpSurface(McpSurfaceDocument),
 }
 
 impl Document {
@@ -400,6 +424,7 @@ impl Document {
             Document::Fleet(_) => "Fleet",
             Document::Schedule(_) => "Schedule",
             Document::MapReduceJob(_) => "MapReduceJob",
+            Document::McpSurface(_) => "McpSurface",
         }
     }
 
@@ -408,6 +433,7 @@ impl Document {
             Document::Fleet(d) => &d.metadata,
             Document::Schedule(d) => &d.metadata,
             Document::MapReduceJob(d) => &d.metadata,
+            Document::McpSurface(d) => &d.metadata,
         }
     }
 

@@ -235,6 +235,23 @@ pub(crate) fn validate(model: &FleetModel, diagnostics: &mut Vec<Diagnostic>) {
                 check.step(index, "spec", &spec.command, &spec.shell, true);
                 check.duration(index, "spec.timeout", &spec.timeout);
             }
+            Document::McpSurface(surface) => {
+                let spec = &surface.spec;
+                check.selector(index, "spec.target", &spec.target);
+                if spec.toolsets.is_empty() && check.written(index, "spec.toolsets") {
+                    check
+                        .error(
+                            Code::BadValue,
+                            index,
+                            "spec.toolsets",
+                            "an McpSurface with no toolsets".into(),
+                        )
+                        .expected = Some(format!(
+                        "at least one of {} (to refuse models everything, write maxMode: disabled)",
+                        crate::Toolset::names()
+                    ));
+                }
+            }
             Document::MapReduceJob(job) => {
                 let spec = &job.spec;
                 check.selector(index, "spec.target", &spec.target);

@@ -160,7 +160,7 @@ async def main():
         params = StdioServerParameters(
             command=os.path.join(bin_dir, "remote-agents"),
             args=["mcp", *net, "--name", "mcp-ctl", "--data-dir", os.path.join(work, "mcp"),
-                  "--spec-repo", repo],
+                  "--spec-repo", repo, "--toolsets", "all"],
             env=env)
         async with stdio_client(params) as (read, write):
             async with ClientSession(read, write) as session:

@@ -45,7 +45,8 @@ pub struct McpProcess {
 }
 
 impl McpProcess {
-    /// Starts `remote-agents mcp ARGS` with `envs` and completes the MCP handshake.
+    /// Starts `remote-agents mcp ARGS` with `envs` (and every toolset, unless `envs` or `ARGS`
+    /// select them) and completes the MCP handshake.
     pub async fn start(args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<Self> {
         Self::start_without(args, envs, &[]).await
     }
@@ -61,9 +62,12 @@ impl McpProcess {
         for name in removed {
             command.env_remove(name);
         }
+        // Every toolset, so that each tool can be tested; a test of the selection sets
+        // REMOTE_AGENTS_TOOLSETS (or --toolsets) itself, and either wins over this.
         command
             .arg("mcp")
             .args(args)
+            .env("REMOTE_AGENTS_TOOLSETS", "all")
             .envs(envs.iter().copied())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::piped())

@@ -204,6 +204,7 @@ impl SimulatedFleet {
                 per_os: BTreeMap::new(),
                 options: &options,
                 summary: summary.to_string(),
+                on_behalf_of_model: false,
             },
         )
         .await

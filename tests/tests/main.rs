@@ -11,6 +11,7 @@ mod hardening_files;
 mod hardening_git;
 mod mapreduce;
 mod mcp_http;
+mod mcp_surface;
 mod net_rpc;
 mod node;
 mod plan_sandbox;

@@ -261,6 +261,8 @@ pub async fn run(command: FleetCommand) -> anyhow::Result<u8> {
             per_os: BTreeMap::new(),
             options: &options(&fanout),
             summary,
+            // fleetctl is an operator's command line, not a model.
+            on_behalf_of_model: false,
         },
     )
     .await;

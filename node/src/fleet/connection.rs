@@ -104,6 +104,9 @@ pub struct FanoutPlan<'a> {
     pub options: &'a FanoutOptions,
     /// A one-line description for the job history, e.g. `exec uptime`.
     pub summary: String,
+    /// Whether a model asked for it (a node's MCP fleet tools): each host then applies its
+    /// McpSurface to the request.
+    pub on_behalf_of_model: bool,
 }
 
 /// Fans one request out to the hosts the plan's selector picks and returns the finished job.
@@ -115,6 +118,7 @@ pub async fn fan_out(net: &Net, caller_id: &str, plan: FanoutPlan<'_>) -> Job {
         per_os,
         options,
         summary,
+        on_behalf_of_model,
     } = plan;
     let targets = resolve_targets(selector, &net.peers(), expected);
     let op_id = jobs::new_op_id();
@@ -124,7 +128,8 @@ pub async fn fan_out(net: &Net, caller_id: &str, plan: FanoutPlan<'_>) -> Job {
             remote_agents_ops::Caller::Fleet {
                 caller: caller_id.to_string(),
             },
-        ),
+        )
+        .on_behalf_of_model(on_behalf_of_model),
         op_id: op_id.clone(),
         request,
         per_os,

@@ -341,6 +341,8 @@ pub async fn run(
             per_os,
             options: &options,
             summary,
+            // The fleet tools are the MCP server's: a model asked.
+            on_behalf_of_model: true,
         },
     )
     .await;

@@ -258,6 +258,7 @@ impl CallerSide {
                     id,
                     caller: Caller::McpLocal,
                     request: Request::Exec(command.exec_args(stdin, timeout, max_output)),
+                    on_behalf_of_model: true,
                 };
                 let outcome = node.handle_local(envelope, CallContext::default()).await;
                 exec_output(outcome)
@@ -633,12 +634,15 @@ pub async fn run(
         return Err(JobError::NoHosts(plan.target.clone(), net.peers().len()));
     }
     let job_id = format!("mr-{}", crate::fleet::jobs::new_op_id());
+    // A node coordinates jobs only for its MCP client's `mapreduce` tool: every map and glob
+    // request is then a model's, and each host applies its McpSurface to it.
     let client = Client::new(
         net.clone(),
         Caller::MapReduce {
             caller: caller_id.to_string(),
         },
-    );
+    )
+    .on_behalf_of_model(matches!(side, CallerSide::Node(_)));
     let report = |message: String, done: usize, total: usize| {
         if let Some(progress) = &progress {
             progress(done, total, message);

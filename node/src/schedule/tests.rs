@@ -71,6 +71,7 @@ impl Running {
             id: uuid::Uuid::new_v4().to_string(),
             caller: caller.into(),
             request,
+            on_behalf_of_model: false,
         };
         self.node
             .handle_local(envelope, CallContext::default())
@@ -511,6 +512,7 @@ async fn plan_mode_refuses_to_add_a_schedule() {
             concurrency: None,
             ttl_secs: None,
         }),
+        on_behalf_of_model: false,
     };
     let outcome = node.handle_local(envelope, CallContext::default()).await;
     assert!(

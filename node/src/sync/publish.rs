@@ -54,6 +54,8 @@ pub async fn snapshot(connection: &Connection, expected: &[HostFacts]) -> anyhow
             per_os: BTreeMap::new(),
             options: &quiet_options(Duration::from_secs(15)),
             summary: "desired_status".into(),
+            // Desired state travels signed by an operator; the hosts judge the signer.
+            on_behalf_of_model: false,
         },
     )
     .await;
@@ -277,6 +279,8 @@ pub async fn publish_signed(
             per_os: BTreeMap::new(),
             options: &quiet_options(Duration::from_secs(30)),
             summary: format!("apply generation {generation}"),
+            // Desired state travels signed by an operator; the hosts judge the signer.
+            on_behalf_of_model: false,
         },
     )
     .await;

@@ -120,6 +120,8 @@ pub fn collect(
         relay_key,
         operators,
         operator_key,
+        // The service runs `run`, which serves no MCP.
+        toolsets: None,
         watch: remote_agents_node::config::WatchFlags {
             spec,
             spec_repo,

@@ -76,6 +76,7 @@ mod tests {
                 max_size,
                 format: None,
             }),
+            on_behalf_of_model: false,
         };
         node.handle_local(envelope, CallContext::default()).await
     }

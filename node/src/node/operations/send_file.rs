@@ -115,6 +115,7 @@ impl NodeHosts {
             id: uuid::Uuid::new_v4().to_string(),
             caller: self.caller.clone(),
             request,
+            on_behalf_of_model: false,
         };
         match self.node.handle(envelope, ctx).await {
             Outcome::Ok { result } => serde_json::from_value(result)
