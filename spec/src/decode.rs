@@ -320,6 +320,12 @@ decode_struct!(Rule, "rule", required ["target"], {
 });
 decode_struct!(FleetSpec, "Fleet spec", required [], {
     "defaults" => defaults, "operators" => operators, "hosts" => hosts, "rules" => rules,
+    "tests" => tests,
+});
+decode_struct!(PolicyTest, "policy test", required ["target"], {
+    "name" => name, "target" => target, "operator" => operator, "accept" => accept,
+    "deny" => deny, "mode" => mode, "writable" => writable, "unwritable" => unwritable,
+    "readable" => readable, "unreadable" => unreadable,
 });
 decode_struct!(ScheduleSpec, "Schedule spec", required ["target", "cron"], {
     "target" => target, "cron" => cron, "command" => command, "shell" => shell,

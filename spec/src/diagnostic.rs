@@ -64,6 +64,8 @@ pub enum Code {
     BadValue,
     BadOperatorKey,
     RuleNeverMatches,
+    /// A policy test of the fleet (`spec.tests`) does not hold.
+    PolicyTestFailed,
     /// Input beyond a parser limit (file size, values, alias expansion): refused unparsed.
     TooLarge,
 }
@@ -86,6 +88,7 @@ impl Code {
             Code::BadValue => "bad-value",
             Code::BadOperatorKey => "bad-operator-key",
             Code::RuleNeverMatches => "rule-never-matches",
+            Code::PolicyTestFailed => "policy-test-failed",
             Code::TooLarge => "too-large",
         }
     }

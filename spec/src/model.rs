@@ -241,6 +241,43 @@ pub struct FleetSpec {
     pub hosts: Vec<HostEntry>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<Rule>,
+    /// Assertions about the fleet's policy, checked by `fleetctl validate` and before every
+    /// apply: a failing test makes the spec invalid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<PolicyTest>,
+}
+
+/// One policy test: what must hold on every declared host its `target` selects. Capability
+/// assertions (`accept`, `deny`) are about `operator` (its name or its `ed25519:` key; a caller
+/// with no key when absent) and the host's mode; path assertions (`writable`, `unwritable`,
+/// `readable`, `unreadable`: paths or globs, `~` as written in the lists) are about the host's
+/// gate whoever asks: its mode, the built-in hard limits and its path deny and allow lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyTest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The hosts the assertions are about (a target selector over the declared hosts).
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    /// Capabilities the operator must be able to use on every selected host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accept: Vec<Capability>,
+    /// Capabilities the operator must not be able to use on any selected host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<Capability>,
+    /// The mode every selected host must be in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub writable: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unwritable: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub readable: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<String>,
 }
 
 /// What to do when a run is due while the previous one still runs.

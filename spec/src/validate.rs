@@ -383,6 +383,9 @@ fn check_fleet(check: &mut Check, index: usize, spec: &FleetSpec) {
             facts: host.facts.clone(),
         })
         .collect();
+    for (i, test) in spec.tests.iter().enumerate() {
+        check.selector(index, &format!("spec.tests[{i}].target"), &test.target);
+    }
     let mut rule_names: HashMap<&str, usize> = HashMap::new();
     for (i, rule) in spec.rules.iter().enumerate() {
         let path = format!("spec.rules[{i}]");

@@ -457,3 +457,90 @@ async fn bad_bundles_are_refused_and_only_operators_command() -> anyhow::Result<
     );
     Ok(())
 }
+
+/// SMALL_FLEET in edit mode with a policy test that does not hold: web hosts are in edit mode
+/// and nothing keeps them from writing /etc.
+const FAILING_POLICY_TEST: &str = "  tests:
+    - name: web-stays-read-only
+      target: tag:web
+      unwritable: [\"/etc/**\"]
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_policy_test_fails_validate_and_blocks_apply_with_its_line() -> anyhow::Result<()>
+{
+    let nodes: Vec<NodeSpec> = ["web-1", "web-2", "web-3"]
+        .iter()
+        .map(|n| NodeSpec::bare(n))
+        .collect();
+    let fleet = TestFleet::start(&nodes).await?;
+    let alice_public = keygen(&fleet).await?;
+    let spec = fleet.dir.path().join("repo");
+    std::fs::create_dir_all(&spec)?;
+    let failing = format!(
+        "{}{FAILING_POLICY_TEST}",
+        SMALL_FLEET.replace("MODE", "edit")
+    );
+    let fleet_yaml = spec.join("fleet.yaml");
+    std::fs::write(&fleet_yaml, &failing)?;
+    let spec_arg = spec.to_str().context("utf-8 path")?;
+    // The `/etc/**` item of the test: line 15, column 20.
+    let at = format!("{}:15:20", fleet_yaml.display());
+
+    let (code, stdout, stderr) = fleet.fleetctl(&["validate", "-f", spec_arg]).await?;
+    assert_ne!(
+        code, 0,
+        "validate of a failing policy test: {stdout}{stderr}"
+    );
+    let output = format!("{stdout}{stderr}");
+    assert!(
+        output.contains(&format!("{at}: error[policy-test-failed]"))
+            && output.contains("expected no write of `/etc/**` on `tag:web`")
+            && output.contains("on web-1: /etc/x may be written"),
+        "{output}"
+    );
+
+    let (code, stdout, stderr) = fleet
+        .fleetctl(&["apply", "-f", spec_arg, "--wait", "--timeout", "10s"])
+        .await?;
+    assert_ne!(code, 0, "apply of a failing policy test: {stdout}{stderr}");
+    assert!(
+        stderr.contains(&at) && stderr.contains("nothing was applied"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        status(&fleet).await?.values().all(|s| generation(s) == 0),
+        "no node took the refused spec"
+    );
+
+    // A node that is handed such a bundle anyway (signed by the fleet's own operator) refuses
+    // it with the same diagnostic: the tests are part of validation wherever a spec is loaded.
+    let alice_path = fleet.dir.path().join("config/remote-agents/operator.key");
+    let alice = remote_agents_node::desired::operator::load_key(&alice_path)?;
+    assert_eq!(alice.public(), alice_public);
+    let bundle = SignedBundle::sign(&bundle_content(&alice, 1, &failing), &alice);
+    for (host, decision) in offer_everywhere(&fleet, &bundle).await? {
+        assert!(
+            decision.starts_with("refused")
+                && decision.contains("fleet.yaml:15:20")
+                && decision.contains("policy-test-failed"),
+            "{host}: {decision}"
+        );
+    }
+
+    // Made to hold (web hosts may write, but not /etc), the same test lets the apply through.
+    let passing = failing.replace(
+        "    - {target: tag:web, mode: edit}\n",
+        "    - {target: tag:web, mode: edit, policy: {paths: {deny: [\"/etc/**\"]}}}\n",
+    );
+    assert_ne!(passing, failing);
+    std::fs::write(&fleet_yaml, &passing)?;
+    let (code, stdout, stderr) = fleet.fleetctl(&["validate", "-f", spec_arg]).await?;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, stdout, stderr) = fleet
+        .fleetctl(&["apply", "-f", spec_arg, "--wait", "--timeout", "60s"])
+        .await?;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("3/3 hosts at generation"), "{stdout}");
+    Ok(())
+}

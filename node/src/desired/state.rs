@@ -12,7 +12,7 @@
 use std::sync::{Arc, RwLock};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
-use remote_agents_spec::{Capability, HostFacts, Operator, Selector};
+use remote_agents_spec::{Capability, HostFacts, Operator};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -381,54 +381,15 @@ impl DesiredState {
 }
 
 /// Deny by default: `key` must belong to an operator that allows `capability` and whose target
-/// selects `host`.
+/// selects `host` (the spec's rule, shared with the fleet repo's policy tests).
 fn authorize_key(
     operators: &[Operator],
     key: Option<&[u8; 32]>,
     capability: Capability,
     host: &HostFacts,
 ) -> Result<(), String> {
-    let Some(key) = key else {
-        return Err(format!(
-            "this fleet lists operators and the caller proved no operator key; {capability} \
-             needs one (fleetctl --operator-key, or REMOTE_AGENTS_OPERATOR_KEY)"
-        ));
-    };
-    let text = format_public(key);
-    let matching: Vec<&Operator> = operators.iter().filter(|o| o.key == text).collect();
-    if matching.is_empty() {
-        return Err(format!("{text} is not an operator of this fleet"));
-    }
-    let mut reasons = Vec::new();
-    for operator in matching {
-        if !operator.allows(capability) {
-            reasons.push(format!(
-                "operator `{}` may not {capability} (allowed: {})",
-                operator.name,
-                operator
-                    .allow
-                    .iter()
-                    .map(|c| c.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-            continue;
-        }
-        match operator.target.as_deref().map(Selector::parse) {
-            None => return Ok(()),
-            Some(Ok(selector)) if selector.matches(host) => return Ok(()),
-            Some(Ok(_)) => reasons.push(format!(
-                "operator `{}` may only command hosts matching `{}`",
-                operator.name,
-                operator.target.as_deref().unwrap_or_default()
-            )),
-            Some(Err(e)) => reasons.push(format!(
-                "operator `{}` has an unreadable target: {e}",
-                operator.name
-            )),
-        }
-    }
-    Err(reasons.join("; "))
+    let text = key.map(format_public);
+    remote_agents_spec::gate::authorize_operator(operators, text.as_deref(), capability, host)
 }
 
 #[cfg(test)]
