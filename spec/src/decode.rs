@@ -242,6 +242,9 @@ decode_enum!(Capability, Code::BadValue, "capability", {
     "git" => Capability::Git, "schedule" => Capability::Schedule, "admin" => Capability::Admin,
     "apply" => Capability::Apply,
 });
+decode_enum!(WindowAction, Code::BadValue, "window action", {
+    "allow" => WindowAction::Allow, "deny" => WindowAction::Deny,
+});
 decode_enum!(Reducer, Code::BadValue, "reducer", {
     "sum" => Reducer::Sum, "count" => Reducer::Count, "concat" => Reducer::Concat,
 });
@@ -331,6 +334,10 @@ decode_struct!(ScheduleSpec, "Schedule spec", required ["target", "cron"], {
     "target" => target, "cron" => cron, "command" => command, "shell" => shell,
     "timeout" => timeout, "concurrency" => concurrency,
 });
+decode_struct!(WindowSpec, "Window spec", required ["target", "action"], {
+    "target" => target, "action" => action, "cron" => cron, "duration" => duration,
+    "start" => start, "end" => end, "timeZone" => time_zone,
+});
 decode_struct!(Step, "step", required [], { "command" => command, "shell" => shell });
 decode_struct!(Input, "input", required [], {
     "files" => files, "command" => command, "shell" => shell, "items" => items,
@@ -343,7 +350,7 @@ decode_struct!(MapReduceSpec, "MapReduceJob spec", required ["target", "input", 
     "reduce" => reduce, "retries" => retries, "trigger" => trigger, "cron" => cron,
 });
 
-const KINDS: &[&str] = &["Fleet", "Schedule", "MapReduceJob"];
+const KINDS: &[&str] = &["Fleet", "Schedule", "MapReduceJob", "Window"];
 const TOP_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
 
 /// Decodes one document. Returns `None` when its kind is unknown or missing (the document then
@@ -423,6 +430,12 @@ pub(crate) fn document(node: &Node, cx: &mut Cx) -> Option<Document> {
         "Schedule" => Document::Schedule(ScheduleDocument {
             api_version: ApiVersion::V1,
             kind: Schedule::Schedule,
+            metadata,
+            spec: spec_of(spec, cx),
+        }),
+        "Window" => Document::Window(WindowDocument {
+            api_version: ApiVersion::V1,
+            kind: Window::Window,
             metadata,
             spec: spec_of(spec, cx),
         }),

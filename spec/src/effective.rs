@@ -236,7 +236,7 @@ impl Compiled {
                 Document::MapReduceJob(j) => compiled
                     .jobs
                     .push((Selector::parse(&j.spec.target).ok(), named())),
-                Document::Fleet(_) => {}
+                Document::Fleet(_) | Document::Window(_) => {}
             }
         }
         compiled

@@ -26,6 +26,7 @@ pub mod schema;
 pub mod selector;
 mod tree;
 mod validate;
+pub mod window;
 mod yaml;
 
 pub use diagnostic::{Code, Diagnostic, Loc, Severity};

@@ -381,6 +381,51 @@ pub struct MapReduceSpec {
     pub cron: Option<String>,
 }
 
+/// Whether a change window opens the hosts to changes or closes them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowAction {
+    /// Changes only inside this window (and the other allow windows of the host).
+    Allow,
+    /// No changes while this window is open.
+    #[default]
+    Deny,
+}
+
+impl WindowAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WindowAction::Allow => "allow",
+            WindowAction::Deny => "deny",
+        }
+    }
+}
+
+/// When changes (applies, scheduled runs, writes, exec, git, transfers) may reach the targeted
+/// hosts: a recurring window (`cron` start plus `duration`) or a one-off range (`start`, `end`),
+/// in `timeZone` (IANA, default `UTC`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    pub target: String,
+    pub action: WindowAction,
+    /// Five-field crontab line: when each occurrence starts. Needs `duration`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// How long each occurrence lasts, e.g. `2h` or `2d 12h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    /// Start of a one-off window: `2026-12-24T00:00` in `timeZone`, or RFC 3339 with an offset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// End of a one-off window (exclusive), spelled like `start`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    /// IANA time zone of `cron`, `start` and `end`, e.g. `Europe/Berlin`; `UTC` when absent.
+    #[serde(default, rename = "timeZone", skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+}
+
 macro_rules! kind_document {
     ($doc:ident, $kind:ident, $spec:ty, $what:literal) => {
         #[derive(
@@ -422,6 +467,13 @@ kind_document!(
     "A map step on the targeted hosts' partitions of an input, then a reduce."
 );
 
+kind_document!(
+    WindowDocument,
+    Window,
+    WindowSpec,
+    "A change window: when the targeted hosts take changes (allow) or refuse them (deny)."
+);
+
 /// One spec document of any kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -429,6 +481,7 @@ pub enum Document {
     Fleet(FleetDocument),
     Schedule(ScheduleDocument),
     MapReduceJob(MapReduceJobDocument),
+    Window(WindowDocument),
 }
 
 impl Document {
@@ -437,6 +490,7 @@ impl Document {
             Document::Fleet(_) => "Fleet",
             Document::Schedule(_) => "Schedule",
             Document::MapReduceJob(_) => "MapReduceJob",
+            Document::Window(_) => "Window",
         }
     }
 
@@ -445,6 +499,7 @@ impl Document {
             Document::Fleet(d) => &d.metadata,
             Document::Schedule(d) => &d.metadata,
             Document::MapReduceJob(d) => &d.metadata,
+            Document::Window(d) => &d.metadata,
         }
     }
 

@@ -1,6 +1,6 @@
 //! JSON Schema (draft-07, for editors) of every spec kind, generated from the model types.
 
-use crate::model::{FleetDocument, MapReduceJobDocument, ScheduleDocument};
+use crate::model::{FleetDocument, MapReduceJobDocument, ScheduleDocument, WindowDocument};
 use schemars::generate::SchemaSettings;
 
 /// (file name in `schemas/`, pretty JSON) for every kind.
@@ -24,6 +24,10 @@ pub fn all() -> Vec<(&'static str, String)> {
             "mapreducejob.schema.json",
             pretty(generator().into_root_schema_for::<MapReduceJobDocument>()),
         ),
+        (
+            "window.schema.json",
+            pretty(generator().into_root_schema_for::<WindowDocument>()),
+        ),
     ]
 }
 
@@ -32,6 +36,7 @@ pub fn file_name(kind: &str) -> &'static str {
     match kind {
         "Fleet" => "fleet.schema.json",
         "Schedule" => "schedule.schema.json",
+        "Window" => "window.schema.json",
         _ => "mapreducejob.schema.json",
     }
 }

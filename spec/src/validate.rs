@@ -235,6 +235,17 @@ pub(crate) fn validate(model: &FleetModel, diagnostics: &mut Vec<Diagnostic>) {
                 check.step(index, "spec", &spec.command, &spec.shell, true);
                 check.duration(index, "spec.timeout", &spec.timeout);
             }
+            Document::Window(window) => {
+                check.selector(index, "spec.target", &window.spec.target);
+                if let Err(problem) = crate::window::parse(&window.spec) {
+                    // A field written with the wrong type was reported already.
+                    if problem.field == "spec" || check.written(index, problem.field) {
+                        check
+                            .error(Code::BadValue, index, problem.field, problem.message)
+                            .expected = Some(problem.expected.into());
+                    }
+                }
+            }
             Document::MapReduceJob(job) => {
                 let spec = &job.spec;
                 check.selector(index, "spec.target", &spec.target);
