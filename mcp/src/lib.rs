@@ -263,7 +263,49 @@ pub fn tools() -> Vec<Tool> {
     .chain(fleet_tools())
     .chain([mapreduce_tool()])
     .chain(spec_tools::tools())
+    .map(|tool| {
+        if takes_window_override(&tool) {
+            with_window_override(tool)
+        } else {
+            tool
+        }
+    })
     .collect()
+}
+
+/// The argument that lets a changing tool run inside a closed change window of the applied
+/// spec; the node records the reason in its audit log.
+const OVERRIDE_WINDOW: &str = "override_window";
+
+/// Single-host tools that change the host (the node holds them in a closed change window),
+/// except set_mode, which windows never hold.
+fn takes_window_override(tool: &Tool) -> bool {
+    let changes = tool
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.read_only_hint == Some(false));
+    let single_host = !(tool.name.starts_with("spec_")
+        || tool.name.starts_with("fleet_")
+        || tool.name.starts_with("job_")
+        || tool.name == "mapreduce");
+    changes && single_host && tool.name != remote_agents_ops::operation::SetMode::NAME
+}
+
+fn with_window_override(mut tool: Tool) -> Tool {
+    let mut schema = (*tool.input_schema).clone();
+    if let Some(serde_json::Value::Object(properties)) = schema.get_mut("properties") {
+        properties.insert(
+            OVERRIDE_WINDOW.into(),
+            serde_json::json!({
+                "type": "string",
+                "description": "Run inside a closed change window (a Window of the applied \
+                    spec) for this reason; recorded in the node's audit log. Without it a \
+                    closed window refuses the call and says which window and until when.",
+            }),
+        );
+    }
+    tool.input_schema = Arc::new(schema);
+    tool
 }
 
 /// `mapreduce`: map over partitions of an input on many hosts, then reduce.
@@ -795,7 +837,12 @@ impl ServerHandler for McpServer {
                 .await
                 .into());
         }
-        let parsed = match parse_request(&name, request.arguments) {
+        let mut arguments = request.arguments;
+        let window_override = arguments
+            .as_mut()
+            .and_then(|a| a.remove(OVERRIDE_WINDOW))
+            .and_then(|v| v.as_str().map(str::to_string));
+        let parsed = match parse_request(&name, arguments) {
             Ok(r) => r,
             Err(text) => {
                 return Ok(CallToolResult::error(vec![ContentBlock::text(text)]).into());
@@ -805,6 +852,7 @@ impl ServerHandler for McpServer {
             id: uuid::Uuid::new_v4().to_string(),
             caller: "mcp:local".into(),
             request: parsed,
+            window_override,
         };
         let progress = ProgressRelay::new(&context);
         let ctx = CallContext {

@@ -147,6 +147,7 @@ impl Client {
             id,
             caller: self.caller.clone(),
             request,
+            window_override: None,
         }
     }
 

@@ -627,6 +627,68 @@ impl Node {
         }
     }
 
+    /// Whether the applied spec's change windows let `request` change this host now. Reads,
+    /// status and set_mode (the way out of a bad state) are never held; writes, exec, git,
+    /// schedules and transfers are, from every caller (the spec's own scheduled runs too),
+    /// unless the request carries an override with a reason, which the audit records (the
+    /// returned note). Applies are judged where bundles are taken (`desired::state`).
+    fn change_window(
+        &self,
+        request: &Request,
+        override_reason: Option<&str>,
+    ) -> Result<Option<String>, Refusal> {
+        use remote_agents_spec::Capability;
+        let offered = match request {
+            Request::DesiredOffer(args) => Some(&args.bundle),
+            _ => None,
+        };
+        if offered.is_none()
+            && !matches!(
+                request.capability(),
+                Some(Capability::Write | Capability::Exec | Capability::Git | Capability::Schedule)
+            )
+        {
+            return Ok(None);
+        }
+        let Some(bundle) = self.desired.current() else {
+            return Ok(None);
+        };
+        let host = remote_agents_spec::HostFacts {
+            name: self.settings.name.value.clone(),
+            tags: self.tags().into_iter().collect(),
+            facts: self.facts.to_map(),
+        };
+        let Some(closed) = bundle.model.change_window_closed(&host, chrono::Utc::now()) else {
+            return Ok(None);
+        };
+        if let Some(offered) = offered {
+            // The desired state judges the offer (every path a bundle takes meets the same
+            // window); here only a newer generation's signed override is noted for the audit.
+            let note = offered.authenticate().ok().and_then(|b| {
+                let reason = crate::desired::state::window_override_reason(&b.content)?;
+                (b.content.generation > bundle.content.generation).then(|| {
+                    format!(
+                        "change window `{}` overridden by the bundle's signer: {reason}",
+                        closed.window
+                    )
+                })
+            });
+            return Ok(note);
+        }
+        match override_reason.map(str::trim).filter(|r| !r.is_empty()) {
+            Some(reason) => Ok(Some(format!(
+                "change window `{}` overridden: {reason}",
+                closed.window
+            ))),
+            None => Err(Refusal {
+                reason: format!(
+                    "{closed}; to change anyway, give an override with a reason \
+                     (fleetctl --override-window REASON, or the MCP tool's `override_window`)"
+                ),
+            }),
+        }
+    }
+
     /// The announcement peers see: name, tags, facts, mode, and the operator binding.
     fn announcement(&self) -> remote_agents_protocol::message::Announcement {
         remote_agents_protocol::message::Announcement {
@@ -754,6 +816,7 @@ impl Node {
             id,
             caller,
             request,
+            window_override,
         } = envelope;
         match self.store.lookup(&id) {
             Ok(Some(entry)) => {
@@ -775,7 +838,9 @@ impl Node {
                 ));
             }
         }
-        let outcome = self.run_journaled(&id, caller, request, ctx).await;
+        let outcome = self
+            .run_journaled(&id, caller, request, window_override, ctx)
+            .await;
         self.in_flight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -788,6 +853,7 @@ impl Node {
         id: &str,
         caller: Caller,
         request: Request,
+        window_override: Option<String>,
         ctx: CallContext,
     ) -> Outcome {
         let mut entry = JournalEntry {
@@ -812,14 +878,24 @@ impl Node {
         let journal_stages = request.needs_started_record();
         let audit_only = request.is_idempotent();
         let mode = self.effective_mode();
+        let mut overridden = None;
         let prepared = match self.authorize(&caller, &request) {
-            Ok(()) => operations::check(self, mode, request),
+            Ok(()) => match self.change_window(&request, window_override.as_deref()) {
+                Ok(note) => {
+                    overridden = note;
+                    operations::check(self, mode, request)
+                }
+                Err(refusal) => Err(refusal),
+            },
             Err(reason) => Err(Refusal {
                 reason: format!("not authorized: {reason}"),
             }),
         };
         let (decision, prepared) = match prepared {
-            Ok(p) => (format!("allowed (mode {mode})"), p),
+            Ok(p) => match overridden {
+                Some(note) => (format!("allowed (mode {mode}; {note})"), p),
+                None => (format!("allowed (mode {mode})"), p),
+            },
             Err(refusal) => {
                 let outcome = Outcome::Refused {
                     reason: refusal.reason.clone(),
@@ -1266,6 +1342,7 @@ mod tests {
                        spec:\n  defaults: {mode: edit}\n"
                     .into(),
             }],
+            window_override: None,
         };
         let signed = SignedBundle::sign(&content, &key);
         // The other path has accepted generation 1 and not converged yet.
@@ -1294,6 +1371,7 @@ mod tests {
             id: uuid::Uuid::new_v4().to_string(),
             caller: Caller::McpLocal,
             request,
+            window_override: None,
         };
         node.handle_local(envelope, CallContext::default()).await
     }
@@ -1326,6 +1404,7 @@ mod tests {
                 id: uuid::Uuid::new_v4().to_string(),
                 caller: caller.clone(),
                 request: write("x"),
+                window_override: None,
             };
             let outcome = node.handle_local(envelope, CallContext::default()).await;
             assert!(
@@ -1343,6 +1422,7 @@ mod tests {
                 id: uuid::Uuid::new_v4().to_string(),
                 caller: caller.clone(),
                 request: write("ok"),
+                window_override: None,
             };
             let outcome = node.handle_local(envelope, CallContext::default()).await;
             assert!(

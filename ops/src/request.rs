@@ -41,6 +41,10 @@ pub struct Envelope {
     /// Who asked. A node replaces what a peer's envelope claims with the authenticated peer.
     pub caller: Caller,
     pub request: Request,
+    /// Why this request may run inside a closed change window (a `Window` of the applied spec);
+    /// the node records it in the audit log. Absent: a closed window refuses the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_override: Option<String>,
 }
 
 /// How a request ended.
@@ -114,6 +118,7 @@ mod tests {
             id: "r1".into(),
             caller: "mcp:local".into(),
             request: request.clone(),
+            window_override: None,
         };
         let text = serde_json::to_string(&envelope).unwrap();
         assert!(text.contains("\"op\":\"exec\""), "{text}");

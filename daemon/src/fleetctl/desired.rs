@@ -43,6 +43,10 @@ pub struct ApplyArgs {
     /// Also remove imperative changes the spec does not hold (schedules added by hand).
     #[arg(long)]
     pub prune: bool,
+    /// Apply inside a closed change window (a `Window` of the applied spec), for this reason:
+    /// signed into the bundle and recorded in every node's audit log.
+    #[arg(long, value_name = "REASON")]
+    pub override_window: Option<String>,
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: Output,
     #[command(flatten)]
@@ -323,6 +327,7 @@ pub async fn apply(args: &ApplyArgs) -> anyhow::Result<u8> {
         &expected,
         args.prune,
         args.wait.then_some(args.timeout),
+        args.override_window.clone(),
     )
     .await?;
     print_results(&results, generation, args.output)?;
@@ -664,6 +669,7 @@ pub async fn rollback(args: &RollbackArgs) -> anyhow::Result<u8> {
         &expected,
         false,
         args.wait.then_some(args.timeout),
+        None,
     )
     .await?;
     print_results(&results, generation, args.output)?;

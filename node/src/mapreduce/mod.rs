@@ -258,6 +258,7 @@ impl CallerSide {
                     id,
                     caller: Caller::McpLocal,
                     request: Request::Exec(command.exec_args(stdin, timeout, max_output)),
+                    window_override: None,
                 };
                 let outcome = node.handle_local(envelope, CallContext::default()).await;
                 exec_output(outcome)

@@ -335,6 +335,7 @@ impl Runner {
             id: request_id,
             caller: Caller::from(definition.issuer.as_str()),
             request: Request::Exec(definition.exec_args(slot)),
+            window_override: None,
         };
         let cancel = CancellationToken::new();
         let run_cancel = cancel.clone();

@@ -71,6 +71,7 @@ impl Running {
             id: uuid::Uuid::new_v4().to_string(),
             caller: caller.into(),
             request,
+            window_override: None,
         };
         self.node
             .handle_local(envelope, CallContext::default())
@@ -511,6 +512,7 @@ async fn plan_mode_refuses_to_add_a_schedule() {
             concurrency: None,
             ttl_secs: None,
         }),
+        window_override: None,
     };
     let outcome = node.handle_local(envelope, CallContext::default()).await;
     assert!(
@@ -596,6 +598,7 @@ async fn a_schedule_declared_in_the_spec_runs_on_exactly_the_targeted_nodes() {
                 path: "fleet.yaml".into(),
                 text,
             }],
+            window_override: None,
         };
         SignedBundle::sign(&content, &key)
     };

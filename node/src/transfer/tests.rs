@@ -74,6 +74,7 @@ async fn send_reporting(
             to_path: to.display().to_string(),
             wait: true,
         }),
+        window_override: None,
     };
     match node.handle(envelope, ctx).await {
         Outcome::Ok { result } => serde_json::from_value(result).unwrap(),

@@ -76,6 +76,7 @@ mod tests {
                 max_size,
                 format: None,
             }),
+            window_override: None,
         };
         node.handle_local(envelope, CallContext::default()).await
     }

@@ -103,6 +103,7 @@ impl NodeHosts {
             id: uuid::Uuid::new_v4().to_string(),
             caller: self.caller.clone(),
             request,
+            window_override: None,
         };
         match self.node.handle(envelope, ctx).await {
             Outcome::Ok { result } => serde_json::from_value(result)
