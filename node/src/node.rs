@@ -101,6 +101,8 @@ pub struct Node {
     psk: Mutex<Option<remote_agents_protocol::psk::Psk>>,
     /// Why the newest bundle this node was offered was refused, if it was.
     last_refusal: Mutex<Option<String>>,
+    /// The last change-window override this node let through (its audit note), for status.
+    last_window_override: Mutex<Option<String>>,
     /// The state of the watched spec folder or repository (watch mode), reported in `status`.
     source_condition: Mutex<Option<crate::desired::Condition>>,
     /// Changes of mode or tags that peers have not been told about yet.
@@ -188,6 +190,7 @@ impl Node {
             operator_key,
             psk: Mutex::new(None),
             last_refusal: Mutex::new(None),
+            last_window_override: Mutex::new(None),
             source_condition: Mutex::new(None),
             announce: tokio::sync::Notify::new(),
             last_changes: std::sync::atomic::AtomicU64::new(0),
@@ -565,6 +568,35 @@ impl Node {
                 message: refusal.clone(),
             });
         }
+        if let Some(bundle) = &bundle
+            && bundle.model.windows().next().is_some()
+        {
+            let host = remote_agents_spec::HostFacts {
+                name: self.settings.name.value.clone(),
+                tags: live.tags.iter().cloned().collect(),
+                facts: self.facts.to_map(),
+            };
+            let closed = bundle.model.change_window_closed(&host, chrono::Utc::now());
+            conditions.push(Condition {
+                kind: "ChangeWindow".into(),
+                status: closed.is_some(),
+                reason: if closed.is_some() { "Closed" } else { "Open" }.into(),
+                message: closed.map(|c| c.to_string()).unwrap_or_default(),
+            });
+        }
+        if let Some(note) = self
+            .last_window_override
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            conditions.push(Condition {
+                kind: "WindowOverridden".into(),
+                status: true,
+                reason: "Override".into(),
+                message: note,
+            });
+        }
         let source_condition = self
             .source_condition
             .lock()
@@ -893,7 +925,13 @@ impl Node {
         };
         let (decision, prepared) = match prepared {
             Ok(p) => match overridden {
-                Some(note) => (format!("allowed (mode {mode}; {note})"), p),
+                Some(note) => {
+                    *self
+                        .last_window_override
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(note.clone());
+                    (format!("allowed (mode {mode}; {note})"), p)
+                }
                 None => (format!("allowed (mode {mode})"), p),
             },
             Err(refusal) => {

@@ -654,6 +654,19 @@ async fn a_deny_window_refuses_mcp_exec_and_apply_until_overridden_with_a_reason
         "{decisions:#?}"
     );
 
+    // fleetctl status shows the closed window and the override that went through.
+    let (code, stdout, _) = fleet.fleetctl(&["status"]).await?;
+    assert_eq!(code, 0, "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("web-1"))
+        .with_context(|| stdout.clone())?;
+    assert!(
+        line.contains("closed: change window `freeze` (deny) is open until")
+            && line.contains("last override: change window `freeze` overridden: hotfix INC-42"),
+        "{stdout}"
+    );
+
     // fleetctl apply of a change: every host refuses it with the window's reason.
     let changed = frozen.replace("mode: edit", "mode: bypass");
     std::fs::write(spec.join("fleet.yaml"), &changed)?;

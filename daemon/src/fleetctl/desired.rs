@@ -419,6 +419,7 @@ pub(crate) fn print_status(live: &Snapshot, output: Output) -> anyhow::Result<()
                 "SYNC".into(),
                 "HEALTH".into(),
                 "MODE".into(),
+                "WINDOW".into(),
                 "DRIFT".into(),
             ]];
             for (host, status) in &live.hosts {
@@ -433,6 +434,7 @@ pub(crate) fn print_status(live: &Snapshot, output: Output) -> anyhow::Result<()
                         } else {
                             format!("{} (spec: {})", s.mode, s.desired_mode)
                         },
+                        window_column(s),
                         s.drift
                             .iter()
                             .map(|d| d.message.clone())
@@ -445,6 +447,7 @@ pub(crate) fn print_status(live: &Snapshot, output: Output) -> anyhow::Result<()
                         "Unknown".into(),
                         "-".into(),
                         "-".into(),
+                        "-".into(),
                         reason.clone(),
                     ],
                 });
@@ -453,6 +456,28 @@ pub(crate) fn print_status(live: &Snapshot, output: Output) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+/// The change-window column of `fleetctl status`: whether a window holds the host now, and
+/// the last override it let through, with its reason.
+fn window_column(status: &ObservedStatus) -> String {
+    let condition = |kind: &str| status.conditions.iter().find(|c| c.kind == kind);
+    let mut parts = Vec::new();
+    if let Some(window) = condition("ChangeWindow") {
+        parts.push(if window.status {
+            format!("closed: {}", window.message)
+        } else {
+            "open".to_string()
+        });
+    }
+    if let Some(overridden) = condition("WindowOverridden") {
+        parts.push(format!("last override: {}", overridden.message));
+    }
+    if parts.is_empty() {
+        "-".to_string()
+    } else {
+        parts.join("; ")
+    }
 }
 
 /// `fleetctl get hosts|schedules|jobs`.
