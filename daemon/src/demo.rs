@@ -188,6 +188,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         &expected,
         false,
         Some(Duration::from_secs(20)),
+        None,
     )
     .await?;
     crate::fleetctl::desired::print_results(&results, 1, Default::default())?;

@@ -387,7 +387,48 @@ pub fn catalog() -> Vec<(Toolset, Tool)> {
     .chain(fleet_tools().into_iter().map(|t| (Toolset::Fleet, t)))
     .chain([(Toolset::Mapreduce, mapreduce_tool())])
     .chain(spec_tools::tools().into_iter().map(|t| (Toolset::Spec, t)))
+    .map(|(toolset, tool)| {
+        if takes_window_override(&tool) {
+            (toolset, with_window_override(tool))
+        } else {
+            (toolset, tool)
+        }
+    })
     .collect()
+}
+
+/// The argument that lets a changing tool run inside a closed change window of the applied
+/// spec; the node records the reason in its audit log.
+const OVERRIDE_WINDOW: &str = "override_window";
+
+/// Single-host tools that change the host (the node holds them in a closed change window),
+/// except set_mode, which windows never hold.
+fn takes_window_override(tool: &Tool) -> bool {
+    let changes = tool
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.read_only_hint == Some(false));
+    let single_host = !(tool.name.starts_with("spec_")
+        || tool.name.starts_with("fleet_")
+        || tool.name.starts_with("job_")
+        || tool.name == "mapreduce");
+    changes && single_host && tool.name != remote_agents_ops::operation::SetMode::NAME
+}
+
+fn with_window_override(mut tool: Tool) -> Tool {
+    let mut schema = (*tool.input_schema).clone();
+    if let Some(serde_json::Value::Object(properties)) = schema.get_mut("properties") {
+        properties.insert(
+            OVERRIDE_WINDOW.into(),
+            serde_json::json!({
+                "type": "string",
+                // Short: every changing tool carries it (tools/list stays within 32 KB).
+                "description": "Reason to act inside a closed change window (audited).",
+            }),
+        );
+    }
+    tool.input_schema = Arc::new(schema);
+    tool
 }
 
 /// `mapreduce`: map over partitions of an input on many hosts, then reduce.
@@ -1008,7 +1049,12 @@ impl ServerHandler for McpServer {
                 .await
                 .into());
         }
-        let parsed = match parse_request(&name, request.arguments) {
+        let mut arguments = request.arguments;
+        let window_override = arguments
+            .as_mut()
+            .and_then(|a| a.remove(OVERRIDE_WINDOW))
+            .and_then(|v| v.as_str().map(str::to_string));
+        let parsed = match parse_request(&name, arguments) {
             Ok(r) => r,
             Err(text) => {
                 return Ok(CallToolResult::error(vec![ContentBlock::text(text)]).into());
@@ -1019,6 +1065,7 @@ impl ServerHandler for McpServer {
             caller: "mcp:local".into(),
             request: parsed,
             on_behalf_of_model: true,
+            window_override,
         };
         let progress = ProgressRelay::new(&context);
         let ctx = CallContext {

@@ -161,6 +161,7 @@ impl Client {
             caller: self.caller.clone(),
             request,
             on_behalf_of_model: self.on_behalf_of_model,
+            window_override: None,
         }
     }
 

@@ -101,6 +101,8 @@ pub struct Node {
     psk: Mutex<Option<remote_agents_protocol::psk::Psk>>,
     /// Why the newest bundle this node was offered was refused, if it was.
     last_refusal: Mutex<Option<String>>,
+    /// The last change-window override this node let through (its audit note), for status.
+    last_window_override: Mutex<Option<String>>,
     /// The state of the watched spec folder or repository (watch mode), reported in `status`.
     source_condition: Mutex<Option<crate::desired::Condition>>,
     /// Changes of mode or tags that peers have not been told about yet.
@@ -188,6 +190,7 @@ impl Node {
             operator_key,
             psk: Mutex::new(None),
             last_refusal: Mutex::new(None),
+            last_window_override: Mutex::new(None),
             source_condition: Mutex::new(None),
             announce: tokio::sync::Notify::new(),
             last_changes: std::sync::atomic::AtomicU64::new(0),
@@ -565,6 +568,35 @@ impl Node {
                 message: refusal.clone(),
             });
         }
+        if let Some(bundle) = &bundle
+            && bundle.model.windows().next().is_some()
+        {
+            let host = remote_agents_spec::HostFacts {
+                name: self.settings.name.value.clone(),
+                tags: live.tags.iter().cloned().collect(),
+                facts: self.facts.to_map(),
+            };
+            let closed = bundle.model.change_window_closed(&host, chrono::Utc::now());
+            conditions.push(Condition {
+                kind: "ChangeWindow".into(),
+                status: closed.is_some(),
+                reason: if closed.is_some() { "Closed" } else { "Open" }.into(),
+                message: closed.map(|c| c.to_string()).unwrap_or_default(),
+            });
+        }
+        if let Some(note) = self
+            .last_window_override
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            conditions.push(Condition {
+                kind: "WindowOverridden".into(),
+                status: true,
+                reason: "Override".into(),
+                message: note,
+            });
+        }
         let source_condition = self
             .source_condition
             .lock()
@@ -678,6 +710,68 @@ impl Node {
                 ),
             }),
             ceiling => Ok(ceiling),
+        }
+    }
+
+    /// Whether the applied spec's change windows let `request` change this host now. Reads,
+    /// status and set_mode (the way out of a bad state) are never held; writes, exec, git,
+    /// schedules and transfers are, from every caller (the spec's own scheduled runs too),
+    /// unless the request carries an override with a reason, which the audit records (the
+    /// returned note). Applies are judged where bundles are taken (`desired::state`).
+    fn change_window(
+        &self,
+        request: &Request,
+        override_reason: Option<&str>,
+    ) -> Result<Option<String>, Refusal> {
+        use remote_agents_spec::Capability;
+        let offered = match request {
+            Request::DesiredOffer(args) => Some(&args.bundle),
+            _ => None,
+        };
+        if offered.is_none()
+            && !matches!(
+                request.capability(),
+                Some(Capability::Write | Capability::Exec | Capability::Git | Capability::Schedule)
+            )
+        {
+            return Ok(None);
+        }
+        let Some(bundle) = self.desired.current() else {
+            return Ok(None);
+        };
+        let host = remote_agents_spec::HostFacts {
+            name: self.settings.name.value.clone(),
+            tags: self.tags().into_iter().collect(),
+            facts: self.facts.to_map(),
+        };
+        let Some(closed) = bundle.model.change_window_closed(&host, chrono::Utc::now()) else {
+            return Ok(None);
+        };
+        if let Some(offered) = offered {
+            // The desired state judges the offer (every path a bundle takes meets the same
+            // window); here only a newer generation's signed override is noted for the audit.
+            let note = offered.authenticate().ok().and_then(|b| {
+                let reason = crate::desired::state::window_override_reason(&b.content)?;
+                (b.content.generation > bundle.content.generation).then(|| {
+                    format!(
+                        "change window `{}` overridden by the bundle's signer: {reason}",
+                        closed.window
+                    )
+                })
+            });
+            return Ok(note);
+        }
+        match override_reason.map(str::trim).filter(|r| !r.is_empty()) {
+            Some(reason) => Ok(Some(format!(
+                "change window `{}` overridden: {reason}",
+                closed.window
+            ))),
+            None => Err(Refusal {
+                reason: format!(
+                    "{closed}; to change anyway, give an override with a reason \
+                     (fleetctl --override-window REASON, or the MCP tool's `override_window`)"
+                ),
+            }),
         }
     }
 
@@ -814,6 +908,7 @@ impl Node {
             caller,
             request,
             on_behalf_of_model,
+            window_override,
         } = envelope;
         // This machine's MCP client is a model whether or not it said so.
         let model = on_behalf_of_model || caller == Caller::McpLocal;
@@ -837,7 +932,9 @@ impl Node {
                 ));
             }
         }
-        let outcome = self.run_journaled(&id, caller, model, request, ctx).await;
+        let outcome = self
+            .run_journaled(&id, caller, model, request, window_override, ctx)
+            .await;
         self.in_flight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -851,6 +948,7 @@ impl Node {
         caller: Caller,
         model: bool,
         request: Request,
+        window_override: Option<String>,
         ctx: CallContext,
     ) -> Outcome {
         let mut entry = JournalEntry {
@@ -875,26 +973,42 @@ impl Node {
         let journal_stages = request.needs_started_record();
         let audit_only = request.is_idempotent();
         let mut mode = self.effective_mode();
+        let mut overridden = None;
         let prepared = match self.authorize(&caller, &request) {
-            Ok(()) => match model.then(|| self.surface_ceiling(&request)) {
-                Some(Err(refusal)) => Err(refusal),
-                Some(Ok(ceiling)) => {
-                    // A disabled node stays disabled; otherwise the lower of the two.
-                    if let Some(ceiling) = ceiling
-                        && mode != Mode::Disabled
-                    {
-                        mode = mode.min(ceiling);
+            Ok(()) => match self.change_window(&request, window_override.as_deref()) {
+                Err(refusal) => Err(refusal),
+                Ok(note) => {
+                    overridden = note;
+                    match model.then(|| self.surface_ceiling(&request)) {
+                        Some(Err(refusal)) => Err(refusal),
+                        Some(Ok(ceiling)) => {
+                            // A disabled node stays disabled; otherwise the lower of the two.
+                            if let Some(ceiling) = ceiling
+                                && mode != Mode::Disabled
+                            {
+                                mode = mode.min(ceiling);
+                            }
+                            operations::check(self, mode, request)
+                        }
+                        None => operations::check(self, mode, request),
                     }
-                    operations::check(self, mode, request)
                 }
-                None => operations::check(self, mode, request),
             },
             Err(reason) => Err(Refusal {
                 reason: format!("not authorized: {reason}"),
             }),
         };
         let (decision, prepared) = match prepared {
-            Ok(p) => (format!("allowed (mode {mode})"), p),
+            Ok(p) => match overridden {
+                Some(note) => {
+                    *self
+                        .last_window_override
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(note.clone());
+                    (format!("allowed (mode {mode}; {note})"), p)
+                }
+                None => (format!("allowed (mode {mode})"), p),
+            },
             Err(refusal) => {
                 let outcome = Outcome::Refused {
                     reason: refusal.reason.clone(),
@@ -1341,6 +1455,7 @@ mod tests {
                        spec:\n  defaults: {mode: edit}\n"
                     .into(),
             }],
+            window_override: None,
         };
         let signed = SignedBundle::sign(&content, &key);
         // The other path has accepted generation 1 and not converged yet.
@@ -1370,6 +1485,7 @@ mod tests {
             caller: Caller::McpLocal,
             request,
             on_behalf_of_model: false,
+            window_override: None,
         };
         node.handle_local(envelope, CallContext::default()).await
     }
@@ -1420,6 +1536,7 @@ mod tests {
                     caller,
                     request,
                     on_behalf_of_model: model,
+                    window_override: None,
                 };
                 node.handle_local(envelope, CallContext::default()).await
             }
@@ -1495,6 +1612,7 @@ mod tests {
                 caller: caller.clone(),
                 request: write("x"),
                 on_behalf_of_model: false,
+                window_override: None,
             };
             let outcome = node.handle_local(envelope, CallContext::default()).await;
             assert!(
@@ -1513,6 +1631,7 @@ mod tests {
                 caller: caller.clone(),
                 request: write("ok"),
                 on_behalf_of_model: false,
+                window_override: None,
             };
             let outcome = node.handle_local(envelope, CallContext::default()).await;
             assert!(

@@ -47,6 +47,8 @@ use std::time::{Duration, Instant};
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use globset::{Glob, GlobSet, GlobSetBuilder};
+// The built-in hard limits are the same lists the spec's policy tests judge with.
+use remote_agents_spec::gate::{HARD_DENY_ANY, HARD_DENY_WRITE, PathVerdict};
 use serde::{Deserialize, Serialize};
 
 /// How much a node lets requests do: the spec's mode, one type for the spec, the node's
@@ -73,18 +75,9 @@ pub struct PolicyConfig {
     pub allow_shell: bool,
 }
 
-/// What a request wants to do, as far as the mode is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Reads files, lists, searches, reports status or facts.
-    Read,
-    /// Writes files or changes a repository.
-    Write,
-    /// Starts a process.
-    Exec,
-    /// Changes the node's own mode (`set_mode`).
-    Admin,
-}
+/// What a request wants to do, and whether a path is read or written: the spec crate's gate
+/// types, shared with the fleet repo's policy tests.
+pub use remote_agents_spec::gate::{Access, Intent};
 
 /// Why the gate said no; the text is shown to the caller (often a model) and says what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -134,13 +127,6 @@ struct Gate {
     mode: Mode,
 }
 
-/// Whether a path is about to be read or written; writes may name a file that does not exist yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Intent {
-    Read,
-    Write,
-}
-
 /// The compiled policy of one node.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -163,40 +149,6 @@ pub struct Policy {
     /// Identities of the files the hard limits and deny lists name, shared by clones.
     identities: Arc<IdentityCache>,
 }
-
-/// Files no mode may write, whatever the configuration says.
-const HARD_DENY_WRITE: &[&str] = &[
-    "/etc/shadow",
-    "/etc/shadow-",
-    "/etc/gshadow",
-    "/etc/gshadow-",
-    "/etc/sudoers",
-    "/etc/sudoers.d",
-    "/etc/sudoers.d/**",
-    "/boot",
-    "/boot/**",
-];
-
-/// Files and folders no mode may read (nor write, nor list), whatever the configuration says:
-/// system credentials and what lets a user become root. The node's own files are added per node.
-const HARD_DENY_ANY: &[&str] = &[
-    "/etc/shadow",
-    "/etc/shadow-",
-    "/etc/gshadow",
-    "/etc/gshadow-",
-    "/etc/master.passwd",
-    "/etc/security/opasswd",
-    "/etc/sudoers",
-    "/etc/sudoers.d",
-    "/etc/sudoers.d/**",
-    "/boot",
-    "/boot/**",
-    "/etc/systemd/system/remote-agents*",
-    "/Library/LaunchDaemons/*remote-agents*",
-    // `install --system` keeps the service's secrets (service.env) and config here.
-    "/etc/remote-agents",
-    "/etc/remote-agents/**",
-];
 
 /// How long a computed set of denied identities is trusted before it is computed again.
 pub const IDENTITY_REFRESH: Duration = Duration::from_secs(1);
@@ -620,19 +572,9 @@ impl Policy {
 
     /// Whether `mode` lets a request with this access through at all.
     pub fn check_mode(mode: Mode, access: Access) -> Result<(), Refusal> {
-        match (mode, access) {
-            (Mode::Disabled, _) => Err(Refusal::new(
-                "the node is in disabled mode and rejects every request; its operator must change \
-                 the mode in its configuration",
-            )),
-            (Mode::Plan, Access::Write) => Err(Refusal::new(
-                "the node is in plan mode (read-only): writes are refused; ask its operator to \
-                 switch to edit mode (set_mode) if this change is intended",
-            )),
-            // No command can be proven read-only, so plan mode lets one through only to be run
-            // inside the read-only sandbox: the node's gate checks that it can make one
-            // (`sandbox::check`) and the executor starts the process inside it.
-            _ => Ok(()),
+        match remote_agents_spec::gate::mode_refusal(mode, access) {
+            Some(reason) => Err(Refusal::new(reason)),
+            None => Ok(()),
         }
     }
 
@@ -965,42 +907,33 @@ impl Policy {
         resolved: &Path,
         intent: Intent,
     ) -> Result<(), Refusal> {
-        for candidate in [requested, resolved] {
-            if self.hard_deny_any.is_match(candidate)
-                || (intent == Intent::Write && self.hard_deny_write.is_match(candidate))
-            {
-                return Err(Refusal::new(format!(
-                    "{} is protected by a built-in hard limit (system credentials or this node's \
-                     own state) and cannot be {} in any mode",
-                    candidate.display(),
-                    if intent == Intent::Write {
-                        "written"
-                    } else {
-                        "read"
-                    }
-                )));
-            }
-        }
-        if mode == Mode::Bypass {
-            return Ok(());
-        }
-        for candidate in [requested, resolved] {
-            if self.deny_paths.is_match(candidate) {
-                return Err(Refusal::new(format!(
-                    "{} matches this node's path deny list",
-                    candidate.display()
-                )));
-            }
-        }
-        if let Some(allow) = &self.allow_paths
-            && !allow.is_match(resolved)
-        {
-            return Err(Refusal::new(format!(
+        let lists = remote_agents_spec::gate::PathLists {
+            hard_deny_any: &self.hard_deny_any,
+            hard_deny_write: &self.hard_deny_write,
+            deny: &self.deny_paths,
+            allow: self.allow_paths.as_deref(),
+        };
+        match lists.judge(mode, requested, resolved, intent) {
+            PathVerdict::Allowed => Ok(()),
+            PathVerdict::HardLimit { path } => Err(Refusal::new(format!(
+                "{} is protected by a built-in hard limit (system credentials or this node's \
+                 own state) and cannot be {} in any mode",
+                path.display(),
+                if intent == Intent::Write {
+                    "written"
+                } else {
+                    "read"
+                }
+            ))),
+            PathVerdict::Denied { path, .. } => Err(Refusal::new(format!(
+                "{} matches this node's path deny list",
+                path.display()
+            ))),
+            PathVerdict::NotAllowed => Err(Refusal::new(format!(
                 "{} is not on this node's path allow list",
                 resolved.display()
-            )));
+            ))),
         }
-        Ok(())
     }
 
     /// Applies the mode, the roots, the hard limits and the path lists to `path` as spelled,

@@ -36,6 +36,10 @@ pub struct BundleContent {
     /// The signer's public key, `ed25519:<base64>`.
     pub issuer: String,
     pub files: Vec<SpecFile>,
+    /// Why this generation may be taken inside a closed change window of the applied spec,
+    /// signed with the rest (`fleetctl apply --override-window REASON`); nodes audit it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_override: Option<String>,
 }
 
 /// A bundle as it travels and is stored: the exact signed bytes and the signature.
@@ -301,6 +305,7 @@ pub mod fixtures {
             issued_at_ms: 1,
             issuer: key.public(),
             files,
+            window_override: None,
         }
     }
 }

@@ -47,6 +47,10 @@ pub struct Envelope {
     /// peer that leaves it out is an ordinary peer, governed by operators and policy as any.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub on_behalf_of_model: bool,
+    /// Why this request may run inside a closed change window (a `Window` of the applied spec);
+    /// the node records it in the audit log. Absent: a closed window refuses the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_override: Option<String>,
 }
 
 /// How a request ended.
@@ -121,6 +125,7 @@ mod tests {
             caller: "mcp:local".into(),
             request: request.clone(),
             on_behalf_of_model: false,
+            window_override: None,
         };
         let text = serde_json::to_string(&envelope).unwrap();
         assert!(text.contains("\"op\":\"exec\""), "{text}");

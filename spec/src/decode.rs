@@ -248,6 +248,9 @@ decode_enum!(Toolset, Code::UnknownToolset, "toolset", {
     "fleet" => Toolset::Fleet, "spec" => Toolset::Spec, "schedule" => Toolset::Schedule,
     "mapreduce" => Toolset::Mapreduce, "transfer" => Toolset::Transfer,
 });
+decode_enum!(WindowAction, Code::BadValue, "window action", {
+    "allow" => WindowAction::Allow, "deny" => WindowAction::Deny,
+});
 decode_enum!(Reducer, Code::BadValue, "reducer", {
     "sum" => Reducer::Sum, "count" => Reducer::Count, "concat" => Reducer::Concat,
 });
@@ -326,10 +329,20 @@ decode_struct!(Rule, "rule", required ["target"], {
 });
 decode_struct!(FleetSpec, "Fleet spec", required [], {
     "defaults" => defaults, "operators" => operators, "hosts" => hosts, "rules" => rules,
+    "tests" => tests,
+});
+decode_struct!(PolicyTest, "policy test", required ["target"], {
+    "name" => name, "target" => target, "operator" => operator, "accept" => accept,
+    "deny" => deny, "mode" => mode, "writable" => writable, "unwritable" => unwritable,
+    "readable" => readable, "unreadable" => unreadable,
 });
 decode_struct!(ScheduleSpec, "Schedule spec", required ["target", "cron"], {
     "target" => target, "cron" => cron, "command" => command, "shell" => shell,
     "timeout" => timeout, "concurrency" => concurrency,
+});
+decode_struct!(WindowSpec, "Window spec", required ["target", "action"], {
+    "target" => target, "action" => action, "cron" => cron, "duration" => duration,
+    "start" => start, "end" => end, "timeZone" => time_zone,
 });
 decode_struct!(Step, "step", required [], { "command" => command, "shell" => shell });
 decode_struct!(Input, "input", required [], {
@@ -347,7 +360,7 @@ decode_struct!(McpSurfaceSpec, "McpSurface spec", required ["target", "toolsets"
     "target" => target, "toolsets" => toolsets, "maxMode" => max_mode,
 });
 
-const KINDS: &[&str] = &["Fleet", "Schedule", "MapReduceJob", "McpSurface"];
+const KINDS: &[&str] = &["Fleet", "Schedule", "MapReduceJob", "McpSurface", "Window"];
 const TOP_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
 
 /// Decodes one document. Returns `None` when its kind is unknown or missing (the document then
@@ -433,6 +446,12 @@ pub(crate) fn document(node: &Node, cx: &mut Cx) -> Option<Document> {
         "McpSurface" => Document::McpSurface(McpSurfaceDocument {
             api_version: ApiVersion::V1,
             kind: McpSurface::McpSurface,
+            metadata,
+            spec: spec_of(spec, cx),
+        }),
+        "Window" => Document::Window(WindowDocument {
+            api_version: ApiVersion::V1,
+            kind: Window::Window,
             metadata,
             spec: spec_of(spec, cx),
         }),

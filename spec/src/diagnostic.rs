@@ -65,6 +65,8 @@ pub enum Code {
     BadOperatorKey,
     RuleNeverMatches,
     UnknownToolset,
+    /// A policy test of the fleet (`spec.tests`) does not hold.
+    PolicyTestFailed,
     /// Input beyond a parser limit (file size, values, alias expansion): refused unparsed.
     TooLarge,
 }
@@ -88,6 +90,7 @@ impl Code {
             Code::BadOperatorKey => "bad-operator-key",
             Code::RuleNeverMatches => "rule-never-matches",
             Code::UnknownToolset => "unknown-toolset",
+            Code::PolicyTestFailed => "policy-test-failed",
             Code::TooLarge => "too-large",
         }
     }

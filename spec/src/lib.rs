@@ -16,15 +16,18 @@
 mod decode;
 pub mod diagnostic;
 pub mod effective;
+pub mod gate;
 mod kdl_format;
 pub mod limits;
 pub mod model;
 pub mod plan;
+mod policy_test;
 pub mod schema;
 pub mod selector;
 pub mod toolset;
 mod tree;
 mod validate;
+pub mod window;
 mod yaml;
 
 pub use diagnostic::{Code, Diagnostic, Loc, Severity};
@@ -231,6 +234,9 @@ pub fn load<P: AsRef<str>, T: AsRef<str>>(files: &[(P, T)]) -> (FleetModel, Vec<
         }
     }
     validate::validate(&model, &mut diagnostics);
+    if let Some((index, fleet)) = model.fleet() {
+        policy_test::check(&model, index, &fleet.spec, &mut diagnostics);
+    }
     diagnostics.sort_by(|a, b| {
         (&a.loc.file, a.loc.line, a.loc.col).cmp(&(&b.loc.file, b.loc.line, b.loc.col))
     });

@@ -241,6 +241,43 @@ pub struct FleetSpec {
     pub hosts: Vec<HostEntry>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<Rule>,
+    /// Assertions about the fleet's policy, checked by `fleetctl validate` and before every
+    /// apply: a failing test makes the spec invalid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<PolicyTest>,
+}
+
+/// One policy test: what must hold on every declared host its `target` selects. Capability
+/// assertions (`accept`, `deny`) are about `operator` (its name or its `ed25519:` key; a caller
+/// with no key when absent) and the host's mode; path assertions (`writable`, `unwritable`,
+/// `readable`, `unreadable`: paths or globs, `~` as written in the lists) are about the host's
+/// gate whoever asks: its mode, the built-in hard limits and its path deny and allow lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyTest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The hosts the assertions are about (a target selector over the declared hosts).
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    /// Capabilities the operator must be able to use on every selected host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accept: Vec<Capability>,
+    /// Capabilities the operator must not be able to use on any selected host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<Capability>,
+    /// The mode every selected host must be in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub writable: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unwritable: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub readable: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<String>,
 }
 
 /// What to do when a run is due while the previous one still runs.
@@ -360,6 +397,51 @@ pub struct McpSurfaceSpec {
     pub max_mode: Option<Mode>,
 }
 
+/// Whether a change window opens the hosts to changes or closes them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowAction {
+    /// Changes only inside this window (and the other allow windows of the host).
+    Allow,
+    /// No changes while this window is open.
+    #[default]
+    Deny,
+}
+
+impl WindowAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WindowAction::Allow => "allow",
+            WindowAction::Deny => "deny",
+        }
+    }
+}
+
+/// When changes (applies, scheduled runs, writes, exec, git, transfers) may reach the targeted
+/// hosts: a recurring window (`cron` start plus `duration`) or a one-off range (`start`, `end`),
+/// in `timeZone` (IANA, default `UTC`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    pub target: String,
+    pub action: WindowAction,
+    /// Five-field crontab line: when each occurrence starts. Needs `duration`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// How long each occurrence lasts, e.g. `2h` or `2d 12h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    /// Start of a one-off window: `2026-12-24T00:00` in `timeZone`, or RFC 3339 with an offset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// End of a one-off window (exclusive), spelled like `start`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    /// IANA time zone of `cron`, `start` and `end`, e.g. `Europe/Berlin`; `UTC` when absent.
+    #[serde(default, rename = "timeZone", skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+}
+
 macro_rules! kind_document {
     ($doc:ident, $kind:ident, $spec:ty, $what:literal) => {
         #[derive(
@@ -408,6 +490,13 @@ kind_document!(
     "The MCP tools a model may use on the targeted hosts, and the most it may do there."
 );
 
+kind_document!(
+    WindowDocument,
+    Window,
+    WindowSpec,
+    "A change window: when the targeted hosts take changes (allow) or refuse them (deny)."
+);
+
 /// One spec document of any kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -416,6 +505,7 @@ pub enum Document {
     Schedule(ScheduleDocument),
     MapReduceJob(MapReduceJobDocument),
     McpSurface(McpSurfaceDocument),
+    Window(WindowDocument),
 }
 
 impl Document {
@@ -425,6 +515,7 @@ impl Document {
             Document::Schedule(_) => "Schedule",
             Document::MapReduceJob(_) => "MapReduceJob",
             Document::McpSurface(_) => "McpSurface",
+            Document::Window(_) => "Window",
         }
     }
 
@@ -434,6 +525,7 @@ impl Document {
             Document::Schedule(d) => &d.metadata,
             Document::MapReduceJob(d) => &d.metadata,
             Document::McpSurface(d) => &d.metadata,
+            Document::Window(d) => &d.metadata,
         }
     }
 

@@ -1,6 +1,8 @@
 //! JSON Schema (draft-07, for editors) of every spec kind, generated from the model types.
 
-use crate::model::{FleetDocument, MapReduceJobDocument, McpSurfaceDocument, ScheduleDocument};
+use crate::model::{
+    FleetDocument, MapReduceJobDocument, McpSurfaceDocument, ScheduleDocument, WindowDocument,
+};
 use schemars::generate::SchemaSettings;
 
 /// (file name in `schemas/`, pretty JSON) for every kind.
@@ -28,6 +30,10 @@ pub fn all() -> Vec<(&'static str, String)> {
             "mcpsurface.schema.json",
             pretty(generator().into_root_schema_for::<McpSurfaceDocument>()),
         ),
+        (
+            "window.schema.json",
+            pretty(generator().into_root_schema_for::<WindowDocument>()),
+        ),
     ]
 }
 
@@ -37,6 +43,7 @@ pub fn file_name(kind: &str) -> &'static str {
         "Fleet" => "fleet.schema.json",
         "Schedule" => "schedule.schema.json",
         "McpSurface" => "mcpsurface.schema.json",
+        "Window" => "window.schema.json",
         _ => "mapreducejob.schema.json",
     }
 }

@@ -252,6 +252,17 @@ pub(crate) fn validate(model: &FleetModel, diagnostics: &mut Vec<Diagnostic>) {
                     ));
                 }
             }
+            Document::Window(window) => {
+                check.selector(index, "spec.target", &window.spec.target);
+                if let Err(problem) = crate::window::parse(&window.spec) {
+                    // A field written with the wrong type was reported already.
+                    if problem.field == "spec" || check.written(index, problem.field) {
+                        check
+                            .error(Code::BadValue, index, problem.field, problem.message)
+                            .expected = Some(problem.expected.into());
+                    }
+                }
+            }
             Document::MapReduceJob(job) => {
                 let spec = &job.spec;
                 check.selector(index, "spec.target", &spec.target);
@@ -400,6 +411,9 @@ fn check_fleet(check: &mut Check, index: usize, spec: &FleetSpec) {
             facts: host.facts.clone(),
         })
         .collect();
+    for (i, test) in spec.tests.iter().enumerate() {
+        check.selector(index, &format!("spec.tests[{i}].target"), &test.target);
+    }
     let mut rule_names: HashMap<&str, usize> = HashMap::new();
     for (i, rule) in spec.rules.iter().enumerate() {
         let path = format!("spec.rules[{i}]");

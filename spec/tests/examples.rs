@@ -65,7 +65,7 @@ fn yaml_and_kdl_examples_load_to_the_same_model() {
     let yaml = load_clean("examples/fleet");
     let kdl = load_clean("examples/fleet-kdl");
     assert_eq!(yaml.documents.len(), 7);
-    // Files load in name order (fleet, jobs, schedules, surfaces) in both folders.
+    // Files load in name order (fleet, jobs, schedules, surfaces, windows) in both folders.
     assert_eq!(yaml, kdl);
 }
 

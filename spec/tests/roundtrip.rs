@@ -76,6 +76,38 @@ fn fleet() -> impl Strategy<Value = Document> {
             target,
             allow,
         });
+    let test = (
+        (option::of(text()), text(), option::of(text())),
+        (
+            vec(prop::sample::select(Capability::ALL.to_vec()), 0..3),
+            vec(prop::sample::select(Capability::ALL.to_vec()), 0..2),
+            option::of(mode()),
+        ),
+        (
+            vec(text(), 0..2),
+            vec(text(), 0..2),
+            vec(text(), 0..2),
+            vec(text(), 0..2),
+        ),
+    )
+        .prop_map(
+            |(
+                (name, target, operator),
+                (accept, deny, mode),
+                (writable, unwritable, readable, unreadable),
+            )| PolicyTest {
+                name,
+                target,
+                operator,
+                accept,
+                deny,
+                mode,
+                writable,
+                unwritable,
+                readable,
+                unreadable,
+            },
+        );
     let defaults = (option::of(mode()), option::of(policy()))
         .prop_map(|(mode, policy)| Defaults { mode, policy });
     (
@@ -84,8 +116,9 @@ fn fleet() -> impl Strategy<Value = Document> {
         vec(operator, 0..2),
         vec(host, 0..4),
         vec(rule, 0..3),
+        vec(test, 0..2),
     )
-        .prop_map(|(metadata, defaults, operators, hosts, rules)| {
+        .prop_map(|(metadata, defaults, operators, hosts, rules, tests)| {
             Document::Fleet(FleetDocument {
                 api_version: ApiVersion::V1,
                 kind: Fleet::Fleet,
@@ -95,6 +128,7 @@ fn fleet() -> impl Strategy<Value = Document> {
                     operators,
                     hosts,
                     rules,
+                    tests,
                 },
             })
         })

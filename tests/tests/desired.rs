@@ -341,6 +341,7 @@ fn bundle_content(key: &OperatorKey, generation: u64, text: &str) -> BundleConte
             path: "fleet.yaml".into(),
             text: text.into(),
         }],
+        window_override: None,
     }
 }
 
@@ -454,6 +455,257 @@ async fn bad_bundles_are_refused_and_only_operators_command() -> anyhow::Result<
     assert!(
         records.values().all(|r| r["status"] == "denied"),
         "{records:?}"
+    );
+    Ok(())
+}
+
+/// SMALL_FLEET in edit mode with a policy test that does not hold: web hosts are in edit mode
+/// and nothing keeps them from writing /etc.
+const FAILING_POLICY_TEST: &str = "  tests:
+    - name: web-stays-read-only
+      target: tag:web
+      unwritable: [\"/etc/**\"]
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_policy_test_fails_validate_and_blocks_apply_with_its_line() -> anyhow::Result<()>
+{
+    let nodes: Vec<NodeSpec> = ["web-1", "web-2", "web-3"]
+        .iter()
+        .map(|n| NodeSpec::bare(n))
+        .collect();
+    let fleet = TestFleet::start(&nodes).await?;
+    let alice_public = keygen(&fleet).await?;
+    let spec = fleet.dir.path().join("repo");
+    std::fs::create_dir_all(&spec)?;
+    let failing = format!(
+        "{}{FAILING_POLICY_TEST}",
+        SMALL_FLEET.replace("MODE", "edit")
+    );
+    let fleet_yaml = spec.join("fleet.yaml");
+    std::fs::write(&fleet_yaml, &failing)?;
+    let spec_arg = spec.to_str().context("utf-8 path")?;
+    // The `/etc/**` item of the test: line 15, column 20.
+    let at = format!("{}:15:20", fleet_yaml.display());
+
+    let (code, stdout, stderr) = fleet.fleetctl(&["validate", "-f", spec_arg]).await?;
+    assert_ne!(
+        code, 0,
+        "validate of a failing policy test: {stdout}{stderr}"
+    );
+    let output = format!("{stdout}{stderr}");
+    assert!(
+        output.contains(&format!("{at}: error[policy-test-failed]"))
+            && output.contains("expected no write of `/etc/**` on `tag:web`")
+            && output.contains("on web-1: /etc/x may be written"),
+        "{output}"
+    );
+
+    let (code, stdout, stderr) = fleet
+        .fleetctl(&["apply", "-f", spec_arg, "--wait", "--timeout", "10s"])
+        .await?;
+    assert_ne!(code, 0, "apply of a failing policy test: {stdout}{stderr}");
+    assert!(
+        stderr.contains(&at) && stderr.contains("nothing was applied"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        status(&fleet).await?.values().all(|s| generation(s) == 0),
+        "no node took the refused spec"
+    );
+
+    // A node that is handed such a bundle anyway (signed by the fleet's own operator) refuses
+    // it with the same diagnostic: the tests are part of validation wherever a spec is loaded.
+    let alice_path = fleet.dir.path().join("config/remote-agents/operator.key");
+    let alice = remote_agents_node::desired::operator::load_key(&alice_path)?;
+    assert_eq!(alice.public(), alice_public);
+    let bundle = SignedBundle::sign(&bundle_content(&alice, 1, &failing), &alice);
+    for (host, decision) in offer_everywhere(&fleet, &bundle).await? {
+        assert!(
+            decision.starts_with("refused")
+                && decision.contains("fleet.yaml:15:20")
+                && decision.contains("policy-test-failed"),
+            "{host}: {decision}"
+        );
+    }
+
+    // Made to hold (web hosts may write, but not /etc), the same test lets the apply through.
+    let passing = failing.replace(
+        "    - {target: tag:web, mode: edit}\n",
+        "    - {target: tag:web, mode: edit, policy: {paths: {deny: [\"/etc/**\"]}}}\n",
+    );
+    assert_ne!(passing, failing);
+    std::fs::write(&fleet_yaml, &passing)?;
+    let (code, stdout, stderr) = fleet.fleetctl(&["validate", "-f", spec_arg]).await?;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, stdout, stderr) = fleet
+        .fleetctl(&["apply", "-f", spec_arg, "--wait", "--timeout", "60s"])
+        .await?;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("3/3 hosts at generation"), "{stdout}");
+    Ok(())
+}
+
+/// A deny window that is open at every moment (it starts each minute and lasts an hour), so
+/// the test needs no clock of its own: the window's arithmetic at chosen moments is tested in
+/// the spec crate (`spec/tests/windows.rs`).
+const ALWAYS_FROZEN: &str = "---
+apiVersion: remote-agents.dev/v1
+kind: Window
+metadata: {name: freeze}
+spec:
+  target: all
+  action: deny
+  cron: \"* * * * *\"
+  duration: 1h
+  timeZone: Europe/Berlin
+";
+
+/// The audit records of a node of the fleet, by `remote-agents audit --json`.
+fn node_audit(fleet: &TestFleet, name: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    let data_dir = fleet.dir.path().join("data").join(name);
+    let audit = std::process::Command::new(remote_agents_tests::node::node_binary()?)
+        .args(["audit", "--json", "--limit", "1000", "--data-dir"])
+        .arg(&data_dir)
+        .output()?;
+    anyhow::ensure!(
+        audit.status.success(),
+        "remote-agents audit: {}",
+        String::from_utf8_lossy(&audit.stderr)
+    );
+    Ok(String::from_utf8(audit.stdout)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deny_window_refuses_mcp_exec_and_apply_until_overridden_with_a_reason()
+-> anyhow::Result<()> {
+    let nodes: Vec<NodeSpec> = ["web-1", "web-2", "web-3"]
+        .iter()
+        .map(|n| NodeSpec::bare(n))
+        .collect();
+    let fleet = TestFleet::start(&nodes).await?;
+    keygen(&fleet).await?;
+    let spec = fleet.dir.path().join("repo");
+    std::fs::create_dir_all(&spec)?;
+    let spec_arg = spec.to_str().context("utf-8 path")?;
+    // The window comes with generation 1; it holds back what comes after.
+    let frozen = format!("{}{ALWAYS_FROZEN}", SMALL_FLEET.replace("MODE", "edit"));
+    std::fs::write(spec.join("fleet.yaml"), &frozen)?;
+    let (code, stdout, stderr) = fleet
+        .fleetctl(&["apply", "-f", spec_arg, "--wait", "--timeout", "60s"])
+        .await?;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+
+    // MCP exec on a frozen host: refused, naming the window and when it closes.
+    let mut mcp = fleet.start_mcp_operator().await?;
+    fleet.wait_for_hosts(["web-1"]).await?;
+    let exec = |extra: serde_json::Value| {
+        let mut arguments = serde_json::json!({"agent_id": "web-1", "argv": ["true"]});
+        arguments
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        arguments
+    };
+    let mut refused = serde_json::Value::Null;
+    // The operator's MCP node may take a moment to see web-1.
+    for _ in 0..100 {
+        refused = mcp.call_tool("exec", exec(serde_json::json!({}))).await?;
+        if !refused.to_string().contains("cannot reach agent") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(refused["isError"], true, "{refused}");
+    let text = refused.to_string();
+    assert!(
+        text.contains("change window `freeze` (deny) is open until")
+            && text.contains("override_window"),
+        "{text}"
+    );
+    // With a reason it runs, and web-1's audit log records the override and its reason.
+    let ran = mcp
+        .call_tool(
+            "exec",
+            exec(serde_json::json!({"override_window": "hotfix INC-42"})),
+        )
+        .await?;
+    assert_ne!(ran["isError"], true, "{ran}");
+    assert_eq!(ran["structuredContent"]["exit_code"], 0, "{ran}");
+    let audit = node_audit(&fleet, "web-1")?;
+    let decisions: Vec<&str> = audit
+        .iter()
+        .filter(|r| r["op"] == "exec")
+        .filter_map(|r| r["decision"].as_str())
+        .collect();
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.starts_with("refused: change window `freeze`")),
+        "{decisions:#?}"
+    );
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.contains("change window `freeze` overridden: hotfix INC-42")),
+        "{decisions:#?}"
+    );
+
+    // fleetctl status shows the closed window and the override that went through.
+    let (code, stdout, _) = fleet.fleetctl(&["status"]).await?;
+    assert_eq!(code, 0, "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("web-1"))
+        .with_context(|| stdout.clone())?;
+    assert!(
+        line.contains("closed: change window `freeze` (deny) is open until")
+            && line.contains("last override: change window `freeze` overridden: hotfix INC-42"),
+        "{stdout}"
+    );
+
+    // fleetctl apply of a change: every host refuses it with the window's reason.
+    let changed = frozen.replace("mode: edit", "mode: bypass");
+    std::fs::write(spec.join("fleet.yaml"), &changed)?;
+    let (code, stdout, stderr) = fleet.fleetctl(&["apply", "-f", spec_arg]).await?;
+    assert_ne!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("change window `freeze` (deny) is open until")
+            && stdout.contains("--override-window"),
+        "{stdout}{stderr}"
+    );
+    let now = status(&fleet).await?;
+    assert!(
+        now.values()
+            .all(|s| generation(s) == 1 && s["mode"] == "edit"),
+        "{now:#?}"
+    );
+    // With a reason signed into the bundle it goes through, and the offer's audit says why.
+    let (code, stdout, stderr) = fleet
+        .fleetctl(&[
+            "apply",
+            "-f",
+            spec_arg,
+            "--override-window",
+            "release 1.2",
+            "--wait",
+            "--timeout",
+            "60s",
+        ])
+        .await?;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let now = status(&fleet).await?;
+    assert!(now.values().all(|s| s["mode"] == "bypass"), "{now:#?}");
+    let audit = node_audit(&fleet, "web-2")?;
+    assert!(
+        audit.iter().any(|r| r["op"] == "desired_offer"
+            && r["decision"].as_str().is_some_and(|d| d.contains(
+                "change window `freeze` overridden by the bundle's signer: release 1.2"
+            ))),
+        "{audit:#?}"
     );
     Ok(())
 }

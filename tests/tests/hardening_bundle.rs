@@ -69,6 +69,7 @@ async fn an_alias_bomb_left_at_the_relay_is_refused_and_restarted_nodes_keep_ser
                 path: "fleet.yaml".into(),
                 text: bomb_spec(&mallory),
             }],
+            window_override: None,
         },
         &mallory,
     );

@@ -43,6 +43,10 @@ pub struct ApplyArgs {
     /// Also remove imperative changes the spec does not hold (schedules added by hand).
     #[arg(long)]
     pub prune: bool,
+    /// Apply inside a closed change window (a `Window` of the applied spec), for this reason:
+    /// signed into the bundle and recorded in every node's audit log.
+    #[arg(long, value_name = "REASON")]
+    pub override_window: Option<String>,
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: Output,
     #[command(flatten)]
@@ -323,6 +327,7 @@ pub async fn apply(args: &ApplyArgs) -> anyhow::Result<u8> {
         &expected,
         args.prune,
         args.wait.then_some(args.timeout),
+        args.override_window.clone(),
     )
     .await?;
     print_results(&results, generation, args.output)?;
@@ -414,6 +419,7 @@ pub(crate) fn print_status(live: &Snapshot, output: Output) -> anyhow::Result<()
                 "SYNC".into(),
                 "HEALTH".into(),
                 "MODE".into(),
+                "WINDOW".into(),
                 "DRIFT".into(),
             ]];
             for (host, status) in &live.hosts {
@@ -428,6 +434,7 @@ pub(crate) fn print_status(live: &Snapshot, output: Output) -> anyhow::Result<()
                         } else {
                             format!("{} (spec: {})", s.mode, s.desired_mode)
                         },
+                        window_column(s),
                         s.drift
                             .iter()
                             .map(|d| d.message.clone())
@@ -440,6 +447,7 @@ pub(crate) fn print_status(live: &Snapshot, output: Output) -> anyhow::Result<()
                         "Unknown".into(),
                         "-".into(),
                         "-".into(),
+                        "-".into(),
                         reason.clone(),
                     ],
                 });
@@ -448,6 +456,28 @@ pub(crate) fn print_status(live: &Snapshot, output: Output) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+/// The change-window column of `fleetctl status`: whether a window holds the host now, and
+/// the last override it let through, with its reason.
+fn window_column(status: &ObservedStatus) -> String {
+    let condition = |kind: &str| status.conditions.iter().find(|c| c.kind == kind);
+    let mut parts = Vec::new();
+    if let Some(window) = condition("ChangeWindow") {
+        parts.push(if window.status {
+            format!("closed: {}", window.message)
+        } else {
+            "open".to_string()
+        });
+    }
+    if let Some(overridden) = condition("WindowOverridden") {
+        parts.push(format!("last override: {}", overridden.message));
+    }
+    if parts.is_empty() {
+        "-".to_string()
+    } else {
+        parts.join("; ")
+    }
 }
 
 /// `fleetctl get hosts|schedules|jobs`.
@@ -664,6 +694,7 @@ pub async fn rollback(args: &RollbackArgs) -> anyhow::Result<u8> {
         &expected,
         false,
         args.wait.then_some(args.timeout),
+        None,
     )
     .await?;
     print_results(&results, generation, args.output)?;

@@ -12,13 +12,13 @@
 use std::sync::{Arc, RwLock};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
-use remote_agents_spec::{Capability, HostFacts, Operator, Selector};
+use remote_agents_spec::{Capability, HostFacts, Operator};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::operator::format_public;
 use crate::journal::{Store, StoreError};
-use remote_agents_ops::bundle::{BundleError, SignedBundle, VerifiedBundle};
+use remote_agents_ops::bundle::{BundleContent, BundleError, SignedBundle, VerifiedBundle};
 
 /// Accepted bundles by generation (the signed JSON, as received).
 const BUNDLES: TableDefinition<u64, &[u8]> = TableDefinition::new("desired_bundles");
@@ -40,6 +40,12 @@ pub enum Refusal {
     Conflict { generation: u64 },
     #[error("cannot persist the bundle: {0}")]
     Store(String),
+    /// A closed change window of the applied spec holds new generations back.
+    #[error(
+        "{0}; the applied generation stays in force (apply with --override-window REASON to \
+         change anyway)"
+    )]
+    Window(String),
 }
 
 /// What happened to an offered bundle that was not refused.
@@ -285,6 +291,21 @@ impl DesiredState {
                 return Err(refusal);
             }
         }
+        // A closed change window of the applied spec holds a new generation back, unless its
+        // signer wrote an override with a reason into it (audited with the offer).
+        if let Some(current) = &current
+            && let Some(closed) = current.model.change_window_closed(host, chrono::Utc::now())
+        {
+            match window_override_reason(&bundle.content) {
+                Some(reason) => tracing::warn!(
+                    window = %closed.window,
+                    reason,
+                    generation = bundle.content.generation,
+                    "change window overridden by the bundle's signer"
+                ),
+                None => return Err(Refusal::Window(closed.to_string())),
+            }
+        }
         self.persist(&bundle, persist)
             .map_err(|e| Refusal::Store(e.to_string()))?;
         let generation = bundle.content.generation;
@@ -327,6 +348,7 @@ impl DesiredState {
             issued_at_ms: crate::journal::now_ms(),
             issuer: signer.public(),
             files,
+            window_override: None,
         };
         let bundle = Arc::new(SignedBundle::sign(&content, signer).verify()?);
         self.persist(&bundle, Persist::Commit)
@@ -380,55 +402,25 @@ impl DesiredState {
     }
 }
 
+/// The reason a bundle gives for taking it inside a closed change window, if it gives one.
+pub fn window_override_reason(content: &BundleContent) -> Option<&str> {
+    content
+        .window_override
+        .as_deref()
+        .map(str::trim)
+        .filter(|reason| !reason.is_empty())
+}
+
 /// Deny by default: `key` must belong to an operator that allows `capability` and whose target
-/// selects `host`.
+/// selects `host` (the spec's rule, shared with the fleet repo's policy tests).
 fn authorize_key(
     operators: &[Operator],
     key: Option<&[u8; 32]>,
     capability: Capability,
     host: &HostFacts,
 ) -> Result<(), String> {
-    let Some(key) = key else {
-        return Err(format!(
-            "this fleet lists operators and the caller proved no operator key; {capability} \
-             needs one (fleetctl --operator-key, or REMOTE_AGENTS_OPERATOR_KEY)"
-        ));
-    };
-    let text = format_public(key);
-    let matching: Vec<&Operator> = operators.iter().filter(|o| o.key == text).collect();
-    if matching.is_empty() {
-        return Err(format!("{text} is not an operator of this fleet"));
-    }
-    let mut reasons = Vec::new();
-    for operator in matching {
-        if !operator.allows(capability) {
-            reasons.push(format!(
-                "operator `{}` may not {capability} (allowed: {})",
-                operator.name,
-                operator
-                    .allow
-                    .iter()
-                    .map(|c| c.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-            continue;
-        }
-        match operator.target.as_deref().map(Selector::parse) {
-            None => return Ok(()),
-            Some(Ok(selector)) if selector.matches(host) => return Ok(()),
-            Some(Ok(_)) => reasons.push(format!(
-                "operator `{}` may only command hosts matching `{}`",
-                operator.name,
-                operator.target.as_deref().unwrap_or_default()
-            )),
-            Some(Err(e)) => reasons.push(format!(
-                "operator `{}` has an unreadable target: {e}",
-                operator.name
-            )),
-        }
-    }
-    Err(reasons.join("; "))
+    let text = key.map(format_public);
+    remote_agents_spec::gate::authorize_operator(operators, text.as_deref(), capability, host)
 }
 
 #[cfg(test)]

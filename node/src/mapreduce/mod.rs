@@ -259,6 +259,7 @@ impl CallerSide {
                     caller: Caller::McpLocal,
                     request: Request::Exec(command.exec_args(stdin, timeout, max_output)),
                     on_behalf_of_model: true,
+                    window_override: None,
                 };
                 let outcome = node.handle_local(envelope, CallContext::default()).await;
                 exec_output(outcome)

@@ -336,6 +336,7 @@ impl Runner {
             caller: Caller::from(definition.issuer.as_str()),
             request: Request::Exec(definition.exec_args(slot)),
             on_behalf_of_model: false,
+            window_override: None,
         };
         let cancel = CancellationToken::new();
         let run_cancel = cancel.clone();

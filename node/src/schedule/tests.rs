@@ -72,6 +72,7 @@ impl Running {
             caller: caller.into(),
             request,
             on_behalf_of_model: false,
+            window_override: None,
         };
         self.node
             .handle_local(envelope, CallContext::default())
@@ -513,6 +514,7 @@ async fn plan_mode_refuses_to_add_a_schedule() {
             ttl_secs: None,
         }),
         on_behalf_of_model: false,
+        window_override: None,
     };
     let outcome = node.handle_local(envelope, CallContext::default()).await;
     assert!(
@@ -598,6 +600,7 @@ async fn a_schedule_declared_in_the_spec_runs_on_exactly_the_targeted_nodes() {
                 path: "fleet.yaml".into(),
                 text,
             }],
+            window_override: None,
         };
         SignedBundle::sign(&content, &key)
     };

@@ -232,6 +232,7 @@ pub async fn publish(
     expected: &[HostFacts],
     prune: bool,
     wait: Option<Duration>,
+    window_override: Option<String>,
 ) -> anyhow::Result<Vec<HostResult>> {
     let content = BundleContent {
         fleet,
@@ -240,6 +241,7 @@ pub async fn publish(
         issued_at_ms: now_ms(),
         issuer: key.public(),
         files,
+        window_override,
     };
     let signed = SignedBundle::sign(&content, key);
     // Fail here, with the same reasons a node would give, rather than on every node.

@@ -75,6 +75,7 @@ async fn send_reporting(
             wait: true,
         }),
         on_behalf_of_model: false,
+        window_override: None,
     };
     match node.handle(envelope, ctx).await {
         Outcome::Ok { result } => serde_json::from_value(result).unwrap(),
@@ -195,6 +196,8 @@ async fn transfer_cancel_stops_both_ends_and_leaves_no_file() {
                 id: uuid::Uuid::new_v4().to_string(),
                 caller: Caller::McpLocal,
                 request,
+                on_behalf_of_model: false,
+                window_override: None,
             };
             match node.handle(envelope, CallContext::default()).await {
                 Outcome::Ok { result } => serde_json::from_value::<TransferStatus>(result).unwrap(),
@@ -232,6 +235,8 @@ async fn transfer_cancel_stops_both_ends_and_leaves_no_file() {
             agent_id: None,
             transfer_id: started.transfer_id,
         }),
+        on_behalf_of_model: false,
+        window_override: None,
     };
     let Outcome::Failed { error } = node.handle(envelope, CallContext::default()).await else {
         panic!("a second cancel succeeded")

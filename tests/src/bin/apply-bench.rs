@@ -126,6 +126,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             issued_at_ms: remote_agents_node::journal::now_ms(),
             issuer: key.public(),
             files,
+            window_override: None,
         };
         let signed = SignedBundle::sign(&content, &key);
         publish_retained(&fleet.connection.net, &fleet.connection.psk, &signed).await?;

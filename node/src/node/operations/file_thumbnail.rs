@@ -77,6 +77,7 @@ mod tests {
                 format: None,
             }),
             on_behalf_of_model: false,
+            window_override: None,
         };
         node.handle_local(envelope, CallContext::default()).await
     }

@@ -116,6 +116,7 @@ impl NodeHosts {
             caller: self.caller.clone(),
             request,
             on_behalf_of_model: false,
+            window_override: None,
         };
         match self.node.handle(envelope, ctx).await {
             Outcome::Ok { result } => serde_json::from_value(result)
