@@ -42,6 +42,15 @@ pub struct NodeArgs {
     /// bundles with it and binds it to its peer identity so nodes know who commands them.
     #[arg(long)]
     pub operator_key: Option<PathBuf>,
+    /// Whether transfers try a direct UDP path to the other host before the relay (default
+    /// true; `--direct=false` where UDP between the hosts is known not to pass).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub direct: Option<bool>,
+    /// The relay's UDP reflector (`HOST:PORT`, the relay's `--udp-reflector`), which tells the
+    /// direct path the address this host's NAT gives it.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub udp_reflector: Option<String>,
 }
 
 /// Watch mode (GitOps) flags of `run`, `mcp` and `hybrid`.
@@ -80,6 +89,8 @@ impl NodeArgs {
             relay_key: self.room.relay_key.clone(),
             operators: self.operators.clone(),
             operator_key: self.operator_key.clone(),
+            direct: self.direct,
+            udp_reflector: self.udp_reflector.clone(),
             toolsets: None,
             watch: WatchFlags::default(),
         }

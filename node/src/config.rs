@@ -36,6 +36,10 @@ pub struct NodeFlags {
     pub relay_key: Option<String>,
     pub operators: Option<String>,
     pub operator_key: Option<PathBuf>,
+    /// `--direct[=BOOL]`: transfers try a direct UDP path before the relay.
+    pub direct: Option<bool>,
+    /// `--udp-reflector HOST:PORT`.
+    pub udp_reflector: Option<String>,
     /// The MCP toolsets (`--toolsets core,files`): only `mcp` and `hybrid` take it.
     pub toolsets: Option<String>,
     /// Watch mode: only `run`, `mcp` and `hybrid` take it.
@@ -439,9 +443,14 @@ impl Settings {
                 (file.operator_key.clone().map(Some), fp),
                 None,
             ),
-            direct: layer((None, ""), (direct_env, E_DIRECT), (file.direct, fp), true),
+            direct: layer(
+                (flags.direct, "--direct"),
+                (direct_env, E_DIRECT),
+                (file.direct, fp),
+                true,
+            ),
             udp_reflector: layer(
-                (None, ""),
+                (flags.udp_reflector.clone().map(Some), "--udp-reflector"),
                 (env.get(E_UDP_REFLECTOR).map(Some), E_UDP_REFLECTOR),
                 (file.udp_reflector.clone().map(Some), fp),
                 None,
@@ -826,6 +835,17 @@ mod tests {
         assert!(!s.direct.value);
         assert_eq!(s.direct.source, Source::File(file));
         assert_eq!(s.udp_reflector.value.as_deref(), Some("10.0.0.1:3479"));
+        // A flag beats the file.
+        let flags = NodeFlags {
+            direct: Some(true),
+            udp_reflector: Some("192.0.2.1:3479".into()),
+            ..flags
+        };
+        let s = Settings::resolve(&flags, &self::env(&[])).unwrap();
+        assert!(s.direct.value);
+        assert_eq!(s.direct.source, Source::Flag("--direct"));
+        assert_eq!(s.udp_reflector.value.as_deref(), Some("192.0.2.1:3479"));
+        assert_eq!(s.udp_reflector.source, Source::Flag("--udp-reflector"));
     }
 
     #[test]

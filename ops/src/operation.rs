@@ -232,7 +232,7 @@ mod tests {
         assert_eq!(exec.name(), Exec::NAME);
         let get = DesiredGet::request(serde_json::from_str("{}").unwrap());
         assert_eq!(get.name(), DesiredGet::NAME);
-        assert_eq!(NAMES.len(), 27);
+        assert_eq!(NAMES.len(), 28);
         let mut unique = NAMES.to_vec();
         unique.sort();
         unique.dedup();

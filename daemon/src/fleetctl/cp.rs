@@ -139,7 +139,7 @@ impl SwarmCopy<'_> {
         let count = targets.len();
         let started_ms = remote_agents_node::journal::now_ms();
         let received = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
-        let progress: remote_agents_node::transfer::swarm::SwarmProgress = {
+        let progress: remote_agents_node::fleet::send::SwarmProgress = {
             let received = received.clone();
             Arc::new(move |host: &str, bytes| {
                 received
@@ -148,7 +148,7 @@ impl SwarmCopy<'_> {
                     .insert(host.to_string(), bytes);
             })
         };
-        let job = remote_agents_node::transfer::swarm::SwarmJob {
+        let job = remote_agents_node::fleet::send::SwarmJob {
             from_host: self.from_host,
             from_path: self.from_path.clone(),
             targets,
@@ -156,7 +156,7 @@ impl SwarmCopy<'_> {
         };
         let cancel = CancellationToken::new();
         let interrupted = cancel.clone();
-        let swarm = remote_agents_node::transfer::swarm::run(hosts, job, progress, cancel);
+        let swarm = remote_agents_node::fleet::send::run(hosts, job, progress, cancel);
         tokio::pin!(swarm);
         let bar = std::io::stderr().is_terminal();
         let mut tick = tokio::time::interval(Duration::from_millis(200));

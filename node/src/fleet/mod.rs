@@ -9,6 +9,7 @@ pub mod fold;
 pub mod inventory;
 pub mod jobs;
 pub mod remote;
+pub mod send;
 pub mod tools;
 
 use serde::{Deserialize, Serialize};

@@ -395,7 +395,7 @@ async fn send(
         remote_agents_ops::Caller::McpLocal,
     );
     let started_ms = crate::journal::now_ms();
-    let job = crate::transfer::swarm::SwarmJob {
+    let job = super::send::SwarmJob {
         from_host: args
             .from_agent_id
             .unwrap_or_else(|| node.agent_id().to_string()),
@@ -403,7 +403,7 @@ async fn send(
         targets,
         to_path: args.to_path.clone(),
     };
-    let mut report = crate::transfer::swarm::run(
+    let mut report = super::send::run(
         &hosts,
         job,
         Arc::new(|_, _| {}),

@@ -17,7 +17,6 @@ pub mod forward;
 pub mod path;
 pub mod receive;
 pub mod source;
-pub mod swarm;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

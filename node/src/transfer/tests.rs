@@ -594,7 +594,7 @@ async fn a_forwarding_destination_serves_what_it_verified_while_it_receives() {
     let b_file = dir.path().join("b.bin");
     let b = {
         let b_file = b_file.clone();
-        tokio::spawn(async move {
+        crate::runtime::spawn(async move {
             receive_to(&b_file, &b_plan, vec![b_path], CancellationToken::new()).await
         })
     };
@@ -635,7 +635,7 @@ async fn a_failed_forwarding_host_fails_the_next_host_with_nothing_left() {
     let b_file = sub.join("b.bin");
     let b = {
         let b_file = b_file.clone();
-        tokio::spawn(async move {
+        crate::runtime::spawn(async move {
             receive_to(&b_file, &b_plan, vec![b_path], CancellationToken::new()).await
         })
     };

@@ -69,6 +69,8 @@ pub fn collect(
         mode,
         operators,
         operator_key,
+        direct,
+        udp_reflector,
     } = node.clone();
     let WatchArgs {
         spec,
@@ -87,6 +89,23 @@ pub fn collect(
     let operators = collector.text("--operators", "REMOTE_AGENTS_OPERATORS", operators)?;
     let operator_key =
         collector.path("--operator-key", "REMOTE_AGENTS_OPERATOR_KEY", operator_key)?;
+    let direct = match collector.text(
+        "--direct",
+        "REMOTE_AGENTS_DIRECT",
+        direct.map(|on| on.to_string()),
+    )? {
+        None => None,
+        Some(value) => Some(match value.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => true,
+            "0" | "false" | "no" | "off" => false,
+            _ => bail!("REMOTE_AGENTS_DIRECT: `{value}` is not a boolean (true/false/1/0/yes/no)"),
+        }),
+    };
+    let udp_reflector = collector.text(
+        "--udp-reflector",
+        "REMOTE_AGENTS_UDP_REFLECTOR",
+        udp_reflector,
+    )?;
     let spec = collector.path("--spec", "REMOTE_AGENTS_SPEC", spec)?;
     let spec_repo = collector.repository("--spec-repo", "REMOTE_AGENTS_SPEC_REPO", spec_repo)?;
     let spec_branch = collector.text("--branch", "REMOTE_AGENTS_SPEC_BRANCH", spec_branch)?;
@@ -120,6 +139,8 @@ pub fn collect(
         relay_key,
         operators,
         operator_key,
+        direct,
+        udp_reflector,
         // The service runs `run`, which serves no MCP.
         toolsets: None,
         watch: remote_agents_node::config::WatchFlags {

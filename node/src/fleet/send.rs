@@ -1,6 +1,6 @@
 //! Upload once, hosts fetch from each other (`fleet_send`, `fleetctl cp FILE -t SELECTOR:PATH`):
 //! one file to many hosts, where the origin sends it to [`FANOUT`] hosts and every host serves
-//! what it has verified to [`FANOUT`] more while it still receives (`super::forward`). The hosts
+//! what it has verified to [`FANOUT`] more while it still receives (`transfer::forward`). The hosts
 //! form a tree in natural name order (host `i`'s children are `FANOUT*(i+1)` ..), so the origin
 //! sends the file about `FANOUT` times however many hosts there are, and the bytes flow down the
 //! tree piece by piece rather than file by file: a host starts serving its first verified chunk,
@@ -21,10 +21,10 @@ use remote_agents_ops::{ServeTo, TransferReceiveArgs, TransferSourceArgs, Transf
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::coordinate::{HostProgress, Hosts};
-use crate::fleet::fanout::{FanoutReport, Target};
-use crate::fleet::fold::natural_cmp;
-use crate::fleet::{HostRecord, HostStatus};
+use super::fanout::{FanoutReport, Target};
+use super::fold::natural_cmp;
+use super::{HostRecord, HostStatus};
+use crate::transfer::coordinate::{HostProgress, Hosts};
 
 /// Hears each host's verified bytes: its name, bytes.
 pub type SwarmProgress = Arc<dyn Fn(&str, u64) + Send + Sync>;
@@ -153,7 +153,7 @@ async fn distribute(
     let mut tickets: Vec<String> = vec![String::new(); connected.len()];
     for (index, parent) in tree.parent.iter().enumerate() {
         if parent.is_some() {
-            tickets[index] = super::Transfers::new_ticket();
+            tickets[index] = crate::transfer::Transfers::new_ticket();
             continue;
         }
         match open_origin(
