@@ -360,7 +360,25 @@ decode_struct!(McpSurfaceSpec, "McpSurface spec", required ["target", "toolsets"
     "target" => target, "toolsets" => toolsets, "maxMode" => max_mode,
 });
 
-const KINDS: &[&str] = &["Fleet", "Schedule", "MapReduceJob", "McpSurface", "Window"];
+decode_struct!(RolloutWave, "rollout wave", required [], {
+    "name" => name, "target" => target, "count" => count, "percent" => percent,
+});
+decode_struct!(RolloutCheck, "rollout check", required [], {
+    "name" => name, "command" => command, "shell" => shell, "timeout" => timeout,
+});
+decode_struct!(RolloutSpec, "Rollout spec", required ["waves"], {
+    "waves" => waves, "checks" => checks, "failureThreshold" => failure_threshold,
+    "waveTimeout" => wave_timeout,
+});
+
+const KINDS: &[&str] = &[
+    "Fleet",
+    "Schedule",
+    "MapReduceJob",
+    "McpSurface",
+    "Window",
+    "Rollout",
+];
 const TOP_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
 
 /// Decodes one document. Returns `None` when its kind is unknown or missing (the document then
@@ -446,6 +464,12 @@ pub(crate) fn document(node: &Node, cx: &mut Cx) -> Option<Document> {
         "McpSurface" => Document::McpSurface(McpSurfaceDocument {
             api_version: ApiVersion::V1,
             kind: McpSurface::McpSurface,
+            metadata,
+            spec: spec_of(spec, cx),
+        }),
+        "Rollout" => Document::Rollout(RolloutDocument {
+            api_version: ApiVersion::V1,
+            kind: Rollout::Rollout,
             metadata,
             spec: spec_of(spec, cx),
         }),

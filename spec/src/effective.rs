@@ -294,7 +294,7 @@ impl Compiled {
                     toolsets: s.spec.toolsets.iter().copied().collect(),
                     max_mode: s.spec.max_mode,
                 }),
-                Document::Fleet(_) | Document::Window(_) => {}
+                Document::Fleet(_) | Document::Window(_) | Document::Rollout(_) => {}
             }
         }
         compiled

@@ -22,6 +22,7 @@ pub mod limits;
 pub mod model;
 pub mod plan;
 mod policy_test;
+pub mod rollout;
 pub mod schema;
 pub mod selector;
 pub mod toolset;

@@ -442,6 +442,64 @@ pub struct WindowSpec {
     pub time_zone: Option<String>,
 }
 
+/// One wave of a rollout: the hosts it adds to those the earlier waves took, chosen by a target
+/// selector, a number of hosts or a share of the fleet (exactly one of `target`, `count`,
+/// `percent`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RolloutWave {
+    /// Shown as the wave goes (`wave-N` when absent), e.g. `canary`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The hosts (not taken by an earlier wave) this selector picks, e.g. `tag:canary`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// This many more hosts, in name order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// This share of all the hosts (rounded up, at least one), in name order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<u32>,
+}
+
+/// A health check run on every host of a wave once it reports the new generation Synced and
+/// Healthy, through the host's normal exec path (its mode and policy apply): a non-zero exit
+/// fails the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RolloutCheck {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Program and arguments, run without a shell.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// A shell line (only where the host's policy grants a shell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<String>,
+    /// How long the check may run, e.g. `30s` (default 60s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// How `fleetctl apply` moves a new generation through the fleet: wave after wave, each waited
+/// for (Synced, Healthy, then the checks); at `failureThreshold` failed hosts the rollout halts
+/// and the hosts that took the new generation are rolled back to the previous one. At most one
+/// Rollout per fleet; hosts no wave takes form a last wave.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RolloutSpec {
+    pub waves: Vec<RolloutWave>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<RolloutCheck>,
+    /// How many failed hosts halt the rollout (default 1: the first failure halts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_threshold: Option<u32>,
+    /// How long a wave may take to report Synced and Healthy, e.g. `5m` (default: fleetctl
+    /// apply's `--timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave_timeout: Option<String>,
+}
+
 macro_rules! kind_document {
     ($doc:ident, $kind:ident, $spec:ty, $what:literal) => {
         #[derive(
@@ -491,6 +549,13 @@ kind_document!(
 );
 
 kind_document!(
+    RolloutDocument,
+    Rollout,
+    RolloutSpec,
+    "How a new generation moves through the fleet: waves, health checks, halt and rollback."
+);
+
+kind_document!(
     WindowDocument,
     Window,
     WindowSpec,
@@ -506,6 +571,7 @@ pub enum Document {
     MapReduceJob(MapReduceJobDocument),
     McpSurface(McpSurfaceDocument),
     Window(WindowDocument),
+    Rollout(RolloutDocument),
 }
 
 impl Document {
@@ -516,6 +582,7 @@ impl Document {
             Document::MapReduceJob(_) => "MapReduceJob",
             Document::McpSurface(_) => "McpSurface",
             Document::Window(_) => "Window",
+            Document::Rollout(_) => "Rollout",
         }
     }
 
@@ -526,6 +593,7 @@ impl Document {
             Document::MapReduceJob(d) => &d.metadata,
             Document::McpSurface(d) => &d.metadata,
             Document::Window(d) => &d.metadata,
+            Document::Rollout(d) => &d.metadata,
         }
     }
 

@@ -1,7 +1,8 @@
 //! JSON Schema (draft-07, for editors) of every spec kind, generated from the model types.
 
 use crate::model::{
-    FleetDocument, MapReduceJobDocument, McpSurfaceDocument, ScheduleDocument, WindowDocument,
+    FleetDocument, MapReduceJobDocument, McpSurfaceDocument, RolloutDocument, ScheduleDocument,
+    WindowDocument,
 };
 use schemars::generate::SchemaSettings;
 
@@ -34,6 +35,10 @@ pub fn all() -> Vec<(&'static str, String)> {
             "window.schema.json",
             pretty(generator().into_root_schema_for::<WindowDocument>()),
         ),
+        (
+            "rollout.schema.json",
+            pretty(generator().into_root_schema_for::<RolloutDocument>()),
+        ),
     ]
 }
 
@@ -44,6 +49,7 @@ pub fn file_name(kind: &str) -> &'static str {
         "Schedule" => "schedule.schema.json",
         "McpSurface" => "mcpsurface.schema.json",
         "Window" => "window.schema.json",
+        "Rollout" => "rollout.schema.json",
         _ => "mapreducejob.schema.json",
     }
 }

@@ -192,7 +192,23 @@ pub(crate) fn validate(model: &FleetModel, diagnostics: &mut Vec<Diagnostic>) {
     // Duplicate document names per kind, and a single fleet.
     let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
     let mut fleets = 0;
+    let mut rollouts = 0;
     for (index, document) in model.documents.iter().enumerate() {
+        if matches!(document, Document::Rollout(_)) {
+            rollouts += 1;
+            if rollouts == 2 {
+                check
+                    .error(
+                        Code::DuplicateName,
+                        index,
+                        "metadata.name",
+                        "a second Rollout document".into(),
+                    )
+                    .hint = Some(
+                    "declare one Rollout per fleet: it governs every apply of the fleet".into(),
+                );
+            }
+        }
         if matches!(document, Document::Fleet(_)) {
             fleets += 1;
             if fleets == 2 {
@@ -252,6 +268,7 @@ pub(crate) fn validate(model: &FleetModel, diagnostics: &mut Vec<Diagnostic>) {
                     ));
                 }
             }
+            Document::Rollout(rollout) => check_rollout(&mut check, index, &rollout.spec),
             Document::Window(window) => {
                 check.selector(index, "spec.target", &window.spec.target);
                 if let Err(problem) = crate::window::parse(&window.spec) {
@@ -347,6 +364,85 @@ pub(crate) fn validate(model: &FleetModel, diagnostics: &mut Vec<Diagnostic>) {
                 }
             }
         }
+    }
+}
+
+/// Waves that pick hosts in exactly one way, checks that say what to run, and durations and a
+/// threshold that mean something.
+fn check_rollout(check: &mut Check, index: usize, spec: &RolloutSpec) {
+    if spec.waves.is_empty() && check.written(index, "spec.waves") {
+        check
+            .error(
+                Code::BadValue,
+                index,
+                "spec.waves",
+                "a Rollout with no waves".into(),
+            )
+            .expected =
+            Some("at least one wave, e.g. `- {name: canary, target: tag:canary}`".into());
+    }
+    for (i, wave) in spec.waves.iter().enumerate() {
+        let path = format!("spec.waves[{i}]");
+        let ways = usize::from(wave.target.is_some())
+            + usize::from(wave.count.is_some())
+            + usize::from(wave.percent.is_some());
+        if ways != 1 {
+            check
+                .error(
+                    Code::BadValue,
+                    index,
+                    &path,
+                    format!("a wave that picks its hosts in {ways} ways"),
+                )
+                .expected = Some("exactly one of target, count, percent".into());
+        }
+        if let Some(target) = &wave.target {
+            check.selector(index, &format!("{path}.target"), target);
+        }
+        if wave.count == Some(0) {
+            check
+                .error(
+                    Code::BadValue,
+                    index,
+                    &format!("{path}.count"),
+                    "a wave of 0 hosts".into(),
+                )
+                .expected = Some("a count of at least 1".into());
+        }
+        if let Some(percent) = wave.percent
+            && !(1..=100).contains(&percent)
+        {
+            check
+                .error(
+                    Code::BadValue,
+                    index,
+                    &format!("{path}.percent"),
+                    format!("a wave of {percent}% of the hosts"),
+                )
+                .expected = Some("a percentage from 1 to 100".into());
+        }
+    }
+    for (i, rollout_check) in spec.checks.iter().enumerate() {
+        let path = format!("spec.checks[{i}]");
+        check.step(
+            index,
+            &path,
+            &rollout_check.command,
+            &rollout_check.shell,
+            true,
+        );
+        check.duration(index, &format!("{path}.timeout"), &rollout_check.timeout);
+    }
+    check.duration(index, "spec.waveTimeout", &spec.wave_timeout);
+    if spec.failure_threshold == Some(0) {
+        check
+            .error(
+                Code::BadValue,
+                index,
+                "spec.failureThreshold",
+                "a failure threshold of 0 hosts".into(),
+            )
+            .expected = Some("at least 1 (1: the first failed host halts the rollout)".into());
     }
 }
 

@@ -64,8 +64,8 @@ fn every_example_loads_without_diagnostics() {
 fn yaml_and_kdl_examples_load_to_the_same_model() {
     let yaml = load_clean("examples/fleet");
     let kdl = load_clean("examples/fleet-kdl");
-    assert_eq!(yaml.documents.len(), 8);
-    // Files load in name order (fleet, jobs, schedules, surfaces, windows) in both folders.
+    assert_eq!(yaml.documents.len(), 9);
+    // Files load in name order (fleet, jobs, rollouts, schedules, surfaces, windows) in both folders.
     assert_eq!(yaml, kdl);
 }
 
