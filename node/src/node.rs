@@ -370,6 +370,10 @@ impl Node {
                     self.reconcile_inline();
                 }
             }
+            // Not a refusal: the node is healthy at its generation, waiting for its wave.
+            Ok(Accepted::OutsideWave) => {
+                tracing::debug!(source, "a rollout wave that does not include this host");
+            }
             Err(refusal) => {
                 tracing::warn!(%refusal, source, "refused desired state");
                 *self.last_refusal.lock().unwrap_or_else(|e| e.into_inner()) =
@@ -1456,6 +1460,7 @@ mod tests {
                     .into(),
             }],
             window_override: None,
+            rollout: None,
         };
         let signed = SignedBundle::sign(&content, &key);
         // The other path has accepted generation 1 and not converged yet.

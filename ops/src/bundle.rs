@@ -40,6 +40,37 @@ pub struct BundleContent {
     /// signed with the rest (`fleetctl apply --override-window REASON`); nodes audit it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_override: Option<String>,
+    /// The wave of a rollout this generation belongs to, naming the hosts that may take it;
+    /// absent for a plain apply (every host takes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutScope>,
+}
+
+/// Which hosts may take a generation a rollout (`kind: Rollout`) published, signed with the
+/// rest of the bundle: a node outside it keeps the generation it has, so the wave is enforced
+/// by every node, not by the caller that drives the rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutScope {
+    /// The Rollout document's name.
+    pub rollout: String,
+    /// The wave's name (`canary`, `wave-2`, `rest`), or `rollback`.
+    pub wave: String,
+    /// The wave's position (from 1) and how many waves the rollout has.
+    pub index: u32,
+    pub waves: u32,
+    /// The hosts that may take this generation: those of this wave and of the earlier ones; for
+    /// a rollback, those that took the new generation.
+    pub hosts: Vec<String>,
+    /// Whether this generation puts the previous generation's spec back after a halt.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rollback: bool,
+}
+
+impl RolloutScope {
+    /// Whether the host named `host` may take the generation.
+    pub fn includes(&self, host: &str) -> bool {
+        self.hosts.iter().any(|h| h == host)
+    }
 }
 
 /// A bundle as it travels and is stored: the exact signed bytes and the signature.
@@ -306,6 +337,7 @@ pub mod fixtures {
             issuer: key.public(),
             files,
             window_override: None,
+            rollout: None,
         }
     }
 }

@@ -29,7 +29,8 @@ pub struct DesiredGetArgs {
 /// The answer to a `DesiredOffer`: what the node decided and its status after reconciling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DesiredOfferResult {
-    /// `new`, `current` or `refused`.
+    /// `new`, `current`, `outside-wave` (a rollout wave that leaves this host out: it keeps
+    /// its generation) or `refused`.
     pub decision: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

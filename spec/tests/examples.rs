@@ -50,6 +50,8 @@ const EXAMPLES: &[&str] = &[
     "examples/fleet",
     "examples/fleet-kdl",
     "examples/secure-fleet",
+    "examples/staged-fleet",
+    "examples/staged-fleet-kdl",
 ];
 
 #[test]
@@ -64,8 +66,13 @@ fn every_example_loads_without_diagnostics() {
 fn yaml_and_kdl_examples_load_to_the_same_model() {
     let yaml = load_clean("examples/fleet");
     let kdl = load_clean("examples/fleet-kdl");
-    assert_eq!(yaml.documents.len(), 9);
-    // Files load in name order (fleet, jobs, rollouts, schedules, surfaces, windows) in both folders.
+    assert_eq!(yaml.documents.len(), 8);
+    // Files load in name order (fleet, jobs, schedules, surfaces, windows) in both folders.
+    assert_eq!(yaml, kdl);
+    let yaml = load_clean("examples/staged-fleet");
+    let kdl = load_clean("examples/staged-fleet-kdl");
+    assert_eq!(yaml.documents.len(), 2);
+    assert!(yaml.rollout().is_some());
     assert_eq!(yaml, kdl);
 }
 

@@ -342,6 +342,7 @@ fn bundle_content(key: &OperatorKey, generation: u64, text: &str) -> BundleConte
             text: text.into(),
         }],
         window_override: None,
+        rollout: None,
     }
 }
 

@@ -70,6 +70,7 @@ async fn an_alias_bomb_left_at_the_relay_is_refused_and_restarted_nodes_keep_ser
                 text: bomb_spec(&mallory),
             }],
             window_override: None,
+            rollout: None,
         },
         &mallory,
     );

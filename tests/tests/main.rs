@@ -17,5 +17,6 @@ mod node;
 mod plan_sandbox;
 mod relay_binary;
 mod relay_conformance;
+mod rollout;
 mod schedules;
 mod transfer;

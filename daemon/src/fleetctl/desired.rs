@@ -14,7 +14,7 @@ use crate::output::Output;
 use remote_agents_spec::FleetModel;
 
 use super::fleet::{ConnectFlags, resolve_settings};
-use super::{EXIT_FINDINGS, EXIT_OK};
+use super::{EXIT_FINDINGS, EXIT_OK, EXIT_ROLLOUT_HALTED};
 use remote_agents_node::client::{Client, new_request_id};
 use remote_agents_node::desired::operator::{configured_key, default_key_path};
 use remote_agents_node::desired::{ObservedStatus, SpecFile, SyncState};
@@ -22,6 +22,7 @@ use remote_agents_node::fleet::connection::{Connection, fleetctl_dir};
 use remote_agents_node::sync::publish::{
     HostResult, Snapshot, expected_hosts, publish, revision_of, snapshot,
 };
+use remote_agents_node::sync::rollout;
 use remote_agents_ops::AgentArgs;
 use remote_agents_ops::operation::{DesiredGet, DesiredHistory, Operation};
 use remote_agents_ops::parse_duration;
@@ -34,10 +35,11 @@ pub struct ApplyArgs {
     /// Print the plan against the live fleet and stop.
     #[arg(long)]
     pub dry_run: bool,
-    /// Block until every targeted host reports the new generation (or --timeout).
+    /// Block until every targeted host reports the new generation (or --timeout). A spec with
+    /// a Rollout always waits for each wave before the next, printing the waves as they go.
     #[arg(long)]
     pub wait: bool,
-    /// How long --wait waits.
+    /// How long --wait waits (per wave of a Rollout without its own waveTimeout).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub timeout: Duration,
     /// Also remove imperative changes the spec does not hold (schedules added by hand).
@@ -303,6 +305,13 @@ pub async fn apply(args: &ApplyArgs) -> anyhow::Result<u8> {
         });
     }
     if args.dry_run {
+        if let Some(rollout) = model.rollout() {
+            let hosts = rollout::fleet_hosts(&connection, &expected);
+            print_wave_plan(
+                &rollout.metadata.name,
+                &remote_agents_spec::rollout::plan_waves(&rollout.spec, &hosts),
+            );
+        }
         println!("(dry run: nothing was published)");
         return Ok(EXIT_OK);
     }
@@ -316,6 +325,25 @@ pub async fn apply(args: &ApplyArgs) -> anyhow::Result<u8> {
         .unwrap_or_default();
     let generation = live.generation() + 1;
     let revision = revision_of(&args.path, &files);
+    if let Some(document) = model.rollout() {
+        let hosts = rollout::fleet_hosts(&connection, &expected);
+        let plan = rollout::Rollout {
+            name: document.metadata.name.clone(),
+            waves: remote_agents_spec::rollout::plan_waves(&document.spec, &hosts),
+            checks: document.spec.checks.clone(),
+            failure_threshold: document.spec.failure_threshold(),
+            wave_timeout: document.spec.wave_timeout().unwrap_or(args.timeout),
+            fleet,
+            files,
+            revision,
+            first_generation: generation,
+            previous: live.newest.as_ref(),
+            expected: &expected,
+            prune: args.prune,
+            window_override: args.override_window.clone(),
+        };
+        return apply_rollout(&connection, &key, &plan, args.output).await;
+    }
     println!("Publishing generation {generation} (revision {revision}).");
     let results = publish(
         &connection,
@@ -339,6 +367,183 @@ pub async fn apply(args: &ApplyArgs) -> anyhow::Result<u8> {
         }
     } else {
         EXIT_FINDINGS
+    })
+}
+
+fn print_wave_plan(name: &str, waves: &[remote_agents_spec::rollout::PlannedWave]) {
+    println!(
+        "Rollout {name}: {} wave{}.",
+        waves.len(),
+        if waves.len() == 1 { "" } else { "s" }
+    );
+    for (i, wave) in waves.iter().enumerate() {
+        println!(
+            "  wave {}/{} {}: {}",
+            i + 1,
+            waves.len(),
+            wave.name,
+            wave.hosts.join(", ")
+        );
+    }
+}
+
+/// The rows of one wave: each host's generation, Synced/Healthy, checks and verdict.
+fn wave_table(report: &rollout::WaveReport) -> String {
+    let mut rows = vec![vec![
+        "HOST".to_string(),
+        "GENERATION".into(),
+        "SYNC".into(),
+        "HEALTH".into(),
+        "CHECKS".into(),
+        "RESULT".into(),
+    ]];
+    for host in &report.hosts {
+        rows.push(vec![
+            host.host.clone(),
+            host.generation.to_string(),
+            host.sync.map_or_else(|| "-".into(), |s| s.to_string()),
+            host.health.map_or_else(|| "-".into(), |h| h.to_string()),
+            if host.checks.is_empty() {
+                "-".into()
+            } else {
+                host.checks
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{} {}{}",
+                            c.check,
+                            c.status,
+                            c.exit
+                                .filter(|code| *code != 0)
+                                .map(|code| format!(" (exit {code})"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            },
+            match &host.failure {
+                None => "passed".into(),
+                Some(why) => format!("FAILED: {why}"),
+            },
+        ]);
+    }
+    table(&rows)
+        .lines()
+        .map(|line| format!("  {line}\n"))
+        .collect()
+}
+
+/// Shows one step of a rollout as it happens (text output).
+fn print_rollout_event(event: rollout::Event) {
+    match event {
+        rollout::Event::WaveStarted {
+            index,
+            waves,
+            name,
+            generation,
+            hosts,
+        } => println!(
+            "Wave {index}/{waves} {name}: publishing generation {generation} to {}.",
+            hosts.join(", ")
+        ),
+        rollout::Event::WaveFinished(report) => {
+            print!("{}", wave_table(&report));
+            println!(
+                "Wave {} {}: {} passed, {} failed.",
+                report.index,
+                report.name,
+                report.hosts.len() as u32 - report.failed,
+                report.failed
+            );
+        }
+        rollout::Event::Halted { failed, threshold } => println!(
+            "Halted: {failed} failed host(s) reached the failure threshold ({threshold}); the \
+             next waves are not published."
+        ),
+        rollout::Event::RollingBack {
+            generation,
+            to_generation,
+            hosts,
+        } => println!(
+            "Rolling back {} to generation {to_generation}'s spec as generation {generation}.",
+            hosts.join(", ")
+        ),
+        rollout::Event::RolledBack(report) => {
+            let mut rows = vec![vec![
+                "HOST".to_string(),
+                "RESULT".into(),
+                "GENERATION".into(),
+                "SYNC".into(),
+                "DETAIL".into(),
+            ]];
+            for r in &report.hosts {
+                rows.push(vec![
+                    r.host.clone(),
+                    r.result.clone(),
+                    r.generation.to_string(),
+                    r.sync.map_or_else(|| "-".into(), |s| s.to_string()),
+                    r.detail.clone().unwrap_or_default(),
+                ]);
+            }
+            for line in table(&rows).lines() {
+                println!("  {line}");
+            }
+        }
+    }
+}
+
+/// `fleetctl apply` of a spec that declares a Rollout: the waves one after the other, shown as
+/// they go (text) or as one report at the end (json, yaml). Exit 0 when every wave passed,
+/// [`EXIT_ROLLOUT_HALTED`] when the rollout halted.
+async fn apply_rollout(
+    connection: &Connection,
+    key: &remote_agents_node::desired::OperatorKey,
+    plan: &rollout::Rollout<'_>,
+    output: Output,
+) -> anyhow::Result<u8> {
+    let text = output == Output::Text;
+    if text {
+        print_wave_plan(&plan.name, &plan.waves);
+    }
+    let mut on_event = |event: rollout::Event| {
+        if text {
+            print_rollout_event(event);
+        }
+    };
+    let report = rollout::run(connection, key, plan, &mut on_event).await?;
+    match output {
+        Output::Text => match report.outcome {
+            rollout::Outcome::Completed => println!(
+                "Rollout {} completed: {} waves, every host at generation {}.",
+                report.rollout,
+                report.waves.len(),
+                report.waves.last().map_or(0, |w| w.generation)
+            ),
+            rollout::Outcome::Halted => {
+                let wave = report.waves.last();
+                println!(
+                    "Rollout {} halted at wave {}/{} ({}){}.",
+                    report.rollout,
+                    wave.map_or(0, |w| w.index),
+                    plan.waves.len(),
+                    wave.map_or("", |w| w.name.as_str()),
+                    match &report.rollback {
+                        Some(rollback) => format!(
+                            "; the hosts that took it were rolled back to generation {}'s spec \
+                             as generation {}",
+                            rollback.to_generation, rollback.generation
+                        ),
+                        None => "; no previous generation to roll back to".to_string(),
+                    }
+                );
+            }
+        },
+        Output::Json | Output::Yaml => print!("{}", output.data(&report)?.unwrap_or_default()),
+    }
+    Ok(match report.outcome {
+        rollout::Outcome::Completed => EXIT_OK,
+        rollout::Outcome::Halted => EXIT_ROLLOUT_HALTED,
     })
 }
 

@@ -18,6 +18,9 @@ use std::path::PathBuf;
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FINDINGS: u8 = 1;
 pub const EXIT_ERROR: u8 = 2;
+/// `fleetctl apply` of a spec with a Rollout: a wave reached the failure threshold, the rollout
+/// halted (and the hosts that took the new generation were rolled back).
+pub const EXIT_ROLLOUT_HALTED: u8 = 3;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -56,6 +56,9 @@ pub enum Accepted {
     New,
     /// The bundle already applied.
     Current,
+    /// A rollout's wave that does not include this host (the bundle's signed `rollout` scope):
+    /// the applied generation stays in force until a wave that includes it, or a plain apply.
+    OutsideWave,
 }
 
 pub use remote_agents_ops::bundle::HistoryEntry;
@@ -274,6 +277,13 @@ impl DesiredState {
                 };
             }
         }
+        // A rollout's wave that leaves this host out is not for it: it keeps what it has, and
+        // the spec of a bundle it will not take is never read.
+        if let Some(scope) = &bundle.content.rollout
+            && !scope.includes(&host.name)
+        {
+            return Ok(Accepted::OutsideWave);
+        }
         // Only now the spec is read (within the spec crate's limits): with no operators to
         // anchor trust, the operators the bundle declares decide (trust on first use).
         let bundle = bundle.load()?;
@@ -349,6 +359,7 @@ impl DesiredState {
             issuer: signer.public(),
             files,
             window_override: None,
+            rollout: None,
         };
         let bundle = Arc::new(SignedBundle::sign(&content, signer).verify()?);
         self.persist(&bundle, Persist::Commit)
@@ -512,6 +523,52 @@ mod tests {
             Some(&two),
             "kept for rollback"
         );
+    }
+
+    #[test]
+    fn a_rollout_wave_is_taken_only_by_the_hosts_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = OperatorKey::generate();
+        let canary = HostFacts::new("web-1");
+        let other = HostFacts::new("web-2");
+        for folder in ["canary", "other"] {
+            std::fs::create_dir(dir.path().join(folder)).unwrap();
+        }
+        let at_canary = state(&dir.path().join("canary"), &[]);
+        let at_other = state(&dir.path().join("other"), &[]);
+        let one = SignedBundle::sign(&content(&key, 1, FLEET), &key);
+        for (desired, host) in [(&at_canary, &canary), (&at_other, &other)] {
+            assert_eq!(desired.offer(&one, host), Ok(Accepted::New));
+        }
+        let mut wave = content(&key, 2, FLEET);
+        wave.rollout = Some(remote_agents_ops::bundle::RolloutScope {
+            rollout: "staged".into(),
+            wave: "canary".into(),
+            index: 1,
+            waves: 2,
+            hosts: vec!["web-1".into()],
+            rollback: false,
+        });
+        let wave = SignedBundle::sign(&wave, &key);
+        assert_eq!(at_canary.offer(&wave, &canary), Ok(Accepted::New));
+        assert_eq!(at_canary.generation(), 2);
+        // The host the wave leaves out keeps generation 1, with no refusal on record.
+        assert_eq!(at_other.offer(&wave, &other), Ok(Accepted::OutsideWave));
+        assert_eq!(at_other.generation(), 1);
+        assert_eq!(at_other.history().unwrap().len(), 1);
+        // A wave signed differently (its host list edited) does not verify.
+        let mut forged = wave.clone();
+        let mut claimed = forged.peek().unwrap();
+        claimed.rollout.as_mut().unwrap().hosts.push("web-2".into());
+        forged.content = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            serde_json::to_vec(&claimed).unwrap(),
+        );
+        assert!(matches!(
+            at_other.offer(&forged, &other),
+            Err(Refusal::Bundle(BundleError::Unauthentic))
+        ));
+        assert_eq!(at_other.generation(), 1);
     }
 
     #[test]

@@ -601,6 +601,7 @@ async fn a_schedule_declared_in_the_spec_runs_on_exactly_the_targeted_nodes() {
                 text,
             }],
             window_override: None,
+            rollout: None,
         };
         SignedBundle::sign(&content, &key)
     };

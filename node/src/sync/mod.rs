@@ -5,4 +5,5 @@
 
 pub mod distribute;
 pub mod publish;
+pub mod rollout;
 pub mod watch;

@@ -242,6 +242,7 @@ pub async fn publish(
         issuer: key.public(),
         files,
         window_override,
+        rollout: None,
     };
     let signed = SignedBundle::sign(&content, key);
     // Fail here, with the same reasons a node would give, rather than on every node.

@@ -127,6 +127,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             issuer: key.public(),
             files,
             window_override: None,
+            rollout: None,
         };
         let signed = SignedBundle::sign(&content, &key);
         publish_retained(&fleet.connection.net, &fleet.connection.psk, &signed).await?;

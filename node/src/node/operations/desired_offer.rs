@@ -1,5 +1,5 @@
 //! `desired_offer`: verifies a signed desired-state bundle and applies it (answering `new`,
-//! `current` or `refused` with the node's status), pruning imperative schedules if asked. Gate:
+//! `current`, `outside-wave` or `refused` with the node's status), pruning imperative schedules if asked. Gate:
 //! every mode takes desired state (a spec that disabled a host must be able to enable it again),
 //! except under a local kill switch; the bundle carries its own operator signature.
 
@@ -31,9 +31,13 @@ impl Run for DesiredOffer {
             let (decision, reason) = match node.offer_bundle_in_request(&args.bundle) {
                 Ok(Accepted::New) => ("new", None),
                 Ok(Accepted::Current) => ("current", None),
+                Ok(Accepted::OutsideWave) => (
+                    "outside-wave",
+                    Some("a rollout wave that does not include this host".to_string()),
+                ),
                 Err(refusal) => ("refused", Some(refusal.to_string())),
             };
-            if args.prune && reason.is_none() {
+            if args.prune && matches!(decision, "new" | "current") {
                 node.schedules.prune_imperative();
             }
             Outcome::ok(&DesiredOfferResult {
