@@ -84,6 +84,24 @@ async fn a_rollout_moves_through_the_canary_then_the_rest() -> anyhow::Result<()
     let (spec, probe) = spec_copy(&fleet)?;
     let spec_arg = spec.to_str().context("utf-8 path")?;
 
+    // A dry run shows the waves the hosts split into (the canary by the tag the spec declares
+    // for it, before any node runs the spec), and publishes nothing.
+    let (code, stdout, stderr) = fleet
+        .fleetctl(&["apply", "-f", spec_arg, "--dry-run"])
+        .await?;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("  wave 1/2 canary: web-1\n"), "{stdout}");
+    assert!(
+        stdout.contains("  wave 2/2 rest: web-2, web-3\n"),
+        "{stdout}"
+    );
+    assert!(
+        status(&fleet)
+            .await?
+            .values()
+            .all(|s| s["observed_generation"] == 0)
+    );
+
     let (code, stdout, stderr) = fleet
         .fleetctl(&["apply", "-f", spec_arg, "--wait", "--timeout", "60s"])
         .await?;
