@@ -248,3 +248,60 @@ async fn a_failing_canary_halts_the_rollout_and_is_rolled_back() -> anyhow::Resu
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failure_in_the_last_wave_rolls_every_host_back() -> anyhow::Result<()> {
+    let fleet = TestFleet::start(&three_hosts()).await?;
+    let (code, _, stderr) = fleet.fleetctl(&["keygen"]).await?;
+    anyhow::ensure!(code == 0, "keygen failed: {stderr}");
+    let (spec, probe) = spec_copy(&fleet)?;
+    let spec_arg = spec.to_str().context("utf-8 path")?;
+    let (code, stdout, stderr) = fleet
+        .fleetctl(&["apply", "-f", spec_arg, "--wait", "--timeout", "60s"])
+        .await?;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let good_hash = status(&fleet).await?["web-1"]["spec_hash"].clone();
+
+    // A check that fails only where the host's home holds `broken` (checks run in the host's
+    // home): on web-2, which is in the last wave, after the canary passed.
+    std::fs::write(
+        remote_agents_tests::fleet::node_dir(&fleet, "web-2").join("broken"),
+        "",
+    )?;
+    edit(
+        &spec.join("rollout.yaml"),
+        &format!("command: [touch, {}]", probe.display()),
+        "command: [test, \"!\", -e, broken]",
+    )?;
+    let (code, stdout, stderr) = fleet
+        .fleetctl(&["apply", "-f", spec_arg, "--wait", "--timeout", "60s"])
+        .await?;
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("Wave 1 canary: 1 passed, 0 failed."),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Wave 2 rest: 1 passed, 1 failed."),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Rolling back web-1, web-2, web-3 to generation 2's spec as generation 5."),
+        "{stdout}"
+    );
+    let now = status(&fleet).await?;
+    for host in ["web-1", "web-2", "web-3"] {
+        assert_eq!(
+            now[host]["observed_generation"], 5,
+            "{host}: {:?}",
+            now[host]
+        );
+        assert_eq!(now[host]["spec_hash"], good_hash, "{host}");
+    }
+    assert_eq!(
+        accepted_generations(&fleet, "web-1").await?,
+        [1, 2, 3, 4, 5]
+    );
+    assert_eq!(accepted_generations(&fleet, "web-2").await?, [2, 4, 5]);
+    Ok(())
+}

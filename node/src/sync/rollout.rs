@@ -3,8 +3,9 @@
 //! `desired::state`), then the caller waits until those hosts report it Synced and Healthy and
 //! runs the rollout's checks on them through the normal exec path; at the failure threshold it
 //! halts and publishes the previous generation's spec, scoped to the hosts that took the new
-//! one. The state between waves lives in the fleet, not here: if the caller dies mid-rollout,
-//! the hosts stay at the last wave it published.
+//! one. The last wave goes out unscoped, like a plain apply, so hosts that join later take it.
+//! The state between waves lives in the fleet, not here: if the caller dies mid-rollout, the
+//! hosts stay at the last wave it published.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -183,7 +184,8 @@ fn options(timeout: Duration) -> FanoutOptions {
     }
 }
 
-/// Signs `files` as `generation` for the hosts `scope` names, and offers it to the fleet.
+/// Signs `files` as `generation` for the hosts `scope` names (every host when `None`), and
+/// offers it to the fleet.
 #[allow(clippy::too_many_arguments)]
 async fn publish_scoped(
     connection: &Connection,
@@ -192,7 +194,7 @@ async fn publish_scoped(
     files: &[SpecFile],
     revision: &str,
     generation: u64,
-    scope: RolloutScope,
+    scope: Option<RolloutScope>,
     rollout: &Rollout<'_>,
 ) -> anyhow::Result<Vec<HostResult>> {
     let content = BundleContent {
@@ -203,7 +205,7 @@ async fn publish_scoped(
         issuer: key.public(),
         files: files.to_vec(),
         window_override: rollout.window_override.clone(),
-        rollout: Some(scope),
+        rollout: scope,
     };
     let signed = SignedBundle::sign(&content, key);
     signed.verify().context("the bundle does not verify")?;
@@ -387,14 +389,16 @@ async fn run_wave(
         &rollout.files,
         &rollout.revision,
         generation,
-        RolloutScope {
+        // The last wave takes every host left, and hosts that join later must take it too:
+        // it goes out unscoped, like a plain apply.
+        (position + 1 < rollout.waves.len()).then(|| RolloutScope {
             rollout: rollout.name.clone(),
             wave: wave.name.clone(),
             index,
             waves: rollout.waves.len() as u32,
             hosts: admitted.to_vec(),
             rollback: false,
-        },
+        }),
         rollout,
     )
     .await?;
@@ -561,6 +565,12 @@ async fn roll_back(
     admitted: &[String],
     on_event: &mut (dyn FnMut(Event) + Send),
 ) -> anyhow::Result<RollbackReport> {
+    let every_host = admitted.len()
+        == rollout
+            .waves
+            .iter()
+            .map(|wave| wave.hosts.len())
+            .sum::<usize>();
     let to_generation = previous.content.generation;
     on_event(Event::RollingBack {
         generation,
@@ -574,14 +584,15 @@ async fn roll_back(
         &previous.content.files,
         &previous.content.revision,
         generation,
-        RolloutScope {
+        // After the last (unscoped) wave any host may hold the new generation: all go back.
+        (!every_host).then(|| RolloutScope {
             rollout: rollout.name.clone(),
             wave: "rollback".into(),
             index: rollout.waves.len() as u32 + 1,
             waves: rollout.waves.len() as u32,
             hosts: admitted.to_vec(),
             rollback: true,
-        },
+        }),
         rollout,
     )
     .await?;
