@@ -69,7 +69,8 @@ cargo test --workspace --locked
 # --- Spec (issue 2): the examples validate with the real CLI; fuzz targets run inside the rust
 # tests for FUZZ_SECONDS (default 2 s) each; scripts/fuzz-long.sh runs them longer. -----------------
 step "spec: fleetctl validate on every example fleet"
-for example in examples/fleet examples/fleet-kdl examples/secure-fleet; do
+for example in examples/fleet examples/fleet-kdl examples/secure-fleet examples/staged-fleet \
+  examples/staged-fleet-kdl; do
   "$CARGO_TARGET_DIR/debug/fleetctl" validate -f "$example"
 done
 

@@ -27,6 +27,7 @@ def write(target, name, data):
 
 def spec_files(extension):
     folders = ["examples/fleet", "examples/fleet-kdl", "examples/secure-fleet",
+               "examples/staged-fleet", "examples/staged-fleet-kdl",
                "spec/tests/fixtures/broken"]
     for folder in folders:
         for path in sorted((ROOT / folder).glob(f"*.{extension}")):
