@@ -103,6 +103,8 @@ pub struct Node {
     last_refusal: Mutex<Option<String>>,
     /// The last change-window override this node let through (its audit note), for status.
     last_window_override: Mutex<Option<String>>,
+    /// The newest rollout wave offered that left this host out, until it takes a generation.
+    outside_wave: Mutex<Option<String>>,
     /// The state of the watched spec folder or repository (watch mode), reported in `status`.
     source_condition: Mutex<Option<crate::desired::Condition>>,
     /// Changes of mode or tags that peers have not been told about yet.
@@ -191,6 +193,7 @@ impl Node {
             psk: Mutex::new(None),
             last_refusal: Mutex::new(None),
             last_window_override: Mutex::new(None),
+            outside_wave: Mutex::new(None),
             source_condition: Mutex::new(None),
             announce: tokio::sync::Notify::new(),
             last_changes: std::sync::atomic::AtomicU64::new(0),
@@ -343,7 +346,7 @@ impl Node {
         source: &str,
     ) -> Result<Accepted, crate::desired::Refusal> {
         let result = self.desired.offer(bundle, &self.host_facts());
-        self.after_offer(result, source)
+        self.after_offer(bundle, result, source)
     }
 
     /// `offer_bundle` inside a request, whose audit commit makes the stored bundle
@@ -353,11 +356,12 @@ impl Node {
         bundle: &crate::desired::SignedBundle,
     ) -> Result<Accepted, crate::desired::Refusal> {
         let result = self.desired.offer_before_commit(bundle, &self.host_facts());
-        self.after_offer(result, "request")
+        self.after_offer(bundle, result, "request")
     }
 
     fn after_offer(
         &self,
+        bundle: &crate::desired::SignedBundle,
         result: Result<Accepted, crate::desired::Refusal>,
         source: &str,
     ) -> Result<Accepted, crate::desired::Refusal> {
@@ -373,6 +377,26 @@ impl Node {
             // Not a refusal: the node is healthy at its generation, waiting for its wave.
             Ok(Accepted::OutsideWave) => {
                 tracing::debug!(source, "a rollout wave that does not include this host");
+                // Authenticated by the offer; what it claims is only shown in status.
+                if let Some(content) = bundle.peek()
+                    && let Some(scope) = &content.rollout
+                {
+                    let what = if scope.rollback {
+                        format!("the rollback of rollout {}", scope.rollout)
+                    } else {
+                        format!(
+                            "rollout {}, wave {} {}/{}",
+                            scope.rollout, scope.wave, scope.index, scope.waves
+                        )
+                    };
+                    *self.outside_wave.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!(
+                        "generation {} ({what}) is for {} other host(s); this host stays at \
+                         generation {}",
+                        content.generation,
+                        scope.hosts.len(),
+                        self.desired.generation()
+                    ));
+                }
             }
             Err(refusal) => {
                 tracing::warn!(%refusal, source, "refused desired state");
@@ -390,6 +414,7 @@ impl Node {
             tracing::error!("cannot clear the mode override: {e}");
         }
         *self.last_refusal.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.outside_wave.lock().unwrap_or_else(|e| e.into_inner()) = None;
         tracing::info!(
             generation = self.desired.generation(),
             source,
@@ -586,6 +611,19 @@ impl Node {
                 status: closed.is_some(),
                 reason: if closed.is_some() { "Closed" } else { "Open" }.into(),
                 message: closed.map(|c| c.to_string()).unwrap_or_default(),
+            });
+        }
+        if let Some(note) = self
+            .outside_wave
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            conditions.push(Condition {
+                kind: "RolloutWave".into(),
+                status: true,
+                reason: "OutsideWave".into(),
+                message: note,
             });
         }
         if let Some(note) = self

@@ -228,6 +228,18 @@ async fn a_failing_canary_halts_the_rollout_and_is_rolled_back() -> anyhow::Resu
         assert_eq!(now[host]["mode"], "edit", "{host}");
         assert_eq!(now[host]["health"], "Healthy", "{host}");
         assert_eq!(accepted_generations(&fleet, host).await?, [2], "{host}");
+        // Its status says a newer generation went out without it.
+        let waiting = now[host]["conditions"]
+            .as_array()
+            .and_then(|list| list.iter().find(|c| c["type"] == "RolloutWave"))
+            .with_context(|| format!("{host} has no RolloutWave condition: {:?}", now[host]))?;
+        assert!(
+            waiting["message"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with("this host stays at generation 2"),
+            "{host}: {waiting}"
+        );
     }
 
     // As JSON the report says the same.
