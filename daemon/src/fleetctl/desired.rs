@@ -325,11 +325,27 @@ pub async fn apply(args: &ApplyArgs) -> anyhow::Result<u8> {
         .unwrap_or_default();
     let generation = live.generation() + 1;
     let revision = revision_of(&args.path, &files);
-    if let Some(document) = model.rollout() {
+    let rollout_waves = model.rollout().map(|document| {
         let hosts = rollout::fleet_hosts(&connection, &expected);
+        (
+            document,
+            remote_agents_spec::rollout::plan_waves(&document.spec, &hosts),
+        )
+    });
+    if let Some((document, waves)) = &rollout_waves
+        && waves.is_empty()
+    {
+        println!(
+            "Rollout {}: no host is declared or connected, so no waves; publishing in one step.",
+            document.metadata.name
+        );
+    }
+    if let Some((document, waves)) = rollout_waves
+        && !waves.is_empty()
+    {
         let plan = rollout::Rollout {
             name: document.metadata.name.clone(),
-            waves: remote_agents_spec::rollout::plan_waves(&document.spec, &hosts),
+            waves,
             checks: document.spec.checks.clone(),
             failure_threshold: document.spec.failure_threshold(),
             wave_timeout: document.spec.wave_timeout().unwrap_or(args.timeout),
