@@ -573,3 +573,72 @@ async fn fleet_seen_by(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A destination node killed (SIGKILL) in the middle of a transfer leaves no file at the target,
+/// only its temp file; started again, the same copy resumes after the whole chunks it had
+/// written and ends with the source's SHA-256.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_killed_mid_transfer_resumes_after_what_it_wrote() -> anyhow::Result<()> {
+    let beta = NodeSpec::new("beta", &[], "edit");
+    let mut fleet = TestFleet::start(&[NodeSpec::new("alpha", &[], "edit"), beta.clone()]).await?;
+    let content = random_bytes(96 * 1024 * 1024 + 5, 19);
+    let source = home(&fleet, "alpha").join("big.bin");
+    std::fs::write(&source, &content)?;
+    let sha256 = sha256_file(&source)?;
+    let target = home(&fleet, "beta").join("big.bin");
+    let copy = [
+        "cp".to_string(),
+        "-o".into(),
+        "json".into(),
+        format!("alpha:{}", text(&source)),
+        format!("beta:{}", text(&target)),
+    ];
+    let copy: Vec<&str> = copy.iter().map(String::as_str).collect();
+
+    let mut first = fleet.fleetctl_command(&copy)?.spawn()?;
+    // Killed once it has written 16 MiB, long before the end.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let temp_size = |fleet: &TestFleet| -> anyhow::Result<u64> {
+        Ok(std::fs::read_dir(home(fleet, "beta"))?
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains(".ra-tmp-"))
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum())
+    };
+    const CHUNK: u64 = 512 * 1024;
+    while temp_size(&fleet)? < 16 * 1024 * 1024 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "beta wrote nothing in 60 s; its log:\n{}",
+            fleet.node_log("beta")
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    fleet.kill("beta").await?;
+    let written = temp_size(&fleet)?;
+    assert!(written < content.len() as u64, "killed after the end");
+    let status = tokio::time::timeout(Duration::from_secs(60), first.wait()).await??;
+    assert!(
+        !status.success(),
+        "the copy whose destination died succeeded"
+    );
+    assert!(!target.exists(), "a partial file at the target");
+    assert_eq!(temps(&home(&fleet, "beta")).len(), 1);
+
+    fleet.start_node(&beta)?;
+    fleet.wait_for_hosts(["beta"]).await?;
+    let (code, stdout, stderr) = fleet.fleetctl(&copy).await?;
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let status: Value = serde_json::from_str(&stdout)?;
+    assert_eq!(status["sha256"], sha256.as_str(), "{stdout}");
+    // Every whole chunk the killed node wrote (a torn last write is pulled again).
+    assert_eq!(
+        status["resumed_from"].as_u64(),
+        Some(written - written % CHUNK),
+        "{written} bytes were written before the kill: {stdout}"
+    );
+    assert!(std::fs::read(&target)? == content, "beta's copy differs");
+    assert!(temps(&home(&fleet, "beta")).is_empty());
+    Ok(())
+}

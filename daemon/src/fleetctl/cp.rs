@@ -8,7 +8,7 @@
 //!
 //! `fleetctl cp FILE -t SELECTOR:PATH` (or `HOST:PATH -t SELECTOR:PATH`) sends one file to every
 //! host the selector picks, the hosts forwarding it to each other as it arrives
-//! (`node::transfer::swarm`), with per-host records folded and kept like any fan-out's.
+//! (`node::fleet::send`), with per-host records folded and kept like any fan-out's.
 
 use std::io::IsTerminal as _;
 use std::sync::Arc;

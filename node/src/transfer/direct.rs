@@ -20,7 +20,7 @@ use remote_agents_protocol::frame::PeerId;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::path::{BytePath, PULL_MAGIC, PathError, Pull, answer, decode_pull};
+use super::path::{Answer, BytePath, PULL_MAGIC, PathError, Pull, answer, decode_pull};
 use super::{CHUNK, Transfers, WINDOW};
 use crate::net::Net;
 use crate::net::direct::{self, Connection, DirectConnection, DirectError};
@@ -87,6 +87,17 @@ impl Drop for Shared {
     fn drop(&mut self) {
         // The transfer is over: the source need not wait for the idle timeout.
         if let Some(Ok(connection)) = self.connection.get() {
+            let stats = connection.stats();
+            tracing::debug!(
+                peer = %self.peer,
+                rtt_us = stats.path.rtt.as_micros() as u64,
+                cwnd = stats.path.cwnd,
+                mtu = stats.path.current_mtu,
+                sent_packets = stats.path.sent_packets,
+                lost_packets = stats.path.lost_packets,
+                congestion_events = stats.path.congestion_events,
+                "direct path closed"
+            );
             connection.close(CLOSE_DONE.into(), b"transfer done");
         }
     }
@@ -97,7 +108,7 @@ impl BytePath for DirectPath {
         TransferPath::Direct
     }
 
-    fn pull(&self, pull: Pull) -> BoxFuture<'static, Result<Vec<u8>, PathError>> {
+    fn pull(&self, pull: Pull) -> BoxFuture<'static, Result<Answer, PathError>> {
         let this = self.shared.clone();
         Box::pin(async move {
             let peer = this.peer;
@@ -117,18 +128,35 @@ impl BytePath for DirectPath {
                     .await
                     .map_err(|e| lost(e.to_string()))?;
                 send.finish().map_err(|e| lost(e.to_string()))?;
-                receive
-                    .read_to_end(MAX_ANSWER)
+                // The stream's frames as they arrived, up to the largest answer.
+                let mut pieces = Vec::new();
+                let mut total = 0;
+                while let Some(piece) = receive
+                    .read_chunk(MAX_ANSWER, true)
                     .await
-                    .map_err(|e| lost(e.to_string()))
+                    .map_err(|e| lost(e.to_string()))?
+                {
+                    total += piece.bytes.len();
+                    if total > MAX_ANSWER {
+                        return Err(lost(format!("an answer over {MAX_ANSWER} bytes")));
+                    }
+                    pieces.push(piece.bytes);
+                }
+                Ok(pieces)
             };
-            let answer = tokio::time::timeout(PULL_TIMEOUT, exchange)
+            let mut pieces = tokio::time::timeout(PULL_TIMEOUT, exchange)
                 .await
                 .map_err(|_| lost(format!("no answer within {PULL_TIMEOUT:?}")))??;
-            match answer.split_first() {
-                Some((&OK, bytes)) => Ok(bytes.to_vec()),
-                Some((&REFUSED, text)) => Err(PathError::Source(
-                    String::from_utf8_lossy(text).into_owned(),
+            pieces.retain(|piece| !piece.is_empty());
+            let status = pieces.first_mut().map(|first| {
+                let status = first[0];
+                *first = first.slice(1..);
+                status
+            });
+            match status {
+                Some(OK) => Ok(Answer(pieces)),
+                Some(REFUSED) => Err(PathError::Source(
+                    String::from_utf8_lossy(&Answer(pieces).concat()).into_owned(),
                 )),
                 _ => Err(lost("malformed answer".into())),
             }
@@ -169,7 +197,14 @@ async fn serve_connection(direct: DirectConnection, transfers: Arc<Transfers>) {
         let (mut send, mut receive) = match direct.connection.accept_bi().await {
             Ok(stream) => stream,
             Err(error) => {
+                let stats = direct.connection.stats();
                 tracing::debug!(peer = %direct.peer, remote = %direct.remote, %error,
+                    rtt_us = stats.path.rtt.as_micros() as u64,
+                    cwnd = stats.path.cwnd,
+                    mtu = stats.path.current_mtu,
+                    sent_packets = stats.path.sent_packets,
+                    lost_packets = stats.path.lost_packets,
+                    congestion_events = stats.path.congestion_events,
                     "direct transfer connection ended");
                 return;
             }
@@ -196,7 +231,8 @@ async fn serve_connection(direct: DirectConnection, transfers: Arc<Transfers>) {
             };
             let written = async {
                 send.write_all(&[status]).await?;
-                send.write_all(&body).await?;
+                // Handed over as it is: quinn keeps it until acknowledged, with no copy.
+                send.write_chunk(body.into()).await?;
                 send.finish()?;
                 Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
             };

@@ -54,11 +54,37 @@ pub enum PathError {
     Source(String),
 }
 
+/// An answer as it arrived, in pieces (the direct path's stream frames), so the destination
+/// writes and hashes them where they lie instead of first copying them into one buffer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Answer(pub Vec<bytes::Bytes>);
+
+impl Answer {
+    pub fn len(&self) -> usize {
+        self.0.iter().map(bytes::Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(bytes::Bytes::is_empty)
+    }
+
+    /// The answer in one buffer (a digest's JSON).
+    pub fn concat(&self) -> Vec<u8> {
+        self.0.concat()
+    }
+}
+
+impl From<Vec<u8>> for Answer {
+    fn from(bytes: Vec<u8>) -> Self {
+        Answer(vec![bytes.into()])
+    }
+}
+
 /// Carries pulls from a destination to its source.
 pub trait BytePath: Send + Sync {
     /// What `transfer_get` reports while this path carries the chunks.
     fn kind(&self) -> TransferPath;
-    fn pull(&self, pull: Pull) -> BoxFuture<'static, Result<Vec<u8>, PathError>>;
+    fn pull(&self, pull: Pull) -> BoxFuture<'static, Result<Answer, PathError>>;
 }
 
 /// Pulls through the relay: one net call per pull to the source peer.
@@ -77,7 +103,7 @@ impl BytePath for RelayPath {
         TransferPath::Relay
     }
 
-    fn pull(&self, pull: Pull) -> BoxFuture<'static, Result<Vec<u8>, PathError>> {
+    fn pull(&self, pull: Pull) -> BoxFuture<'static, Result<Answer, PathError>> {
         let net = self.net.clone();
         let peer = self.peer;
         Box::pin(async move {
@@ -91,7 +117,7 @@ impl BytePath for RelayPath {
             }
             .await;
             match answer {
-                Ok((_, response)) => Ok(response),
+                Ok((_, response)) => Ok(response.into()),
                 Err(CallError::Remote(RemoteFailure::Handler(text))) => {
                     Err(PathError::Source(text))
                 }
@@ -123,12 +149,13 @@ impl BytePath for LocalPath {
         TransferPath::Local
     }
 
-    fn pull(&self, pull: Pull) -> BoxFuture<'static, Result<Vec<u8>, PathError>> {
+    fn pull(&self, pull: Pull) -> BoxFuture<'static, Result<Answer, PathError>> {
         let transfers = self.transfers.clone();
         let puller = self.puller.clone();
         Box::pin(async move {
             answer(&transfers, &puller, pull)
                 .await
+                .map(Answer::from)
                 .map_err(PathError::Source)
         })
     }

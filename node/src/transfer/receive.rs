@@ -23,7 +23,7 @@ use sha2::Digest as _;
 use tokio_util::sync::CancellationToken;
 
 use super::forward::{FailOnDrop, Forwarding};
-use super::path::{BytePath, PathError, Pull, PullWhat};
+use super::path::{Answer, BytePath, PathError, Pull, PullWhat};
 use super::source::Digest;
 use super::{CHUNK, WINDOW};
 use crate::policy::Resolved;
@@ -31,6 +31,8 @@ use crate::policy::Resolved;
 /// Path failures in a row (each after a pause that doubles) before the transfer stops and
 /// keeps its temp file for a resume.
 const PATH_RETRIES: u32 = 5;
+/// How many written bytes start a flush to disk beside the pulls.
+const FLUSH_BEHIND: u64 = 64 * 1024 * 1024;
 
 /// What the coordinator told the destination about the source.
 #[derive(Debug, Clone)]
@@ -158,10 +160,13 @@ pub async fn receive(
     if let Some(forward) = &plan.forward {
         forward.opened(file.clone(), resumed_from);
     }
+    let started = std::time::Instant::now();
     let mut run = Run {
         file,
         hasher,
         done: resumed_from,
+        chunks_done: None,
+        flushing: None,
         plan: &plan,
         destination: &destination,
     };
@@ -202,12 +207,24 @@ pub async fn receive(
     if let Some(forward) = &forwarding.0 {
         forward.done(digest.clone());
     }
+    let verified = std::time::Instant::now();
     let finished = {
         let destination = destination.clone();
         let temp = temp.clone();
         let file = run.file.clone();
         blocking(move || finish(&destination, &temp, &file)).await
     };
+    // Where a transfer's time went: the chunks, the source's digest, the sync to disk.
+    let chunks_done = run.chunks_done.unwrap_or(verified);
+    tracing::info!(
+        target = %destination.shown,
+        bytes = run.done - resumed_from,
+        ?path,
+        chunks_ms = (chunks_done - started).as_millis() as u64,
+        digest_ms = (verified - chunks_done).as_millis() as u64,
+        sync_ms = verified.elapsed().as_millis() as u64,
+        "transfer received"
+    );
     close(&paths, &plan).await;
     if let Err(e) = finished {
         cleanup(destination.clone(), temp).await;
@@ -227,6 +244,10 @@ struct Run<'a> {
     hasher: sha2::Sha256,
     /// Bytes written, hashed and contiguous from 0: the verified offset.
     done: u64,
+    /// When the last chunk was written (the digest and the sync follow).
+    chunks_done: Option<std::time::Instant>,
+    /// A flush of what is written so far, running beside the pulls, and the offset it covers.
+    flushing: Option<(tokio::task::JoinHandle<()>, u64)>,
     plan: &'a ReceivePlan,
     destination: &'a Destination,
 }
@@ -247,6 +268,7 @@ impl Run<'_> {
             let before = self.done;
             let tried = async {
                 self.pull_window(path.as_ref(), progress, cancel).await?;
+                self.chunks_done = Some(std::time::Instant::now());
                 let digest = path
                     .pull(Pull {
                         ticket: self.plan.ticket.clone(),
@@ -254,7 +276,7 @@ impl Run<'_> {
                     })
                     .await
                     .map_err(Step::Path)?;
-                serde_json::from_slice::<Digest>(&digest)
+                serde_json::from_slice::<Digest>(&digest.concat())
                     .map_err(|e| Step::Fatal(format!("malformed digest from the source: {e}")))
             };
             match tried.await {
@@ -338,23 +360,39 @@ impl Run<'_> {
                     bytes.len()
                 )));
             }
-            let file = self.file.clone();
+            // Written and hashed at once, on two threads: each is a pass over the chunk, and
+            // the destination's CPU is what limits a fast path.
+            let bytes = Arc::new(bytes);
+            let write = {
+                let (file, bytes) = (self.file.clone(), bytes.clone());
+                let shown = self.destination.shown.clone();
+                crate::runtime::spawn_blocking(move || {
+                    let mut at = offset;
+                    for piece in &bytes.0 {
+                        file.write_all_at(piece, at).map_err(|e| {
+                            format!(
+                                "cannot write {shown} at {at}: {e}; the partial file was removed"
+                            )
+                        })?;
+                        at += piece.len() as u64;
+                    }
+                    Ok::<_, String>(())
+                })
+            };
             let mut hasher = std::mem::take(&mut self.hasher);
-            let shown = self.destination.shown.clone();
-            let (hasher, written) = crate::runtime::spawn_blocking(move || {
-                let written = file.write_all_at(&bytes, offset).map_err(|e| {
-                    format!("cannot write {shown} at {offset}: {e}; the partial file was removed")
-                });
-                if written.is_ok() {
-                    hasher.update(&bytes);
+            let hash = crate::runtime::spawn_blocking(move || {
+                for piece in &bytes.0 {
+                    hasher.update(piece);
                 }
-                (hasher, written)
-            })
-            .await
-            .map_err(|e| Step::Fatal(format!("writer panicked: {e}")))?;
+                hasher
+            });
+            let panicked = |e: tokio::task::JoinError| Step::Fatal(format!("writer panicked: {e}"));
+            let (written, hasher) = tokio::join!(write, hash);
+            let (written, hasher) = (written.map_err(panicked)?, hasher.map_err(panicked)?);
             self.hasher = hasher;
             written.map_err(Step::Fatal)?;
             self.done += length;
+            self.flush_behind();
             if let Some(forward) = &self.plan.forward {
                 forward.verified(self.done);
             }
@@ -363,12 +401,33 @@ impl Run<'_> {
     }
 }
 
+impl Run<'_> {
+    /// Starts writing what is written so far to disk once [`FLUSH_BEHIND`] more bytes are
+    /// written and no flush runs, so the fsync before the rename finds little left to do
+    /// instead of a whole file's dirty pages. Its errors show again in that final fsync.
+    fn flush_behind(&mut self) {
+        let flushed = match &self.flushing {
+            Some((flush, _)) if !flush.is_finished() => return,
+            Some((_, covered)) => *covered,
+            None => 0,
+        };
+        if self.done < flushed + FLUSH_BEHIND {
+            return;
+        }
+        let file = self.file.clone();
+        let flush = crate::runtime::spawn_blocking(move || {
+            let _ = file.sync_data();
+        });
+        self.flushing = Some((flush, self.done));
+    }
+}
+
 /// A spawned pull that is stopped when the transfer no longer wants it (a failed try, a
 /// cancellation), so no request outlives its transfer.
-struct Aborting(tokio::task::JoinHandle<Result<Vec<u8>, PathError>>);
+struct Aborting(tokio::task::JoinHandle<Result<Answer, PathError>>);
 
 impl std::future::Future for Aborting {
-    type Output = Result<Vec<u8>, PathError>;
+    type Output = Result<Answer, PathError>;
 
     fn poll(
         mut self: std::pin::Pin<&mut Self>,

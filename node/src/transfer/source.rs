@@ -1,13 +1,19 @@
 //! The source side of a transfer: a file opened once through the gate (by descriptor, so what is
 //! served is what was checked) and served in chunks to the one destination its ticket names.
-//! Every chunk checks that the file is still the one opened (size, mtime, not unlinked); the
-//! digest at the end hashes the whole file from the descriptor, which the destination compares
-//! with what it received. A source can also be a file this host is still receiving
+//! Every chunk checks that the file is still the one opened (size, mtime, change time, not
+//! unlinked); the digest the destination compares with what it received at the end hashes the
+//! whole file from the descriptor, on a thread of its own from the first pull on, so it is ready
+//! when the last chunk has gone instead of adding a second pass over the file to the transfer's
+//! time. The digest is handed out only after the same check: no write touched the file from its
+//! opening to the end, so the bytes hashed are the bytes served. A source can also be a file this host is still receiving
 //! (`super::forward`): it serves what is verified so far, and the digest its receive checked.
 
 use std::os::unix::fs::{FileExt as _, MetadataExt as _};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
 
 use super::forward::Forwarding;
 use crate::policy::{OpenError, Resolved};
@@ -21,9 +27,23 @@ pub struct Source {
     path: String,
     size: u64,
     modified_ms: Option<u64>,
+    /// The inode's change time (seconds, nanoseconds) when opened: every write moves it, and
+    /// unlike the modification time no one can set it back, so a rewrite that keeps the size
+    /// and restores the mtime still reads as a change.
+    changed: Option<(i64, i64)>,
     /// The agent id of the only peer that may pull it.
     puller: String,
     last_used: Mutex<Instant>,
+    /// The whole file's hash, computed beside the chunks from the first pull on.
+    hashing: OnceLock<watch::Receiver<Option<Result<String, String>>>>,
+    /// Set when the source closes: the hash in progress stops.
+    closed: Arc<AtomicBool>,
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Where a source's bytes come from.
@@ -80,8 +100,11 @@ impl Source {
             path,
             size: meta.len(),
             modified_ms: modified_ms(meta),
+            changed: Some((meta.ctime(), meta.ctime_nsec())),
             puller: puller.to_string(),
             last_used: Mutex::new(Instant::now()),
+            hashing: OnceLock::new(),
+            closed: Arc::default(),
         })
     }
 
@@ -98,8 +121,11 @@ impl Source {
             path,
             size,
             modified_ms,
+            changed: None,
             puller: puller.to_string(),
             last_used: Mutex::new(Instant::now()),
+            hashing: OnceLock::new(),
+            closed: Arc::default(),
         }
     }
 
@@ -131,8 +157,33 @@ impl Source {
             > IDLE
     }
 
+    /// Starts hashing the whole file on a blocking thread, once; a forwarded source has the
+    /// digest its receive verifies.
+    fn start_hashing(&self) -> Option<watch::Receiver<Option<Result<String, String>>>> {
+        let Bytes::File(file) = &self.bytes else {
+            return None;
+        };
+        let receiver = self.hashing.get_or_init(|| {
+            let (sender, receiver) = watch::channel(None);
+            let (path, size, closed) = (self.path.clone(), self.size, self.closed.clone());
+            match file.try_clone() {
+                Ok(file) => {
+                    crate::runtime::spawn_blocking(move || {
+                        let _ = sender.send(Some(hash_file(&file, size, &path, &closed)));
+                    });
+                }
+                Err(e) => {
+                    let _ = sender.send(Some(Err(format!("cannot hash source {path}: {e}"))));
+                }
+            }
+            receiver
+        });
+        Some(receiver.clone())
+    }
+
     /// Fails when the file is no longer the one opened: removed or replaced (no name left), or
-    /// changed in size or modification time.
+    /// changed in size, modification time or change time (any write, even one that restores
+    /// the mtime; also a chmod or a new hard link, which is the safe side to err on).
     fn check_unchanged(&self, file: &std::fs::File) -> Result<(), String> {
         let meta = file
             .metadata()
@@ -143,9 +194,14 @@ impl Source {
                 self.path
             ));
         }
-        if meta.len() != self.size || modified_ms(&meta) != self.modified_ms {
+        if meta.len() != self.size
+            || modified_ms(&meta) != self.modified_ms
+            || self
+                .changed
+                .is_some_and(|changed| changed != (meta.ctime(), meta.ctime_nsec()))
+        {
             return Err(format!(
-                "source {} changed during the transfer (size {} -> {}, or its modification time)",
+                "source {} changed during the transfer (size {} -> {}, or it was written to)",
                 self.path,
                 self.size,
                 meta.len()
@@ -164,6 +220,7 @@ impl Source {
             ));
         }
         let length = length.min(super::CHUNK).min(self.size - offset);
+        self.start_hashing();
         let forwarded = match &self.bytes {
             Bytes::File(_) => None,
             Bytes::Forwarded(forwarding) => Some(forwarding.ready(offset + length).await?),
@@ -187,38 +244,57 @@ impl Source {
         .await
     }
 
-    /// SHA-256 of the whole file as it is now, read from the descriptor, and the check that it
-    /// is still the file opened; for a forwarded source, the digest its receive verified.
+    /// SHA-256 of the whole file, read from the descriptor, and the check that it is still the
+    /// file opened; for a forwarded source, the digest its receive verified.
     pub async fn digest(self: Arc<Self>) -> Result<Digest, String> {
-        if let Bytes::Forwarded(forwarding) = &self.bytes {
-            return forwarding.digest().await;
-        }
+        let mut hashing = match &self.bytes {
+            Bytes::Forwarded(forwarding) => return forwarding.digest().await,
+            Bytes::File(_) => self.start_hashing().ok_or("a source without its file")?,
+        };
+        let sha256 = hashing
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| format!("the hash of source {} was abandoned", self.path))?
+            .clone()
+            .unwrap_or_else(|| Err("no hash".into()));
         blocking(move || match &self.bytes {
-            Bytes::File(file) => self.hash(file),
+            // Hashed while unchanged, and unchanged still: the hash is the file's. A change is
+            // the better reason for a failed hash too (a shrunk file fails the read).
+            Bytes::File(file) => self.check_unchanged(file).and_then(|()| {
+                Ok(Digest {
+                    sha256: sha256?,
+                    size: self.size,
+                })
+            }),
             Bytes::Forwarded(_) => Err("a forwarded source answered above".into()),
         })
         .await
     }
+}
 
-    fn hash(&self, file: &std::fs::File) -> Result<Digest, String> {
-        use sha2::Digest as _;
-        self.check_unchanged(file)?;
-        let mut hasher = sha2::Sha256::new();
-        let mut buffer = vec![0; 1 << 20];
-        let mut offset = 0;
-        while offset < self.size {
-            let want = (self.size - offset).min(buffer.len() as u64) as usize;
-            file.read_exact_at(&mut buffer[..want], offset)
-                .map_err(|e| format!("cannot read source {} at {offset}: {e}", self.path))?;
-            hasher.update(&buffer[..want]);
-            offset += want as u64;
+/// SHA-256 (hex) of the first `size` bytes of `file` (shown as `path`), unless `closed` is set
+/// first.
+fn hash_file(
+    file: &std::fs::File,
+    size: u64,
+    path: &str,
+    closed: &AtomicBool,
+) -> Result<String, String> {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0; 1 << 20];
+    let mut offset = 0;
+    while offset < size {
+        if closed.load(Ordering::Relaxed) {
+            return Err(format!("source {path} was closed"));
         }
-        self.check_unchanged(file)?;
-        Ok(Digest {
-            sha256: hex::encode(hasher.finalize()),
-            size: self.size,
-        })
+        let want = (size - offset).min(buffer.len() as u64) as usize;
+        file.read_exact_at(&mut buffer[..want], offset)
+            .map_err(|e| format!("cannot read source {path} at {offset}: {e}"))?;
+        hasher.update(&buffer[..want]);
+        offset += want as u64;
     }
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Runs file work on a blocking thread.

@@ -12,7 +12,7 @@ use remote_agents_ops::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::path::PullWhat;
+use super::path::{Answer, PullWhat};
 use super::*;
 use crate::config::{NodeFlags, Settings};
 use crate::node::{CallContext, Node};
@@ -260,6 +260,9 @@ enum Action {
     Once(std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>),
     /// Runs once, before the digest is pulled (every chunk was read by then).
     BeforeDigest(std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>),
+    /// Flips a bit of chunk number `after` on its way (what the path's own integrity would
+    /// have to miss).
+    Corrupt,
 }
 
 impl BytePath for Hooked {
@@ -267,7 +270,7 @@ impl BytePath for Hooked {
         self.kind
     }
 
-    fn pull(&self, pull: Pull) -> BoxFuture<'static, Result<Vec<u8>, PathError>> {
+    fn pull(&self, pull: Pull) -> BoxFuture<'static, Result<Answer, PathError>> {
         if let (PullWhat::Digest, Action::BeforeDigest(action)) = (&pull.what, &self.action)
             && let Some(action) = action.lock().unwrap().take()
         {
@@ -287,7 +290,15 @@ impl BytePath for Hooked {
                             action();
                         }
                     }
-                    Action::BeforeDigest(_) => {}
+                    Action::Corrupt if n == self.after => {
+                        let pulled = self.inner.pull(pull);
+                        return Box::pin(async move {
+                            let mut bytes = pulled.await?.concat();
+                            bytes[0] ^= 1;
+                            Ok(Answer::from(bytes))
+                        });
+                    }
+                    Action::BeforeDigest(_) | Action::Corrupt => {}
                 }
             }
         }
@@ -387,10 +398,10 @@ async fn a_source_changed_or_vanished_mid_transfer_ends_with_no_partial_file() {
     }
 }
 
-/// Content rewritten in place with the same size and modification time passes every chunk's
-/// check; the digest at the end still catches it.
+/// Content rewritten in place with the same size and modification time set back is still a
+/// change: the inode's change time moved, which no one can set back.
 #[tokio::test]
-async fn a_source_rewritten_behind_its_size_and_mtime_fails_the_sha256_check() {
+async fn a_source_rewritten_behind_its_size_and_mtime_reads_as_changed() {
     let dir = tempfile::tempdir().unwrap();
     let content = random_bytes(2 * CHUNK as usize);
     let (_transfers, local, plan) = serve(dir.path(), &content);
@@ -408,6 +419,26 @@ async fn a_source_rewritten_behind_its_size_and_mtime_fails_the_sha256_check() {
         0,
         Action::BeforeDigest(std::sync::Mutex::new(Some(rewrite))),
     );
+    let dst = dir.path().join("dst.bin");
+    let error = receive_to(&dst, &plan, vec![path], CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ReceiveError::Fatal(text) if text.contains("changed during the transfer")),
+        "{error:?}"
+    );
+    assert!(!dst.exists());
+    assert!(temps(dir.path()).is_empty());
+}
+
+/// A chunk that arrives different from what the source read fails the end-to-end check: the
+/// destination's SHA-256 differs from the source's, and nothing is left at the target.
+#[tokio::test]
+async fn bytes_changed_on_the_way_fail_the_sha256_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = random_bytes(3 * CHUNK as usize);
+    let (_transfers, local, plan) = serve(dir.path(), &content);
+    let path = hooked(local, TransferPath::Relay, 1, Action::Corrupt);
     let dst = dir.path().join("dst.bin");
     let error = receive_to(&dst, &plan, vec![path], CancellationToken::new())
         .await

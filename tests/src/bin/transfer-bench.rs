@@ -70,6 +70,27 @@ fn random_file(path: &Path, mib: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// User and system CPU time a process has used, in seconds (`/proc/PID/stat`, in clock ticks
+/// of 1/100 s, Linux's USER_HZ).
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("no command in /proc/PID/stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks = |index: usize| -> anyhow::Result<f64> {
+        Ok(fields
+            .get(index)
+            .context("short /proc/PID/stat")?
+            .parse::<f64>()?)
+    };
+    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the command.
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
+}
+
 /// VmHWM (peak resident set) of a process, in bytes.
 fn peak_rss(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -198,8 +219,12 @@ fn relay_sealed_mib_per_s() -> anyhow::Result<f64> {
 
 async fn pair(args: &Args) -> anyhow::Result<()> {
     let fleet = TestFleet::start(&[
-        NodeSpec::new("alpha", &[], "edit"),
-        NodeSpec::new("beta", &[], "edit"),
+        NodeSpec::new("alpha", &[], "edit")
+            .with_env("RUST_LOG", "info,remote_agents_node::transfer=debug"),
+        // The destination logs where its transfer's time went, and its direct path's QUIC
+        // figures (round trip, congestion window, MTU, losses), which the run prints.
+        NodeSpec::new("beta", &[], "edit")
+            .with_env("RUST_LOG", "info,remote_agents_node::transfer=debug"),
         NodeSpec::new("gamma", &[], "edit").with_env("REMOTE_AGENTS_DIRECT", "false"),
     ])
     .await?;
@@ -214,6 +239,7 @@ async fn pair(args: &Args) -> anyhow::Result<()> {
     reset_peak(alpha);
     reset_peak(beta);
     let (before_alpha, before_beta) = (peak_rss(alpha)?, peak_rss(beta)?);
+    let cpu_before = (cpu_seconds(alpha)?, cpu_seconds(beta)?);
     let (direct, path, sha) = fleetctl_cp(
         &fleet,
         &format!("alpha:{}", source.display()),
@@ -221,6 +247,19 @@ async fn pair(args: &Args) -> anyhow::Result<()> {
     )
     .await?;
     ensure!(path == "direct", "the transfer took the {path} path");
+    let cpu_direct = (
+        cpu_seconds(alpha)? - cpu_before.0,
+        cpu_seconds(beta)? - cpu_before.1,
+    );
+    for name in ["alpha", "beta"] {
+        for line in fleet.node_log(name).lines().filter(|l| {
+            l.contains("transfer received")
+                || l.contains("direct path closed")
+                || l.contains("direct transfer connection ended")
+        }) {
+            println!("    {name}: {line}");
+        }
+    }
     let direct_source_mem = peak_rss(alpha)?.saturating_sub(before_alpha);
     let direct_dest_mem = peak_rss(beta)?.saturating_sub(before_beta);
     std::fs::remove_file(home("beta").join("big.bin"))?;
@@ -238,6 +277,10 @@ async fn pair(args: &Args) -> anyhow::Result<()> {
         "    direct (QUIC, TLS 1.3):  {:6.2} s  {:7.1} MiB/s",
         direct.as_secs_f64(),
         mib_per_s(bytes, direct)
+    );
+    println!(
+        "    CPU time over it: source {:.2} s, destination {:.2} s",
+        cpu_direct.0, cpu_direct.1
     );
     println!(
         "    scp (OpenSSH):           {:6.2} s  {:7.1} MiB/s",

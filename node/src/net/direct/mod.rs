@@ -288,7 +288,7 @@ struct Endpoint {
     /// from goes to the attempt's receiver (the initiator's; the answerer drops its receiver).
     attempts: Mutex<HashMap<[u8; 16], AttemptSender>>,
     reflections: Mutex<HashMap<u64, oneshot::Sender<SocketAddr>>>,
-    transport: Arc<quinn::TransportConfig>,
+    transport: TransportSettings,
 }
 
 impl Endpoint {
@@ -300,6 +300,20 @@ impl Endpoint {
         let socket_error = |source| DirectError::Socket { bind, source };
         let std_socket = std::net::UdpSocket::bind(bind).map_err(socket_error)?;
         std_socket.set_nonblocking(true).map_err(socket_error)?;
+        // The default receive buffer (about 200 KiB) holds three 64 KiB datagrams: a burst
+        // overflows it and QUIC reads the drops as congestion. Ask for more (the kernel grants
+        // up to `net.core.rmem_max`/`wmem_max`; a refusal leaves the default).
+        for (what, set) in [
+            (
+                "receive",
+                rustix::net::sockopt::set_socket_recv_buffer_size as fn(_, _) -> _,
+            ),
+            ("send", rustix::net::sockopt::set_socket_send_buffer_size),
+        ] {
+            if let Err(error) = set(&std_socket, SOCKET_BUFFER) {
+                tracing::debug!(%error, "cannot enlarge the direct socket's {what} buffer");
+            }
+        }
         let runtime: Arc<dyn quinn::Runtime> = Arc::new(quinn::TokioRuntime);
         let inner = runtime.wrap_udp_socket(std_socket).map_err(socket_error)?;
         let (plain_tx, plain_rx) = mpsc::channel(socket::PLAIN_QUEUE);
@@ -309,20 +323,13 @@ impl Endpoint {
             .map_err(|error| DirectError::Tls(error.to_string()))?;
         let provider = pinning::provider();
         let expected = Arc::new(pinning::Expected::default());
-        let mut transport = quinn::TransportConfig::default();
-        transport
-            .max_idle_timeout(Some(
-                config
-                    .idle_timeout
-                    .try_into()
-                    .map_err(|_| DirectError::Tls("idle timeout out of range".into()))?,
-            ))
-            .keep_alive_interval(Some(config.keep_alive))
-            // Larger windows than quinn's defaults, so one stream fills a fast path.
-            .stream_receive_window(quinn::VarInt::from_u32(8 * 1024 * 1024))
-            .receive_window(quinn::VarInt::from_u32(16 * 1024 * 1024))
-            .send_window(16 * 1024 * 1024);
-        let transport = Arc::new(transport);
+        let transport = TransportSettings {
+            idle_timeout: config
+                .idle_timeout
+                .try_into()
+                .map_err(|_| DirectError::Tls("idle timeout out of range".into()))?,
+            keep_alive: config.keep_alive,
+        };
 
         let (chain, key) = certificate.chain_and_key();
         let mut server_tls = rustls::ServerConfig::builder_with_provider(provider.clone())
@@ -338,11 +345,17 @@ impl Endpoint {
         let server_crypto = quinn::crypto::rustls::QuicServerConfig::try_from(server_tls)
             .map_err(|error| DirectError::Tls(error.to_string()))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
-        server.transport_config(transport.clone());
+        server.transport_config(Arc::new(transport.build(None)));
 
+        // Peers may send us datagrams up to UDP's limit; each connection's own discovery
+        // stays within its route's MTU (`TransportSettings::build`).
+        let mut endpoint_config = quinn::EndpointConfig::default();
+        endpoint_config
+            .max_udp_payload_size(MAX_UDP_PAYLOAD)
+            .map_err(|error| DirectError::Tls(format!("max UDP payload: {error}")))?;
         let quinn = quinn::Endpoint::new_with_abstract_socket(
-            quinn::EndpointConfig::default(),
-            Some(server),
+            endpoint_config,
+            Some(server.clone()),
             socket.clone(),
             runtime,
         )
@@ -360,6 +373,8 @@ impl Endpoint {
         crate::runtime::spawn(dispatch_plain(Arc::downgrade(&endpoint), plain_rx));
         crate::runtime::spawn(accept_loop(
             endpoint.quinn.clone(),
+            server,
+            transport,
             endpoint.expected.clone(),
             accepted,
         ));
@@ -484,7 +499,6 @@ impl Endpoint {
         deadline: Instant,
         config: &DirectConfig,
     ) -> Result<DirectConnection, DirectError> {
-        let client_config = self.client_config(answer.fingerprint)?;
         let mut tried = Vec::new();
         let mut last_error = None;
         loop {
@@ -499,17 +513,17 @@ impl Endpoint {
                 continue;
             }
             tried.push(address);
-            let connecting =
-                match self
-                    .quinn
-                    .connect_with(client_config.clone(), address, "remote-agents")
-                {
-                    Ok(connecting) => connecting,
-                    Err(error) => {
-                        tracing::debug!(%peer, %address, %error, "cannot start a QUIC handshake");
-                        continue;
-                    }
-                };
+            let client_config = self.client_config(answer.fingerprint, address)?;
+            let connecting = match self
+                .quinn
+                .connect_with(client_config, address, "remote-agents")
+            {
+                Ok(connecting) => connecting,
+                Err(error) => {
+                    tracing::debug!(%peer, %address, %error, "cannot start a QUIC handshake");
+                    continue;
+                }
+            };
             // The handshake gets the rest of the punching window, but at least a second: the
             // path just answered a probe.
             let limit = deadline.max(Instant::now() + Duration::from_secs(1));
@@ -545,7 +559,11 @@ impl Endpoint {
         }
     }
 
-    fn client_config(&self, pinned: [u8; 32]) -> Result<quinn::ClientConfig, DirectError> {
+    fn client_config(
+        &self,
+        pinned: [u8; 32],
+        remote: SocketAddr,
+    ) -> Result<quinn::ClientConfig, DirectError> {
         let provider = pinning::provider();
         let (chain, key) = self.certificate.chain_and_key();
         let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -562,9 +580,67 @@ impl Endpoint {
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
             .map_err(|error| DirectError::Tls(error.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(self.transport.clone());
+        config.transport_config(Arc::new(self.transport.build(route_payload_limit(remote))));
         Ok(config)
     }
+}
+
+/// What every connection's QUIC transport shares; [`TransportSettings::build`] adds the path
+/// MTU bound of the connection's own route.
+#[derive(Debug, Clone, Copy)]
+struct TransportSettings {
+    idle_timeout: quinn::IdleTimeout,
+    keep_alive: Duration,
+}
+
+impl TransportSettings {
+    /// The transport of one connection. Path MTU discovery searches up to `payload_limit` (the
+    /// route's MTU less the IP and UDP headers, as TCP takes its MSS from the interface): on
+    /// loopback or a jumbo-frame link a packet then carries up to 64 KiB and the per-packet
+    /// cost (a seal, an ack, a syscall's share) shrinks by as much, while an Ethernet path keeps
+    /// quinn's default bound, and no probe larger than the interface is ever sent. `None` (the
+    /// route unknown): quinn's default.
+    fn build(&self, payload_limit: Option<u16>) -> quinn::TransportConfig {
+        let mut transport = quinn::TransportConfig::default();
+        transport
+            .max_idle_timeout(Some(self.idle_timeout))
+            .keep_alive_interval(Some(self.keep_alive))
+            // Larger windows than quinn's defaults, so one stream fills a fast path.
+            .stream_receive_window(quinn::VarInt::from_u32(8 * 1024 * 1024))
+            .receive_window(quinn::VarInt::from_u32(16 * 1024 * 1024))
+            .send_window(16 * 1024 * 1024);
+        if let Some(limit) = payload_limit.filter(|limit| *limit > DEFAULT_MTU_BOUND) {
+            let mut mtu = quinn::MtuDiscoveryConfig::default();
+            mtu.upper_bound(limit);
+            transport.mtu_discovery_config(Some(mtu));
+        }
+        transport
+    }
+}
+
+/// The socket buffers the direct socket asks for.
+const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
+/// The largest UDP payload a datagram can carry (over IPv6; IPv4's is 65,507).
+pub(crate) const MAX_UDP_PAYLOAD: u16 = 65_527;
+/// quinn's own upper bound of path MTU discovery (an Ethernet path less the headers).
+const DEFAULT_MTU_BOUND: u16 = 1452;
+
+/// The largest UDP payload the route to `remote` carries in one packet, as the kernel knows it:
+/// the MTU (`IP_MTU`) of a UDP socket connected to it (a connect sends nothing), less the IP
+/// and UDP headers.
+fn route_payload_limit(remote: SocketAddr) -> Option<u16> {
+    let unspecified: SocketAddr = match remote {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = std::net::UdpSocket::bind(unspecified).ok()?;
+    socket.connect(remote).ok()?;
+    let (mtu, headers) = match remote {
+        SocketAddr::V4(_) => (rustix::net::sockopt::ip_mtu(&socket).ok()?, 20 + 8),
+        SocketAddr::V6(_) => (rustix::net::sockopt::ipv6_mtu(&socket).ok()?, 40 + 8),
+    };
+    // An IP packet's length field ends at 65,535 (loopback's MTU is 65,536).
+    u16::try_from(mtu.min(65_535).checked_sub(headers)?).ok()
 }
 
 fn random_token() -> [u8; 16] {
@@ -624,15 +700,27 @@ async fn dispatch_plain(
 /// against the expected list by the TLS verifier) names the peer that offered it.
 async fn accept_loop(
     quinn: quinn::Endpoint,
+    server: quinn::ServerConfig,
+    transport: TransportSettings,
     expected: Arc<pinning::Expected>,
     accepted: mpsc::Sender<DirectConnection>,
 ) {
     while let Some(incoming) = quinn.accept().await {
         let expected = expected.clone();
+        let server = server.clone();
         let accepted = accepted.clone();
         crate::runtime::spawn(async move {
             let remote = incoming.remote_address();
-            let connection = match incoming.await {
+            let mut server = server;
+            server.transport_config(Arc::new(transport.build(route_payload_limit(remote))));
+            let accepting = match incoming.accept_with(Arc::new(server)) {
+                Ok(accepting) => accepting,
+                Err(error) => {
+                    tracing::debug!(%remote, %error, "incoming direct connection refused");
+                    return;
+                }
+            };
+            let connection = match accepting.await {
                 Ok(connection) => connection,
                 Err(error) => {
                     tracing::debug!(%remote, %error, "incoming direct connection failed");

@@ -61,7 +61,29 @@ impl AsyncUdpSocket for DemuxSocket {
     }
 
     fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
-        self.inner.try_send(transmit)
+        // quinn batches up to ten segments of the path's MTU into one GSO send, but the kernel
+        // takes at most one IP packet's worth (64 KiB) per send and answers more with EMSGSIZE,
+        // which quinn-udp drops silently: with a large path MTU (loopback, jumbo frames) the
+        // batch goes out in pieces of as many whole segments as fit.
+        let limit = match transmit.destination {
+            SocketAddr::V4(_) => 65_507,
+            SocketAddr::V6(_) => usize::from(super::MAX_UDP_PAYLOAD),
+        };
+        let segment = match transmit.segment_size {
+            Some(segment) if transmit.contents.len() > limit && segment > 0 => segment,
+            _ => return self.inner.try_send(transmit),
+        };
+        let per_send = (limit / segment).max(1) * segment;
+        for piece in transmit.contents.chunks(per_send) {
+            // A full socket buffer after the first piece: quinn sends the whole batch again once
+            // writable, and the receiver drops the pieces it already has as duplicates.
+            self.inner.try_send(&Transmit {
+                contents: piece,
+                segment_size: (piece.len() > segment).then_some(segment),
+                ..*transmit
+            })?;
+        }
+        Ok(())
     }
 
     fn poll_recv(

@@ -28,8 +28,8 @@ async fn handshake(
     server: &Endpoint,
     pinned: [u8; 32],
 ) -> Result<quinn::Connection, ConnectionError> {
-    let config = client.client_config(pinned).unwrap();
     let address = server.socket_address().unwrap();
+    let config = client.client_config(pinned, address).unwrap();
     tokio::time::timeout(
         Duration::from_secs(10),
         client
@@ -159,4 +159,49 @@ async fn a_stopping_node_closes_its_direct_connections_at_once() {
         matches!(closed, Ok(ConnectionError::ApplicationClosed(_))),
         "{closed:?}"
     );
+}
+
+/// On loopback (a 64 KiB route MTU) path MTU discovery goes past Ethernet's 1,500 bytes, up to
+/// what the route carries and no further, and the batches quinn sends through the socket in
+/// pieces arrive: the bytes of a stream all get there.
+#[tokio::test]
+async fn loopback_paths_discover_the_routes_large_mtu() {
+    let limit = route_payload_limit(SocketAddr::from((Ipv4Addr::LOCALHOST, 9))).unwrap();
+    assert_eq!(limit, 65_535 - 28, "loopback's MTU is 64 KiB");
+    let (client, _) = endpoint().await;
+    let (server, mut accepted) = endpoint().await;
+    server.expected.insert(
+        client.certificate.fingerprint,
+        peer(1),
+        std::time::Instant::now() + Duration::from_secs(60),
+    );
+    let connection = handshake(&client, &server, server.certificate.fingerprint)
+        .await
+        .unwrap();
+    let accepted = accepted.recv().await.unwrap().connection;
+    let payload: Vec<u8> = (0..8 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let sender = {
+        let payload = payload.clone();
+        crate::runtime::spawn(async move {
+            let mut stream = accepted.open_uni().await.unwrap();
+            stream.write_all(&payload).await.unwrap();
+            stream.finish().unwrap();
+            stream.stopped().await.unwrap();
+            accepted
+        })
+    };
+    let mut stream = connection.accept_uni().await.unwrap();
+    let received = stream.read_to_end(payload.len()).await.unwrap();
+    assert!(received == payload, "the stream's bytes differ");
+    let accepted = sender.await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while accepted.stats().path.current_mtu <= 1500 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "discovery stayed at {}",
+            accepted.stats().path.current_mtu
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(accepted.stats().path.current_mtu <= limit);
 }
