@@ -126,6 +126,14 @@ pub struct Node {
     schedules: crate::schedule::Schedules,
     /// The files this node serves to transfers and the transfers it coordinates.
     transfers: Arc<crate::transfer::Transfers>,
+    /// The newest generation accepted, and whether it came by catching up (from the relay's
+    /// copy or a peer) rather than by an apply: declared `on-apply` jobs run for applies only.
+    last_acceptance: Mutex<(u64, bool)>,
+    /// Wakes the declared jobs' trigger runner once a new generation is in force.
+    declared_jobs_changed: tokio::sync::Notify,
+    /// The newest runs of declared jobs this node coordinated, for `status` (the trigger
+    /// runner keeps it current from the job history).
+    declared_runs: Mutex<Vec<remote_agents_ops::status::DeclaredJobRun>>,
 }
 
 /// The configuration the node runs under right now.
@@ -205,9 +213,16 @@ impl Node {
             net: Mutex::new(None),
             schedules,
             transfers: crate::transfer::Transfers::new(),
+            last_acceptance: Mutex::new((0, false)),
+            declared_jobs_changed: tokio::sync::Notify::new(),
+            declared_runs: Mutex::new(Vec::new()),
         });
         // Converge to the bundle kept from the last run before anything else is asked.
         node.reconcile_inline();
+        *node
+            .last_acceptance
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = (node.desired.generation(), false);
         node.remove_interrupted_temps();
         Ok(node)
     }
@@ -392,6 +407,34 @@ impl Node {
             "applied desired state"
         );
         self.reconcile_inline();
+        // Catching up (the relay's copy, a peer's) is not an apply: the fleet applied it while
+        // this node was away, and the node that coordinated its `on-apply` jobs then ran them.
+        let caught_up = matches!(source, "relay" | "peer");
+        *self
+            .last_acceptance
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = (self.desired.generation(), caught_up);
+        self.declared_jobs_changed.notify_one();
+    }
+
+    /// The newest generation accepted, and whether it came by catching up rather than by an
+    /// apply.
+    pub fn last_acceptance(&self) -> (u64, bool) {
+        *self
+            .last_acceptance
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces the newest runs of declared jobs that `status` reports.
+    pub fn set_declared_runs(&self, runs: Vec<remote_agents_ops::status::DeclaredJobRun>) {
+        *self.declared_runs.lock().unwrap_or_else(|e| e.into_inner()) = runs;
+    }
+
+    /// Notified once a newly accepted generation is in force (the declared jobs' trigger
+    /// runner waits on it).
+    pub fn declared_jobs_changed(&self) -> &tokio::sync::Notify {
+        &self.declared_jobs_changed
     }
 
     /// Applies spec files from a local authority (watch mode's folder or repository, the MCP
@@ -630,6 +673,11 @@ impl Node {
             drift,
             last_changes: self.last_changes.load(std::sync::atomic::Ordering::Relaxed),
             reconciled_at_ms: now_ms(),
+            job_runs: self
+                .declared_runs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
 
@@ -787,6 +835,22 @@ impl Node {
                 .operator_key
                 .as_ref()
                 .map(|key| key.bind(&self.identity.public_key())),
+        }
+    }
+
+    /// This node as its peers' selectors see it, from what it announces: its name, the tags in
+    /// force and its facts.
+    pub fn announced_host(&self) -> remote_agents_spec::HostFacts {
+        let announcement = self.announcement();
+        let mut facts = announcement.facts;
+        // As `fleet::remote::host_facts` reads a peer: selectors spell the OS family `os:`.
+        if let Some(family) = facts.get("os_family").cloned() {
+            facts.entry("os".to_string()).or_insert(family);
+        }
+        remote_agents_spec::HostFacts {
+            name: announcement.name,
+            tags: announcement.tags.into_iter().collect(),
+            facts,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The node as a long-running service: opening it, connecting it to its relay, and starting
 //! what runs beside the requests (the reconcile controller, the desired-state follower, peer
-//! announcements, watch mode, the schedule runner) until SIGINT or SIGTERM. What starts here
-//! stops when [`Running`] is dropped.
+//! announcements, watch mode, the schedule runner, the declared jobs' trigger runner) until
+//! SIGINT or SIGTERM. What starts here stops when [`Running`] is dropped.
 
 use std::sync::Arc;
 
@@ -49,6 +49,11 @@ pub fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<
         Arc::new(crate::schedule::SystemClock),
         shutdown.clone(),
     );
+    crate::mapreduce::trigger::start(
+        &node,
+        Arc::new(crate::schedule::SystemClock),
+        shutdown.clone(),
+    );
     start_net(&node, shutdown, false)?;
     Ok(node)
 }
@@ -79,6 +84,11 @@ pub fn launch(settings: Settings, role: Role) -> anyhow::Result<Running> {
         crate::sync::watch::start(&node, shutdown.clone())?;
     }
     crate::schedule::start(
+        &node,
+        Arc::new(crate::schedule::SystemClock),
+        shutdown.clone(),
+    );
+    crate::mapreduce::trigger::start(
         &node,
         Arc::new(crate::schedule::SystemClock),
         shutdown.clone(),
