@@ -4,7 +4,7 @@
 //! on that peer under its own policy; requests arriving from peers enter through
 //! `handle_remote` and take exactly the same local path.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -143,6 +143,8 @@ struct Live {
     generation: u64,
     mode: Mode,
     tags: Vec<String>,
+    /// The facts announced: the live ones, with those the applied spec declares over them.
+    facts: BTreeMap<String, String>,
     policy_config: crate::policy::PolicyConfig,
     policy: Arc<Policy>,
     schedules: Vec<String>,
@@ -170,10 +172,12 @@ impl Node {
             Some(path) => Some(Arc::new(crate::desired::operator::load_key(path)?)),
             None => None,
         };
+        let facts = crate::facts::gather();
         let live = Live {
             generation: 0,
             mode: settings.mode.value,
             tags: settings.tags.value.clone(),
+            facts: facts.to_map(),
             policy_config: settings.policy.value.clone(),
             policy: Arc::new(policy),
             schedules: Vec::new(),
@@ -206,7 +210,7 @@ impl Node {
             reconcile_trigger: tokio::sync::Notify::new(),
             expiry_announced_ms: std::sync::atomic::AtomicU64::new(expiry_announced_ms),
             store,
-            facts: crate::facts::gather(),
+            facts,
             agent_id,
             in_flight: Mutex::new(HashSet::new()),
             peers: Mutex::new(None),
@@ -828,7 +832,7 @@ impl Node {
         remote_agents_protocol::message::Announcement {
             name: self.settings.name.value.clone(),
             tags: self.tags(),
-            facts: self.facts.to_map(),
+            facts: self.live().facts.clone(),
             mode: self.effective_mode().to_string(),
             accepts_commands: !self.settings.no_agent.value,
             operator: self
@@ -1384,6 +1388,7 @@ impl crate::desired::reconcile::Context for Node {
         let mut changes = 0;
         changes += u64::from(live.mode != target.mode);
         changes += u64::from(live.tags != target.tags);
+        changes += u64::from(live.facts != target.facts);
         changes += u64::from(live.policy_config != target.policy);
         changes += u64::from(
             live.schedules
@@ -1427,11 +1432,13 @@ impl crate::desired::reconcile::Context for Node {
                 .collect(),
         );
         if changes > 0 || live.generation != target.generation {
-            let announce = live.mode != target.mode || live.tags != target.tags;
+            let announce =
+                live.mode != target.mode || live.tags != target.tags || live.facts != target.facts;
             *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Live {
                 generation: target.generation,
                 mode: target.mode,
                 tags: target.tags.clone(),
+                facts: target.facts.clone(),
                 policy_config: target.policy.clone(),
                 policy,
                 schedules: target.schedules.iter().map(|(n, _)| n.clone()).collect(),
@@ -1531,6 +1538,49 @@ mod tests {
         let status = node.status();
         assert_eq!(status.observed_generation, 1, "{status:?}");
         assert_eq!(node.effective_mode(), Mode::Edit);
+    }
+
+    /// `hosts[].facts` in the spec override the host's live facts for the spec's own selectors
+    /// and, since they are announced, for its peers' (fan-outs, MapReduce targets, the
+    /// coordinator of a declared job): accepted and enforced alike.
+    #[test]
+    fn facts_the_spec_declares_for_a_host_are_announced() {
+        let dir = tempfile::tempdir().unwrap();
+        let flags = NodeFlags {
+            name: Some("web-1".into()),
+            data_dir: Some(dir.path().to_path_buf()),
+            ..NodeFlags::default()
+        };
+        let node =
+            Node::open(Settings::resolve(&flags, &BTreeMap::<String, String>::new()).unwrap())
+                .unwrap();
+        assert!(!node.announced_host().facts.contains_key("rack"));
+        let key = OperatorKey::generate();
+        let content = BundleContent {
+            fleet: "lab".into(),
+            generation: 1,
+            revision: "r1".into(),
+            issued_at_ms: 1,
+            issuer: key.public(),
+            files: vec![SpecFile {
+                path: "fleet.yaml".into(),
+                text: "apiVersion: remote-agents.dev/v1\nkind: Fleet\nmetadata: {name: lab}\n\
+                       spec:\n  hosts:\n    - {name: web-1, facts: {rack: r7}}\n"
+                    .into(),
+            }],
+            window_override: None,
+        };
+        node.offer_bundle(&SignedBundle::sign(&content, &key), "test")
+            .unwrap();
+        let announced = node.announced_host();
+        assert_eq!(announced.facts.get("rack").map(String::as_str), Some("r7"));
+        // The live facts are still there beside the declared one.
+        assert!(announced.facts.contains_key("os_family"), "{announced:?}");
+        assert!(
+            remote_agents_spec::Selector::parse("fact:rack=r7")
+                .unwrap()
+                .matches(&announced)
+        );
     }
 
     fn edit_node(dir: &std::path::Path) -> Arc<Node> {
