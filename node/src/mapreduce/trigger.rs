@@ -221,10 +221,16 @@ impl Runner {
         loop {
             let now = self.clock.now();
             let wake = self.evaluate(now);
-            evaluated.send_replace(Some(now));
+            // The sleep starts before the pass is reported, so that a clock moved after the
+            // report wakes it; a clock that moved during the pass (or a pass that took long)
+            // gets another pass at once instead of a sleep that would miss the move.
             let sleep = self
                 .clock
                 .sleep_until(wake.unwrap_or(now + chrono::Duration::hours(1)));
+            if self.clock.now() - now >= chrono::Duration::milliseconds(100) {
+                continue;
+            }
+            evaluated.send_replace(Some(now));
             let event = tokio::select! {
                 _ = shutdown.cancelled() => Event::Shutdown,
                 _ = host.changed().notified() => Event::Changed,
