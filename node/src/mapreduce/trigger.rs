@@ -217,6 +217,7 @@ impl Runner {
         evaluated: watch::Sender<Option<DateTime<Utc>>>,
     ) {
         let host = self.host.clone();
+        settle_interrupted(host.store());
         publish(host.as_ref());
         loop {
             let now = self.clock.now();
@@ -505,6 +506,32 @@ impl Runner {
             publish(host.as_ref());
         });
         self.running.insert(job.name.clone(), task.id());
+    }
+}
+
+/// What a run that was still `running` when its node stopped reads as afterwards.
+const INTERRUPTED: &str = "outcome unknown: the node stopped during the run";
+
+/// Runs recorded `running` by an earlier life of this node were interrupted (no run of this
+/// runner has started yet): they are recorded so, never run again.
+fn settle_interrupted(store: &Store) {
+    let runs = match jobs::list_declared(store, usize::MAX) {
+        Ok(runs) => runs,
+        Err(e) => {
+            tracing::warn!("cannot read the declared jobs' runs: {e}");
+            return;
+        }
+    };
+    for run in runs.into_iter().filter(|run| run.result == "running") {
+        if let Ok(Some(mut job)) = jobs::get(store, &run.op_id) {
+            job.outcome = Some(JobOutcome {
+                result: INTERRUPTED.into(),
+                report: None,
+            });
+            if let Err(e) = jobs::save(store, &job) {
+                tracing::warn!(op_id = %run.op_id, "cannot record an interrupted run: {e}");
+            }
+        }
     }
 }
 
@@ -956,14 +983,40 @@ mod tests {
         stop.cancel();
         runner.task.await.unwrap();
 
-        // The same node (its store) starts again at the same time: nothing runs again.
+        // The same node (its store) starts again at the same time: nothing runs again, and a
+        // run its earlier life left `running` (it stopped mid-run) reads as interrupted.
+        let interrupted = Job {
+            op_id: "0000000000001-cut".into(),
+            summary: "mapreduce index".into(),
+            target: "all".into(),
+            started_ms: 1,
+            finished_ms: 1,
+            report: FanoutReport {
+                records: Vec::new(),
+                halted: false,
+            },
+            trigger: Some(JobTrigger {
+                kind: "on-apply".into(),
+                job: "index".into(),
+                generation: 6,
+                slot_ms: None,
+            }),
+            outcome: Some(JobOutcome {
+                result: "running".into(),
+                report: None,
+            }),
+        };
+        jobs::save(&store, &interrupted).unwrap();
         fleet.live.lock().unwrap().clear();
         let again = FakeHost::new("a", store.clone(), &fleet);
         again.apply(7, false, jobs.clone());
         let mut runner = start(&again, Arc::new(clock.clone()), CancellationToken::new());
         move_to(&clock, at(10, 5, 1), &mut [&mut runner]).await;
         assert_eq!(runs(&fleet).len(), 2, "{:?}", runs(&fleet));
-        assert_eq!(settled_runs(&store).await.len(), 2);
+        let settled = settled_runs(&store).await;
+        assert_eq!(settled.len(), 3, "{settled:?}");
+        assert_eq!(settled[0].op_id, "0000000000001-cut");
+        assert_eq!(settled[0].result, INTERRUPTED);
 
         // A version adopted by catching up was applied while the node was away: not run.
         again.apply(8, true, vec![job("index", Trigger::OnApply, None, "cat")]);
