@@ -25,17 +25,21 @@ pub struct Job {
     pub started_ms: u64,
     pub finished_ms: u64,
     pub report: FanoutReport,
-    /// What started a run of a declared job; none for a fan-out someone asked for.
+    /// What started a run of a declared job; none for a fan-out someone asked for. Left out
+    /// of `job_get`'s output schema (not of its output): the default tool list a model reads
+    /// has a size budget, and `job_list` already shows the trigger and the result line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(skip)]
     pub trigger: Option<JobTrigger>,
     /// A declared job's run: its one-line result (`running` until it ends) and its full
     /// outcome (the MapReduce report, or the error that stopped it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(skip)]
     pub outcome: Option<JobOutcome>,
 }
 
 /// What started a run of a declared `MapReduceJob`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobTrigger {
     /// `on-apply` or `cron`.
     pub kind: String,
@@ -65,10 +69,10 @@ impl JobTrigger {
 }
 
 /// How a declared job's run ended.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobOutcome {
-    /// One line: `running`, `complete: 42`, `incomplete (1 of 4 partitions failed)`,
-    /// `failed: ...`.
+    /// One line: `running`, `complete: 42`, `incomplete: 1 of 4 partitions failed`,
+    /// `failed: ...`, `skipped: ...`.
     pub result: String,
     /// The MapReduce report of a run that started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,10 +89,9 @@ pub struct JobSummary {
     pub duration_ms: u64,
     pub hosts: usize,
     pub ok: usize,
-    /// The folded summary line, e.g. "200 hosts, all ok; 200 identical"; for a declared job's
-    /// run its result line.
+    /// The folded summary line, e.g. "200 hosts, all ok; 200 identical".
     pub result: String,
-    /// For a run of a declared job, what started it, e.g. `on-apply gen 3`.
+    /// A declared job's run: `on-apply gen N` or `cron slot TIME`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<String>,
 }
