@@ -124,6 +124,12 @@ pub fn new_request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// Runs the requests a [`Client`] addresses to its own node: the net has no session with
+/// itself, and a declared job's coordinator is also one of the hosts its map runs on.
+pub trait OwnNode: Send + Sync + 'static {
+    fn run(&self, envelope: Envelope) -> futures_util::future::BoxFuture<'static, Outcome>;
+}
+
 /// Calls peers over a [`Net`] with requests labelled as coming from one [`Caller`] (the callee
 /// replaces the label with the authenticated peer; it names the caller in logs and journals).
 #[derive(Clone)]
@@ -132,6 +138,8 @@ pub struct Client {
     caller: Caller,
     /// Marks every request as made on behalf of a model (`Envelope::on_behalf_of_model`).
     on_behalf_of_model: bool,
+    /// Where requests to this node's own peer id go (none: they fail as unreachable).
+    own_node: Option<std::sync::Arc<dyn OwnNode>>,
 }
 
 impl Client {
@@ -140,7 +148,15 @@ impl Client {
             net,
             caller,
             on_behalf_of_model: false,
+            own_node: None,
         }
+    }
+
+    /// The same client, its requests to this node's own peer id run by `own` instead of being
+    /// sent.
+    pub fn with_own_node(mut self, own: std::sync::Arc<dyn OwnNode>) -> Self {
+        self.own_node = Some(own);
+        self
     }
 
     /// The same client, its requests marked as made on behalf of a model (or not), so that
@@ -213,6 +229,13 @@ impl Client {
         timeout: Duration,
         on_chunk: Option<ChunkSink<'_>>,
     ) -> Result<Outcome, CallError> {
+        if let Some(own) = &self.own_node
+            && peer == self.net.local_id()
+        {
+            return tokio::time::timeout(timeout, own.run(envelope.clone()))
+                .await
+                .map_err(|_| CallError::Transport(net::CallError::DeadlineExceeded));
+        }
         let bytes = serde_json::to_vec(envelope).map_err(|e| CallError::Encode(e.to_string()))?;
         let mut stream = self.net.call(peer, bytes, timeout).await?;
         let response = loop {

@@ -4,7 +4,7 @@
 //! on that peer under its own policy; requests arriving from peers enter through
 //! `handle_remote` and take exactly the same local path.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -128,6 +128,14 @@ pub struct Node {
     schedules: crate::schedule::Schedules,
     /// The files this node serves to transfers and the transfers it coordinates.
     transfers: Arc<crate::transfer::Transfers>,
+    /// The newest generation accepted, and whether it came by catching up (from the relay's
+    /// copy or a peer) rather than by an apply: declared `on-apply` jobs run for applies only.
+    last_acceptance: Mutex<(u64, bool)>,
+    /// Wakes the declared jobs' trigger runner once a new generation is in force.
+    declared_jobs_changed: tokio::sync::Notify,
+    /// The newest runs of declared jobs this node coordinated, for `status` (the trigger
+    /// runner keeps it current from the job history).
+    declared_runs: Mutex<Vec<remote_agents_ops::status::DeclaredJobRun>>,
 }
 
 /// The configuration the node runs under right now.
@@ -137,6 +145,8 @@ struct Live {
     generation: u64,
     mode: Mode,
     tags: Vec<String>,
+    /// The facts announced: the live ones, with those the applied spec declares over them.
+    facts: BTreeMap<String, String>,
     policy_config: crate::policy::PolicyConfig,
     policy: Arc<Policy>,
     schedules: Vec<String>,
@@ -164,10 +174,12 @@ impl Node {
             Some(path) => Some(Arc::new(crate::desired::operator::load_key(path)?)),
             None => None,
         };
+        let facts = crate::facts::gather();
         let live = Live {
             generation: 0,
             mode: settings.mode.value,
             tags: settings.tags.value.clone(),
+            facts: facts.to_map(),
             policy_config: settings.policy.value.clone(),
             policy: Arc::new(policy),
             schedules: Vec::new(),
@@ -201,16 +213,23 @@ impl Node {
             reconcile_trigger: tokio::sync::Notify::new(),
             expiry_announced_ms: std::sync::atomic::AtomicU64::new(expiry_announced_ms),
             store,
-            facts: crate::facts::gather(),
+            facts,
             agent_id,
             in_flight: Mutex::new(HashSet::new()),
             peers: Mutex::new(None),
             net: Mutex::new(None),
             schedules,
             transfers: crate::transfer::Transfers::new(),
+            last_acceptance: Mutex::new((0, false)),
+            declared_jobs_changed: tokio::sync::Notify::new(),
+            declared_runs: Mutex::new(Vec::new()),
         });
         // Converge to the bundle kept from the last run before anything else is asked.
         node.reconcile_inline();
+        *node
+            .last_acceptance
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = (node.desired.generation(), false);
         node.remove_interrupted_temps();
         Ok(node)
     }
@@ -421,6 +440,34 @@ impl Node {
             "applied desired state"
         );
         self.reconcile_inline();
+        // Catching up (the relay's copy, a peer's) is not an apply: the fleet applied it while
+        // this node was away, and the node that coordinated its `on-apply` jobs then ran them.
+        let caught_up = matches!(source, "relay" | "peer");
+        *self
+            .last_acceptance
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = (self.desired.generation(), caught_up);
+        self.declared_jobs_changed.notify_one();
+    }
+
+    /// The newest generation accepted, and whether it came by catching up rather than by an
+    /// apply.
+    pub fn last_acceptance(&self) -> (u64, bool) {
+        *self
+            .last_acceptance
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces the newest runs of declared jobs that `status` reports.
+    pub fn set_declared_runs(&self, runs: Vec<remote_agents_ops::status::DeclaredJobRun>) {
+        *self.declared_runs.lock().unwrap_or_else(|e| e.into_inner()) = runs;
+    }
+
+    /// Notified once a newly accepted generation is in force (the declared jobs' trigger
+    /// runner waits on it).
+    pub fn declared_jobs_changed(&self) -> &tokio::sync::Notify {
+        &self.declared_jobs_changed
     }
 
     /// Applies spec files from a local authority (watch mode's folder or repository, the MCP
@@ -672,6 +719,11 @@ impl Node {
             drift,
             last_changes: self.last_changes.load(std::sync::atomic::Ordering::Relaxed),
             reconciled_at_ms: now_ms(),
+            job_runs: self
+                .declared_runs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
 
@@ -822,13 +874,29 @@ impl Node {
         remote_agents_protocol::message::Announcement {
             name: self.settings.name.value.clone(),
             tags: self.tags(),
-            facts: self.facts.to_map(),
+            facts: self.live().facts.clone(),
             mode: self.effective_mode().to_string(),
             accepts_commands: !self.settings.no_agent.value,
             operator: self
                 .operator_key
                 .as_ref()
                 .map(|key| key.bind(&self.identity.public_key())),
+        }
+    }
+
+    /// This node as its peers' selectors see it, from what it announces: its name, the tags in
+    /// force and its facts.
+    pub fn announced_host(&self) -> remote_agents_spec::HostFacts {
+        let announcement = self.announcement();
+        let mut facts = announcement.facts;
+        // As `fleet::remote::host_facts` reads a peer: selectors spell the OS family `os:`.
+        if let Some(family) = facts.get("os_family").cloned() {
+            facts.entry("os".to_string()).or_insert(family);
+        }
+        remote_agents_spec::HostFacts {
+            name: announcement.name,
+            tags: announcement.tags.into_iter().collect(),
+            facts,
         }
     }
 
@@ -1362,6 +1430,7 @@ impl crate::desired::reconcile::Context for Node {
         let mut changes = 0;
         changes += u64::from(live.mode != target.mode);
         changes += u64::from(live.tags != target.tags);
+        changes += u64::from(live.facts != target.facts);
         changes += u64::from(live.policy_config != target.policy);
         changes += u64::from(
             live.schedules
@@ -1405,11 +1474,13 @@ impl crate::desired::reconcile::Context for Node {
                 .collect(),
         );
         if changes > 0 || live.generation != target.generation {
-            let announce = live.mode != target.mode || live.tags != target.tags;
+            let announce =
+                live.mode != target.mode || live.tags != target.tags || live.facts != target.facts;
             *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Live {
                 generation: target.generation,
                 mode: target.mode,
                 tags: target.tags.clone(),
+                facts: target.facts.clone(),
                 policy_config: target.policy.clone(),
                 policy,
                 schedules: target.schedules.iter().map(|(n, _)| n.clone()).collect(),
@@ -1510,6 +1581,49 @@ mod tests {
         let status = node.status();
         assert_eq!(status.observed_generation, 1, "{status:?}");
         assert_eq!(node.effective_mode(), Mode::Edit);
+    }
+
+    /// `hosts[].facts` in the spec override the host's live facts for the spec's own selectors
+    /// and, since they are announced, for its peers' (fan-outs, MapReduce targets, the
+    /// coordinator of a declared job): accepted and enforced alike.
+    #[test]
+    fn facts_the_spec_declares_for_a_host_are_announced() {
+        let dir = tempfile::tempdir().unwrap();
+        let flags = NodeFlags {
+            name: Some("web-1".into()),
+            data_dir: Some(dir.path().to_path_buf()),
+            ..NodeFlags::default()
+        };
+        let node =
+            Node::open(Settings::resolve(&flags, &BTreeMap::<String, String>::new()).unwrap())
+                .unwrap();
+        assert!(!node.announced_host().facts.contains_key("rack"));
+        let key = OperatorKey::generate();
+        let content = BundleContent {
+            fleet: "lab".into(),
+            generation: 1,
+            revision: "r1".into(),
+            issued_at_ms: 1,
+            issuer: key.public(),
+            files: vec![SpecFile {
+                path: "fleet.yaml".into(),
+                text: "apiVersion: remote-agents.dev/v1\nkind: Fleet\nmetadata: {name: lab}\n\
+                       spec:\n  hosts:\n    - {name: web-1, facts: {rack: r7}}\n"
+                    .into(),
+            }],
+            window_override: None,
+        };
+        node.offer_bundle(&SignedBundle::sign(&content, &key), "test")
+            .unwrap();
+        let announced = node.announced_host();
+        assert_eq!(announced.facts.get("rack").map(String::as_str), Some("r7"));
+        // The live facts are still there beside the declared one.
+        assert!(announced.facts.contains_key("os_family"), "{announced:?}");
+        assert!(
+            remote_agents_spec::Selector::parse("fact:rack=r7")
+                .unwrap()
+                .matches(&announced)
+        );
     }
 
     fn edit_node(dir: &std::path::Path) -> Arc<Node> {

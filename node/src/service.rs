@@ -1,7 +1,7 @@
 //! The node as a long-running service: opening it, connecting it to its relay, and starting
 //! what runs beside the requests (the reconcile controller, the desired-state follower, peer
-//! announcements, watch mode, the schedule runner) until SIGINT or SIGTERM. What starts here
-//! stops when [`Running`] is dropped.
+//! announcements, watch mode, the schedule runner, the declared jobs' trigger runner) until
+//! SIGINT or SIGTERM. What starts here stops when [`Running`] is dropped.
 
 use std::sync::Arc;
 
@@ -42,15 +42,24 @@ fn start_net(node: &Arc<Node>, shutdown: CancellationToken, eager: bool) -> anyh
 /// Opens a node and connects it to its relay inside this process (the demo and simulations of
 /// many nodes use this); it stays connected until `shutdown` fires.
 pub fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Arc<Node>> {
+    let (node, _) = start_with_clock(settings, Arc::new(crate::schedule::SystemClock), shutdown)?;
+    Ok(node)
+}
+
+/// [`start`] with the schedule runner and the declared jobs' trigger runner on `clock` (tests
+/// run several nodes on one `ManualClock`); also returns the trigger runner, whose passes
+/// tests wait for.
+pub fn start_with_clock(
+    settings: Settings,
+    clock: Arc<dyn crate::schedule::Clock>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(Arc<Node>, crate::mapreduce::trigger::TriggerRunner)> {
     let node = Node::open(settings)?;
     crate::desired::controller::start(node.clone(), shutdown.clone());
-    crate::schedule::start(
-        &node,
-        Arc::new(crate::schedule::SystemClock),
-        shutdown.clone(),
-    );
+    crate::schedule::start(&node, clock.clone(), shutdown.clone());
+    let triggers = crate::mapreduce::trigger::start(&node, clock, shutdown.clone());
     start_net(&node, shutdown, false)?;
-    Ok(node)
+    Ok((node, triggers))
 }
 
 /// How a node runs: headless, or behind an MCP server whose spec tools plan and apply its spec
@@ -79,6 +88,11 @@ pub fn launch(settings: Settings, role: Role) -> anyhow::Result<Running> {
         crate::sync::watch::start(&node, shutdown.clone())?;
     }
     crate::schedule::start(
+        &node,
+        Arc::new(crate::schedule::SystemClock),
+        shutdown.clone(),
+    );
+    crate::mapreduce::trigger::start(
         &node,
         Arc::new(crate::schedule::SystemClock),
         shutdown.clone(),

@@ -86,4 +86,22 @@ pub struct ObservedStatus {
     /// How many settings the last pass changed (0 for an idempotent pass).
     pub last_changes: u64,
     pub reconciled_at_ms: u64,
+    /// The newest runs of declared jobs (`trigger: on-apply` or `cron`) this host coordinated,
+    /// newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub job_runs: Vec<DeclaredJobRun>,
+}
+
+/// A run of a declared `MapReduceJob` that a host coordinated (kept in its job history).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeclaredJobRun {
+    pub op_id: String,
+    /// The job's `metadata.name`.
+    pub job: String,
+    /// What started it, e.g. `on-apply gen 3` or `cron slot 2026-12-02T10:05:00+00:00`.
+    pub trigger: String,
+    pub started_ms: u64,
+    pub duration_ms: u64,
+    /// `running`, `complete: ...`, `incomplete: ...`, `failed: ...` or `skipped: ...`.
+    pub result: String,
 }

@@ -337,6 +337,26 @@ pub(crate) fn validate(model: &FleetModel, diagnostics: &mut Vec<Diagnostic>) {
                             "zero partitions".into(),
                         )
                         .expected = Some("at least 1".into());
+                } else if spec.partitions.is_some()
+                    && !spec.input.files.is_empty()
+                    && check.written(index, "spec.partitions")
+                {
+                    // Accepted and silently ignored before: with files input each matching
+                    // file is one partition, mapped on the host that has it.
+                    let d = check.error(
+                        Code::BadValue,
+                        index,
+                        "spec.partitions",
+                        "`partitions` does nothing with `input.files`: each matching file is \
+                         one partition, mapped on its own host"
+                            .into(),
+                    );
+                    d.expected = Some(
+                        "no `partitions` with `files` input (it splits command, shell or items \
+                         input per host)"
+                            .into(),
+                    );
+                    d.hint = Some("remove `partitions`".into());
                 }
                 match (spec.trigger, &spec.cron) {
                     (Some(Trigger::Cron), Some(cron)) => check.cron(index, "spec.cron", cron),

@@ -179,6 +179,42 @@ spec: {target: all, cron: '* * *', command: [x]}
     assert_eq!(model.documents.len(), 2);
 }
 
+/// Fields of a declared job that would be accepted and then do nothing are refused.
+#[test]
+fn job_fields_that_would_do_nothing_are_refused() {
+    let job = |fields: &str| {
+        format!(
+            "apiVersion: remote-agents.dev/v1\nkind: MapReduceJob\nmetadata: {{name: j}}\nspec:\n  \
+             target: all\n  input: {{files: [/var/log/*.log]}}\n  map: {{command: [wc]}}\n  \
+             reduce: {{builtin: sum}}\n{fields}"
+        )
+    };
+    let diagnose = |text: String| {
+        load(&[("job.yaml", text)])
+            .1
+            .into_iter()
+            .map(|d| {
+                assert!(d.expected.is_some() || d.hint.is_some(), "{d}");
+                (d.code, d.loc.line, d.field)
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        diagnose(job("  partitions: 4\n")),
+        [(Code::BadValue, 9, "spec.partitions".to_string())]
+    );
+    assert_eq!(
+        diagnose(job("  trigger: on-apply\n  cron: '*/5 * * * *'\n")),
+        [(Code::BadValue, 10, "spec.cron".to_string())]
+    );
+    assert_eq!(
+        diagnose(job("  trigger: cron\n")),
+        [(Code::MissingField, 9, "spec.trigger".to_string())]
+    );
+    assert!(diagnose(job("  trigger: cron\n  cron: '*/5 * * * *'\n")).is_empty());
+    assert!(diagnose(job("  trigger: on-apply\n")).is_empty());
+}
+
 #[test]
 fn duplicate_keys_and_missing_fields_are_reported() {
     let text = "apiVersion: remote-agents.dev/v1\nkind: Schedule\nmetadata: {name: s}\nspec:\n  target: all\n  target: web\n  command: [x]\n";

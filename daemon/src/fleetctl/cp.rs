@@ -185,6 +185,8 @@ impl SwarmCopy<'_> {
             started_ms,
             finished_ms: remote_agents_node::journal::now_ms(),
             report,
+            trigger: None,
+            outcome: None,
         };
         jobs::save(&store, &job)?;
         let sent = hosts.transfers.served_bytes();

@@ -622,6 +622,61 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
+/// One run of a declared job, with the host that coordinated it (`fleetctl jobs --declared`).
+#[derive(Debug, serde::Serialize)]
+struct HostJobRun<'a> {
+    host: &'a str,
+    #[serde(flatten)]
+    run: &'a remote_agents_ops::status::DeclaredJobRun,
+}
+
+/// `fleetctl jobs --declared`: the newest runs of declared jobs (`on-apply`, `cron`) across the
+/// fleet, from every node's status (each reports those it coordinated), newest first.
+pub async fn declared_runs(command: &super::fleet::JobsCommand) -> anyhow::Result<u8> {
+    let (_, connection) = connect(&command.connect).await?;
+    let live = snapshot(&connection, &[]).await?;
+    let mut runs: Vec<HostJobRun> = live
+        .hosts
+        .iter()
+        .filter_map(|(host, status)| Some((host, status.as_ref().ok()?)))
+        .flat_map(|(host, status)| {
+            status.job_runs.iter().map(|run| HostJobRun {
+                host: host.as_str(),
+                run,
+            })
+        })
+        .collect();
+    runs.sort_by(|a, b| (b.run.started_ms, &b.run.op_id).cmp(&(a.run.started_ms, &a.run.op_id)));
+    runs.truncate(command.limit);
+    match command.output {
+        Output::Json | Output::Yaml => {
+            print!("{}", command.output.data(&runs)?.unwrap_or_default())
+        }
+        Output::Text => {
+            let mut rows = vec![vec![
+                "OP ID".to_string(),
+                "HOST".into(),
+                "JOB".into(),
+                "TRIGGER".into(),
+                "MS".into(),
+                "RESULT".into(),
+            ]];
+            for r in &runs {
+                rows.push(vec![
+                    r.run.op_id.clone(),
+                    r.host.to_string(),
+                    r.run.job.clone(),
+                    r.run.trigger.clone(),
+                    r.run.duration_ms.to_string(),
+                    r.run.result.clone(),
+                ]);
+            }
+            print!("{}", table(&rows));
+        }
+    }
+    Ok(EXIT_OK)
+}
+
 /// The `fleetctl status` table (or JSON/YAML list) of a snapshot.
 pub(crate) fn print_status(live: &Snapshot, output: Output) -> anyhow::Result<()> {
     let statuses: Vec<&ObservedStatus> = live

@@ -228,8 +228,12 @@ pub struct JobsCommand {
     pub limit: usize,
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// List the runs of declared jobs (`trigger: on-apply` or `cron`) instead, asking every
+    /// node for those it coordinated (the room flags say where).
+    #[arg(long, conflicts_with = "op_id")]
+    pub declared: bool,
     #[command(flatten)]
-    pub state: StateFlags,
+    pub connect: ConnectFlags,
 }
 
 /// Runs one fleet operation; returns the process exit code (0 when every host is ok).
@@ -510,7 +514,7 @@ fn print_job(job: &Job, output: Output) -> anyhow::Result<()> {
 
 /// `fleetctl jobs [OP_ID]`: lists stored jobs, or shows one.
 pub fn jobs_command(command: &JobsCommand) -> anyhow::Result<u8> {
-    let settings = command.state.settings()?;
+    let settings = command.connect.state.settings()?;
     let store = Store::open(&fleetctl_dir(&settings)?)?;
     match &command.op_id {
         Some(op_id) => {
@@ -539,9 +543,14 @@ pub fn jobs_command(command: &JobsCommand) -> anyhow::Result<u8> {
                         "OP ID", "OPERATION", "TARGET", "MS"
                     );
                     for job in list {
+                        // A run of a declared job says what triggered it.
+                        let result = match &job.trigger {
+                            Some(trigger) => format!("[{trigger}] {}", job.result),
+                            None => job.result.clone(),
+                        };
                         println!(
                             "{:<24} {:<28} {:<16} {:>8}  {}",
-                            job.op_id, job.summary, job.target, job.duration_ms, job.result
+                            job.op_id, job.summary, job.target, job.duration_ms, result
                         );
                     }
                 }

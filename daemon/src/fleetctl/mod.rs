@@ -158,6 +158,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Fleet(command) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|runtime| runtime.block_on(crate::fleetctl::fleet::run(command))),
+        Command::Jobs(command) if command.declared => online(desired::declared_runs(&command)),
         Command::Jobs(command) => crate::fleetctl::fleet::jobs_command(&command),
         Command::Mapreduce(command) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)

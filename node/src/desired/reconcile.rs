@@ -20,6 +20,9 @@ pub struct Target {
     pub generation: u64,
     pub mode: Mode,
     pub tags: Vec<String>,
+    /// The host's facts, with those the spec declares for it over its live ones: what it
+    /// announces, so that peers' selectors see the same facts as the spec's.
+    pub facts: std::collections::BTreeMap<String, String>,
     pub policy: PolicyConfig,
     /// Declared schedules that select this host, by name.
     pub schedules: Vec<(String, ScheduleSpec)>,
@@ -85,6 +88,11 @@ pub fn target(bundle: &VerifiedBundle, host: &HostFacts, local: &PolicyConfig) -
         generation: bundle.content.generation,
         mode: mode(effective.mode.value),
         tags: values(&effective.tags),
+        facts: effective
+            .facts
+            .iter()
+            .map(|(key, value)| (key.clone(), value.value.clone()))
+            .collect(),
         policy,
         schedules,
         jobs: values(&effective.jobs),

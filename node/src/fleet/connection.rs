@@ -143,6 +143,8 @@ pub async fn fan_out(net: &Net, caller_id: &str, plan: FanoutPlan<'_>) -> Job {
         started_ms,
         finished_ms: now_ms(),
         report,
+        trigger: None,
+        outcome: None,
     }
 }
 

@@ -1,5 +1,7 @@
 //! Job history: every fan-out has an op id, and its full per-host report is kept in the issuing
 //! node's store (its own table in the one redb database) so it can be listed and fetched later.
+//! Runs of declared MapReduce jobs (`trigger: on-apply` or `cron`) are kept here too, by the
+//! node that coordinated them, with what triggered them and their outcome.
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -23,6 +25,58 @@ pub struct Job {
     pub started_ms: u64,
     pub finished_ms: u64,
     pub report: FanoutReport,
+    /// What started a run of a declared job; none for a fan-out someone asked for. Left out
+    /// of `job_get`'s output schema (not of its output): the default tool list a model reads
+    /// has a size budget, and `job_list` already shows the trigger and the result line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(skip)]
+    pub trigger: Option<JobTrigger>,
+    /// A declared job's run: its one-line result (`running` until it ends) and its full
+    /// outcome (the MapReduce report, or the error that stopped it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(skip)]
+    pub outcome: Option<JobOutcome>,
+}
+
+/// What started a run of a declared `MapReduceJob`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobTrigger {
+    /// `on-apply` or `cron`.
+    pub kind: String,
+    /// The job's `metadata.name`.
+    pub job: String,
+    /// The spec generation the run was made under (for `on-apply`, the one that changed it).
+    pub generation: u64,
+    /// The cron slot it ran for (milliseconds since the epoch), for `cron`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot_ms: Option<u64>,
+}
+
+impl JobTrigger {
+    /// E.g. `on-apply gen 3` or `cron slot 2026-12-02T10:05:00+00:00`.
+    pub fn describe(&self) -> String {
+        match self.slot_ms {
+            Some(ms) => {
+                let slot = i64::try_from(ms)
+                    .ok()
+                    .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis)
+                    .map_or_else(|| ms.to_string(), |t| t.to_rfc3339());
+                format!("{} slot {slot}", self.kind)
+            }
+            None => format!("{} gen {}", self.kind, self.generation),
+        }
+    }
+}
+
+/// How a declared job's run ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobOutcome {
+    /// One line: `running`, `complete: 42`, `incomplete: 1 of 4 partitions failed`,
+    /// `failed: ...`, `skipped: ...`.
+    pub result: String,
+    /// The MapReduce report of a run that started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<serde_json::Value>,
 }
 
 /// A job's one-line view for listings.
@@ -37,6 +91,9 @@ pub struct JobSummary {
     pub ok: usize,
     /// The folded summary line, e.g. "200 hosts, all ok; 200 identical".
     pub result: String,
+    /// A declared job's run: `on-apply gen N` or `cron slot TIME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
 }
 
 impl Job {
@@ -50,7 +107,11 @@ impl Job {
             duration_ms: self.finished_ms.saturating_sub(self.started_ms),
             hosts: folded.hosts,
             ok: folded.ok,
-            result: folded.summary,
+            result: match &self.outcome {
+                Some(outcome) => outcome.result.clone(),
+                None => folded.summary,
+            },
+            trigger: self.trigger.as_ref().map(JobTrigger::describe),
         }
     }
 }
@@ -131,6 +192,32 @@ pub fn list(store: &Store, limit: usize) -> Result<Vec<JobSummary>, JobStoreErro
     Ok(jobs)
 }
 
+/// How many stored jobs [`list_declared`] looks through at most.
+const DECLARED_SCAN: usize = 10_000;
+
+/// The newest `limit` runs of declared jobs (those with a trigger), newest first, among the
+/// newest stored jobs.
+pub fn list_declared(store: &Store, limit: usize) -> Result<Vec<JobSummary>, JobStoreError> {
+    let tx = store.database().begin_read().map_err(db)?;
+    let table = match tx.open_table(JOBS) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(db(e)),
+    };
+    let mut runs = Vec::new();
+    for item in table.iter().map_err(db)?.rev().take(DECLARED_SCAN) {
+        let (_, value) = item.map_err(db)?;
+        let job: Job = serde_json::from_slice(value.value())?;
+        if job.trigger.is_some() {
+            runs.push(job.summarize());
+            if runs.len() == limit {
+                break;
+            }
+        }
+    }
+    Ok(runs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +236,8 @@ mod tests {
                     .collect(),
                 halted: false,
             },
+            trigger: None,
+            outcome: None,
         }
     }
 

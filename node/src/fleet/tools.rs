@@ -420,6 +420,8 @@ async fn send(
         started_ms,
         finished_ms: crate::journal::now_ms(),
         report,
+        trigger: None,
+        outcome: None,
     };
     jobs::save(node.store(), &job).map_err(|e| e.to_string())?;
     let result = FleetResult {

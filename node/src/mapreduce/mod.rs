@@ -13,6 +13,7 @@
 pub mod data;
 pub mod scheduler;
 pub mod tool;
+pub mod trigger;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -240,6 +241,31 @@ impl JobPlan {
 pub enum CallerSide {
     Process,
     Node(Arc<Node>),
+    /// A declared job (`trigger: on-apply` or `cron`) that this node coordinates: its own
+    /// commands run as the spec of `generation` (not a model), and when the job's target
+    /// selects this node it maps on it too.
+    Declared {
+        node: Arc<Node>,
+        generation: u64,
+    },
+}
+
+/// Runs a declared job's requests to its own coordinator as the spec's (the net has no
+/// session with itself).
+struct DeclaredOwnNode {
+    node: Arc<Node>,
+    generation: u64,
+}
+
+impl client::OwnNode for DeclaredOwnNode {
+    fn run(&self, mut envelope: Envelope) -> futures_util::future::BoxFuture<'static, Outcome> {
+        envelope.caller = Caller::Spec {
+            generation: self.generation,
+        };
+        envelope.on_behalf_of_model = false;
+        let node = self.node.clone();
+        Box::pin(async move { node.handle_local(envelope, CallContext::default()).await })
+    }
 }
 
 impl CallerSide {
@@ -259,6 +285,19 @@ impl CallerSide {
                     caller: Caller::McpLocal,
                     request: Request::Exec(command.exec_args(stdin, timeout, max_output)),
                     on_behalf_of_model: true,
+                    window_override: None,
+                };
+                let outcome = node.handle_local(envelope, CallContext::default()).await;
+                exec_output(outcome)
+            }
+            CallerSide::Declared { node, generation } => {
+                let envelope = Envelope {
+                    id,
+                    caller: Caller::Spec {
+                        generation: *generation,
+                    },
+                    request: Request::Exec(command.exec_args(stdin, timeout, max_output)),
+                    on_behalf_of_model: false,
                     window_override: None,
                 };
                 let outcome = node.handle_local(envelope, CallContext::default()).await;
@@ -630,7 +669,20 @@ pub async fn run(
     let started = Instant::now();
     let selector = Selector::parse(&plan.target)
         .map_err(|e| JobError::Invalid(format!("target {:?}: {e}", plan.target)))?;
-    let targets: Vec<Target> = resolve_targets(&selector, &net.peers(), &[]);
+    let mut targets: Vec<Target> = resolve_targets(&selector, &net.peers(), &[]);
+    // The net reaches peers only: a declared job's coordinator adds itself when selected.
+    if let CallerSide::Declared { node, .. } = side
+        && !node.settings().no_agent.value
+        && selector.matches(&node.announced_host())
+    {
+        let own = Target {
+            host: node.settings().name.value.clone(),
+            agent_id: Some(node.agent_id().to_string()),
+        };
+        targets.retain(|t| t.host != own.host);
+        let at = targets.partition_point(|t| t.host < own.host);
+        targets.insert(at, own);
+    }
     if targets.is_empty() {
         return Err(JobError::NoHosts(plan.target.clone(), net.peers().len()));
     }
@@ -644,6 +696,15 @@ pub async fn run(
         },
     )
     .on_behalf_of_model(matches!(side, CallerSide::Node(_)));
+    let client = match side {
+        CallerSide::Declared { node, generation } => {
+            client.with_own_node(Arc::new(DeclaredOwnNode {
+                node: node.clone(),
+                generation: *generation,
+            }))
+        }
+        _ => client,
+    };
     let report = |message: String, done: usize, total: usize| {
         if let Some(progress) = &progress {
             progress(done, total, message);
