@@ -229,6 +229,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             options: &options,
             summary: "exec uname -sr".into(),
             on_behalf_of_model: false,
+            window_override: None,
         },
     )
     .await;
@@ -259,6 +260,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             options: &options,
             summary: format!("write {motd_path}"),
             on_behalf_of_model: false,
+            window_override: None,
         },
     )
     .await;
@@ -285,6 +287,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             options: &options,
             summary: format!("read {motd_path}"),
             on_behalf_of_model: false,
+            window_override: None,
         },
     )
     .await;

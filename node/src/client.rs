@@ -140,6 +140,9 @@ pub struct Client {
     on_behalf_of_model: bool,
     /// Where requests to this node's own peer id go (none: they fail as unreachable).
     own_node: Option<std::sync::Arc<dyn OwnNode>>,
+    /// The reason every request gives for acting inside a closed change window
+    /// (`Envelope::window_override`), if it gives one.
+    window_override: Option<String>,
 }
 
 impl Client {
@@ -149,6 +152,7 @@ impl Client {
             caller,
             on_behalf_of_model: false,
             own_node: None,
+            window_override: None,
         }
     }
 
@@ -166,6 +170,13 @@ impl Client {
         self
     }
 
+    /// The same client, its requests carrying `reason` to act inside a closed change window
+    /// (each host records it in its audit log), or none.
+    pub fn window_override(mut self, reason: Option<String>) -> Self {
+        self.window_override = reason;
+        self
+    }
+
     pub fn net(&self) -> &Net {
         &self.net
     }
@@ -177,7 +188,7 @@ impl Client {
             caller: self.caller.clone(),
             request,
             on_behalf_of_model: self.on_behalf_of_model,
-            window_override: None,
+            window_override: self.window_override.clone(),
         }
     }
 

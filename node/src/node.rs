@@ -830,15 +830,7 @@ impl Node {
         {
             return Ok(None);
         }
-        let Some(bundle) = self.desired.current() else {
-            return Ok(None);
-        };
-        let host = remote_agents_spec::HostFacts {
-            name: self.settings.name.value.clone(),
-            tags: self.tags().into_iter().collect(),
-            facts: self.facts.to_map(),
-        };
-        let Some(closed) = bundle.model.change_window_closed(&host, chrono::Utc::now()) else {
+        let Some(closed) = self.change_window_closed() else {
             return Ok(None);
         };
         if let Some(offered) = offered {
@@ -846,7 +838,7 @@ impl Node {
             // window); here only a newer generation's signed override is noted for the audit.
             let note = offered.authenticate().ok().and_then(|b| {
                 let reason = crate::desired::state::window_override_reason(&b.content)?;
-                (b.content.generation > bundle.content.generation).then(|| {
+                (b.content.generation > self.desired.generation()).then(|| {
                     format!(
                         "change window `{}` overridden by the bundle's signer: {reason}",
                         closed.window
@@ -867,6 +859,17 @@ impl Node {
                 ),
             }),
         }
+    }
+
+    /// The change window of the applied spec that closes this host now, if one does.
+    pub fn change_window_closed(&self) -> Option<remote_agents_spec::window::Closed> {
+        let bundle = self.desired.current()?;
+        let host = remote_agents_spec::HostFacts {
+            name: self.settings.name.value.clone(),
+            tags: self.tags().into_iter().collect(),
+            facts: self.facts.to_map(),
+        };
+        bundle.model.change_window_closed(&host, chrono::Utc::now())
     }
 
     /// The announcement peers see: name, tags, facts, mode, and the operator binding.
@@ -1612,6 +1615,7 @@ mod tests {
                     .into(),
             }],
             window_override: None,
+            rollout: None,
         };
         node.offer_bundle(&SignedBundle::sign(&content, &key), "test")
             .unwrap();

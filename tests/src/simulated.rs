@@ -205,6 +205,7 @@ impl SimulatedFleet {
                 options: &options,
                 summary: summary.to_string(),
                 on_behalf_of_model: false,
+                window_override: None,
             },
         )
         .await

@@ -242,6 +242,7 @@ async fn a_cron_job_runs_once_per_slot_fleet_wide_on_a_manual_clock() -> anyhow:
             },
         ],
         window_override: None,
+        rollout: None,
     };
     let signed = SignedBundle::sign(&content, &key);
     for (node, _) in &nodes {

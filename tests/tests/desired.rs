@@ -581,8 +581,8 @@ fn node_audit(fleet: &TestFleet, name: &str) -> anyhow::Result<Vec<serde_json::V
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_deny_window_refuses_mcp_exec_and_apply_until_overridden_with_a_reason()
--> anyhow::Result<()> {
+async fn a_deny_window_refuses_exec_and_apply_until_overridden_with_a_reason() -> anyhow::Result<()>
+{
     let nodes: Vec<NodeSpec> = ["web-1", "web-2", "web-3"]
         .iter()
         .map(|n| NodeSpec::bare(n))
@@ -655,6 +655,38 @@ async fn a_deny_window_refuses_mcp_exec_and_apply_until_overridden_with_a_reason
         "{decisions:#?}"
     );
 
+    // The same from fleetctl: exec refused in the window, and run with --override-window.
+    let (code, stdout, stderr) = fleet
+        .fleetctl(&["exec", "-t", "name:web-1", "--", "true"])
+        .await?;
+    assert_ne!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("change window `freeze` (deny) is open until")
+            && stdout.contains("--override-window"),
+        "{stdout}{stderr}"
+    );
+    let (code, stdout, stderr) = fleet
+        .fleetctl(&[
+            "exec",
+            "-t",
+            "name:web-1",
+            "--override-window",
+            "hotfix INC-43",
+            "--",
+            "true",
+        ])
+        .await?;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        node_audit(&fleet, "web-1")?
+            .iter()
+            .any(|r| r["op"] == "exec"
+                && r["decision"].as_str().is_some_and(
+                    |d| d.contains("change window `freeze` overridden: hotfix INC-43")
+                )),
+        "web-1's audit log has no fleetctl override"
+    );
+
     // fleetctl status shows the closed window and the override that went through.
     let (code, stdout, _) = fleet.fleetctl(&["status"]).await?;
     assert_eq!(code, 0, "{stdout}");
@@ -664,7 +696,7 @@ async fn a_deny_window_refuses_mcp_exec_and_apply_until_overridden_with_a_reason
         .with_context(|| stdout.clone())?;
     assert!(
         line.contains("closed: change window `freeze` (deny) is open until")
-            && line.contains("last override: change window `freeze` overridden: hotfix INC-42"),
+            && line.contains("last override: change window `freeze` overridden: hotfix INC-43"),
         "{stdout}"
     );
 
@@ -708,5 +740,61 @@ async fn a_deny_window_refuses_mcp_exec_and_apply_until_overridden_with_a_reason
             ))),
         "{audit:#?}"
     );
+    Ok(())
+}
+
+/// A generation a deny window held back is taken by itself once the window ends: nobody
+/// applies again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_generation_held_back_by_a_window_is_taken_when_the_window_ends() -> anyhow::Result<()> {
+    let nodes: Vec<NodeSpec> = ["web-1", "web-2", "web-3"]
+        .iter()
+        .map(|n| NodeSpec::bare(n))
+        .collect();
+    let fleet = TestFleet::start(&nodes).await?;
+    keygen(&fleet).await?;
+    let spec = fleet.dir.path().join("repo");
+    std::fs::create_dir_all(&spec)?;
+    let spec_arg = spec.to_str().context("utf-8 path")?;
+    // A one-off deny window from a minute ago to a few seconds from now (UTC).
+    let at = |offset: chrono::Duration| {
+        (chrono::Utc::now() + offset)
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string()
+    };
+    let window = format!(
+        "---\napiVersion: remote-agents.dev/v1\nkind: Window\nmetadata: {{name: freeze}}\n\
+         spec:\n  target: all\n  action: deny\n  start: \"{}\"\n  end: \"{}\"\n",
+        at(chrono::Duration::minutes(-1)),
+        at(chrono::Duration::seconds(6)),
+    );
+    let frozen = format!("{}{window}", SMALL_FLEET.replace("MODE", "edit"));
+    std::fs::write(spec.join("fleet.yaml"), &frozen)?;
+    let (code, stdout, stderr) = fleet
+        .fleetctl(&["apply", "-f", spec_arg, "--wait", "--timeout", "60s"])
+        .await?;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+
+    std::fs::write(
+        spec.join("fleet.yaml"),
+        frozen.replace("mode: edit", "mode: bypass"),
+    )?;
+    let (code, stdout, stderr) = fleet.fleetctl(&["apply", "-f", spec_arg]).await?;
+    assert_ne!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("change window `freeze` (deny) is open until"),
+        "{stdout}{stderr}"
+    );
+    let now = status(&fleet).await?;
+    assert!(now.values().all(|s| generation(s) == 1), "{now:#?}");
+
+    // The window ends six seconds after it was written; wait_status allows thirty.
+    wait_status(&fleet, "every host to take generation 2", |now| {
+        now.len() == 3
+            && now
+                .values()
+                .all(|s| generation(s) == 2 && s["mode"] == "bypass")
+    })
+    .await?;
     Ok(())
 }

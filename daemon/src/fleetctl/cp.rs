@@ -56,6 +56,10 @@ pub struct CpArgs {
     pub spec: Vec<std::path::PathBuf>,
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: Output,
+    /// Copy inside a closed change window (a `Window` of the applied spec), for this reason:
+    /// the hosts record it in their audit logs.
+    #[arg(long, value_name = "REASON")]
+    pub override_window: Option<String>,
     #[command(flatten)]
     pub connect: ConnectFlags,
 }
@@ -294,7 +298,8 @@ pub async fn run(args: CpArgs) -> anyhow::Result<u8> {
                 Caller::Fleet {
                     caller: agent_id.clone(),
                 },
-            ),
+            )
+            .window_override(args.override_window.clone()),
             net,
             agent_id,
             transfers,
@@ -327,7 +332,8 @@ pub async fn run(args: CpArgs) -> anyhow::Result<u8> {
             Caller::Fleet {
                 caller: agent_id.clone(),
             },
-        ),
+        )
+        .window_override(args.override_window.clone()),
         net,
         agent_id,
         transfers: transfers.clone(),

@@ -56,6 +56,10 @@ pub struct FanoutFlags {
     pub concurrency: usize,
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// Act inside a closed change window (a `Window` of the applied spec), for this reason:
+    /// each host records it in its audit log.
+    #[arg(long, value_name = "REASON")]
+    pub override_window: Option<String>,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -267,6 +271,7 @@ pub async fn run(command: FleetCommand) -> anyhow::Result<u8> {
             summary,
             // fleetctl is an operator's command line, not a model.
             on_behalf_of_model: false,
+            window_override: fanout.override_window.clone(),
         },
     )
     .await;

@@ -107,6 +107,9 @@ pub struct FanoutPlan<'a> {
     /// Whether a model asked for it (a node's MCP fleet tools): each host then applies its
     /// McpSurface to the request.
     pub on_behalf_of_model: bool,
+    /// The reason given to act inside closed change windows (`fleetctl --override-window`),
+    /// which each host records in its audit log.
+    pub window_override: Option<String>,
 }
 
 /// Fans one request out to the hosts the plan's selector picks and returns the finished job.
@@ -119,6 +122,7 @@ pub async fn fan_out(net: &Net, caller_id: &str, plan: FanoutPlan<'_>) -> Job {
         options,
         summary,
         on_behalf_of_model,
+        window_override,
     } = plan;
     let targets = resolve_targets(selector, &net.peers(), expected);
     let op_id = jobs::new_op_id();
@@ -129,7 +133,8 @@ pub async fn fan_out(net: &Net, caller_id: &str, plan: FanoutPlan<'_>) -> Job {
                 caller: caller_id.to_string(),
             },
         )
-        .on_behalf_of_model(on_behalf_of_model),
+        .on_behalf_of_model(on_behalf_of_model)
+        .window_override(window_override),
         op_id: op_id.clone(),
         request,
         per_os,

@@ -343,6 +343,7 @@ pub async fn run(
             summary,
             // The fleet tools are the MCP server's: a model asked.
             on_behalf_of_model: true,
+            window_override: None,
         },
     )
     .await;

@@ -148,7 +148,9 @@ pub async fn catch_up(node: &Arc<Node>, net: &Net, psk: &Psk, ask_peers: bool) -
     false
 }
 
-/// Runs [`catch_up`] every time the node (re)connects to the relay, until `shutdown`.
+/// Runs [`catch_up`] every time the node (re)connects to the relay, and when a closed change
+/// window of the applied spec lets this host change again (a generation it held back is taken
+/// then), until `shutdown`.
 pub async fn follow(
     node: Arc<Node>,
     net: Net,
@@ -184,9 +186,24 @@ pub async fn follow(
                 }
             }
         }
+        // A newer generation a closed change window held back is taken once the window lets
+        // this host change again: the relay's copy is read then, as after a reconnect.
+        let reopens = node
+            .change_window_closed()
+            .and_then(|closed| closed.until)
+            .and_then(|until| (until - chrono::Utc::now()).to_std().ok());
+        let window_reopened = async {
+            match reopens {
+                // A moment after the boundary, so the window reads as open.
+                Some(wait) => tokio::time::sleep(wait + Duration::from_millis(200)).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return,
             changed = state.changed() => if changed.is_err() { return },
+            // Round the loop: connected, it catches up with the relay again.
+            _ = window_reopened => {}
         }
     }
 }

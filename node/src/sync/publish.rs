@@ -56,6 +56,7 @@ pub async fn snapshot(connection: &Connection, expected: &[HostFacts]) -> anyhow
             summary: "desired_status".into(),
             // Desired state travels signed by an operator; the hosts judge the signer.
             on_behalf_of_model: false,
+            window_override: None,
         },
     )
     .await;
@@ -284,6 +285,7 @@ pub async fn publish_signed(
             summary: format!("apply generation {generation}"),
             // Desired state travels signed by an operator; the hosts judge the signer.
             on_behalf_of_model: false,
+            window_override: None,
         },
     )
     .await;

@@ -238,6 +238,7 @@ async fn statuses(
             options: &options(Duration::from_secs(15)),
             summary: "desired_status".into(),
             on_behalf_of_model: false,
+            window_override: None,
         },
     )
     .await;
@@ -332,6 +333,7 @@ async fn run_check(
             options: &options(timeout + Duration::from_secs(10)),
             summary: format!("rollout check {}", check_name(check)),
             on_behalf_of_model: false,
+            window_override: None,
         },
     )
     .await;
