@@ -640,6 +640,16 @@ impl SpecTools {
                 stored.base_generation
             ));
         }
+        // A declared Rollout moves a generation through waves, which fleetctl apply drives
+        // with an operator key; publishing it to every host at once would skip the waves.
+        if let Some(rollout) = content.model.rollout() {
+            return Err(format!(
+                "not applied: the spec declares Rollout `{}`, whose waves spec_apply does not \
+                 drive (it publishes to every host at once); apply it with `fleetctl apply`, \
+                 which moves it through its waves",
+                rollout.metadata.name
+            ));
+        }
         // One use per plan.
         self.plans
             .lock()

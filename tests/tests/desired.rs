@@ -31,8 +31,18 @@ fn copy_spec(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Three bare nodes, web-1 to web-3.
+pub(crate) fn three_web_hosts() -> Vec<NodeSpec> {
+    ["web-1", "web-2", "web-3"]
+        .iter()
+        .map(|name| NodeSpec::bare(name))
+        .collect()
+}
+
 /// Host → status JSON from `fleetctl status -o json`.
-async fn status(fleet: &TestFleet) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
+pub(crate) async fn status(
+    fleet: &TestFleet,
+) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
     let (code, stdout, stderr) = fleet.fleetctl(&["status", "-o", "json"]).await?;
     anyhow::ensure!(code == 0, "fleetctl status failed: {stdout}{stderr}");
     let list: Vec<serde_json::Value> =
@@ -266,10 +276,7 @@ fn write_small(dir: &Path, mode: &str) -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_offline_node_catches_up_from_the_relay_and_after_a_relay_restart() -> anyhow::Result<()>
 {
-    let nodes: Vec<NodeSpec> = ["web-1", "web-2", "web-3"]
-        .iter()
-        .map(|n| NodeSpec::bare(n))
-        .collect();
+    let nodes = three_web_hosts();
     let mut fleet = TestFleet::start(&nodes).await?;
     keygen(&fleet).await?;
     let spec = fleet.dir.path().join("repo");
@@ -348,11 +355,7 @@ fn bundle_content(key: &OperatorKey, generation: u64, text: &str) -> BundleConte
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_bundles_are_refused_and_only_operators_command() -> anyhow::Result<()> {
-    let nodes: Vec<NodeSpec> = ["web-1", "web-2", "web-3"]
-        .iter()
-        .map(|n| NodeSpec::bare(n))
-        .collect();
-    let fleet = TestFleet::start(&nodes).await?;
+    let fleet = TestFleet::start(&three_web_hosts()).await?;
     let alice_public = keygen(&fleet).await?;
     let alice_path = fleet.dir.path().join("config/remote-agents/operator.key");
     let alice = remote_agents_node::desired::operator::load_key(&alice_path)?;
@@ -471,11 +474,7 @@ const FAILING_POLICY_TEST: &str = "  tests:
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failing_policy_test_fails_validate_and_blocks_apply_with_its_line() -> anyhow::Result<()>
 {
-    let nodes: Vec<NodeSpec> = ["web-1", "web-2", "web-3"]
-        .iter()
-        .map(|n| NodeSpec::bare(n))
-        .collect();
-    let fleet = TestFleet::start(&nodes).await?;
+    let fleet = TestFleet::start(&three_web_hosts()).await?;
     let alice_public = keygen(&fleet).await?;
     let spec = fleet.dir.path().join("repo");
     std::fs::create_dir_all(&spec)?;
@@ -583,11 +582,7 @@ fn node_audit(fleet: &TestFleet, name: &str) -> anyhow::Result<Vec<serde_json::V
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_deny_window_refuses_exec_and_apply_until_overridden_with_a_reason() -> anyhow::Result<()>
 {
-    let nodes: Vec<NodeSpec> = ["web-1", "web-2", "web-3"]
-        .iter()
-        .map(|n| NodeSpec::bare(n))
-        .collect();
-    let fleet = TestFleet::start(&nodes).await?;
+    let fleet = TestFleet::start(&three_web_hosts()).await?;
     keygen(&fleet).await?;
     let spec = fleet.dir.path().join("repo");
     std::fs::create_dir_all(&spec)?;
@@ -747,11 +742,7 @@ async fn a_deny_window_refuses_exec_and_apply_until_overridden_with_a_reason() -
 /// applies again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_generation_held_back_by_a_window_is_taken_when_the_window_ends() -> anyhow::Result<()> {
-    let nodes: Vec<NodeSpec> = ["web-1", "web-2", "web-3"]
-        .iter()
-        .map(|n| NodeSpec::bare(n))
-        .collect();
-    let fleet = TestFleet::start(&nodes).await?;
+    let fleet = TestFleet::start(&three_web_hosts()).await?;
     keygen(&fleet).await?;
     let spec = fleet.dir.path().join("repo");
     std::fs::create_dir_all(&spec)?;

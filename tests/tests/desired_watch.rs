@@ -500,5 +500,32 @@ spec:
         effective["structuredContent"]["effective"]["mode"]["value"], "edit",
         "{effective:#}"
     );
+
+    // A spec that declares a Rollout is fleetctl apply's to move through its waves: spec_apply
+    // refuses it rather than publish to every host at once.
+    commit(
+        &repo,
+        &format!(
+            "{}---\napiVersion: remote-agents.dev/v1\nkind: Rollout\nmetadata: {{name: canary-first}}\n\
+             spec:\n  waves:\n    - {{name: canary, target: \"name:web-1\"}}\n",
+            std::fs::read_to_string(repo.join("fleet.yaml"))?
+        ),
+        "a rollout",
+    )?;
+    let plan = mcp.call_tool("spec_plan", json!({})).await?["structuredContent"].clone();
+    let refused = mcp
+        .call_tool(
+            "spec_apply",
+            json!({"plan_id": plan["plan_id"], "plan_hash": plan["plan_hash"]}),
+        )
+        .await?;
+    assert_eq!(refused["isError"], true, "{refused:#}");
+    assert!(
+        refused.to_string().contains("Rollout `canary-first`")
+            && refused.to_string().contains("fleetctl apply"),
+        "{refused:#}"
+    );
+    assert_eq!(status(&fleet, "web-1").await?["observed_generation"], 2);
+
     Ok(())
 }

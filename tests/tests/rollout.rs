@@ -3,11 +3,12 @@
 //! generation, and a canary that fails its check halts the rollout and is rolled back to the
 //! previous generation while the other hosts never see the new one.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use remote_agents_tests::fleet::{NodeSpec, TestFleet};
+use remote_agents_tests::fleet::TestFleet;
+
+use crate::desired::{status, three_web_hosts};
 
 fn staged_fleet() -> PathBuf {
     PathBuf::from(
@@ -40,18 +41,6 @@ fn edit(path: &Path, from: &str, to: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Host → status JSON from `fleetctl status -o json`.
-async fn status(fleet: &TestFleet) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
-    let (code, stdout, stderr) = fleet.fleetctl(&["status", "-o", "json"]).await?;
-    anyhow::ensure!(code == 0, "fleetctl status failed: {stdout}{stderr}");
-    let list: Vec<serde_json::Value> =
-        serde_json::from_str(&stdout).with_context(|| format!("not JSON: {stdout}"))?;
-    Ok(list
-        .into_iter()
-        .map(|s| (s["host"].as_str().unwrap_or_default().to_string(), s))
-        .collect())
-}
-
 /// The generations `host` accepted, oldest first (its own history, asked directly).
 async fn accepted_generations(fleet: &TestFleet, host: &str) -> anyhow::Result<Vec<u64>> {
     let outcome = fleet
@@ -69,16 +58,9 @@ async fn accepted_generations(fleet: &TestFleet, host: &str) -> anyhow::Result<V
         .collect())
 }
 
-fn three_hosts() -> Vec<NodeSpec> {
-    ["web-1", "web-2", "web-3"]
-        .iter()
-        .map(|name| NodeSpec::bare(name))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rollout_moves_through_the_canary_then_the_rest() -> anyhow::Result<()> {
-    let fleet = TestFleet::start(&three_hosts()).await?;
+    let fleet = TestFleet::start(&three_web_hosts()).await?;
     let (code, _, stderr) = fleet.fleetctl(&["keygen"]).await?;
     anyhow::ensure!(code == 0, "keygen failed: {stderr}");
     let (spec, probe) = spec_copy(&fleet)?;
@@ -158,7 +140,7 @@ async fn a_rollout_moves_through_the_canary_then_the_rest() -> anyhow::Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failing_canary_halts_the_rollout_and_is_rolled_back() -> anyhow::Result<()> {
-    let fleet = TestFleet::start(&three_hosts()).await?;
+    let fleet = TestFleet::start(&three_web_hosts()).await?;
     let (code, _, stderr) = fleet.fleetctl(&["keygen"]).await?;
     anyhow::ensure!(code == 0, "keygen failed: {stderr}");
     let (spec, _) = spec_copy(&fleet)?;
@@ -263,7 +245,7 @@ async fn a_failing_canary_halts_the_rollout_and_is_rolled_back() -> anyhow::Resu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failure_in_the_last_wave_rolls_every_host_back() -> anyhow::Result<()> {
-    let fleet = TestFleet::start(&three_hosts()).await?;
+    let fleet = TestFleet::start(&three_web_hosts()).await?;
     let (code, _, stderr) = fleet.fleetctl(&["keygen"]).await?;
     anyhow::ensure!(code == 0, "keygen failed: {stderr}");
     let (spec, probe) = spec_copy(&fleet)?;

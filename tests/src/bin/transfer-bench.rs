@@ -303,6 +303,13 @@ async fn pair(args: &Args) -> anyhow::Result<()> {
     reset_peak(gamma);
     let before_source = peak_rss(alpha)?;
     let before_gamma = peak_rss(gamma)?;
+    // The relay runs inside this process.
+    let relay = std::process::id();
+    let cpu_before = (
+        cpu_seconds(alpha)?,
+        cpu_seconds(relay)?,
+        cpu_seconds(gamma)?,
+    );
     let (relayed, path, relayed_sha) = fleetctl_cp(
         &fleet,
         &format!("alpha:{}", source.display()),
@@ -311,6 +318,11 @@ async fn pair(args: &Args) -> anyhow::Result<()> {
     .await?;
     ensure!(path == "relay", "the transfer took the {path} path");
     ensure!(relayed_sha == sha, "the relayed copy's SHA-256 differs");
+    let cpu_relayed = (
+        cpu_seconds(alpha)? - cpu_before.0,
+        cpu_seconds(relay)? - cpu_before.1,
+        cpu_seconds(gamma)? - cpu_before.2,
+    );
     let relay_source_mem = peak_rss(alpha)?.saturating_sub(before_source);
     let relay_dest_mem = peak_rss(gamma)?.saturating_sub(before_gamma);
     std::fs::remove_file(home("gamma").join("big.bin"))?;
@@ -319,6 +331,10 @@ async fn pair(args: &Args) -> anyhow::Result<()> {
     println!(
         "    transfer via relay:      {:6.2} s  {relay_rate:7.1} MiB/s",
         relayed.as_secs_f64()
+    );
+    println!(
+        "    CPU time over it: source {:.2} s, relay (this process) {:.2} s, destination {:.2} s",
+        cpu_relayed.0, cpu_relayed.1, cpu_relayed.2
     );
     println!("    relay-bench, sealed 64 KiB frames A→relay→B: {sealed:7.1} MiB/s");
     println!(
