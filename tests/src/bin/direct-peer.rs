@@ -43,9 +43,11 @@ struct Args {
 }
 
 /// Relay calls the receiver answers: `C` + offset + bytes (append at offset), `S` (how many
-/// bytes held), `F` + length (wait for that many, answer their SHA-256 in hex).
+/// bytes held; the direct stream's part ends there), `H` (how many bytes held, nothing else),
+/// `F` + length (wait for that many, answer their SHA-256 in hex).
 const CHUNK: u8 = b'C';
 const STATUS: u8 = b'S';
+const HELD: u8 = b'H';
 const FINISH: u8 = b'F';
 /// Relay fallback chunk: well under the relay's frame cap once split into parts by `Net`.
 const RELAY_CHUNK: usize = 512 * 1024;
@@ -126,6 +128,10 @@ impl Handler for Receiver {
                 Some((&STATUS, _)) => {
                     let offset = received.switch_to_relay() as u64;
                     responder.respond(&offset.to_be_bytes()).await
+                }
+                Some((&HELD, _)) => {
+                    let held = received.len() as u64;
+                    responder.respond(&held.to_be_bytes()).await
                 }
                 Some((&FINISH, rest)) if rest.len() == 8 => {
                     let length = u64::from_be_bytes(rest.try_into().unwrap()) as usize;
@@ -299,19 +305,30 @@ async fn send(
     Ok(())
 }
 
-/// Streams `data` over one unidirectional stream; on failure, the error and how long after the
-/// resume (or the start) it surfaced.
-/// How many bytes the receiver holds, asked through the relay.
+/// How many bytes the receiver holds, asked through the relay; from then on the receiver takes
+/// the rest through the relay only (what the fallback continues from).
 async fn receiver_offset(net: &Net, peer: PeerId) -> anyhow::Result<u64> {
-    let status = net
-        .call(peer, vec![STATUS], CALL_TIMEOUT)
+    ask_receiver(net, peer, STATUS).await
+}
+
+/// How many bytes the receiver holds so far, changing nothing there (the pause waits on it: a
+/// `STATUS` before the first byte arrived would end the direct stream's part at 0).
+async fn receiver_held(net: &Net, peer: PeerId) -> anyhow::Result<u64> {
+    ask_receiver(net, peer, HELD).await
+}
+
+async fn ask_receiver(net: &Net, peer: PeerId, what: u8) -> anyhow::Result<u64> {
+    let answer = net
+        .call(peer, vec![what], CALL_TIMEOUT)
         .await?
         .collect()
         .await?
         .1;
-    Ok(u64::from_be_bytes(status.as_slice().try_into()?))
+    Ok(u64::from_be_bytes(answer.as_slice().try_into()?))
 }
 
+/// Streams `data` over one unidirectional stream; on failure, the error and how long after the
+/// resume (or the start) it surfaced.
 async fn stream_direct(
     connection: &direct::DirectConnection,
     data: &[u8],
@@ -336,7 +353,7 @@ async fn stream_direct(
             // Paused once the receiver has some of it, so a cut now is mid-transfer (the
             // stream's send buffer would otherwise hold everything written so far).
             let deadline = Instant::now() + Duration::from_secs(20);
-            while receiver_offset(net, peer).await.unwrap_or(0) == 0 {
+            while receiver_held(net, peer).await.unwrap_or(0) == 0 {
                 if Instant::now() > deadline {
                     return Err(fail(
                         "the receiver got nothing before the pause".into(),
