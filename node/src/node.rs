@@ -1559,21 +1559,11 @@ mod tests {
             Node::open(Settings::resolve(&flags, &BTreeMap::<String, String>::new()).unwrap())
                 .unwrap();
         let key = OperatorKey::generate();
-        let content = BundleContent {
-            fleet: "lab".into(),
-            generation: 1,
-            revision: "r1".into(),
-            issued_at_ms: 1,
-            issuer: key.public(),
-            files: vec![SpecFile {
-                path: "fleet.yaml".into(),
-                text: "apiVersion: remote-agents.dev/v1\nkind: Fleet\nmetadata: {name: lab}\n\
-                       spec:\n  defaults: {mode: edit}\n"
-                    .into(),
-            }],
-            window_override: None,
-            rollout: None,
-        };
+        let content = lab_generation_1(
+            &key,
+            "apiVersion: remote-agents.dev/v1\nkind: Fleet\nmetadata: {name: lab}\n\
+                       spec:\n  defaults: {mode: edit}\n",
+        );
         let signed = SignedBundle::sign(&content, &key);
         // The other path has accepted generation 1 and not converged yet.
         node.desired().offer(&signed, &node.host_facts()).unwrap();
@@ -1584,6 +1574,23 @@ mod tests {
         let status = node.status();
         assert_eq!(status.observed_generation, 1, "{status:?}");
         assert_eq!(node.effective_mode(), Mode::Edit);
+    }
+
+    /// Generation 1 of fleet `lab`: one `fleet.yaml` holding `text`, issued by `key`.
+    fn lab_generation_1(key: &OperatorKey, text: &str) -> BundleContent {
+        BundleContent {
+            fleet: "lab".into(),
+            generation: 1,
+            revision: "r1".into(),
+            issued_at_ms: 1,
+            issuer: key.public(),
+            files: vec![SpecFile {
+                path: "fleet.yaml".into(),
+                text: text.into(),
+            }],
+            window_override: None,
+            rollout: None,
+        }
     }
 
     /// `hosts[].facts` in the spec override the host's live facts for the spec's own selectors
@@ -1602,21 +1609,11 @@ mod tests {
                 .unwrap();
         assert!(!node.announced_host().facts.contains_key("rack"));
         let key = OperatorKey::generate();
-        let content = BundleContent {
-            fleet: "lab".into(),
-            generation: 1,
-            revision: "r1".into(),
-            issued_at_ms: 1,
-            issuer: key.public(),
-            files: vec![SpecFile {
-                path: "fleet.yaml".into(),
-                text: "apiVersion: remote-agents.dev/v1\nkind: Fleet\nmetadata: {name: lab}\n\
-                       spec:\n  hosts:\n    - {name: web-1, facts: {rack: r7}}\n"
-                    .into(),
-            }],
-            window_override: None,
-            rollout: None,
-        };
+        let content = lab_generation_1(
+            &key,
+            "apiVersion: remote-agents.dev/v1\nkind: Fleet\nmetadata: {name: lab}\n\
+                       spec:\n  hosts:\n    - {name: web-1, facts: {rack: r7}}\n",
+        );
         node.offer_bundle(&SignedBundle::sign(&content, &key), "test")
             .unwrap();
         let announced = node.announced_host();
