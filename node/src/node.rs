@@ -163,6 +163,7 @@ impl Node {
         })?;
         let store = Arc::new(Store::open(&data_dir)?);
         let schedules = crate::schedule::Schedules::open(store.clone())?;
+        let transfers = crate::transfer::Transfers::with_store(store.clone())?;
         let policy = Policy::for_node(
             &settings.policy.value,
             &data_dir,
@@ -219,7 +220,7 @@ impl Node {
             peers: Mutex::new(None),
             net: Mutex::new(None),
             schedules,
-            transfers: crate::transfer::Transfers::new(),
+            transfers,
             last_acceptance: Mutex::new((0, false)),
             declared_jobs_changed: tokio::sync::Notify::new(),
             declared_runs: Mutex::new(Vec::new()),

@@ -31,6 +31,9 @@ pub enum TransferState {
     Done,
     Failed,
     Cancelled,
+    /// The coordinating node stopped while it ran (read back after its restart); sending the
+    /// file again resumes from what the destination verified.
+    Interrupted,
 }
 
 impl TransferState {

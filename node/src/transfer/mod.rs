@@ -17,6 +17,7 @@ pub mod forward;
 pub mod path;
 pub mod receive;
 pub mod source;
+pub mod store;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -50,11 +51,39 @@ pub struct Transfers {
     cancels: Mutex<HashMap<String, tokio_util::sync::CancellationToken>>,
     /// Woken whenever a record finishes (`transfer_get` waits on it).
     finished: tokio::sync::Notify,
+    /// Where records are kept across restarts (`store`); none for a one-shot fleetctl.
+    store: Option<Arc<crate::journal::Store>>,
 }
 
 impl Transfers {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// Transfers whose records live in `store` too: those kept from earlier runs are loaded,
+    /// the ones a stop cut off as `interrupted`.
+    pub fn with_store(
+        store: Arc<crate::journal::Store>,
+    ) -> Result<Arc<Self>, crate::journal::StoreError> {
+        let records = store::load(&store)?
+            .into_iter()
+            .map(|status| (status.transfer_id.clone(), status))
+            .collect();
+        Ok(Arc::new(Self {
+            records: Mutex::new(records),
+            store: Some(store),
+            ..Self::default()
+        }))
+    }
+
+    /// Saves a record that started or finished. A failure to save is logged, not fatal: the
+    /// transfer itself does not depend on its record surviving a restart.
+    fn save(&self, status: &TransferStatus) {
+        if let Some(store) = &self.store
+            && let Err(e) = store::save(store, status)
+        {
+            tracing::error!(transfer = %status.transfer_id, "cannot save the transfer record: {e}");
+        }
     }
 
     /// Keeps `source` for its destination and returns its ticket. Sources idle longer than
@@ -145,6 +174,7 @@ impl Transfers {
     /// Records (or updates) a transfer this node coordinates.
     pub fn put_record(&self, status: TransferStatus) {
         let finished = status.state.is_finished();
+        self.save(&status);
         self.records
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -188,15 +218,16 @@ impl Transfers {
     /// Changes the record of `id` in place, if it is still running.
     pub fn update_record(&self, id: &str, change: impl FnOnce(&mut TransferStatus)) {
         let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        let mut finished = false;
+        let mut finished = None;
         if let Some(status) = records.get_mut(id)
             && !status.state.is_finished()
         {
             change(status);
-            finished = status.state.is_finished();
+            finished = status.state.is_finished().then(|| status.clone());
         }
         drop(records);
-        if finished {
+        if let Some(status) = finished {
+            self.save(&status);
             self.cancels
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())

