@@ -41,7 +41,7 @@ def frames():
 
 
 def header(kind, to=b"\0" * 16, frame_id=1):
-    return bytes([1, kind]) + b"\x11" * 16 + to + struct.pack(">Q", frame_id)
+    return bytes([2, kind]) + b"\x11" * 16 + to + struct.pack(">Q", frame_id)
 
 
 def length_prefixed(*frames):

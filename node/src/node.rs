@@ -132,7 +132,9 @@ pub struct Node {
     /// copy or a peer) rather than by an apply: declared `on-apply` jobs run for applies only.
     last_acceptance: Mutex<(u64, bool)>,
     /// Wakes the declared jobs' trigger runner once a new generation is in force.
-    declared_jobs_changed: tokio::sync::Notify,
+    /// Shared so a task can wake the trigger runner later (when this node's presence table is
+    /// read, for a declared job's coordinator rule).
+    declared_jobs_changed: Arc<tokio::sync::Notify>,
     /// The newest runs of declared jobs this node coordinated, for `status` (the trigger
     /// runner keeps it current from the job history).
     declared_runs: Mutex<Vec<remote_agents_ops::status::DeclaredJobRun>>,
@@ -222,7 +224,7 @@ impl Node {
             schedules,
             transfers,
             last_acceptance: Mutex::new((0, false)),
-            declared_jobs_changed: tokio::sync::Notify::new(),
+            declared_jobs_changed: Arc::new(tokio::sync::Notify::new()),
             declared_runs: Mutex::new(Vec::new()),
         });
         // Converge to the bundle kept from the last run before anything else is asked.
@@ -469,6 +471,11 @@ impl Node {
     /// runner waits on it).
     pub fn declared_jobs_changed(&self) -> &tokio::sync::Notify {
         &self.declared_jobs_changed
+    }
+
+    /// A handle on [`Node::declared_jobs_changed`] that outlives a borrow of the node.
+    pub(crate) fn declared_jobs_waker(&self) -> Arc<tokio::sync::Notify> {
+        self.declared_jobs_changed.clone()
     }
 
     /// Applies spec files from a local authority (watch mode's folder or repository, the MCP
@@ -1367,6 +1374,12 @@ impl Node {
             return Ok(None);
         };
         config.session.eager_handshakes = eager;
+        // A node that addresses the room (MCP) follows its presence from the start. A headless
+        // node does not: it answers whoever reaches out, and a room of thousands of them
+        // reconnecting would otherwise cost the relay a frame per pair. Its duties that read
+        // the room start following when they need to (a declared job's coordinator rule:
+        // `mapreduce::trigger`; publishing in watch mode: `meet_present`).
+        config.subscribe_presence = eager;
         let handler: Option<Arc<dyn crate::net::Handler>> = if settings.no_agent.value {
             None
         } else {

@@ -19,8 +19,18 @@ pub const MAC_LEN: usize = 32;
 /// Length of a `PROOF` body: the static public key, then the tag.
 pub const PROOF_LEN: usize = PUBLIC_KEY_LEN + MAC_LEN;
 
-/// The frame format version carried in byte 0 of every header.
-pub const FRAME_VERSION: u8 = 1;
+/// The frame format version carried in byte 0 of every header. Version 2: presence by
+/// subscription (`PRESENCE_GET`, `PRESENCE`) instead of a `JOIN`/`LEAVE` to every peer.
+pub const FRAME_VERSION: u8 = 2;
+
+/// Most peers one `PRESENCE` frame carries (17 bytes each: about 68 KiB): a snapshot of a
+/// 10,000-peer room is three pages.
+pub const PRESENCE_PAGE: usize = 4096;
+
+/// How long the relay gathers joins and leaves before it sends them to the room's subscribers
+/// as one `PRESENCE` frame each: a mass reconnect of N peers costs each subscriber a frame per
+/// window, not one per peer.
+pub const PRESENCE_BATCH_MILLIS: u64 = 50;
 
 /// Length of the routing header that precedes every body.
 pub const HEADER_LEN: usize = 42;
@@ -83,6 +93,8 @@ pub mod close_code {
     pub const EVICTED: u16 = 4001;
     /// The room is full.
     pub const ROOM_FULL: u16 = 4002;
+    /// The peer speaks another protocol version than the relay; the reason names both.
+    pub const VERSION_MISMATCH: u16 = 4005;
     /// The room id or peer id in the request is malformed.
     pub const BAD_REQUEST: u16 = 4003;
     /// The connection did not prove the key its peer id is derived from (no `PROOF` in time,
@@ -101,7 +113,7 @@ pub mod close_code {
 pub enum FrameError {
     #[error("frame is {len} bytes, shorter than the {HEADER_LEN}-byte header")]
     ShortHeader { len: usize },
-    #[error("unsupported frame version {0}")]
+    #[error("unsupported frame version {0}: this side speaks protocol version {FRAME_VERSION}")]
     Version(u8),
     #[error("unknown frame kind 0x{0:02x}")]
     UnknownKind(u8),
@@ -254,12 +266,14 @@ pub enum FrameKind {
     RetainGet = 0x04,
     /// Peer → relay, first frame: the answer to `CHALLENGE` proving the peer id's key.
     Proof = 0x05,
-    /// Relay → peer, first frame: the peers already present.
+    /// Peer → relay: one page of the room's presence (peers after a cursor), optionally
+    /// subscribing to its batched changes.
+    PresenceGet = 0x06,
+    /// Relay → peer, first frame: how many other peers are present.
     Welcome = 0x10,
-    /// Relay → peer: `from` joined the room.
-    Join = 0x11,
-    /// Relay → peer: `from` left the room.
-    Leave = 0x12,
+    /// Relay → peer: a page of the room's presence (answering `PRESENCE_GET`) or a batch of
+    /// joins and leaves (to subscribers).
+    Presence = 0x17,
     /// Relay → peer: the frame with this id was refused.
     Error = 0x13,
     /// Relay → peer: the frame with this id was handled.
@@ -277,9 +291,9 @@ impl FrameKind {
         FrameKind::RetainPut,
         FrameKind::RetainGet,
         FrameKind::Proof,
+        FrameKind::PresenceGet,
         FrameKind::Welcome,
-        FrameKind::Join,
-        FrameKind::Leave,
+        FrameKind::Presence,
         FrameKind::Error,
         FrameKind::Ack,
         FrameKind::Retained,
@@ -298,9 +312,9 @@ impl FrameKind {
             FrameKind::RetainPut => "RETAIN_PUT",
             FrameKind::RetainGet => "RETAIN_GET",
             FrameKind::Proof => "PROOF",
+            FrameKind::PresenceGet => "PRESENCE_GET",
             FrameKind::Welcome => "WELCOME",
-            FrameKind::Join => "JOIN",
-            FrameKind::Leave => "LEAVE",
+            FrameKind::Presence => "PRESENCE",
             FrameKind::Error => "ERROR",
             FrameKind::Ack => "ACK",
             FrameKind::Retained => "RETAINED",
@@ -317,6 +331,7 @@ impl FrameKind {
                 | FrameKind::RetainPut
                 | FrameKind::RetainGet
                 | FrameKind::Proof
+                | FrameKind::PresenceGet
         )
     }
 }
@@ -327,7 +342,7 @@ impl fmt::Display for FrameKind {
     }
 }
 
-/// The 42-byte routing header. The version is implied: only version 1 decodes.
+/// The 42-byte routing header. The version is implied: only [`FRAME_VERSION`] decodes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Header {
     pub kind: FrameKind,
@@ -452,27 +467,29 @@ impl Frame {
         Body::decode(self.header.kind, &self.body)
     }
 
-    /// `WELCOME` to `to`, listing the peers already in the room.
-    pub fn welcome(to: PeerId, peers: &[PeerId]) -> Frame {
+    /// `WELCOME` to `to`: how many other peers are in the room (who they are is a
+    /// `PRESENCE_GET` away, for the peers that need to know).
+    pub fn welcome(to: PeerId, present: u32) -> Frame {
         Frame::new(
             Header::new(FrameKind::Welcome, PeerId::ZERO, to, 0),
-            Body::Welcome(peers.to_vec()).encode(),
+            Body::Welcome { present }.encode(),
         )
     }
 
-    /// `JOIN` announcing `peer`; `to` is zero so the same bytes go to every other peer.
-    pub fn join(peer: PeerId) -> Frame {
+    /// `PRESENCE_GET` with id `id`: the page of peers after `after` (zero: from the start),
+    /// subscribing to the room's batched presence changes when `subscribe` is set.
+    pub fn presence_get(id: u64, subscribe: bool, after: PeerId) -> Frame {
         Frame::new(
-            Header::new(FrameKind::Join, peer, PeerId::ZERO, 0),
-            Bytes::new(),
+            Header::new(FrameKind::PresenceGet, PeerId::ZERO, PeerId::ZERO, id),
+            Body::PresenceGet { subscribe, after }.encode(),
         )
     }
 
-    /// `LEAVE` announcing `peer`; `to` is zero so the same bytes go to every other peer.
-    pub fn leave(peer: PeerId) -> Frame {
+    /// `PRESENCE` to `to` (zero for a batch: the same bytes go to every subscriber).
+    pub fn presence(to: PeerId, id: u64, page: &PresencePage) -> Frame {
         Frame::new(
-            Header::new(FrameKind::Leave, peer, PeerId::ZERO, 0),
-            Bytes::new(),
+            Header::new(FrameKind::Presence, PeerId::ZERO, to, id),
+            Body::Presence(page.clone()).encode(),
         )
     }
 
@@ -566,10 +583,16 @@ pub enum Body {
     RetainGet {
         key: Bytes,
     },
-    /// The peers already in the room.
-    Welcome(Vec<PeerId>),
-    Join,
-    Leave,
+    /// A page of presence and whether to subscribe to its changes.
+    PresenceGet {
+        subscribe: bool,
+        after: PeerId,
+    },
+    /// How many other peers were in the room when this peer joined.
+    Welcome {
+        present: u32,
+    },
+    Presence(PresencePage),
     Error {
         code: u16,
         message: String,
@@ -594,9 +617,9 @@ impl Body {
             Body::Broadcast(_) => FrameKind::Broadcast,
             Body::RetainPut { .. } => FrameKind::RetainPut,
             Body::RetainGet { .. } => FrameKind::RetainGet,
-            Body::Welcome(_) => FrameKind::Welcome,
-            Body::Join => FrameKind::Join,
-            Body::Leave => FrameKind::Leave,
+            Body::PresenceGet { .. } => FrameKind::PresenceGet,
+            Body::Welcome { .. } => FrameKind::Welcome,
+            Body::Presence(_) => FrameKind::Presence,
             Body::Error { .. } => FrameKind::Error,
             Body::Ack(_) => FrameKind::Ack,
             Body::Retained { .. } => FrameKind::Retained,
@@ -622,31 +645,23 @@ impl Body {
                 }
                 Body::RetainGet { key }
             }
-            FrameKind::Welcome => {
-                if body.len() < 4 {
-                    return Err(bad("shorter than the peer count"));
+            FrameKind::PresenceGet => {
+                if body.len() != 17 || body[0] > 1 {
+                    return Err(bad("not a subscribe byte (0 or 1) and a 16-byte peer id"));
                 }
-                let count = u32::from_be_bytes(body[..4].try_into().expect("4 bytes")) as usize;
-                let ids = &body[4..];
-                if ids.len() != count.saturating_mul(16) {
-                    return Err(bad("peer count does not match the ids"));
-                }
-                Body::Welcome(
-                    ids.chunks_exact(16)
-                        .map(|chunk| PeerId(chunk.try_into().expect("16 bytes")))
-                        .collect(),
-                )
-            }
-            FrameKind::Join | FrameKind::Leave => {
-                if !body.is_empty() {
-                    return Err(bad("must be empty"));
-                }
-                if kind == FrameKind::Join {
-                    Body::Join
-                } else {
-                    Body::Leave
+                Body::PresenceGet {
+                    subscribe: body[0] == 1,
+                    after: PeerId(body[1..17].try_into().expect("16 bytes")),
                 }
             }
+            FrameKind::Welcome => Body::Welcome {
+                present: u32::from_be_bytes(
+                    body[..]
+                        .try_into()
+                        .map_err(|_| bad("not a 4-byte peer count"))?,
+                ),
+            },
+            FrameKind::Presence => Body::Presence(PresencePage::decode(body).map_err(bad)?),
             FrameKind::Error => {
                 if body.len() < 2 {
                     return Err(bad("shorter than the code"));
@@ -706,14 +721,12 @@ impl Body {
                 out.put_u8(key_len(key)?);
                 out.put_slice(key);
             }
-            Body::Welcome(peers) => {
-                out.reserve(4 + 16 * peers.len());
-                out.put_u32(peers.len() as u32);
-                for peer in peers {
-                    out.put_slice(&peer.0);
-                }
+            Body::PresenceGet { subscribe, after } => {
+                out.put_u8(u8::from(*subscribe));
+                out.put_slice(&after.0);
             }
-            Body::Join | Body::Leave => {}
+            Body::Welcome { present } => out.put_u32(*present),
+            Body::Presence(page) => page.encode_into(&mut out),
             Body::Error { code, message } => {
                 out.put_u16(*code);
                 out.put_slice(message.as_bytes());
@@ -733,6 +746,82 @@ impl Body {
     pub fn encode(&self) -> Bytes {
         self.try_encode()
             .expect("only retain bodies with keys over 255 bytes fail to encode")
+    }
+}
+
+/// A change in a room's presence, as a `PRESENCE` body lists it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PresenceChange {
+    Joined(PeerId),
+    Left(PeerId),
+}
+
+/// The body of a `PRESENCE` frame: a page of a snapshot (joins only, ascending ids; `more`
+/// when another page follows after the last id) or a batch of changes in the order they
+/// happened (`snapshot` false).
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct PresencePage {
+    pub snapshot: bool,
+    pub more: bool,
+    pub changes: Vec<PresenceChange>,
+}
+
+const PRESENCE_SNAPSHOT: u8 = 1;
+const PRESENCE_MORE: u8 = 2;
+const PRESENCE_JOINED: u8 = 1;
+const PRESENCE_LEFT: u8 = 2;
+
+impl PresencePage {
+    fn decode(body: &[u8]) -> Result<PresencePage, &'static str> {
+        if body.len() < 5 {
+            return Err("shorter than the flags and the count");
+        }
+        let flags = body[0];
+        if flags & !(PRESENCE_SNAPSHOT | PRESENCE_MORE) != 0 {
+            return Err("unknown flags");
+        }
+        let count = u32::from_be_bytes(body[1..5].try_into().expect("4 bytes")) as usize;
+        let entries = &body[5..];
+        if entries.len() != count.saturating_mul(17) {
+            return Err("count does not match the entries");
+        }
+        let changes = entries
+            .chunks_exact(17)
+            .map(|entry| {
+                let peer = PeerId(entry[1..].try_into().expect("16 bytes"));
+                match entry[0] {
+                    PRESENCE_JOINED => Ok(PresenceChange::Joined(peer)),
+                    PRESENCE_LEFT => Ok(PresenceChange::Left(peer)),
+                    _ => Err("an entry is neither joined (1) nor left (2)"),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(PresencePage {
+            snapshot: flags & PRESENCE_SNAPSHOT != 0,
+            more: flags & PRESENCE_MORE != 0,
+            changes,
+        })
+    }
+
+    fn encode_into(&self, out: &mut BytesMut) {
+        out.reserve(5 + 17 * self.changes.len());
+        let mut flags = 0;
+        if self.snapshot {
+            flags |= PRESENCE_SNAPSHOT;
+        }
+        if self.more {
+            flags |= PRESENCE_MORE;
+        }
+        out.put_u8(flags);
+        out.put_u32(self.changes.len() as u32);
+        for change in &self.changes {
+            let (tag, peer) = match change {
+                PresenceChange::Joined(peer) => (PRESENCE_JOINED, peer),
+                PresenceChange::Left(peer) => (PRESENCE_LEFT, peer),
+            };
+            out.put_u8(tag);
+            out.put_slice(&peer.0);
+        }
     }
 }
 
@@ -776,7 +865,7 @@ mod tests {
         let header = Header::new(FrameKind::Data, peer(1), peer(2), 0x0102_0304_0506_0708);
         let bytes = header.to_bytes();
         assert_eq!(bytes.len(), HEADER_LEN);
-        assert_eq!(bytes[0], 1);
+        assert_eq!(bytes[0], FRAME_VERSION);
         assert_eq!(bytes[1], 0x01);
         assert_eq!(&bytes[34..], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(Header::decode(&bytes), Ok(header));
@@ -801,10 +890,16 @@ mod tests {
             Err(FrameError::ShortHeader { len: 41 })
         );
         let mut bytes = Header::new(FrameKind::Data, peer(1), peer(2), 77).to_bytes();
-        bytes[0] = 2;
-        assert_eq!(Header::decode(&bytes), Err(FrameError::Version(2)));
-        assert_eq!(offending_id(&bytes), 77);
         bytes[0] = 1;
+        let error = Header::decode(&bytes).unwrap_err();
+        assert_eq!(error, FrameError::Version(1));
+        // A peer of another version is told both versions.
+        assert_eq!(
+            error.to_string(),
+            "unsupported frame version 1: this side speaks protocol version 2"
+        );
+        assert_eq!(offending_id(&bytes), 77);
+        bytes[0] = FRAME_VERSION;
         bytes[1] = 0x09;
         let error = Header::decode(&bytes).unwrap_err();
         assert_eq!(error, FrameError::UnknownKind(0x09));
@@ -835,9 +930,19 @@ mod tests {
             Body::RetainGet {
                 key: Bytes::from_static(b"desired"),
             },
-            Body::Welcome(vec![peer(1), peer(2)]),
-            Body::Join,
-            Body::Leave,
+            Body::PresenceGet {
+                subscribe: true,
+                after: peer(1),
+            },
+            Body::Welcome { present: 2 },
+            Body::Presence(PresencePage {
+                snapshot: false,
+                more: false,
+                changes: vec![
+                    PresenceChange::Joined(peer(1)),
+                    PresenceChange::Left(peer(2)),
+                ],
+            }),
             Body::Error {
                 code: 404,
                 message: "no such peer".into(),
@@ -859,13 +964,15 @@ mod tests {
 
     #[test]
     fn bad_bodies_are_refused() {
-        let cases: [(FrameKind, &[u8]); 8] = [
+        let cases: [(FrameKind, &[u8]); 10] = [
             (FrameKind::Challenge, &[1; 31]),
             (FrameKind::Proof, &[1; 65]),
             (FrameKind::RetainPut, &[5, b'a']),
             (FrameKind::RetainGet, &[1, b'a', b'b']),
-            (FrameKind::Welcome, &[0, 0, 0, 1]),
-            (FrameKind::Join, &[0]),
+            (FrameKind::Welcome, &[0, 0, 1]),
+            (FrameKind::PresenceGet, &[2; 17]),
+            (FrameKind::Presence, &[0, 0, 0, 0, 1]),
+            (FrameKind::Presence, &[4, 0, 0, 0, 0]),
             (FrameKind::Error, &[1]),
             (FrameKind::Retained, &[1, b'k', 0, 0]),
         ];

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use remote_agents_protocol::frame::{Frame, Header, PeerId};
+use remote_agents_protocol::frame::{Frame, Header, PeerId, PresenceChange, PresencePage};
 use remote_agents_protocol::message::{Announcement, Envelope};
 use remote_agents_protocol::psk::Psk;
 use remote_agents_protocol::session::{SessionConfig, Sessions, StaticKeypair};
@@ -44,10 +44,22 @@ fn peer(byte: u8) -> PeerId {
 fn the_frame_codec_never_panics_on_random_or_mutated_frames() {
     let mut rng = Rng::from_env();
     let valid: Vec<Vec<u8>> = vec![
-        Frame::welcome(peer(1), &[peer(2), peer(3)])
-            .encode()
-            .to_vec(),
-        Frame::join(peer(2)).encode().to_vec(),
+        Frame::welcome(peer(1), 2).encode().to_vec(),
+        Frame::presence(
+            PeerId::ZERO,
+            0,
+            &PresencePage {
+                snapshot: false,
+                more: false,
+                changes: vec![
+                    PresenceChange::Joined(peer(2)),
+                    PresenceChange::Left(peer(3)),
+                ],
+            },
+        )
+        .encode()
+        .to_vec(),
+        Frame::presence_get(3, true, peer(4)).encode().to_vec(),
         Frame::retain_get(7, b"desired").unwrap().encode().to_vec(),
     ];
     let deadline = Instant::now() + budget();

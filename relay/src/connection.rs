@@ -34,7 +34,11 @@ type Socket = WebSocketStream<ReadAhead<TokioIo<Upgraded>>>;
 /// How long a closing connection waits for the other side before the socket is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-async fn close_now(mut socket: Socket, code: u16, reason: &'static str) {
+async fn close_now(socket: Socket, code: u16, reason: &'static str) {
+    close_with(socket, code, reason.to_string()).await;
+}
+
+async fn close_with(mut socket: Socket, code: u16, reason: String) {
     let frame = CloseFrame {
         code: CloseCode::from(code),
         reason: reason.into(),
@@ -62,6 +66,16 @@ pub(crate) async fn run(
         .fetch_add(1, Ordering::Relaxed);
     // Boxed: the proof's state is needed once, not for the whole life of the connection.
     if let Err(why) = Box::pin(prove_key(&relay, &mut socket, room_id, peer)).await {
+        if let ProofRefused::Version(version) = why {
+            relay.metrics.reject(Rejection::Malformed);
+            tracing::info!(%room_id, %peer, version, "refused a peer of another protocol version");
+            let reason = format!(
+                "protocol version mismatch: the peer speaks {version}, this relay speaks {}",
+                frame::FRAME_VERSION
+            );
+            close_with(socket, close_code::VERSION_MISMATCH, reason).await;
+            return;
+        }
         relay.metrics.reject(Rejection::KeyProofFailed);
         tracing::info!(%room_id, %peer, %why, "refused a connection that did not prove its peer id");
         close_now(socket, close_code::KEY_PROOF_FAILED, "key proof failed").await;
@@ -116,6 +130,8 @@ enum ProofRefused {
     Ended,
     #[error("the first frame was {0}, not PROOF")]
     NotProof(String),
+    #[error("the peer speaks protocol version {0}")]
+    Version(u8),
     #[error(transparent)]
     Invalid(#[from] KeyProofError),
 }
@@ -146,6 +162,9 @@ async fn prove_key(
                         }
                         Ok(received) => {
                             Err(ProofRefused::NotProof(received.header.kind.to_string()))
+                        }
+                        Err(frame::FrameError::Version(version)) => {
+                            Err(ProofRefused::Version(version))
                         }
                         Err(error) => Err(ProofRefused::NotProof(error.to_string())),
                     };
@@ -226,7 +245,7 @@ impl RateGate {
 
 async fn read_loop(
     relay: &Relay,
-    room: &Room,
+    room: &Arc<Room>,
     peer: PeerId,
     outbox: &Outbox,
     mut stream: futures_util::stream::SplitStream<Socket>,
@@ -291,7 +310,13 @@ async fn read_loop(
 
 /// Routes one frame. Only the header is read for `DATA` and `BROADCAST`; their bodies are
 /// forwarded untouched and never logged.
-async fn handle_frame(relay: &Relay, room: &Room, peer: PeerId, outbox: &Outbox, bytes: Bytes) {
+async fn handle_frame(
+    relay: &Relay,
+    room: &Arc<Room>,
+    peer: PeerId,
+    outbox: &Outbox,
+    bytes: Bytes,
+) {
     let reply_error = |code: u16, message: &str, why: Rejection| {
         relay.metrics.reject(why);
         outbox.push_now(error_frame(
@@ -350,6 +375,31 @@ async fn handle_frame(relay: &Relay, room: &Room, peer: PeerId, outbox: &Outbox,
                 "the key was already proven on this connection",
                 Rejection::Malformed,
             );
+        }
+        FrameKind::PresenceGet => {
+            let Ok(Body::PresenceGet { subscribe, after }) =
+                Body::decode(header.kind, &bytes.slice(frame::HEADER_LEN..))
+            else {
+                return reply_error(
+                    error_code::MALFORMED,
+                    "bad PRESENCE_GET body: not a subscribe byte and a 16-byte peer id",
+                    Rejection::Malformed,
+                );
+            };
+            // The page is queued under the room lock, as batches are: a change this page
+            // misses comes in a later batch, and one it already shows comes again, in order,
+            // so a subscriber applying both ends where the room is.
+            let mut state = room.lock();
+            if subscribe {
+                state.subscribe(&peer);
+            }
+            let page = state.snapshot_page(&peer, &after);
+            outbox.push_now(frame::Frame::presence(peer, header.id, &page).encode());
+            drop(state);
+            relay
+                .metrics
+                .presence_frames
+                .fetch_add(1, Ordering::Relaxed);
         }
         FrameKind::RetainPut | FrameKind::RetainGet => {
             let body = match Body::decode(header.kind, &bytes.slice(frame::HEADER_LEN..)) {
@@ -470,6 +520,10 @@ async fn write_loop(
     loop {
         match outbox.drain_into(&mut batch) {
             Drained::Frames => {
+                relay
+                    .metrics
+                    .frames_out
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 for frame in batch.drain(..) {
                     if sink.feed(Message::Binary(frame)).await.is_err() {
                         return;

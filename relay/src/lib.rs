@@ -27,8 +27,8 @@ use bytes::Bytes;
 use hyper_util::rt::TokioIo;
 use remote_agents_protocol::frame::{
     self, Frame, IDLE_TIMEOUT_SECS_DEFAULT, MAX_FRAME_DEFAULT, MAX_PEERS_DEFAULT,
-    PING_INTERVAL_SECS_DEFAULT, PROOF_TIMEOUT_SECS_DEFAULT, PeerId, RATE_BURST_DEFAULT,
-    RATE_PER_SECOND_DEFAULT, RoomId,
+    PING_INTERVAL_SECS_DEFAULT, PRESENCE_BATCH_MILLIS, PROOF_TIMEOUT_SECS_DEFAULT, PeerId,
+    PresenceChange, RATE_BURST_DEFAULT, RATE_PER_SECOND_DEFAULT, RoomId,
 };
 use tokio::net::TcpListener;
 use tokio_tungstenite::WebSocketStream;
@@ -191,10 +191,23 @@ async fn sweep_expired_rooms(relay: Arc<Relay>) {
     }
 }
 
+/// Sends each room's gathered joins and leaves to its subscribers once per batch window. One
+/// task for the relay, and it only touches rooms that changed since its last pass.
+async fn flush_presence(relay: Arc<Relay>) {
+    let mut ticks = tokio::time::interval(Duration::from_millis(PRESENCE_BATCH_MILLIS));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        relay.flush_dirty_rooms();
+    }
+}
+
 /// The relay's shared state: rooms by id, counters, configuration.
 pub(crate) struct Relay {
     config: RelayConfig,
     rooms: Mutex<HashMap<RoomId, Arc<Room>>>,
+    /// Rooms with presence changes not yet sent to their subscribers.
+    dirty_rooms: Mutex<Vec<Arc<Room>>>,
     metrics: Metrics,
     next_connection: AtomicU64,
     /// Connections still running, so shutdown can wait for their close frames to go out.
@@ -211,6 +224,7 @@ impl Relay {
         Relay {
             config,
             rooms: Mutex::new(HashMap::new()),
+            dirty_rooms: Mutex::new(Vec::new()),
             metrics: Metrics::default(),
             next_connection: AtomicU64::new(1),
             live_connections: tokio::sync::watch::Sender::new(0),
@@ -223,9 +237,34 @@ impl Relay {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
+    /// Queues `room` for the presence flusher.
+    fn mark_dirty(&self, room: &Arc<Room>) {
+        self.dirty_rooms
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .push(room.clone());
+    }
+
+    /// Sends every dirty room's pending presence changes to its subscribers.
+    fn flush_dirty_rooms(&self) {
+        let dirty = std::mem::take(
+            &mut *self
+                .dirty_rooms
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner()),
+        );
+        for room in dirty {
+            let queued = room.lock().flush_presence();
+            self.metrics
+                .presence_frames
+                .fetch_add(queued, Ordering::Relaxed);
+        }
+    }
+
     /// Puts `peer` into the room: evicts an older connection with the same peer id (close 4001),
-    /// sends `WELCOME` to the newcomer and `JOIN` to the others. Both are queued under the room
-    /// lock, so no forwarded frame can overtake them.
+    /// sends `WELCOME` (the number of other peers present) to the newcomer and records the join
+    /// for the room's presence subscribers, who get it in the next batch. Nobody else hears of
+    /// it: peers that need to know who is present subscribe (`PRESENCE_GET`).
     pub(crate) fn join(
         &self,
         room_id: RoomId,
@@ -244,6 +283,9 @@ impl Relay {
         let mut state = room.lock();
         if let Some(previous) = state.members.get(&peer) {
             previous.outbox.close(frame::close_code::EVICTED, "evicted");
+            if previous.subscribed {
+                state.subscribers -= 1;
+            }
             self.metrics.reject(Rejection::Evicted);
             tracing::info!(%room_id, %peer, "evicted an older connection with the same peer id");
         } else if state.members.len() >= self.config.max_peers {
@@ -260,33 +302,29 @@ impl Relay {
         }
         state.empty_since = None;
         drop(rooms);
-        let present: Vec<PeerId> = state
-            .members
-            .keys()
-            .copied()
-            .filter(|other| *other != peer)
-            .collect();
-        outbox.push_now(Frame::welcome(peer, &present).encode());
-        let join = Frame::join(peer).encode();
-        for (other, member) in &state.members {
-            if *other != peer {
-                member.outbox.push_now(join.clone());
-            }
-        }
+        let others = state.members.len() - usize::from(state.members.contains_key(&peer));
+        outbox.push_now(Frame::welcome(peer, others as u32).encode());
+        self.metrics.presence_frames.fetch_add(1, Ordering::Relaxed);
         state.members.insert(
             peer,
             room::Member {
                 connection,
                 outbox: outbox.clone(),
+                subscribed: false,
             },
         );
+        // Recorded on a replacement too: subscribers forget the old connection's sessions.
+        let dirty = state.record(PresenceChange::Joined(peer));
         drop(state);
+        if dirty {
+            self.mark_dirty(&room);
+        }
         Ok(room)
     }
 
     /// Takes `peer` out of the room if this connection still holds its place (an evicted
-    /// connection does not) and tells the others with `LEAVE`.
-    pub(crate) fn leave(&self, room_id: RoomId, room: &Room, peer: PeerId, connection: u64) {
+    /// connection does not) and records the leave for the room's subscribers.
+    pub(crate) fn leave(&self, room_id: RoomId, room: &Arc<Room>, peer: PeerId, connection: u64) {
         let mut rooms = self.rooms();
         let mut state = room.lock();
         let holds_place = state
@@ -296,11 +334,16 @@ impl Relay {
         if !holds_place {
             return;
         }
-        state.members.remove(&peer);
+        if state
+            .members
+            .remove(&peer)
+            .is_some_and(|member| member.subscribed)
+        {
+            state.subscribers -= 1;
+        }
         self.metrics.peers.fetch_sub(1, Ordering::Relaxed);
-        let leave = Frame::leave(peer).encode();
-        for member in state.members.values() {
-            member.outbox.push_now(leave.clone());
+        if state.record(PresenceChange::Left(peer)) {
+            self.mark_dirty(room);
         }
         if state.is_unused() {
             drop(state);
@@ -367,6 +410,7 @@ pub async fn serve(
         .route("/v1/rooms/{room_id}", get(upgrade))
         .with_state(relay.clone());
     let sweeper = tokio::spawn(sweep_expired_rooms(relay.clone()));
+    let presence = tokio::spawn(flush_presence(relay.clone()));
     // Our own accept loop rather than `axum::serve`: it gives hyper a timer, so a client that
     // never finishes its request head (slowloris) is dropped after `header_read_timeout`
     // instead of holding a socket and its buffers for good.
@@ -401,6 +445,7 @@ pub async fn serve(
         });
     }
     sweeper.abort();
+    presence.abort();
     relay.close_all();
     // Upgraded connections live outside axum: give their close frames time to go out.
     let mut live = relay.live_connections.subscribe();
@@ -532,4 +577,138 @@ async fn upgrade(
 /// An encoded `ERROR` frame.
 pub(crate) fn error_frame(to: PeerId, id: u64, code: u16, message: &str) -> Bytes {
     Frame::error(to, id, code, message).encode()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use remote_agents_protocol::frame::{Body, FrameKind, PresenceChange};
+
+    use super::*;
+    use crate::outbox::Drained;
+
+    fn drain(outbox: &Outbox) -> Vec<Frame> {
+        let mut batch = VecDeque::new();
+        let mut frames = Vec::new();
+        while let Drained::Frames = outbox.drain_into(&mut batch) {
+            frames.extend(
+                batch
+                    .drain(..)
+                    .map(|bytes| Frame::decode(bytes).expect("relay frames decode")),
+            );
+        }
+        frames
+    }
+
+    fn peer(index: usize) -> PeerId {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&(index as u64 + 1).to_be_bytes());
+        PeerId(id)
+    }
+
+    /// The presence cost of a room of `nodes` headless peers and one subscriber (fleetctl)
+    /// that all join, all leave (the relay restarts) and all join again: every frame the
+    /// relay queues, counted per receiver. Version 1 sent a JOIN to every peer present and a
+    /// LEAVE to every peer remaining, ~N² frames per mass reconnect; now a headless peer gets
+    /// its `WELCOME` and nothing else, and the subscriber one batch per flush.
+    #[test]
+    fn a_mass_reconnect_costs_o_n_presence_frames_not_o_n_squared() {
+        let nodes = 500;
+        let relay = Relay::new(RelayConfig::default());
+        let room_id = frame::room_id_from_name("presence");
+        let subscriber = peer(nodes);
+        let subscriber_box = Arc::new(Outbox::new(64 << 20));
+        let room = relay
+            .join(room_id, subscriber, 0, &subscriber_box)
+            .unwrap_or_else(|_| panic!("room has space"));
+        room.lock().subscribe(&subscriber);
+        let mut frames_to_headless = 0;
+        let mut subscriber_frames = Vec::new();
+        for round in 0..2 {
+            let outboxes: Vec<Arc<Outbox>> = (0..nodes)
+                .map(|_| Arc::new(Outbox::new(64 << 20)))
+                .collect();
+            for (index, outbox) in outboxes.iter().enumerate() {
+                let connection = (round * nodes + index + 1) as u64;
+                let _ = relay.join(room_id, peer(index), connection, outbox);
+                // A flush every 50 joins: the batches of a reconnect spread over time.
+                if index % 50 == 49 {
+                    relay.flush_dirty_rooms();
+                }
+            }
+            relay.flush_dirty_rooms();
+            for outbox in &outboxes {
+                let frames = drain(outbox);
+                assert_eq!(frames.len(), 1, "a headless peer hears only its WELCOME");
+                assert_eq!(frames[0].header.kind, FrameKind::Welcome);
+                frames_to_headless += frames.len();
+            }
+            subscriber_frames.extend(drain(&subscriber_box));
+            for (index, _) in outboxes.iter().enumerate() {
+                let connection = (round * nodes + index + 1) as u64;
+                relay.leave(room_id, &room, peer(index), connection);
+            }
+            relay.flush_dirty_rooms();
+            subscriber_frames.extend(drain(&subscriber_box));
+        }
+        assert_eq!(frames_to_headless, 2 * nodes);
+        // The subscriber: its WELCOME, 10 batches of joins per round and one of leaves.
+        assert_eq!(subscriber_frames.len(), 1 + 2 * (10 + 1));
+        let mut joined = 0;
+        let mut left = 0;
+        for frame in &subscriber_frames[1..] {
+            let Ok(Body::Presence(page)) = frame.body() else {
+                panic!("a subscriber gets PRESENCE batches: {frame:?}");
+            };
+            for change in page.changes {
+                match change {
+                    PresenceChange::Joined(_) => joined += 1,
+                    PresenceChange::Left(_) => left += 1,
+                }
+            }
+        }
+        assert_eq!((joined, left), (2 * nodes, 2 * nodes));
+        assert_eq!(
+            relay.metrics.presence_frames.load(Ordering::Relaxed) as usize,
+            1 + 2 * nodes + 2 * (10 + 1)
+        );
+    }
+
+    #[test]
+    fn snapshot_pages_list_every_other_peer_once_in_id_order() {
+        let relay = Relay::new(RelayConfig::default());
+        let room_id = frame::room_id_from_name("pages");
+        let count = frame::PRESENCE_PAGE + 10;
+        let mut room = None;
+        for index in 0..count {
+            let outbox = Arc::new(Outbox::new(1 << 20));
+            room = relay.join(room_id, peer(index), index as u64, &outbox).ok();
+        }
+        let room = room.expect("joined");
+        let asking = peer(3);
+        let state = room.lock();
+        let first = state.snapshot_page(&asking, &PeerId::ZERO);
+        assert!(first.snapshot && first.more);
+        assert_eq!(first.changes.len(), frame::PRESENCE_PAGE);
+        let PresenceChange::Joined(last) = first.changes[first.changes.len() - 1] else {
+            panic!("snapshots list joins");
+        };
+        let second = state.snapshot_page(&asking, &last);
+        assert!(!second.more);
+        let mut seen: Vec<PeerId> = first
+            .changes
+            .iter()
+            .chain(&second.changes)
+            .map(|change| match change {
+                PresenceChange::Joined(peer) => *peer,
+                PresenceChange::Left(peer) => panic!("left {peer} in a snapshot"),
+            })
+            .collect();
+        assert!(seen.windows(2).all(|pair| pair[0] < pair[1]));
+        assert!(!seen.contains(&asking));
+        seen.push(asking);
+        seen.sort();
+        assert_eq!(seen, (0..count).map(peer).collect::<Vec<_>>());
+    }
 }

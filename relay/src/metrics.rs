@@ -70,6 +70,11 @@ pub(crate) struct Metrics {
     pub frames_in: AtomicU64,
     pub bytes_in: AtomicU64,
     pub frames_forwarded: AtomicU64,
+    /// Frames the relay wrote to peers' sockets, whatever their kind (forwarded, replies,
+    /// presence): what a mass reconnect costs is read off this one.
+    pub frames_out: AtomicU64,
+    /// `WELCOME` and `PRESENCE` frames queued: the room's presence as the relay tells it.
+    pub presence_frames: AtomicU64,
     pub bytes_forwarded: AtomicU64,
     /// Bytes kept in every room's retained store; also the counter the total cap is held to.
     pub retained_bytes: AtomicU64,
@@ -129,6 +134,16 @@ impl Metrics {
                 "relay_bytes_forwarded_total",
                 "bytes queued to receiving peers",
                 &self.bytes_forwarded,
+            ),
+            (
+                "relay_frames_out_total",
+                "frames written to peers (forwarded, replies and presence)",
+                &self.frames_out,
+            ),
+            (
+                "relay_presence_frames_total",
+                "WELCOME and PRESENCE frames queued to peers",
+                &self.presence_frames,
             ),
         ];
         for (name, help, value) in counters {

@@ -1,19 +1,27 @@
-//! Rooms: who is present (peer id → the connection's outbox) and the retained blobs. Locks are
-//! held only to look up or change this state, never across an await.
+//! Rooms: who is present (peer id → the connection's outbox), who subscribed to presence and
+//! the changes not yet sent to them, and the retained blobs. Locks are held only to look up or
+//! change this state, never across an await.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::Bytes;
-use remote_agents_protocol::frame::{PeerId, RETAINED_KEYS_PER_ROOM, RETAINED_PER_KEY};
+use remote_agents_protocol::frame::{
+    Frame, PRESENCE_PAGE, PeerId, PresenceChange, PresencePage, RETAINED_KEYS_PER_ROOM,
+    RETAINED_PER_KEY,
+};
 
 use crate::outbox::Outbox;
 
 pub(crate) struct Member {
     pub connection: u64,
     pub outbox: Arc<Outbox>,
+    /// Whether this connection asked for the room's presence changes (`PRESENCE_GET` with the
+    /// subscribe flag). Only subscribers hear of joins and leaves: a room of N headless nodes
+    /// reconnecting costs O(N) frames, not the O(N²) of telling everyone about everyone.
+    pub subscribed: bool,
 }
 
 #[derive(Default)]
@@ -24,7 +32,12 @@ struct RetainedKey {
 
 #[derive(Default)]
 pub(crate) struct RoomState {
-    pub members: HashMap<PeerId, Member>,
+    /// Ordered by peer id so a snapshot is paged by a cursor (the last id of the previous page).
+    pub members: BTreeMap<PeerId, Member>,
+    /// How many members are subscribed; while none is, changes are not even recorded.
+    pub subscribers: usize,
+    /// Joins and leaves since the last batch went out, in the order they happened.
+    pub pending: Vec<PresenceChange>,
     retained: HashMap<Bytes, RetainedKey>,
     /// Bytes of the retained keys and blobs, counted toward the room's and the relay's caps.
     retained_bytes: usize,
@@ -65,6 +78,75 @@ pub(crate) struct RetainLimits<'relay> {
 }
 
 impl RoomState {
+    /// Records a join or leave for the next batch; returns true when the room has just become
+    /// dirty (the caller queues it for the flusher).
+    pub(crate) fn record(&mut self, change: PresenceChange) -> bool {
+        if self.subscribers == 0 {
+            return false;
+        }
+        self.pending.push(change);
+        self.pending.len() == 1
+    }
+
+    /// Marks `peer` subscribed (idempotent).
+    pub(crate) fn subscribe(&mut self, peer: &PeerId) {
+        if let Some(member) = self.members.get_mut(peer)
+            && !member.subscribed
+        {
+            member.subscribed = true;
+            self.subscribers += 1;
+        }
+    }
+
+    /// One snapshot page for `peer`: the members after `after` (not `peer` itself), at most
+    /// [`PRESENCE_PAGE`], and whether more follow.
+    pub(crate) fn snapshot_page(&self, peer: &PeerId, after: &PeerId) -> PresencePage {
+        use std::ops::Bound;
+        let mut ids = self
+            .members
+            .range((Bound::Excluded(*after), Bound::Unbounded))
+            .map(|(id, _)| *id)
+            .filter(|id| id != peer);
+        let changes: Vec<PresenceChange> = ids
+            .by_ref()
+            .take(PRESENCE_PAGE)
+            .map(PresenceChange::Joined)
+            .collect();
+        PresencePage {
+            snapshot: true,
+            more: ids.next().is_some(),
+            changes,
+        }
+    }
+
+    /// Sends the pending changes to every subscriber as `PRESENCE` frames of at most
+    /// [`PRESENCE_PAGE`] changes (the same bytes to each); returns the frames queued.
+    pub(crate) fn flush_presence(&mut self) -> u64 {
+        let pending = std::mem::take(&mut self.pending);
+        if pending.is_empty() || self.subscribers == 0 {
+            return 0;
+        }
+        let frames: Vec<bytes::Bytes> = pending
+            .chunks(PRESENCE_PAGE)
+            .map(|chunk| {
+                let page = PresencePage {
+                    snapshot: false,
+                    more: false,
+                    changes: chunk.to_vec(),
+                };
+                Frame::presence(PeerId::ZERO, 0, &page).encode()
+            })
+            .collect();
+        let mut queued = 0;
+        for member in self.members.values().filter(|member| member.subscribed) {
+            for frame in &frames {
+                member.outbox.push_now(frame.clone());
+                queued += 1;
+            }
+        }
+        queued
+    }
+
     pub(crate) fn is_unused(&self) -> bool {
         self.members.is_empty() && self.retained.is_empty()
     }

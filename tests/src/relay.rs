@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use remote_agents_protocol::frame::{
-    self, Body, Frame, FrameKind, Header, PeerId, RoomId, connect_path,
+    self, Body, Frame, FrameKind, Header, PeerId, PresenceChange, RoomId, connect_path,
 };
 use remote_agents_protocol::key_proof;
 use remote_agents_protocol::session::StaticKeypair;
@@ -255,6 +255,7 @@ impl TestRelay {
             peer,
             websocket,
             pending_close: None,
+            presence: std::collections::VecDeque::new(),
         })
     }
 
@@ -380,12 +381,23 @@ pub enum Event {
     Closed(Option<u16>),
 }
 
+/// Whether `frame` is a batch of presence changes (not a snapshot page answering a request).
+fn is_presence_batch(frame: &Frame) -> bool {
+    frame.header.kind == FrameKind::Presence
+        && frame
+            .body()
+            .is_ok_and(|body| matches!(body, Body::Presence(page) if !page.snapshot))
+}
+
 /// One peer connected to the relay, speaking frames.
 pub struct RelayClient {
     pub peer: PeerId,
     websocket: WebSocketStream<MaybeTlsStream<TcpStream>>,
     /// A close the relay sent while `connect` waited for the challenge, reported next.
     pending_close: Option<Option<u16>>,
+    /// Presence changes of the batches received so far and not yet read (`recv_join`,
+    /// `recv_leave`): `recv` sets batches aside, since they come whenever the relay flushes.
+    presence: std::collections::VecDeque<PresenceChange>,
 }
 
 impl RelayClient {
@@ -458,12 +470,65 @@ impl RelayClient {
         self.next_event_within(EVENT_DEADLINE).await
     }
 
-    /// The next frame; fails if the connection closes first.
+    /// The next frame that is not a presence batch (those are set aside for `recv_join` and
+    /// `recv_leave`); fails if the connection closes first.
     pub async fn recv(&mut self) -> anyhow::Result<Frame> {
-        match self.next_event().await? {
-            Event::Frame(frame) => Ok(frame),
-            Event::Closed(code) => bail!("the relay closed the connection (code {code:?})"),
+        loop {
+            match self.next_event().await? {
+                Event::Frame(frame) if is_presence_batch(&frame) => {
+                    let Body::Presence(page) = frame.body()? else {
+                        bail!("bad PRESENCE body");
+                    };
+                    self.presence.extend(page.changes);
+                }
+                Event::Frame(frame) => return Ok(frame),
+                Event::Closed(code) => bail!("the relay closed the connection (code {code:?})"),
+            }
         }
+    }
+
+    /// The next presence change about another peer, reading batches as needed (a subscriber's
+    /// own join may come in a batch too; it is skipped).
+    pub async fn recv_change(&mut self) -> anyhow::Result<PresenceChange> {
+        loop {
+            while let Some(change) = self.presence.pop_front() {
+                let (PresenceChange::Joined(peer) | PresenceChange::Left(peer)) = change;
+                if peer != self.peer {
+                    return Ok(change);
+                }
+            }
+            match self.next_event().await? {
+                Event::Frame(frame) if is_presence_batch(&frame) => {
+                    let Body::Presence(page) = frame.body()? else {
+                        bail!("bad PRESENCE body");
+                    };
+                    self.presence.extend(page.changes);
+                }
+                Event::Frame(frame) => bail!("expected a PRESENCE batch, got {frame:?}"),
+                Event::Closed(code) => bail!("the relay closed the connection (code {code:?})"),
+            }
+        }
+    }
+
+    /// The next change, which must be a join: the peer that joined.
+    pub async fn recv_join(&mut self) -> anyhow::Result<PeerId> {
+        match self.recv_change().await? {
+            PresenceChange::Joined(peer) => Ok(peer),
+            other => bail!("expected a join, got {other:?}"),
+        }
+    }
+
+    /// The next change, which must be a leave: the peer that left.
+    pub async fn recv_leave(&mut self) -> anyhow::Result<PeerId> {
+        match self.recv_change().await? {
+            PresenceChange::Left(peer) => Ok(peer),
+            other => bail!("expected a leave, got {other:?}"),
+        }
+    }
+
+    /// Presence changes received and not read yet (none read from the socket by this call).
+    pub fn unread_changes(&self) -> usize {
+        self.presence.len()
     }
 
     /// The next frame, which must be of `kind`.
@@ -475,8 +540,9 @@ impl RelayClient {
         Ok(frame)
     }
 
-    /// Reads the `WELCOME` and returns the peers it lists.
-    pub async fn welcome(&mut self) -> anyhow::Result<Vec<PeerId>> {
+    /// Reads the `WELCOME` only (a headless peer, which does not follow presence) and returns
+    /// how many other peers it says are present.
+    pub async fn welcome_count(&mut self) -> anyhow::Result<u32> {
         let frame = self.recv_kind(FrameKind::Welcome).await?;
         if frame.header.to != self.peer {
             bail!(
@@ -486,9 +552,77 @@ impl RelayClient {
             );
         }
         match frame.body()? {
-            Body::Welcome(peers) => Ok(peers),
+            Body::Welcome { present } => Ok(present),
             other => bail!("WELCOME with body {other:?}"),
         }
+    }
+
+    /// Reads the `WELCOME`, then subscribes to the room's presence and reads its snapshot page
+    /// by page (`PRESENCE_GET`); returns the peers present, as a peer that follows presence
+    /// (fleetctl, an MCP node) sees them. Their number is the WELCOME's count.
+    pub async fn welcome(&mut self) -> anyhow::Result<Vec<PeerId>> {
+        self.welcome_count().await?;
+        self.snapshot(true).await
+    }
+
+    /// Reads the room's presence page by page without subscribing.
+    pub async fn welcome_snapshot_unsubscribed(&mut self) -> anyhow::Result<Vec<PeerId>> {
+        self.snapshot(false).await
+    }
+
+    /// Skips frames until the relay closes; returns the close code and reason.
+    pub async fn closed_with_reason(&mut self) -> anyhow::Result<(Option<u16>, String)> {
+        loop {
+            let next = tokio::time::timeout(EVENT_DEADLINE, self.websocket.next())
+                .await
+                .context("no close from the relay")?;
+            match next {
+                Some(Ok(Message::Close(close))) => {
+                    return Ok(close
+                        .map(|close| (Some(close.code.into()), close.reason.to_string()))
+                        .unwrap_or((None, String::new())));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Ok((None, String::new())),
+            }
+        }
+    }
+
+    /// Reads the room's presence page by page; `subscribe` on the first request.
+    pub async fn snapshot(&mut self, subscribe: bool) -> anyhow::Result<Vec<PeerId>> {
+        let mut peers = Vec::new();
+        let mut after = PeerId::ZERO;
+        for request in 1u64.. {
+            let id = 0x5eed_0000 + request;
+            self.send(&Frame::presence_get(id, subscribe, after))
+                .await?;
+            let frame = self.recv_kind(FrameKind::Presence).await?;
+            let Body::Presence(page) = frame.body()? else {
+                bail!("bad PRESENCE body");
+            };
+            if frame.header.id != id || !page.snapshot || frame.header.to != self.peer {
+                bail!(
+                    "expected snapshot page {id} for {}, got {frame:?}",
+                    self.peer
+                );
+            }
+            for change in page.changes {
+                match change {
+                    PresenceChange::Joined(peer) => {
+                        if peer <= after {
+                            bail!("snapshot page out of order: {peer} after {after}");
+                        }
+                        after = peer;
+                        peers.push(peer);
+                    }
+                    PresenceChange::Left(peer) => bail!("a snapshot lists {peer} as left"),
+                }
+            }
+            if !page.more {
+                break;
+            }
+        }
+        Ok(peers)
     }
 
     /// Reads the next frame, which must be `ERROR`: its id and code.

@@ -230,7 +230,7 @@ async fn a_tampering_relay_gets_nothing_accepted() {
     );
     // Teach the impostor b's key with a Hello, then let it initiate towards b.
     let mut hello = vec![0u8; HEADER_LEN];
-    hello[0] = 1;
+    hello[0] = remote_agents_protocol::frame::FRAME_VERSION;
     hello[1] = 1;
     hello[2..18].copy_from_slice(&b_id.0);
     hello[18..34].copy_from_slice(&impostor.local_id().0);

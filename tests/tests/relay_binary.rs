@@ -36,8 +36,8 @@ async fn metrics_count_rooms_peers_frames_and_rejections() -> TestResult {
         .await?;
     second.recv_kind(FrameKind::Data).await?;
     first.send_data(random_peer(), 2, b"nobody").await?;
-    first.recv_kind(FrameKind::Join).await?;
     first.recv_error().await?;
+    first.recv_join().await?;
     let mut third = relay.connect(&room, random_peer()).await?;
     assert_eq!(third.closed().await?, Some(close_code::ROOM_FULL));
 
@@ -45,7 +45,10 @@ async fn metrics_count_rooms_peers_frames_and_rejections() -> TestResult {
     assert_eq!(status, 200);
     assert_eq!(metric(&text, "relay_rooms"), Some(1.0));
     assert_eq!(metric(&text, "relay_peers"), Some(2.0));
-    assert_eq!(metric(&text, "relay_frames_in_total"), Some(2.0));
+    // Two PRESENCE_GETs (each `welcome` subscribes) and two DATA.
+    assert_eq!(metric(&text, "relay_frames_in_total"), Some(4.0));
+    // At least the two WELCOMEs, two snapshot pages and first's batch with second's join.
+    assert!(metric(&text, "relay_presence_frames_total").is_some_and(|count| count >= 5.0));
     assert_eq!(metric(&text, "relay_frames_forwarded_total"), Some(1.0));
     assert_eq!(
         metric(&text, "relay_rejections_total{reason=\"not_found\"}"),
@@ -94,7 +97,7 @@ async fn logs_at_trace_level_never_contain_payload_bytes() -> TestResult {
     receiver.recv_kind(FrameKind::Broadcast).await?;
     sender.close().await?;
     // The LEAVE proves the relay handled everything above (and logged whatever it logs).
-    receiver.recv_kind(FrameKind::Leave).await?;
+    receiver.recv_leave().await?;
     let logs = process.logs();
     assert!(!logs.is_empty(), "trace logging produced nothing");
     let hex_canary: String = canary.iter().map(|byte| format!("{byte:02x}")).collect();

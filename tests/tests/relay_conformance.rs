@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use bytes::Bytes;
+use remote_agents_protocol::frame::PresenceChange;
 use remote_agents_protocol::frame::{
     self, Body, Frame, FrameKind, HEADER_LEN, Header, PeerId, close_code, error_code,
 };
@@ -25,31 +27,106 @@ async fn healthz_answers_ok() -> TestResult {
 }
 
 #[tokio::test]
-async fn welcome_lists_the_peers_already_present_and_join_is_announced() -> TestResult {
+async fn welcome_counts_the_peers_present_and_a_subscriber_reads_them_and_their_joins() -> TestResult
+{
     let relay = TestRelay::start().await?;
     let room = random_room();
     let mut first = relay.connect(&room, random_peer()).await?;
-    assert_eq!(first.welcome().await?, Vec::<PeerId>::new());
+    assert_eq!(first.welcome_count().await?, 0);
+    // An empty snapshot, subscribing.
+    assert_eq!(first.snapshot(true).await?, Vec::<PeerId>::new());
 
     let mut second = relay.connect(&room, random_peer()).await?;
-    assert_eq!(second.welcome().await?, vec![first.peer]);
-    let join = first.recv_kind(FrameKind::Join).await?;
-    assert_eq!(join.header.from, second.peer);
-    assert!(join.body.is_empty());
+    assert_eq!(second.welcome_count().await?, 1);
+    assert_eq!(second.snapshot(true).await?, vec![first.peer]);
+    assert_eq!(first.recv_join().await?, second.peer);
 
     let mut third = relay.connect(&room, random_peer()).await?;
-    let mut present = third.welcome().await?;
-    present.sort();
+    assert_eq!(third.welcome_count().await?, 2);
     let mut expected = vec![first.peer, second.peer];
     expected.sort();
-    assert_eq!(present, expected);
+    // Snapshot pages come in ascending peer id order.
+    assert_eq!(third.welcome_snapshot_unsubscribed().await?, expected);
+    assert_eq!(first.recv_join().await?, third.peer);
+    assert_eq!(second.recv_join().await?, third.peer);
+    Ok(())
+}
+
+/// Issue 19: a headless peer (one that never sends `PRESENCE_GET` with the subscribe flag)
+/// hears nothing of the room after its WELCOME, however many peers join and leave; only
+/// subscribers get the changes, in batches. A mass reconnect of N headless peers is O(N) frames.
+#[tokio::test]
+async fn headless_peers_hear_no_joins_or_leaves_and_subscribers_hear_all() -> TestResult {
+    let relay = TestRelay::start().await?;
+    let room = random_room();
+    let mut subscriber = relay.connect(&room, random_peer()).await?;
+    subscriber.welcome().await?;
+    // Twenty peers, or as many as an external relay's room admits.
+    let count = relay.limits().max_peers.min(21) - 1;
+    let mut headless = Vec::new();
+    for present in 1..=count as u32 {
+        let mut peer = relay.connect(&room, random_peer()).await?;
+        assert_eq!(peer.welcome_count().await?, present);
+        headless.push(peer);
+    }
+    let leaving = headless.pop().context("a headless peer")?;
+    let gone = leaving.peer;
+    leaving.close().await?;
+    let mut joined = Vec::new();
+    let mut left = Vec::new();
+    while left.is_empty() {
+        match subscriber.recv_change().await? {
+            PresenceChange::Joined(peer) => joined.push(peer),
+            PresenceChange::Left(peer) => left.push(peer),
+        }
+    }
+    assert_eq!(joined.len(), count);
+    assert_eq!(left, vec![gone]);
+    // The next frame each headless peer sees is the subscriber's DATA: no JOIN or LEAVE of
+    // anyone came before it.
+    for peer in &mut headless {
+        subscriber.send_data(peer.peer, 77, b"marker").await?;
+        let next = peer.next_event().await?;
+        let Event::Frame(frame) = next else {
+            anyhow::bail!("headless peer closed: {next:?}");
+        };
+        assert_eq!(
+            (frame.header.kind, frame.header.id),
+            (FrameKind::Data, 77),
+            "a headless peer got {frame:?}"
+        );
+    }
+    // A headless peer may still list the room once, without subscribing.
+    let listed = headless[0].snapshot(false).await?;
     assert_eq!(
-        first.recv_kind(FrameKind::Join).await?.header.from,
-        third.peer
+        listed.len(),
+        count - 1,
+        "the subscriber and the other headless peers"
     );
-    assert_eq!(
-        second.recv_kind(FrameKind::Join).await?.header.from,
-        third.peer
+    Ok(())
+}
+
+/// Issue 19: a peer of another protocol version is told both versions in the close reason.
+#[tokio::test]
+async fn a_peer_of_another_protocol_version_is_closed_with_4005_naming_both() -> TestResult {
+    let relay = TestRelay::start().await?;
+    let room = random_room();
+    let peer = random_peer();
+    let (mut old, challenge) = relay.connect_unproven(&room, peer).await?;
+    let challenge = challenge.context("the relay challenges every connection")?;
+    let mut proof = Frame::proof(
+        peer,
+        key_proof::prove(&keypair_of(&peer)?, &room, &challenge)?,
+    )
+    .encode()
+    .to_vec();
+    proof[0] = 1;
+    old.send_bytes(Bytes::from(proof)).await?;
+    let (code, reason) = old.closed_with_reason().await?;
+    assert_eq!(code, Some(close_code::VERSION_MISMATCH), "{reason}");
+    assert!(
+        reason.contains("1") && reason.contains(&frame::FRAME_VERSION.to_string()),
+        "{reason}"
     );
     Ok(())
 }
@@ -62,14 +139,10 @@ async fn leave_is_announced_when_a_peer_disconnects() -> TestResult {
     stays.welcome().await?;
     let mut goes = relay.connect(&room, random_peer()).await?;
     goes.welcome().await?;
-    assert_eq!(
-        stays.recv_kind(FrameKind::Join).await?.header.from,
-        goes.peer
-    );
+    assert_eq!(stays.recv_join().await?, goes.peer);
     let gone = goes.peer;
     goes.close().await?;
-    let leave = stays.recv_kind(FrameKind::Leave).await?;
-    assert_eq!(leave.header.from, gone);
+    assert_eq!(stays.recv_leave().await?, gone);
     // A newcomer no longer sees the peer that left.
     let mut late = relay.connect(&room, random_peer()).await?;
     assert_eq!(late.welcome().await?, vec![stays.peer]);
@@ -86,9 +159,9 @@ async fn unicast_reaches_only_its_destination_with_body_and_id_intact() -> TestR
     receiver.welcome().await?;
     let mut bystander = relay.connect(&room, random_peer()).await?;
     bystander.welcome().await?;
-    sender.recv_kind(FrameKind::Join).await?;
-    sender.recv_kind(FrameKind::Join).await?;
-    receiver.recv_kind(FrameKind::Join).await?;
+    sender.recv_join().await?;
+    sender.recv_join().await?;
+    receiver.recv_join().await?;
 
     let body: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
     sender
@@ -121,7 +194,7 @@ async fn broadcast_reaches_every_other_peer_but_not_the_sender() -> TestResult {
         receivers.push(receiver);
     }
     for _ in 0..3 {
-        sender.recv_kind(FrameKind::Join).await?;
+        sender.recv_join().await?;
     }
     // `to` is ignored on a broadcast and forwarded as zero.
     let header = Header::new(FrameKind::Broadcast, sender.peer, random_peer(), 42);
@@ -131,7 +204,7 @@ async fn broadcast_reaches_every_other_peer_but_not_the_sender() -> TestResult {
     for receiver in &mut receivers {
         let frame = loop {
             let frame = receiver.recv().await?;
-            if frame.header.kind != FrameKind::Join {
+            if frame.header.kind != FrameKind::Presence {
                 break frame;
             }
         };
@@ -175,7 +248,7 @@ async fn the_relay_overwrites_from_so_a_peer_cannot_spoof_another() -> TestResul
     victim.welcome().await?;
     let mut receiver = relay.connect(&room, random_peer()).await?;
     receiver.welcome().await?;
-    victim.recv_kind(FrameKind::Join).await?;
+    victim.recv_join().await?;
 
     let spoofed = Header::new(FrameKind::Data, victim.peer, receiver.peer, 5);
     liar.send(&Frame::new(spoofed, Bytes::from_static(b"i am the victim")))
@@ -203,13 +276,13 @@ async fn a_second_connection_with_the_same_peer_id_evicts_the_first_with_4001() 
     let peer = random_peer();
     let mut old = relay.connect(&room, peer).await?;
     old.welcome().await?;
-    assert_eq!(observer.recv_kind(FrameKind::Join).await?.header.from, peer);
+    assert_eq!(observer.recv_join().await?, peer);
 
     let mut new = relay.connect(&room, peer).await?;
     assert_eq!(new.welcome().await?, vec![observer.peer]);
     assert_eq!(old.closed().await?, Some(close_code::EVICTED));
     // The others see the peer (re)join, and no LEAVE for the evicted connection.
-    assert_eq!(observer.recv_kind(FrameKind::Join).await?.header.from, peer);
+    assert_eq!(observer.recv_join().await?, peer);
 
     observer.send_data(peer, 9, b"to the new one").await?;
     let data = new.recv_kind(FrameKind::Data).await?;
@@ -243,10 +316,7 @@ async fn an_unproven_connection_claiming_a_present_peer_is_refused_and_the_peer_
     present.welcome().await?;
     let mut friend = relay.connect(&room, random_peer()).await?;
     assert_eq!(friend.welcome().await?, vec![victim]);
-    assert_eq!(
-        present.recv_kind(FrameKind::Join).await?.header.from,
-        friend.peer
-    );
+    assert_eq!(present.recv_join().await?, friend.peer);
 
     let attacker = keypair_of(&random_peer())?;
     let victim_public = keypair_of(&victim)?.public;
@@ -419,7 +489,7 @@ async fn garbage_gets_error_400_and_the_connection_survives() -> TestResult {
     sender.welcome().await?;
     let mut receiver = relay.connect(&room, random_peer()).await?;
     receiver.welcome().await?;
-    sender.recv_kind(FrameKind::Join).await?;
+    sender.recv_join().await?;
 
     let valid = |kind: u8, id: u64| {
         let mut bytes = Header::new(FrameKind::Data, sender.peer, receiver.peer, id).to_bytes();
@@ -893,7 +963,7 @@ async fn a_socket_that_floods_retain_get_without_reading_is_closed() -> TestResu
     writer.send(&Frame::retain_get(9, b"k")?).await?;
     let answer = loop {
         let frame = writer.recv().await?;
-        if !matches!(frame.header.kind, FrameKind::Join | FrameKind::Leave) {
+        if frame.header.kind != FrameKind::Presence {
             break frame;
         }
     };

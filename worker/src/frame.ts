@@ -1,8 +1,12 @@
-//! The relay frame (protocol version 1) as described in schemas/frame.md: header layout, kinds,
+//! The relay frame (protocol version 2) as described in schemas/frame.md: header layout, kinds,
 //! error codes, close codes and the bodies the relay itself reads or writes. The only module of
 //! the Worker that knows the byte layout; it is checked against schemas/frame-vectors.json.
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
+/** Most peers one PRESENCE frame carries (17 bytes each). */
+export const PRESENCE_PAGE = 4096;
+/** How long joins and leaves gather before subscribers get them as one PRESENCE frame. */
+export const PRESENCE_BATCH_MS = 50;
 export const HEADER_LEN = 42;
 export const PEER_ID_LEN = 16;
 export const MESSAGE_ID_LEN = 8;
@@ -20,14 +24,17 @@ export const Kind = {
   RetainGet: 0x04,
   /** Peer → relay, first frame: the answer to CHALLENGE (static public key, then a tag). */
   Proof: 0x05,
+  /** Peer → relay: a page of the room's presence after a cursor, optionally subscribing. */
+  PresenceGet: 0x06,
+  /** Relay → peer, first frame: how many other peers are present. */
   Welcome: 0x10,
-  Join: 0x11,
-  Leave: 0x12,
   Error: 0x13,
   Ack: 0x14,
   Retained: 0x15,
   /** Relay → peer, first frame: a fresh X25519 public key the peer must answer with PROOF. */
   Challenge: 0x16,
+  /** Relay → peer: a snapshot page (answering PRESENCE_GET) or a batch of joins and leaves. */
+  Presence: 0x17,
 } as const;
 export type Kind = (typeof Kind)[keyof typeof Kind];
 
@@ -35,7 +42,7 @@ const KNOWN_KINDS: ReadonlySet<number> = new Set(Object.values(Kind));
 
 /** Kinds a peer may send to the relay; the relay rejects the others with 400. */
 export function isPeerKind(kind: number): boolean {
-  return kind >= Kind.Data && kind <= Kind.Proof;
+  return kind >= Kind.Data && kind <= Kind.PresenceGet;
 }
 
 export const ErrorCode = {
@@ -54,6 +61,8 @@ export const CloseCode = {
   BadRequest: 4003,
   /** The connection did not prove the key its peer id hashes from; it never joined the room. */
   KeyProofFailed: 4004,
+  /** The peer speaks another protocol version; the reason names both. */
+  VersionMismatch: 4005,
   IdleTimeout: 4008,
   /** The peer did not read what the relay sent it (the Rust relay; workerd bounds its own). */
   SlowReader: 4009,
@@ -112,7 +121,10 @@ export function decodeFrame(bytes: Uint8Array): Frame {
   const id = view.getBigUint64(OFFSET_ID);
   const version = bytes[OFFSET_VERSION]!;
   if (version !== PROTOCOL_VERSION) {
-    throw new FrameError(`unsupported frame version ${version}`, id);
+    throw new FrameError(
+      `unsupported frame version ${version}: this side speaks protocol version ${PROTOCOL_VERSION}`,
+      id,
+    );
   }
   const kind = bytes[OFFSET_KIND]!;
   if (!KNOWN_KINDS.has(kind)) {
@@ -166,25 +178,70 @@ export function decodeErrorBody(body: Uint8Array): { code: number; message: stri
   return { code: view.getUint16(0), message: utf8Decoder.decode(body.subarray(2)) };
 }
 
-/** `n:u32` then n peer ids. */
-export function encodeWelcomeBody(peers: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(4 + peers.length * PEER_ID_LEN);
-  new DataView(out.buffer).setUint32(0, peers.length);
-  peers.forEach((peer, index) => out.set(peer, 4 + index * PEER_ID_LEN));
+/** `present:u32`, how many other peers are in the room. */
+export function encodeWelcomeBody(present: number): Uint8Array {
+  return encodeCountBody(present);
+}
+
+export function decodeWelcomeBody(body: Uint8Array): number {
+  if (body.length !== 4) throw new FrameError("not a 4-byte peer count", 0n);
+  return new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(0);
+}
+
+/** `subscribe:u8 (0|1), after:16`, the body of PRESENCE_GET. */
+export function decodePresenceGetBody(body: Uint8Array): { subscribe: boolean; after: Uint8Array } {
+  if (body.length !== 17 || body[0]! > 1) {
+    throw new FrameError("not a subscribe byte (0 or 1) and a 16-byte peer id", 0n);
+  }
+  return { subscribe: body[0] === 1, after: body.subarray(1) };
+}
+
+export function encodePresenceGetBody(subscribe: boolean, after: Uint8Array): Uint8Array {
+  const out = new Uint8Array(17);
+  out[0] = subscribe ? 1 : 0;
+  out.set(after, 1);
   return out;
 }
 
-export function decodeWelcomeBody(body: Uint8Array): Uint8Array[] {
-  if (body.length < 4) throw new FrameError("welcome body shorter than its count", 0n);
-  const count = new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(0);
-  if (body.length !== 4 + count * PEER_ID_LEN) {
-    throw new FrameError("welcome body length does not match its count", 0n);
-  }
-  const peers: Uint8Array[] = [];
+/** One change of a PRESENCE body: 1 joined, 2 left. */
+export interface PresenceChange {
+  joined: boolean;
+  peer: Uint8Array;
+}
+
+export interface PresencePage {
+  snapshot: boolean;
+  more: boolean;
+  changes: PresenceChange[];
+}
+
+/** `flags:u8 (1 snapshot, 2 more), count:u32`, then per change `1|2:u8, peer:16`. */
+export function encodePresenceBody(page: PresencePage): Uint8Array {
+  const out = new Uint8Array(5 + 17 * page.changes.length);
+  out[0] = (page.snapshot ? 1 : 0) | (page.more ? 2 : 0);
+  new DataView(out.buffer).setUint32(1, page.changes.length);
+  page.changes.forEach((change, index) => {
+    out[5 + 17 * index] = change.joined ? 1 : 2;
+    out.set(change.peer, 6 + 17 * index);
+  });
+  return out;
+}
+
+export function decodePresenceBody(body: Uint8Array): PresencePage {
+  if (body.length < 5) throw new FrameError("shorter than the flags and the count", 0n);
+  const flags = body[0]!;
+  if ((flags & ~3) !== 0) throw new FrameError("unknown flags", 0n);
+  const count = new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(1);
+  if (body.length !== 5 + 17 * count) throw new FrameError("count does not match the entries", 0n);
+  const changes: PresenceChange[] = [];
   for (let index = 0; index < count; index++) {
-    peers.push(body.subarray(4 + index * PEER_ID_LEN, 4 + (index + 1) * PEER_ID_LEN));
+    const tag = body[5 + 17 * index]!;
+    if (tag !== 1 && tag !== 2) {
+      throw new FrameError("an entry is neither joined (1) nor left (2)", 0n);
+    }
+    changes.push({ joined: tag === 1, peer: body.subarray(6 + 17 * index, 22 + 17 * index) });
   }
-  return peers;
+  return { snapshot: (flags & 1) !== 0, more: (flags & 2) !== 0, changes };
 }
 
 /** `count:u32`, the body of the ACK that ends a RETAIN_GET. */
@@ -249,8 +306,9 @@ export type Body =
   | { kind: typeof Kind.Data | typeof Kind.Broadcast; opaque: Uint8Array }
   | { kind: typeof Kind.RetainPut; key: Uint8Array; blob: Uint8Array }
   | { kind: typeof Kind.RetainGet; key: Uint8Array }
-  | { kind: typeof Kind.Welcome; peers: Uint8Array[] }
-  | { kind: typeof Kind.Join | typeof Kind.Leave }
+  | { kind: typeof Kind.PresenceGet; subscribe: boolean; after: Uint8Array }
+  | { kind: typeof Kind.Welcome; present: number }
+  | ({ kind: typeof Kind.Presence } & PresencePage)
   | { kind: typeof Kind.Error; code: number; message: string }
   /** Empty for RETAIN_PUT; `count` for the ACK that ends a RETAIN_GET. */
   | { kind: typeof Kind.Ack; count?: number }
@@ -273,12 +331,12 @@ export function decodeBody(frame: Frame): Body {
         return { kind: Kind.RetainPut, ...decodeRetainBody(body) };
       case Kind.RetainGet:
         return { kind: Kind.RetainGet, key: decodeRetainGetBody(body) };
+      case Kind.PresenceGet:
+        return { kind: Kind.PresenceGet, ...decodePresenceGetBody(body) };
       case Kind.Welcome:
-        return { kind: Kind.Welcome, peers: decodeWelcomeBody(body) };
-      case Kind.Join:
-      case Kind.Leave:
-        if (body.length !== 0) bad("join and leave bodies must be empty");
-        return { kind: frame.kind };
+        return { kind: Kind.Welcome, present: decodeWelcomeBody(body) };
+      case Kind.Presence:
+        return { kind: Kind.Presence, ...decodePresenceBody(body) };
       case Kind.Error:
         return { kind: Kind.Error, ...decodeErrorBody(body) };
       case Kind.Ack:

@@ -14,13 +14,19 @@ import {
   OFFSET_ID,
   OFFSET_TO,
   PEER_ID_LEN,
+  PRESENCE_BATCH_MS,
+  PRESENCE_PAGE,
   PROTOCOL_VERSION,
+  type PresenceChange,
   ZERO_ID,
   ZERO_PEER,
+  bytesToHex,
+  decodePresenceGetBody,
   decodeRetainBody,
   decodeRetainGetBody,
   encodeCountBody,
   encodeErrorBody,
+  encodePresenceBody,
   encodeRetainedBody,
   encodeWelcomeBody,
   hexToBytes,
@@ -44,6 +50,8 @@ interface Attachment {
   evicted?: boolean;
   /** Still to prove its key: not in the room yet. */
   unproven?: boolean;
+  /** Subscribed to the room's presence changes (PRESENCE_GET with the subscribe flag). */
+  subscribed?: boolean;
 }
 
 /** In-memory state of one connection, rebuilt from its attachment after hibernation. */
@@ -59,6 +67,11 @@ interface Connection {
   challenge?: Challenge | null;
   /** The room id the connection proves its key for. */
   roomId?: Uint8Array;
+  /**
+   * Whether it hears the room's joins and leaves. Only subscribers do: a room of N headless
+   * peers reconnecting costs O(N) frames, not a JOIN to everyone for everyone.
+   */
+  subscribed: boolean;
 }
 
 const LOWER_HEX: string[] = Array.from({ length: 256 }, (_, byte) =>
@@ -82,6 +95,11 @@ export class Room extends DurableObject<Env> {
   /** The current connection of each present peer. */
   private readonly peers = new Map<string, WebSocket>();
   private readonly connections = new Map<WebSocket, Connection>();
+  /** Joins and leaves since the last batch went out, in order; sent every PRESENCE_BATCH_MS. */
+  private pending: PresenceChange[] = [];
+  private flushTimer: ReturnType<typeof setTimeout> | null = null;
+  /** How many present peers subscribed (kept, not counted per join: rooms are large). */
+  private subscribers = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -109,11 +127,13 @@ export class Room extends DurableObject<Env> {
       peer: hexToBytes(attachment.peer),
       bucket: new TokenBucket(this.limits.rateLimitPerSecond, this.limits.rateLimitBurst),
       evicted: attachment.evicted === true,
+      subscribed: attachment.subscribed === true,
       ...(attachment.unproven === true ? { challenge: null } : {}),
     };
     this.connections.set(socket, connection);
     if (!connection.evicted && connection.challenge === undefined && socket.readyState === WebSocket.OPEN) {
       this.peers.set(connection.peerHex, socket);
+      if (connection.subscribed) this.subscribers++;
     }
     return connection;
   }
@@ -145,6 +165,7 @@ export class Room extends DurableObject<Env> {
       peer,
       bucket: new TokenBucket(this.limits.rateLimitPerSecond, this.limits.rateLimitBurst),
       evicted: false,
+      subscribed: false,
       challenge,
       roomId: hexToBytes(roomHex),
     });
@@ -159,7 +180,15 @@ export class Room extends DurableObject<Env> {
     let why: string | null = "the challenge was lost (the room hibernated); reconnect";
     if (challenge && roomId) {
       const bytes = typeof message === "string" ? null : new Uint8Array(message);
-      if (!bytes || bytes.length < HEADER_LEN || bytes[0] !== PROTOCOL_VERSION || bytes[1] !== Kind.Proof) {
+      if (bytes && bytes.length >= HEADER_LEN && bytes[0] !== PROTOCOL_VERSION) {
+        this.closeQuietly(
+          socket,
+          CloseCode.VersionMismatch,
+          `protocol version mismatch: the peer speaks ${bytes[0]}, this relay speaks ${PROTOCOL_VERSION}`,
+        );
+        return;
+      }
+      if (!bytes || bytes.length < HEADER_LEN || bytes[1] !== Kind.Proof) {
         why = "the first frame was not PROOF";
       } else {
         why = await verifyProof(challenge, roomId, connection.peer, bytes.subarray(HEADER_LEN));
@@ -182,7 +211,10 @@ export class Room extends DurableObject<Env> {
       // The newest proven connection wins; the old one is told not to reconnect (no reconnect
       // fight) and its close must not announce a LEAVE for a peer that is still present.
       const old = this.connection(previous);
-      if (old) old.evicted = true;
+      if (old) {
+        old.evicted = true;
+        if (old.subscribed) this.subscribers--;
+      }
       previous.serializeAttachment({ peer: peerHex, evicted: true } satisfies Attachment);
       try {
         previous.close(CloseCode.Evicted, "evicted: another connection joined with this peer id");
@@ -191,20 +223,62 @@ export class Room extends DurableObject<Env> {
       }
     }
 
-    const others: Uint8Array[] = [];
-    for (const [otherHex, other] of this.peers) {
-      if (otherHex === peerHex) continue;
-      const state = this.connection(other);
-      if (state) others.push(state.peer);
-    }
+    const others = this.peers.size - (previous ? 1 : 0);
     this.peers.set(peerHex, socket);
     this.trySend(socket, relayFrame(Kind.Welcome, peer, ZERO_ID, encodeWelcomeBody(others)));
-    // Sent on a replacement too, as the Rust relay does: a repeated JOIN is harmless, and an
-    // observer that missed the old connection learns the peer is (still) there.
-    const join = relayFrame(Kind.Join, ZERO_PEER, ZERO_ID, new Uint8Array(0), peer);
-    for (const [otherHex, other] of this.peers) {
-      if (otherHex !== peerHex) this.trySend(other, join);
+    // Recorded on a replacement too, as the Rust relay does: subscribers forget the old
+    // connection's sessions.
+    this.record({ joined: true, peer });
+  }
+
+  /** Keeps a join or leave for the next batch, if anyone listens. */
+  private record(change: PresenceChange): void {
+    if (this.subscribers === 0) return;
+    this.pending.push(change);
+    if (this.flushTimer === null) {
+      this.flushTimer = setTimeout(() => this.flushPresence(), PRESENCE_BATCH_MS);
     }
+  }
+
+  /** Sends the gathered changes to every subscriber, PRESENCE_PAGE changes per frame. */
+  private flushPresence(): void {
+    this.flushTimer = null;
+    const pending = this.pending;
+    this.pending = [];
+    const frames: Uint8Array[] = [];
+    for (let start = 0; start < pending.length; start += PRESENCE_PAGE) {
+      const changes = pending.slice(start, start + PRESENCE_PAGE);
+      const body = encodePresenceBody({ snapshot: false, more: false, changes });
+      frames.push(relayFrame(Kind.Presence, ZERO_PEER, ZERO_ID, body));
+    }
+    for (const socket of this.peers.values()) {
+      if (!this.connection(socket)?.subscribed) continue;
+      for (const frame of frames) this.trySend(socket, frame);
+    }
+  }
+
+  /** PRESENCE_GET: one snapshot page (ascending peer ids after the cursor), maybe subscribing. */
+  private presenceGet(socket: WebSocket, connection: Connection, bytes: Uint8Array, idBytes: Uint8Array): void {
+    let request: { subscribe: boolean; after: Uint8Array };
+    try {
+      request = decodePresenceGetBody(bytes.subarray(HEADER_LEN));
+    } catch (error) {
+      this.sendError(socket, connection, idBytes, ErrorCode.Malformed, (error as Error).message);
+      return;
+    }
+    if (request.subscribe && !connection.subscribed) {
+      connection.subscribed = true;
+      this.subscribers++;
+      socket.serializeAttachment({ peer: connection.peerHex, subscribed: true } satisfies Attachment);
+    }
+    const after = bytesToHex(request.after);
+    // Lowercase hex of equal length sorts as the bytes do.
+    const ids = [...this.peers.keys()]
+      .filter((hex) => hex > after && hex !== connection.peerHex)
+      .sort();
+    const page = ids.slice(0, PRESENCE_PAGE).map((hex) => ({ joined: true, peer: hexToBytes(hex) }));
+    const body = encodePresenceBody({ snapshot: true, more: ids.length > PRESENCE_PAGE, changes: page });
+    this.trySend(socket, relayFrame(Kind.Presence, connection.peer, idBytes, body));
   }
 
   override async webSocketMessage(socket: WebSocket, message: string | ArrayBuffer): Promise<void> {
@@ -241,7 +315,13 @@ export class Room extends DurableObject<Env> {
       return;
     }
     if (bytes[0] !== PROTOCOL_VERSION) {
-      this.sendError(socket, connection, idBytes, ErrorCode.Malformed, `unsupported frame version ${bytes[0]}`);
+      this.sendError(
+        socket,
+        connection,
+        idBytes,
+        ErrorCode.Malformed,
+        `unsupported frame version ${bytes[0]}: this side speaks protocol version ${PROTOCOL_VERSION}`,
+      );
       return;
     }
     const kind = bytes[1]!;
@@ -275,6 +355,9 @@ export class Room extends DurableObject<Env> {
         return;
       case Kind.Proof:
         this.sendError(socket, connection, idBytes, ErrorCode.Malformed, "the key was already proven on this connection");
+        return;
+      case Kind.PresenceGet:
+        this.presenceGet(socket, connection, bytes, idBytes);
         return;
     }
   }
@@ -383,14 +466,14 @@ export class Room extends DurableObject<Env> {
     this.forget(socket);
   }
 
-  /** Drops a closed socket and announces the LEAVE if it was the peer's current connection. */
+  /** Drops a closed socket and records the leave if it was the peer's current connection. */
   private forget(socket: WebSocket): void {
     const connection = this.connection(socket);
     this.connections.delete(socket);
     if (!connection || this.peers.get(connection.peerHex) !== socket) return;
     this.peers.delete(connection.peerHex);
-    const leave = relayFrame(Kind.Leave, ZERO_PEER, ZERO_ID, new Uint8Array(0), connection.peer);
-    for (const other of this.peers.values()) this.trySend(other, leave);
+    if (connection.subscribed) this.subscribers--;
+    this.record({ joined: false, peer: connection.peer });
     if (this.peers.size === 0) {
       // The last peer left: the retained blobs go after the TTL unless someone is back by then
       // (a later leave moves the alarm; `alarm` checks presence).

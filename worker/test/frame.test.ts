@@ -13,8 +13,12 @@ import {
   decodeFrame,
   decodeRetainBody,
   decodeRetainedBody,
+  decodePresenceBody,
+  decodePresenceGetBody,
   decodeWelcomeBody,
   encodeCountBody,
+  encodePresenceBody,
+  encodePresenceGetBody,
   encodeErrorBody,
   encodeFrame,
   encodeRetainPutBody,
@@ -30,7 +34,7 @@ const peerB = hexToBytes("ffeeddccbbaa99887766554433221100");
 
 test("header layout: version, kind, from, to, big-endian id, body", () => {
   const bytes = encodeFrame({
-    version: 1,
+    version: 2,
     kind: Kind.Data,
     from: peerA,
     to: peerB,
@@ -39,7 +43,7 @@ test("header layout: version, kind, from, to, big-endian id, body", () => {
   });
   assert.equal(
     bytesToHex(bytes),
-    "0101" + bytesToHex(peerA) + bytesToHex(peerB) + "0102030405060708" + "aabb",
+    "0201" + bytesToHex(peerA) + bytesToHex(peerB) + "0102030405060708" + "aabb",
   );
   const frame = decodeFrame(bytes);
   assert.equal(frame.id, 0x0102030405060708n);
@@ -50,25 +54,38 @@ test("header layout: version, kind, from, to, big-endian id, body", () => {
 
 test("the largest id survives the round trip", () => {
   const id = 0xffff_ffff_ffff_ffffn;
-  const bytes = encodeFrame({ version: 1, kind: Kind.Ack, from: ZERO_PEER, to: peerA, id, body: new Uint8Array() });
+  const bytes = encodeFrame({ version: 2, kind: Kind.Ack, from: ZERO_PEER, to: peerA, id, body: new Uint8Array() });
   assert.equal(bytes.length, HEADER_LEN);
   assert.equal(decodeFrame(bytes).id, id);
 });
 
 test("short header, wrong version and unknown kind are frame errors with the readable id", () => {
   assert.throws(() => decodeFrame(new Uint8Array(41)), (error: FrameError) => error.id === 0n);
-  const bytes = encodeFrame({ version: 1, kind: Kind.Data, from: peerA, to: peerB, id: 5n, body: new Uint8Array() });
-  bytes[0] = 2;
-  assert.throws(() => decodeFrame(bytes), (error: FrameError) => error.id === 5n);
+  const bytes = encodeFrame({ version: 2, kind: Kind.Data, from: peerA, to: peerB, id: 5n, body: new Uint8Array() });
   bytes[0] = 1;
-  bytes[1] = 0x06;
+  // A peer of version 1 is told both versions.
+  assert.throws(
+    () => decodeFrame(bytes),
+    (error: FrameError) =>
+      error.id === 5n && error.message === "unsupported frame version 1: this side speaks protocol version 2",
+  );
+  bytes[0] = 2;
+  bytes[1] = 0x11;
   assert.throws(() => decodeFrame(bytes), (error: FrameError) => error.id === 5n);
 });
 
 test("relay bodies round-trip", () => {
-  assert.deepEqual(decodeWelcomeBody(encodeWelcomeBody([peerA, peerB])), [peerA, peerB]);
-  assert.equal(bytesToHex(encodeWelcomeBody([])), "00000000");
-  assert.throws(() => decodeWelcomeBody(new Uint8Array([0, 0, 0, 1])));
+  assert.equal(decodeWelcomeBody(encodeWelcomeBody(2)), 2);
+  assert.equal(bytesToHex(encodeWelcomeBody(0)), "00000000");
+  assert.throws(() => decodeWelcomeBody(new Uint8Array([0, 0, 1])));
+
+  assert.deepEqual(decodePresenceGetBody(encodePresenceGetBody(true, peerA)), { subscribe: true, after: peerA });
+  assert.throws(() => decodePresenceGetBody(new Uint8Array(17).fill(2)));
+  const page = { snapshot: false, more: true, changes: [{ joined: true, peer: peerA }, { joined: false, peer: peerB }] };
+  const presence = encodePresenceBody(page);
+  assert.equal(bytesToHex(presence), "0200000002" + "01" + bytesToHex(peerA) + "02" + bytesToHex(peerB));
+  assert.deepEqual(decodePresenceBody(presence), page);
+  assert.throws(() => decodePresenceBody(new Uint8Array([0, 0, 0, 0, 1])));
 
   assert.deepEqual(decodeErrorBody(encodeErrorBody(404, "destination peer not in the room")), {
     code: 404,

@@ -19,7 +19,10 @@ import {
   decodeErrorBody,
   decodeFrame,
   decodeRetainedBody,
+  decodePresenceBody,
   decodeWelcomeBody,
+  encodePresenceGetBody,
+  PROTOCOL_VERSION,
   encodeFrame,
   encodeRetainGetBody,
   encodeRetainPutBody,
@@ -146,7 +149,7 @@ class Peer {
   }
 
   send(kind: number, to: Uint8Array, id: bigint, body: Uint8Array = new Uint8Array(0), from = this.id) {
-    this.socket.send(encodeFrame({ version: 1, kind, from, to, id, body }));
+    this.socket.send(encodeFrame({ version: PROTOCOL_VERSION, kind, from, to, id, body }));
   }
 
   close() {
@@ -173,15 +176,21 @@ async function newIdentity(): Promise<Identity> {
   return { privateKey: pair.privateKey, publicKey, id: digest.slice(0, 16) };
 }
 
-test("welcome, join, data with from overwritten, broadcast, leave", async () => {
+test("welcome, subscribed presence, data with from overwritten, broadcast, leave", async () => {
   const room = newRoom();
   const a = await Peer.connect(room);
-  assert.deepEqual(decodeWelcomeBody((await a.next(Kind.Welcome)).body), []);
+  assert.equal(decodeWelcomeBody((await a.next(Kind.Welcome)).body), 0);
+  a.send(Kind.PresenceGet, ZERO_PEER, 3n, encodePresenceGetBody(true, ZERO_PEER));
+  const snapshot = await a.next(Kind.Presence);
+  assert.equal(snapshot.id, 3n);
+  assert.deepEqual(decodePresenceBody(snapshot.body), { snapshot: true, more: false, changes: [] });
   const b = await Peer.connect(room);
   const welcome = await b.next(Kind.Welcome);
   assert.deepEqual(welcome.to, new Uint8Array(b.id));
-  assert.deepEqual(decodeWelcomeBody(welcome.body), [new Uint8Array(a.id)]);
-  assert.deepEqual((await a.next(Kind.Join)).from, new Uint8Array(b.id));
+  assert.equal(decodeWelcomeBody(welcome.body), 1);
+  assert.deepEqual(decodePresenceBody((await a.next(Kind.Presence)).body).changes, [
+    { joined: true, peer: new Uint8Array(b.id) },
+  ]);
 
   a.send(Kind.Data, b.id, 7n, new TextEncoder().encode("hello"), randomBytes(16));
   const data = await b.next(Kind.Data);
@@ -195,7 +204,11 @@ test("welcome, join, data with from overwritten, broadcast, leave", async () => 
   assert.deepEqual(broadcast.from, new Uint8Array(b.id));
 
   b.close();
-  assert.deepEqual((await a.next(Kind.Leave)).from, new Uint8Array(b.id));
+  assert.deepEqual(decodePresenceBody((await a.next(Kind.Presence)).body).changes, [
+    { joined: false, peer: new Uint8Array(b.id) },
+  ]);
+  // b never subscribed: it heard of nobody after its WELCOME.
+  assert.ok(!b.frames.some((frame) => frame.kind === Kind.Presence));
   a.close();
 });
 
@@ -229,15 +242,17 @@ test("a second connection with the same peer id evicts the first with 4001", asy
   await first.next(Kind.Welcome);
   const observer = await Peer.connect(room);
   await observer.next(Kind.Welcome);
+  observer.send(Kind.PresenceGet, ZERO_PEER, 1n, encodePresenceGetBody(true, ZERO_PEER));
+  assert.equal(decodePresenceBody((await observer.next(Kind.Presence)).body).changes.length, 1);
   const second = await Peer.connect(room, identity);
   await second.next(Kind.Welcome);
   assert.equal(await first.closedWith(), 4001);
   // The peer is still present: a DATA to it reaches the new connection.
   observer.send(Kind.Data, id, 1n, new Uint8Array([9]));
   assert.deepEqual((await second.next(Kind.Data)).body, new Uint8Array([9]));
-  // No LEAVE for a peer that never left; a repeated JOIN (as the Rust relay sends) is harmless.
-  assert.deepEqual((await observer.next(Kind.Join)).from, new Uint8Array(id));
-  assert.ok(!observer.frames.some((frame) => frame.kind === Kind.Leave));
+  // No leave for a peer that never left; a repeated join (as the Rust relay sends) is harmless.
+  const changes = decodePresenceBody((await observer.next(Kind.Presence)).body).changes;
+  assert.deepEqual(changes, [{ joined: true, peer: new Uint8Array(id) }]);
   second.close();
   observer.close();
 });
@@ -248,7 +263,6 @@ test("a connection that cannot prove a present peer's key is refused with 4004 a
   await victim.next(Kind.Welcome);
   const friend = await Peer.connect(room);
   await friend.next(Kind.Welcome);
-  await victim.next(Kind.Join);
   const attacker = await newIdentity();
   // A proof by the attacker's own key, claiming the victim's id.
   const intruder = await Peer.connectUnproven(room, victim.id);
@@ -265,7 +279,7 @@ test("a connection that cannot prove a present peer's key is refused with 4004 a
   friend.send(Kind.Data, victim.id, 2n, new Uint8Array([2]));
   assert.equal((await victim.next(Kind.Data)).id, 2n);
   assert.ok(!victim.closed);
-  assert.ok(!friend.frames.some((frame) => frame.kind === Kind.Leave || frame.kind === Kind.Join));
+  assert.ok(!friend.frames.some((frame) => frame.kind === Kind.Presence));
   victim.close();
   friend.close();
 });

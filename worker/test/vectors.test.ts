@@ -70,9 +70,9 @@ const KIND_NAMES: Record<string, number> = {
   BROADCAST: Kind.Broadcast,
   RETAIN_PUT: Kind.RetainPut,
   RETAIN_GET: Kind.RetainGet,
+  PRESENCE_GET: Kind.PresenceGet,
   WELCOME: Kind.Welcome,
-  JOIN: Kind.Join,
-  LEAVE: Kind.Leave,
+  PRESENCE: Kind.Presence,
   ERROR: Kind.Error,
   ACK: Kind.Ack,
   RETAINED: Kind.Retained,
@@ -89,7 +89,11 @@ function bodyAsJson(body: Body): Record<string, unknown> {
     const name = field.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
     if (value instanceof Uint8Array) json[name] = bytesToHex(value);
     else if (typeof value === "bigint") json[name] = value.toString();
-    else if (Array.isArray(value)) json[name] = value.map((peer: Uint8Array) => bytesToHex(peer));
+    else if (field === "changes") {
+      json[name] = (value as { joined: boolean; peer: Uint8Array }[]).map((change) =>
+        change.joined ? { joined: bytesToHex(change.peer) } : { left: bytesToHex(change.peer) },
+      );
+    } else if (Array.isArray(value)) json[name] = value.map((peer: Uint8Array) => bytesToHex(peer));
     else if (value !== undefined) json[name] = value;
   }
   return json;

@@ -95,6 +95,12 @@ pub trait JobHost: Send + Sync + 'static {
     fn live_peers_selected(&self, target: &Selector) -> Option<Vec<String>>;
     /// Whether `target` selects this node as its peers see it.
     fn selected(&self, target: &Selector) -> bool;
+    /// Whether this node is connected but has not read the room's presence yet (it started
+    /// following it for a declared job): the answer of `live_peers_selected` is coming, and
+    /// `changed` is notified when it has.
+    fn presence_pending(&self) -> bool {
+        false
+    }
     /// The newest runs of declared jobs this node coordinated changed (for its status).
     fn publish_runs(&self, runs: Vec<DeclaredJobRun>);
     /// Runs the job from this node, as the spec of `generation`.
@@ -193,6 +199,10 @@ pub fn start<H: JobHost>(
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How soon a node that could not tell who is live looks again.
 const NOT_READY_RETRY: Duration = Duration::from_secs(1);
+
+/// How long a node that starts following presence for a declared job waits for the table and
+/// its handshakes before it wakes the runner anyway.
+const PRESENCE_WAIT: Duration = Duration::from_secs(30);
 
 struct Runner {
     host: Arc<dyn JobHost>,
@@ -378,15 +388,23 @@ impl Runner {
                 now
             }
         };
+        // Asked on every pass, not only at the slot: the first look makes a headless node start
+        // following the room's presence, so its table is read well before the slot needs it.
+        let ready = self.coordinates(job);
         let Some(due) = line.due(cursor, now) else {
             return line.next_after(cursor);
         };
+        // Connected, with the room's presence still being read: judge the slot once it is
+        // (the host notifies `changed`), rather than pass it over as if disconnected.
+        if ready.is_none() && self.host.presence_pending() {
+            return Some(now + chrono::Duration::from_std(NOT_READY_RETRY).unwrap_or_default());
+        }
         let late = (now - due.last).to_std().unwrap_or(Duration::ZERO);
         let grace = line
             .period_after(due.last)
             .unwrap_or(MISSED_GRACE_MAX)
             .clamp(MISSED_GRACE_MIN, MISSED_GRACE_MAX);
-        let coordinates = self.coordinates(job);
+        let coordinates = ready;
         // The slot is settled on every targeted node before anything runs.
         state.cron = Some((text.to_string(), due.last.timestamp_millis()));
         if let Err(e) = save(store, &job.name, &state) {
@@ -618,7 +636,25 @@ impl JobHost for Node {
 
     fn live_peers_selected(&self, target: &Selector) -> Option<Vec<String>> {
         let net = self.net()?;
-        if *net.watch_state().borrow() != crate::net::ConnectionState::Connected {
+        // The coordinator rule reads the room: who is live and what each announced. A headless
+        // node does not follow presence until it has such a job (keeping a mass reconnect of a
+        // fleet without one at O(N) relay frames); from its first look it follows the room and
+        // meets every peer in it, and cannot tell until that table is read.
+        if !net.follows_presence() {
+            let net = net.clone();
+            let waker = self.declared_jobs_waker();
+            crate::runtime::spawn(async move {
+                net.follow_presence(true).await;
+                // Wake the runner once the table is read (and the peers met), so a slot that
+                // came meanwhile is judged then rather than passed over.
+                let _ = net.meet_present(PRESENCE_WAIT).await;
+                waker.notify_one();
+            });
+            return None;
+        }
+        if *net.watch_state().borrow() != crate::net::ConnectionState::Connected
+            || !net.presence_settled()
+        {
             return None;
         }
         Some(
@@ -633,6 +669,13 @@ impl JobHost for Node {
 
     fn selected(&self, target: &Selector) -> bool {
         !self.settings().no_agent.value && target.matches(&self.announced_host())
+    }
+
+    fn presence_pending(&self) -> bool {
+        self.net().is_some_and(|net| {
+            *net.watch_state().borrow() == crate::net::ConnectionState::Connected
+                && !net.presence_settled()
+        })
     }
 
     fn run_job(

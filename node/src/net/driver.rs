@@ -10,7 +10,8 @@ use backon::BackoffBuilder;
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use remote_agents_protocol::frame::{
-    Body, Frame, FrameKind, Header, PeerId, close_code, connect_path, room_id_from_name,
+    Body, FRAME_VERSION, Frame, FrameError, FrameKind, Header, PeerId, PresenceChange, close_code,
+    connect_path, room_id_from_name,
 };
 use remote_agents_protocol::key_proof;
 use remote_agents_protocol::message::{Announcement, Envelope, RemoteFailure, parts};
@@ -51,6 +52,11 @@ pub enum ConnectError {
     NoChallenge(Duration),
     #[error("the relay's first frame was not a key challenge: {0}")]
     BadChallenge(String),
+    #[error(
+        "protocol version mismatch: the relay speaks version {relay}, this node speaks \
+         version {node}; run the same release on both"
+    )]
+    Version { relay: u8, node: u8 },
     #[error("cannot answer the relay's key challenge")]
     Proof(#[source] remote_agents_protocol::key_proof::KeyProofError),
 }
@@ -60,6 +66,7 @@ impl ConnectError {
     pub fn close_code(&self) -> Option<u16> {
         match self {
             ConnectError::ClosedBeforeProof { code, .. } => Some(*code),
+            ConnectError::Version { .. } => Some(close_code::VERSION_MISMATCH),
             _ => None,
         }
     }
@@ -138,6 +145,12 @@ pub async fn connect_relay(
     .map_err(|_| ConnectError::NoChallenge(CHALLENGE_TIMEOUT))??;
     let challenge_key = match Frame::decode(challenge).map(|frame| frame.body()) {
         Ok(Ok(Body::Challenge(public_key))) => public_key,
+        Err(FrameError::Version(relay)) => {
+            return Err(ConnectError::Version {
+                relay,
+                node: FRAME_VERSION,
+            });
+        }
         Ok(Ok(other)) => return Err(ConnectError::BadChallenge(other.kind().to_string())),
         Ok(Err(error)) | Err(error) => return Err(ConnectError::BadChallenge(error.to_string())),
     };
@@ -243,6 +256,38 @@ pub(crate) struct Driver {
     /// Retained-store requests waiting for the relay's answer, by frame id.
     retain_waiters: HashMap<u64, RetainWaiter>,
     next_relay_request: u64,
+    /// Whether this node follows the room's presence (subscribed at every connect): nodes that
+    /// address the room do; headless nodes do not until a duty needs it, and then know only
+    /// the peers they talked to (`present` stays empty and calls go to any peer id).
+    follow_presence: bool,
+    /// Whether every peer that becomes present is also met (handshaken) at once, for a lazy
+    /// node that needs the announcements of the whole room (a declared job's coordinator rule).
+    meet_everyone: bool,
+    /// The snapshot being read page by page, if any.
+    snapshot: Option<Snapshot>,
+    /// Callers waiting for a one-off list of the room (`Command::RoomPeers`).
+    room_waiters: Vec<tokio::sync::oneshot::Sender<Result<Vec<PeerId>, CallError>>>,
+    /// Whether the connection is up (WELCOME seen) in this `serve`.
+    welcomed: bool,
+    /// When each peer's current session was established: a join that arrives in a batch after
+    /// we already met that peer is the same incarnation, not a rejoin (see `REJOIN_GRACE`).
+    established_at: HashMap<PeerId, Instant>,
+}
+
+/// A join for a peer whose session is younger than this is the delayed news of the join we
+/// already met it after (batches go out every 50 ms; handshakes through the relay are faster),
+/// so its session is kept. An older session belongs to a previous incarnation that rejoined
+/// without leaving (it evicted its own stale connection) and is forgotten.
+const REJOIN_GRACE: Duration = Duration::from_secs(1);
+
+/// A presence snapshot being read from the relay page by page.
+struct Snapshot {
+    /// The id of the `PRESENCE_GET` whose page is awaited.
+    request: u64,
+    /// Whether it subscribes (the node follows presence) or only lists the room once.
+    subscribe: bool,
+    /// The peers of the pages so far.
+    peers: Vec<PeerId>,
 }
 
 /// A retained-store request in flight at the relay.
@@ -293,6 +338,7 @@ impl Driver {
             Instant::now().into_std(),
             unix_nanos(),
         );
+        let follow_presence = config.subscribe_presence;
         Self {
             identity: identity.clone(),
             config,
@@ -310,6 +356,12 @@ impl Driver {
             relay_frames: Vec::new(),
             retain_waiters: HashMap::new(),
             next_relay_request: 1,
+            follow_presence,
+            meet_everyone: false,
+            snapshot: None,
+            room_waiters: Vec::new(),
+            welcomed: false,
+            established_at: HashMap::new(),
         }
     }
 
@@ -372,6 +424,10 @@ impl Driver {
                         .send_replace(ConnectionState::GaveUp(error.to_string()));
                     self.idle_until_shutdown().await;
                     return;
+                }
+                Err(error) if error.close_code() == Some(close_code::VERSION_MISMATCH) => {
+                    // Not fatal: one side is usually being upgraded; keep trying, loudly.
+                    tracing::error!(%error, relay = %self.config.relay_url, "cannot join the room; retrying");
                 }
                 Err(error) if error.close_code() == Some(close_code::KEY_PROOF_FAILED) => {
                     tracing::warn!(%error, relay = %self.config.relay_url, "the relay did not accept our key proof; retrying");
@@ -440,7 +496,13 @@ impl Driver {
             Command::Cancel { call } => {
                 self.calls.remove(&call);
             }
-            Command::Reply { .. } | Command::MeetPresent => {}
+            Command::Reply { .. } => {}
+            Command::MeetPresent | Command::FollowPresence { .. } => self.follow(command),
+            Command::RoomPeers { done } => {
+                let _ = done.send(Err(CallError::Unreachable(
+                    "not connected to the relay".into(),
+                )));
+            }
             Command::RetainPut { done, .. } => {
                 let _ = done.send(Err(CallError::Unreachable(
                     "not connected to the relay".into(),
@@ -582,7 +644,7 @@ impl Driver {
         match frame.header.kind {
             FrameKind::Data => {}
             FrameKind::Welcome => {
-                let Ok(Body::Welcome(peers)) = frame.body() else {
+                let Ok(Body::Welcome { .. }) = frame.body() else {
                     self.reject(None, &"malformed welcome");
                     return false;
                 };
@@ -590,29 +652,30 @@ impl Driver {
                     .counters
                     .connections
                     .fetch_add(1, Ordering::Relaxed);
-                for peer in peers {
-                    if peer != self.shared.local_id {
-                        self.present.insert(peer);
-                        self.sessions.peer_present(peer, now);
+                self.welcomed = true;
+                if self.follow_presence {
+                    // Connected only once the room's members are known (the snapshot's last
+                    // page), so `wait_settled` never sees a connected, empty room that is not.
+                    self.request_snapshot(true, PeerId::ZERO);
+                } else {
+                    if !self.room_waiters.is_empty() {
+                        self.request_snapshot(false, PeerId::ZERO);
                     }
+                    self.shared.presence_known.send_replace(true);
+                    self.shared.state.send_replace(ConnectionState::Connected);
                 }
-                self.publish_present();
-                // Connected only once the room's members are known, so `wait_settled` never
-                // sees a connected, empty room that is not empty.
-                self.shared.state.send_replace(ConnectionState::Connected);
                 return true;
             }
-            FrameKind::Join => {
-                if from != self.shared.local_id {
-                    // A peer that rejoins may have restarted: forget its old sessions.
-                    self.forget_peer(from, "peer rejoined the room");
-                    self.present.insert(from);
-                    self.publish_present();
-                    self.sessions.peer_present(from, now);
+            FrameKind::Presence => {
+                let Ok(Body::Presence(page)) = frame.body() else {
+                    self.reject(None, &"malformed presence");
+                    return false;
+                };
+                if page.snapshot {
+                    self.on_snapshot_page(frame.header.id, page, now);
+                } else if self.follow_presence {
+                    self.on_presence_changes(page.changes, now);
                 }
-            }
-            FrameKind::Leave => {
-                self.forget_peer(from, "peer left the room");
             }
             FrameKind::Error => {
                 if let Ok(Body::Error { code, message }) = frame.body() {
@@ -645,7 +708,10 @@ impl Driver {
                     blobs.push(blob.to_vec());
                 }
             }
-            FrameKind::RetainPut | FrameKind::RetainGet | FrameKind::Proof => {
+            FrameKind::RetainPut
+            | FrameKind::RetainGet
+            | FrameKind::Proof
+            | FrameKind::PresenceGet => {
                 self.reject(None, &"peer-to-relay frame kind from the relay");
             }
             FrameKind::Challenge => {
@@ -656,9 +722,11 @@ impl Driver {
         false
     }
 
+    /// Drops `peer`'s sessions and fails its calls; the caller publishes `present` (a batch of
+    /// changes publishes once).
     fn forget_peer(&mut self, peer: PeerId, reason: &str) {
         self.present.remove(&peer);
-        self.publish_present();
+        self.established_at.remove(&peer);
         self.sessions.peer_left(&peer);
         self.shared
             .presence
@@ -690,6 +758,13 @@ impl Driver {
         self.sessions.reset();
         self.present.clear();
         self.publish_present();
+        self.welcomed = false;
+        self.snapshot = None;
+        self.established_at.clear();
+        self.shared.presence_known.send_replace(false);
+        for waiter in self.room_waiters.drain(..) {
+            let _ = waiter.send(Err(CallError::Unreachable(reason.clone())));
+        }
         self.shared.presence.send_if_modified(|peers| {
             let had_peers = !peers.is_empty();
             peers.clear();
@@ -758,6 +833,12 @@ impl Driver {
                     if new {
                         tracing::info!(%peer, %name, "secure session established");
                     }
+                    self.established_at.insert(peer, Instant::now());
+                    // The relay just forwarded this peer's frames: it is in the room, whether
+                    // or not the batch saying so has come yet.
+                    if self.follow_presence && self.present.insert(peer) {
+                        self.publish_present();
+                    }
                     // Queued requests were flushed with the new session.
                     for call in self.calls.values_mut().filter(|call| call.peer == peer) {
                         call.sent = true;
@@ -813,7 +894,9 @@ impl Driver {
                 events,
                 direct,
             } => {
-                if !self.present.contains(&peer) {
+                // Only a node that follows presence knows who is absent; any other sends, and
+                // a peer not in the room is a call that gets no answer before its deadline.
+                if self.follow_presence && !self.present.contains(&peer) {
                     let _ = events.send(Err(CallError::Unreachable(format!(
                         "peer {peer} is not in the room"
                     ))));
@@ -938,10 +1021,15 @@ impl Driver {
                     }
                 }
             }
-            Command::MeetPresent => {
-                let now = now.into_std();
-                for peer in self.present.iter().copied().collect::<Vec<_>>() {
-                    self.sessions.meet(peer, now);
+            Command::MeetPresent | Command::FollowPresence { .. } => self.follow(command),
+            Command::RoomPeers { done } => {
+                if self.follow_presence && self.snapshot.is_none() {
+                    let _ = done.send(Ok(self.present.iter().copied().collect()));
+                } else {
+                    self.room_waiters.push(done);
+                    if self.welcomed && self.snapshot.is_none() {
+                        self.request_snapshot(false, PeerId::ZERO);
+                    }
                 }
             }
             Command::Announce(announcement) => {
@@ -953,6 +1041,131 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Starts following presence (`FollowPresence`, or `MeetPresent`, which also meets every
+    /// peer present); a node already following meets the peers it knows at once.
+    fn follow(&mut self, command: Command) {
+        let meet_now = match command {
+            Command::MeetPresent => true,
+            Command::FollowPresence { meet_everyone } => {
+                self.meet_everyone |= meet_everyone;
+                meet_everyone
+            }
+            _ => return,
+        };
+        if !self.follow_presence {
+            self.follow_presence = true;
+            self.shared.follows.store(true, Ordering::Relaxed);
+            // `MeetPresent` before the snapshot: meet whoever it lists.
+            self.meet_everyone |= meet_now;
+            if self.welcomed {
+                self.shared.presence_known.send_replace(false);
+                if self.snapshot.is_none() {
+                    self.request_snapshot(true, PeerId::ZERO);
+                }
+            }
+            return;
+        }
+        if meet_now {
+            let now = Instant::now().into_std();
+            for peer in self.present.iter().copied().collect::<Vec<_>>() {
+                self.sessions.meet(peer, now);
+            }
+        }
+    }
+
+    /// Asks the relay for the page of the room after `after`.
+    fn request_snapshot(&mut self, subscribe: bool, after: PeerId) {
+        let id = self.next_relay_request;
+        self.next_relay_request += 1;
+        self.relay_frames
+            .push(Frame::presence_get(id, subscribe, after).encode());
+        match &mut self.snapshot {
+            Some(snapshot) if after != PeerId::ZERO => snapshot.request = id,
+            _ => {
+                self.snapshot = Some(Snapshot {
+                    request: id,
+                    subscribe,
+                    peers: Vec::new(),
+                });
+            }
+        }
+    }
+
+    fn on_snapshot_page(
+        &mut self,
+        id: u64,
+        page: remote_agents_protocol::frame::PresencePage,
+        now: std::time::Instant,
+    ) {
+        let Some(snapshot) = self.snapshot.as_mut().filter(|s| s.request == id) else {
+            return;
+        };
+        let mut last = None;
+        for change in page.changes {
+            if let PresenceChange::Joined(peer) = change {
+                last = Some(peer);
+                if peer != self.shared.local_id {
+                    snapshot.peers.push(peer);
+                }
+            }
+        }
+        let subscribe = snapshot.subscribe;
+        if page.more
+            && let Some(last) = last
+        {
+            self.request_snapshot(subscribe, last);
+            return;
+        }
+        let Some(snapshot) = self.snapshot.take() else {
+            return;
+        };
+        if snapshot.subscribe {
+            for peer in &snapshot.peers {
+                self.present.insert(*peer);
+                self.sessions.peer_present(*peer, now);
+                if self.meet_everyone {
+                    self.sessions.meet(*peer, now);
+                }
+            }
+            self.publish_present();
+            self.shared.presence_known.send_replace(true);
+            self.shared.state.send_replace(ConnectionState::Connected);
+        }
+        for waiter in self.room_waiters.drain(..) {
+            let _ = waiter.send(Ok(snapshot.peers.clone()));
+        }
+        // The node started following while a one-off listing was under way: subscribe now.
+        if !snapshot.subscribe && self.follow_presence {
+            self.request_snapshot(true, PeerId::ZERO);
+        }
+    }
+
+    /// A batch of joins and leaves, in the order they happened.
+    fn on_presence_changes(&mut self, changes: Vec<PresenceChange>, now: std::time::Instant) {
+        for change in changes {
+            match change {
+                PresenceChange::Joined(peer) if peer != self.shared.local_id => {
+                    // A peer that rejoins may have restarted: forget its old sessions.
+                    let stale = self
+                        .established_at
+                        .get(&peer)
+                        .is_some_and(|at| at.elapsed() >= REJOIN_GRACE);
+                    if stale {
+                        self.forget_peer(peer, "peer rejoined the room");
+                    }
+                    self.present.insert(peer);
+                    self.sessions.peer_present(peer, now);
+                    if self.meet_everyone {
+                        self.sessions.meet(peer, now);
+                    }
+                }
+                PresenceChange::Joined(_) => {}
+                PresenceChange::Left(peer) => self.forget_peer(peer, "peer left the room"),
+            }
+        }
+        self.publish_present();
     }
 
     fn notify(&mut self, peer: PeerId, message: &[u8]) -> bool {

@@ -88,6 +88,12 @@ pub struct NetConfig {
     pub max_frame: usize,
     /// The direct data channel to peers (`direct`): socket, reflector, timeouts.
     pub direct: direct::DirectConfig,
+    /// Follow the room's presence from the start: ask the relay for the peers present (paged)
+    /// and subscribe to its batched joins and leaves at every connect. Callers that address the
+    /// room (fleetctl, MCP nodes) do; headless nodes do not (`Node::connect`), so a mass
+    /// reconnect of N of them costs the relay O(N) frames, and start following only when a
+    /// duty needs the room (`Net::follow_presence`, `Net::meet_present`).
+    pub subscribe_presence: bool,
 }
 
 impl NetConfig {
@@ -104,6 +110,7 @@ impl NetConfig {
             max_message: 256 * 1024 * 1024,
             max_frame: remote_agents_protocol::frame::MAX_FRAME_DEFAULT,
             direct: direct::DirectConfig::default(),
+            subscribe_presence: true,
         }
     }
 }
@@ -223,8 +230,18 @@ pub(crate) enum Command {
         sent: oneshot::Sender<Result<(), CallError>>,
     },
     Announce(Announcement),
-    /// Start handshakes with every peer present that has no session yet.
+    /// Start handshakes with every peer present that has no session yet (following presence
+    /// first if this node did not).
     MeetPresent,
+    /// Follow the room's presence from now on; with `meet_everyone`, handshake with every peer
+    /// that is or becomes present.
+    FollowPresence {
+        meet_everyone: bool,
+    },
+    /// The peers in the room, from the relay's snapshot (or this node's table if it follows).
+    RoomPeers {
+        done: oneshot::Sender<Result<Vec<PeerId>, CallError>>,
+    },
     /// Leave a blob in the relay's retained store (already sealed by the caller).
     RetainPut {
         key: Vec<u8>,
@@ -243,6 +260,11 @@ pub(crate) struct Shared {
     pub(crate) presence: watch::Sender<BTreeMap<PeerId, PeerInfo>>,
     /// Peers the relay says are in the room, authenticated or not yet.
     pub(crate) present: watch::Sender<std::collections::BTreeSet<PeerId>>,
+    /// Whether `present` is the whole room: connected, and either following presence with its
+    /// snapshot read, or not following (then `present` is empty by design).
+    pub(crate) presence_known: watch::Sender<bool>,
+    /// Whether the node follows presence (the driver's choice, readable by handles).
+    pub(crate) follows: std::sync::atomic::AtomicBool,
     pub(crate) state: watch::Sender<ConnectionState>,
     pub(crate) counters: NetCounters,
     next_call: AtomicU64,
@@ -270,6 +292,8 @@ impl Net {
             local_id: identity.peer_id(),
             presence: watch::Sender::new(BTreeMap::new()),
             present: watch::Sender::new(std::collections::BTreeSet::new()),
+            presence_known: watch::Sender::new(false),
+            follows: std::sync::atomic::AtomicBool::new(config.subscribe_presence),
             state: watch::Sender::new(ConnectionState::Connecting),
             counters: NetCounters::default(),
             next_call: AtomicU64::new(1),
@@ -351,6 +375,12 @@ impl Net {
         let deadline = Instant::now() + timeout;
         self.wait_for_state(timeout, |state| *state == ConnectionState::Connected)
             .await?;
+        let mut known = self.shared.presence_known.subscribe();
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        tokio::time::timeout(remaining, known.wait_for(|known| *known))
+            .await
+            .map_err(|_| CallError::DeadlineExceeded)?
+            .map_err(|_| CallError::Shutdown)?;
         let mut present = self.shared.present.subscribe();
         let mut presence = self.shared.presence.subscribe();
         loop {
@@ -374,6 +404,7 @@ impl Net {
     /// authenticated. A node without eager handshakes knows only the peers it has talked to;
     /// it calls this before addressing the whole room. Returns how many are still missing.
     pub async fn meet_present(&self, timeout: Duration) -> Result<usize, CallError> {
+        self.start_following();
         self.commands
             .send(Command::MeetPresent)
             .await
@@ -509,9 +540,60 @@ impl Net {
         answer.await.map_err(|_| CallError::Shutdown)?
     }
 
-    /// Peers the relay says are in the room, authenticated or not yet.
+    /// Peers the relay says are in the room, authenticated or not yet. Empty on a node that
+    /// does not follow presence: ask [`Net::room_peers`] there.
     pub fn present_peers(&self) -> Vec<PeerId> {
         self.shared.present.borrow().iter().copied().collect()
+    }
+
+    /// The peers in the room: this node's table when it follows presence, otherwise a one-off
+    /// snapshot from the relay (paged; it does not subscribe).
+    pub async fn room_peers(&self) -> Result<Vec<PeerId>, CallError> {
+        let (done, answer) = oneshot::channel();
+        self.commands
+            .send(Command::RoomPeers { done })
+            .await
+            .map_err(|_| CallError::Shutdown)?;
+        answer.await.map_err(|_| CallError::Shutdown)?
+    }
+
+    /// Starts following the room's presence (a snapshot, then batched joins and leaves), for a
+    /// node that did not from the start and now has a duty that reads it; with
+    /// `meet_everyone`, it also handshakes with every peer that is or becomes present, so their
+    /// announcements are known. Idempotent; kept across reconnects.
+    pub async fn follow_presence(&self, meet_everyone: bool) {
+        self.start_following();
+        let _ = self
+            .commands
+            .send(Command::FollowPresence { meet_everyone })
+            .await;
+    }
+
+    /// Whether `peer` may be in the room: authenticated, or present, or (on a node that does not
+    /// follow presence) anyone, since such a node cannot tell.
+    pub fn may_be_present(&self, peer: &PeerId) -> bool {
+        self.peer(peer).is_some()
+            || self.shared.present.borrow().contains(peer)
+            || !self.follows_presence()
+    }
+
+    /// Marks presence unknown until the driver has read the snapshot, so a `wait_settled`
+    /// right after cannot pass on the table of a node that did not follow presence.
+    fn start_following(&self) {
+        if !self.shared.follows.swap(true, Ordering::Relaxed) {
+            self.shared.presence_known.send_replace(false);
+        }
+    }
+
+    /// Whether this node's table of present peers is the whole room right now: it follows
+    /// presence, is connected, and has read the relay's snapshot.
+    pub fn presence_settled(&self) -> bool {
+        self.follows_presence() && *self.shared.presence_known.borrow()
+    }
+
+    /// Whether this node follows the room's presence.
+    pub fn follows_presence(&self) -> bool {
+        self.shared.follows.load(Ordering::Relaxed)
     }
 
     /// Changes what this node announces and tells every authenticated peer.

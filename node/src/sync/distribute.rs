@@ -117,7 +117,8 @@ pub async fn catch_up(node: &Arc<Node>, net: &Net, psk: &Psk, ask_peers: bool) -
     // Only a node with nothing asks its peers, and only once per connection: in a fresh room
     // nobody has a bundle yet, and a thousand nodes asking each other would be a storm.
     let mut peers = if ask_peers && node.desired().current().is_none() {
-        net.present_peers()
+        // A headless node does not follow presence: this asks the relay for the room once.
+        net.room_peers().await.unwrap_or_default()
     } else {
         Vec::new()
     };

@@ -50,10 +50,18 @@ fn typed_body(frame: &Frame) -> Value {
             json!({ "key": hex::encode(key), "blob": hex::encode(blob) })
         }
         Body::RetainGet { key } => json!({ "key": hex::encode(key) }),
-        Body::Welcome(peers) => {
-            json!({ "peers": peers.iter().map(PeerId::to_hex).collect::<Vec<_>>() })
+        Body::PresenceGet { subscribe, after } => {
+            json!({ "subscribe": subscribe, "after": after.to_hex() })
         }
-        Body::Join | Body::Leave => json!({}),
+        Body::Welcome { present } => json!({ "present": present }),
+        Body::Presence(page) => json!({
+            "snapshot": page.snapshot,
+            "more": page.more,
+            "changes": page.changes.iter().map(|change| match change {
+                PresenceChange::Joined(peer) => json!({ "joined": peer.to_hex() }),
+                PresenceChange::Left(peer) => json!({ "left": peer.to_hex() }),
+            }).collect::<Vec<_>>(),
+        }),
         Body::Error { code, message } => json!({ "code": code, "message": message }),
         Body::Ack(bytes) if bytes.is_empty() => json!({}),
         Body::Ack(bytes) => json!({ "count": parse_retain_get_ack(&bytes).expect("count") }),
@@ -127,13 +135,46 @@ fn valid_frames() -> Vec<(&'static str, Frame)> {
             Frame::retain_put(4, b"k", b"").unwrap(),
         ),
         ("retain_get", Frame::retain_get(5, b"desired").unwrap()),
-        ("welcome to an empty room", Frame::welcome(peer(1), &[])),
+        ("welcome to an empty room", Frame::welcome(peer(1), 0)),
+        ("welcome with two peers present", Frame::welcome(peer(1), 2)),
         (
-            "welcome with two peers present",
-            Frame::welcome(peer(1), &[peer(2), peer(3)]),
+            "presence_get subscribing from the start",
+            Frame::presence_get(6, true, PeerId::ZERO),
         ),
-        ("join", Frame::join(peer(2))),
-        ("leave", Frame::leave(peer(2))),
+        (
+            "presence_get of the next page",
+            Frame::presence_get(7, false, peer(3)),
+        ),
+        (
+            "presence snapshot page with more to come",
+            Frame::presence(
+                peer(1),
+                6,
+                &PresencePage {
+                    snapshot: true,
+                    more: true,
+                    changes: vec![
+                        PresenceChange::Joined(peer(2)),
+                        PresenceChange::Joined(peer(3)),
+                    ],
+                },
+            ),
+        ),
+        (
+            "presence batch of changes",
+            Frame::presence(
+                PeerId::ZERO,
+                0,
+                &PresencePage {
+                    snapshot: false,
+                    more: false,
+                    changes: vec![
+                        PresenceChange::Joined(peer(4)),
+                        PresenceChange::Left(peer(2)),
+                    ],
+                },
+            ),
+        ),
         (
             "error 404",
             Frame::error(peer(1), 1, error_code::NOT_FOUND, "peer not in room"),
@@ -178,14 +219,14 @@ fn invalid_frames() -> Vec<(&'static str, Vec<u8>)> {
         bytes
     };
     let mut wrong_version = header(0x01, 11);
-    wrong_version[0] = 2;
+    wrong_version[0] = 1;
     vec![
         ("empty", Vec::new()),
         ("short header (41 bytes)", header(0x01, 12)[..41].to_vec()),
         ("wrong version", wrong_version),
         ("unknown kind 0x00", header(0x00, 13)),
-        ("unknown kind 0x06", header(0x06, 14)),
-        ("unknown kind 0x17", header(0x17, 15)),
+        ("unknown kind 0x07", header(0x07, 14)),
+        ("unknown kind 0x11 (JOIN of version 1)", header(0x11, 15)),
         (
             "retain_put key longer than body",
             with_body(0x03, 16, &[9, b'a', b'b']),
@@ -196,6 +237,10 @@ fn invalid_frames() -> Vec<(&'static str, Vec<u8>)> {
             with_body(0x04, 18, &[1, b'k', b'x']),
         ),
         ("proof without its tag", with_body(0x05, 19, &[7; 32])),
+        (
+            "presence_get with a short cursor",
+            with_body(0x06, 20, &[1, 0, 0]),
+        ),
     ]
 }
 

@@ -1,7 +1,10 @@
 //! `reconnect-bench`: relay-bench part (c). N lightweight nodes (the node's own relay connection
-//! code and full-jitter backoff, no handshakes) connect to an in-process relay from several
-//! worker processes; the relay restarts; the bench measures how long until every node is back
-//! and how the reconnection attempts spread over time.
+//! code and full-jitter backoff, no handshakes, and like headless nodes no presence
+//! subscription) connect to an in-process relay from several worker processes, one room of
+//! 10,000 by default; one subscriber (what fleetctl does: a paged snapshot, then batched joins
+//! and leaves) follows the room from this process. The relay restarts; the bench measures how
+//! long until every node is back, until the subscriber sees them all, how many frames the relay
+//! handled per reconnected node (its `/metrics`), and how the attempts spread over time.
 //!
 //! `cargo run --release -p remote-agents-tests --bin reconnect-bench -- --nodes 10000`
 
@@ -30,9 +33,10 @@ struct Args {
     /// Worker processes the nodes are split over (each holds nodes/processes sockets).
     #[arg(long, default_value_t = 4)]
     processes: usize,
-    /// Nodes per room: every JOIN is announced to the whole room, so one 10,000-node room costs
-    /// 50 M presence frames per mass reconnect; fleets that large use several rooms.
-    #[arg(long, default_value_t = 100)]
+    /// Nodes per room. With protocol version 1 every JOIN went to the whole room (~50 M
+    /// presence frames per mass reconnect of one 10,000-node room); now only subscribers hear
+    /// joins, in batches.
+    #[arg(long, default_value_t = 10_000)]
     room_size: usize,
     /// First backoff step: the first reconnect waits uniform in [0, this).
     #[arg(long, default_value_t = 4000)]
@@ -79,7 +83,8 @@ fn main() -> anyhow::Result<()> {
 
 async fn parent(args: Args) -> anyhow::Result<()> {
     let config = RelayConfig {
-        max_peers: args.room_size.max(1),
+        // The room's nodes and the subscriber.
+        max_peers: args.room_size.max(1) + 1,
         ..RelayConfig::default()
     };
     let mut relay = RestartableRelay::start(config).await?;
@@ -126,13 +131,19 @@ async fn parent(args: Args) -> anyhow::Result<()> {
             Err(_) => bail!("nodes did not all connect initially"),
         }
     }
+    // The subscriber follows the first room (all of it, by default).
+    let first_room_size = args.room_size.min(args.nodes);
+    let subscriber = Subscriber::start(url.clone(), "bench-room-0".into());
+    subscriber.wait_for(first_room_size, 1, deadline).await?;
     println!(
-        "{} nodes connected from {workers} processes in rooms of {}; restarting the relay",
+        "{} nodes connected from {workers} processes in rooms of {}, one subscriber following \
+         the first room; restarting the relay",
         args.nodes, args.room_size
     );
     let restart_started = unix_nanos();
     relay.restart().await?;
     let relay_back = unix_nanos();
+
     let mut attempts = Vec::new();
     let mut back = Vec::new();
     while back.len() < args.nodes {
@@ -155,13 +166,181 @@ async fn parent(args: Args) -> anyhow::Result<()> {
             Err(_) => break,
         }
     }
+    // Its second connection: the one after the restart.
+    let seen_all = subscriber.wait_for(first_room_size, 2, deadline).await;
+    let subscriber_saw_all = unix_nanos();
+    // The relay's own count of what the reconnect cost, read once the last batch went out.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let metrics = relay_metrics(&relay.address.to_string()).await;
     for mut child in children {
         let _ = child.kill();
         let _ = child.wait();
     }
     relay.stop().await;
     report(&args, restart_started, relay_back, &mut attempts, &back);
+    match seen_all {
+        Ok(()) => println!(
+            "subscriber: saw all {first_room_size} of its room present {:.2} s after the relay \
+             was back (snapshot pages + batched changes)",
+            (subscriber_saw_all - relay_back) as f64 / 1e9
+        ),
+        Err(error) => println!("subscriber: {error}"),
+    }
+    match metrics {
+        Ok(metrics) => {
+            let reconnected = back.len().max(1) as f64;
+            let value = |name: &str| metrics.get(name).copied().unwrap_or(0);
+            let out = value("relay_frames_out_total");
+            let into = value("relay_frames_in_total");
+            let presence = value("relay_presence_frames_total");
+            // The key proof's CHALLENGE and PROOF of every connection are not in the frame
+            // counters (they come before the connection is in a room): two per connection.
+            let proofs = 2 * value("relay_connections_total");
+            let total = out + into + proofs;
+            println!(
+                "relay frames since the restart: {out} sent + {into} received after the key \
+                 proofs + {proofs} CHALLENGE/PROOF = {total}, {:.2} per reconnected node \
+                 (target <= 3); {presence} WELCOME/PRESENCE ({:.2} per node), {} of them the \
+                 subscriber's snapshot pages and batches",
+                total as f64 / reconnected,
+                presence as f64 / reconnected,
+                presence.saturating_sub(back.len() as u64 + 1),
+            );
+        }
+        Err(error) => println!("relay metrics unavailable: {error:#}"),
+    }
     Ok(())
+}
+
+/// A peer in this process that follows one room's presence as fleetctl does: after each
+/// (re)connect, the snapshot page by page with the subscribe flag, then the batches.
+struct Subscriber {
+    present:
+        Arc<std::sync::Mutex<std::collections::HashSet<remote_agents_protocol::frame::PeerId>>>,
+    changed: Arc<tokio::sync::Notify>,
+    /// Connections that got their WELCOME so far.
+    connections: Arc<AtomicUsize>,
+}
+
+impl Subscriber {
+    fn start(url: String, room: String) -> Subscriber {
+        let present = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let subscriber = Subscriber {
+            present: present.clone(),
+            changed: changed.clone(),
+            connections: connections.clone(),
+        };
+        tokio::spawn(async move {
+            let keypair = StaticKeypair::generate().expect("x25519 key generation");
+            let mut backoff =
+                ReconnectBackoff::new(Duration::from_millis(200), Duration::from_secs(1));
+            loop {
+                if let Ok(socket) =
+                    connect_relay(&url, &room, &keypair, None, 1 << 20, 64 * 1024).await
+                {
+                    backoff.reset();
+                    let _ = follow(socket, &present, &changed, &connections).await;
+                    present.lock().expect("present").clear();
+                }
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        });
+        subscriber
+    }
+
+    /// Waits until the subscriber's `connection`-th connection sees `count` peers present.
+    async fn wait_for(
+        &self,
+        count: usize,
+        connection: usize,
+        deadline: tokio::time::Instant,
+    ) -> anyhow::Result<()> {
+        loop {
+            let notified = self.changed.notified();
+            let seen = self.present.lock().expect("present").len();
+            if seen >= count && self.connections.load(Ordering::SeqCst) >= connection {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                bail!("the subscriber saw {seen} of {count} present before the deadline");
+            }
+        }
+    }
+}
+
+async fn follow(
+    socket: remote_agents_node::net::RelaySocket,
+    present: &std::sync::Mutex<std::collections::HashSet<remote_agents_protocol::frame::PeerId>>,
+    changed: &tokio::sync::Notify,
+    connections: &AtomicUsize,
+) -> anyhow::Result<()> {
+    use futures_util::SinkExt;
+    use remote_agents_protocol::frame::{Body, Frame, PeerId, PresenceChange};
+    let (mut sink, mut stream) = socket.split();
+    let mut request = 1u64;
+    while let Some(message) = stream.next().await {
+        let Message::Binary(bytes) = message? else {
+            continue;
+        };
+        let frame = Frame::decode(bytes)?;
+        match frame.body()? {
+            Body::Welcome { .. } => {
+                present.lock().expect("present").clear();
+                connections.fetch_add(1, Ordering::SeqCst);
+                let get = Frame::presence_get(request, true, PeerId::ZERO);
+                sink.send(Message::Binary(get.encode())).await?;
+            }
+            Body::Presence(page) => {
+                let mut last = None;
+                {
+                    let mut present = present.lock().expect("present");
+                    for change in page.changes {
+                        match change {
+                            PresenceChange::Joined(peer) => {
+                                last = Some(peer);
+                                present.insert(peer);
+                            }
+                            PresenceChange::Left(peer) => {
+                                present.remove(&peer);
+                            }
+                        }
+                    }
+                }
+                changed.notify_waiters();
+                if page.snapshot
+                    && page.more
+                    && let Some(last) = last
+                {
+                    request += 1;
+                    let get = Frame::presence_get(request, true, last);
+                    sink.send(Message::Binary(get.encode())).await?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The relay's counters from `GET /metrics`.
+async fn relay_metrics(address: &str) -> anyhow::Result<std::collections::HashMap<String, u64>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await?;
+    Ok(text
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (name, value) = line.split_once(' ')?;
+            Some((name.to_string(), value.trim().parse().ok()?))
+        })
+        .collect())
 }
 
 fn max_share(sorted: &[u64], window: u64) -> (usize, f64) {

@@ -124,7 +124,7 @@ fn paths_to(node: &Arc<Node>, from_agent_id: &str) -> Result<Vec<Arc<dyn BytePat
     let peer = from_agent_id
         .parse::<PeerId>()
         .ok()
-        .filter(|id| net.peer(id).is_some() || net.present_peers().contains(id))
+        .filter(|id| net.may_be_present(id))
         .ok_or_else(|| format!("source host {from_agent_id} is not connected"))?;
     let mut paths = Vec::new();
     if node.settings().direct.value {
