@@ -23,6 +23,7 @@ use tokio_tungstenite::tungstenite::error::Error as WsError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+use crate::cluster::Cluster;
 use crate::metrics::Rejection;
 use crate::outbox::{Drained, Outbox};
 use crate::read_ahead::ReadAhead;
@@ -85,7 +86,7 @@ pub(crate) async fn run(
         _ = async {
             tokio::join!(
                 async {
-                    read_loop(&relay, &room, peer, &outbox, stream, &last_activity).await;
+                    read_loop(&relay, (room_id, &room), peer, &outbox, stream, &last_activity).await;
                     outbox.finish();
                 },
                 async {
@@ -226,7 +227,7 @@ impl RateGate {
 
 async fn read_loop(
     relay: &Relay,
-    room: &Room,
+    (room_id, room): (RoomId, &Room),
     peer: PeerId,
     outbox: &Outbox,
     mut stream: futures_util::stream::SplitStream<Socket>,
@@ -263,7 +264,7 @@ async fn read_loop(
                 }
                 // Boxed: routing a frame needs ~0.5 KB of future state that an idle
                 // connection would otherwise carry all the time.
-                Box::pin(handle_frame(relay, room, peer, outbox, bytes)).await;
+                Box::pin(handle_frame(relay, (room_id, room), peer, outbox, bytes)).await;
             }
             Ok(Message::Text(_)) => {
                 relay.metrics.reject(Rejection::Malformed);
@@ -291,7 +292,13 @@ async fn read_loop(
 
 /// Routes one frame. Only the header is read for `DATA` and `BROADCAST`; their bodies are
 /// forwarded untouched and never logged.
-async fn handle_frame(relay: &Relay, room: &Room, peer: PeerId, outbox: &Outbox, bytes: Bytes) {
+async fn handle_frame(
+    relay: &Relay,
+    (room_id, room): (RoomId, &Room),
+    peer: PeerId,
+    outbox: &Outbox,
+    bytes: Bytes,
+) {
     let reply_error = |code: u16, message: &str, why: Rejection| {
         relay.metrics.reject(why);
         outbox.push_now(error_frame(
@@ -322,6 +329,20 @@ async fn handle_frame(relay: &Relay, room: &Room, peer: PeerId, outbox: &Outbox,
                 .get(&header.to)
                 .map(|member| member.outbox.clone());
             let Some(target) = target else {
+                // Cluster hook: the destination may be on another instance.
+                if let Some(cluster) = &relay.cluster
+                    && let Some(sent) = cluster
+                        .forward(
+                            room_id,
+                            header.to,
+                            stamp(bytes.clone(), &header, peer, None),
+                            relay.config.slow_reader_timeout,
+                        )
+                        .await
+                {
+                    count_forwarded(relay, sent, &bytes);
+                    return;
+                }
                 return reply_error(
                     error_code::NOT_FOUND,
                     "destination peer not in the room",
@@ -343,6 +364,18 @@ async fn handle_frame(relay: &Relay, room: &Room, peer: PeerId, outbox: &Outbox,
             for target in targets {
                 forward(relay, &target, forwarded.clone()).await;
             }
+            // Cluster hook: and to the room's peers on other instances.
+            if let Some(cluster) = &relay.cluster {
+                for other in cluster.remote_peers(&room_id) {
+                    let stall = relay.config.slow_reader_timeout;
+                    if let Some(sent) = cluster
+                        .forward(room_id, other, forwarded.clone(), stall)
+                        .await
+                    {
+                        count_forwarded(relay, sent, &forwarded);
+                    }
+                }
+            }
         }
         FrameKind::Proof => {
             reply_error(
@@ -362,7 +395,12 @@ async fn handle_frame(relay: &Relay, room: &Room, peer: PeerId, outbox: &Outbox,
                     );
                 }
             };
-            retained(relay, room, peer, outbox, header.id, body);
+            if let Some(cluster) = &relay.cluster {
+                // Cluster hook: retained blobs live in the cluster's key-value bucket.
+                cluster_retained(relay, cluster, room_id, peer, outbox, header.id, body).await;
+            } else {
+                retained(relay, room, peer, outbox, header.id, body);
+            }
         }
         _ => unreachable_kind(relay, peer, outbox, header.id),
     }
@@ -415,6 +453,63 @@ fn retained(relay: &Relay, room: &Room, peer: PeerId, outbox: &Outbox, id: u64, 
             );
         }
         _ => unreachable_kind(relay, peer, outbox, id),
+    }
+}
+
+/// `RETAIN_PUT` and `RETAIN_GET` in cluster mode: the same answers as [`retained`], from the
+/// JetStream bucket every instance shares.
+async fn cluster_retained(
+    relay: &Relay,
+    cluster: &Cluster,
+    room_id: RoomId,
+    peer: PeerId,
+    outbox: &Outbox,
+    id: u64,
+    body: Body,
+) {
+    match body {
+        Body::RetainPut { key, blob } => match cluster.retain(&room_id, &key, blob).await {
+            Ok(_) => {
+                outbox.push_now(frame::Frame::ack(peer, id, Bytes::new()).encode());
+            }
+            Err(message) => {
+                relay.metrics.reject(Rejection::RetainedFull);
+                outbox.push_now(error_frame(peer, id, error_code::RETAINED_FULL, &message));
+            }
+        },
+        Body::RetainGet { key } => match cluster.retained(&room_id, &key).await {
+            Ok(blobs) => {
+                for (seq, blob) in &blobs {
+                    match frame::Frame::retained(peer, id, &key, *seq, blob) {
+                        Ok(frame) => {
+                            outbox.push_now(frame.encode());
+                        }
+                        Err(error) => tracing::warn!(%error, "retained blob could not be framed"),
+                    }
+                }
+                outbox.push_now(
+                    frame::Frame::ack(peer, id, frame::retain_get_ack_body(blobs.len() as u32))
+                        .encode(),
+                );
+            }
+            Err(message) => {
+                outbox.push_now(error_frame(peer, id, error_code::RETAINED_FULL, &message));
+            }
+        },
+        _ => unreachable_kind(relay, peer, outbox, id),
+    }
+}
+
+fn count_forwarded(relay: &Relay, sent: bool, bytes: &Bytes) {
+    if sent {
+        relay
+            .metrics
+            .frames_forwarded
+            .fetch_add(1, Ordering::Relaxed);
+        relay
+            .metrics
+            .bytes_forwarded
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
     }
 }
 

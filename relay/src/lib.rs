@@ -3,6 +3,7 @@
 //! Invariants: the relay never reads a `DATA`/`BROADCAST` body and never logs payload bytes.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod cluster;
 mod connection;
 mod metrics;
 mod outbox;
@@ -10,6 +11,7 @@ mod read_ahead;
 mod reflector;
 mod room;
 
+pub use cluster::ClusterError;
 pub use reflector::serve_reflector;
 
 use std::collections::HashMap;
@@ -86,6 +88,10 @@ pub struct RelayConfig {
     /// Bytes tungstenite collects before writing to the socket; writes are also flushed when a
     /// connection's queue drains.
     pub write_buffer_size: usize,
+    /// Cluster mode: the NATS server(s) (`nats://host:port`, several separated by commas)
+    /// through which this instance shares rooms, presence and retained blobs with the other
+    /// instances (`cluster`). `None`, the default, is a single relay that needs no NATS.
+    pub cluster: Option<String>,
 }
 
 impl Default for RelayConfig {
@@ -109,6 +115,7 @@ impl Default for RelayConfig {
             header_read_timeout: Duration::from_secs(10),
             read_buffer_size: 2048,
             write_buffer_size: 16 * 1024,
+            cluster: None,
         }
     }
 }
@@ -177,6 +184,8 @@ fn mebibytes(bytes: usize) -> String {
 pub enum RelayError {
     #[error("serving http failed")]
     Serve(#[source] std::io::Error),
+    #[error("cluster mode could not start")]
+    Cluster(#[from] ClusterError),
 }
 
 /// Removes rooms whose last peer left more than `retained_ttl` ago, with their retained blobs,
@@ -199,6 +208,8 @@ pub(crate) struct Relay {
     next_connection: AtomicU64,
     /// Connections still running, so shutdown can wait for their close frames to go out.
     live_connections: tokio::sync::watch::Sender<usize>,
+    /// The other instances, in cluster mode.
+    cluster: Option<Arc<cluster::Cluster>>,
 }
 
 /// Why a peer could not join.
@@ -207,13 +218,14 @@ pub(crate) enum JoinRefused {
 }
 
 impl Relay {
-    fn new(config: RelayConfig) -> Self {
+    fn new(config: RelayConfig, cluster: Option<Arc<cluster::Cluster>>) -> Self {
         Relay {
             config,
             rooms: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
             next_connection: AtomicU64::new(1),
             live_connections: tokio::sync::watch::Sender::new(0),
+            cluster,
         }
     }
 
@@ -260,12 +272,22 @@ impl Relay {
         }
         state.empty_since = None;
         drop(rooms);
-        let present: Vec<PeerId> = state
+        let mut present: Vec<PeerId> = state
             .members
             .keys()
             .copied()
             .filter(|other| *other != peer)
             .collect();
+        // Cluster hook: the newcomer also sees the room's peers on other instances.
+        if let Some(cluster) = &self.cluster {
+            cluster.local_joined(room_id, peer, connection, outbox);
+            present.extend(
+                cluster
+                    .remote_peers(&room_id)
+                    .into_iter()
+                    .filter(|other| *other != peer && !state.members.contains_key(other)),
+            );
+        }
         outbox.push_now(Frame::welcome(peer, &present).encode());
         let join = Frame::join(peer).encode();
         for (other, member) in &state.members {
@@ -298,9 +320,16 @@ impl Relay {
         }
         state.members.remove(&peer);
         self.metrics.peers.fetch_sub(1, Ordering::Relaxed);
-        let leave = Frame::leave(peer).encode();
-        for member in state.members.values() {
-            member.outbox.push_now(leave.clone());
+        // Cluster hook: a peer that moved to another instance has not left the room.
+        let moved = self.cluster.as_ref().is_some_and(|cluster| {
+            cluster.local_left(room_id, peer, connection);
+            cluster.is_remote(&room_id, &peer)
+        });
+        if !moved {
+            let leave = Frame::leave(peer).encode();
+            for member in state.members.values() {
+                member.outbox.push_now(leave.clone());
+            }
         }
         if state.is_unused() {
             drop(state);
@@ -308,6 +337,41 @@ impl Relay {
             self.metrics.rooms.fetch_sub(1, Ordering::Relaxed);
         } else if state.members.is_empty() {
             state.empty_since = Some(std::time::Instant::now());
+        }
+    }
+
+    /// Cluster hook: `peer` joined the room on another instance; the local members hear `JOIN`.
+    pub(crate) fn remote_joined(&self, room_id: RoomId, peer: PeerId) {
+        self.tell_room(room_id, peer, Frame::join(peer).encode());
+    }
+
+    /// Cluster hook: `peer` left the room on another instance (or its instance died).
+    pub(crate) fn remote_left(&self, room_id: RoomId, peer: PeerId) {
+        self.tell_room(room_id, peer, Frame::leave(peer).encode());
+    }
+
+    fn tell_room(&self, room_id: RoomId, about: PeerId, presence: Bytes) {
+        let room = self.rooms().get(&room_id).cloned();
+        if let Some(room) = room {
+            for (member, local) in &room.lock().members {
+                if *member != about {
+                    local.outbox.push_now(presence.clone());
+                }
+            }
+        }
+    }
+
+    /// Cluster hook: a newer connection with `peer`'s id joined on another instance; the local
+    /// `connection` is evicted (close 4001) as a local duplicate would be.
+    pub(crate) fn evict_for_cluster(&self, room_id: RoomId, peer: PeerId, connection: u64) {
+        let room = self.rooms().get(&room_id).cloned();
+        if let Some(room) = room
+            && let Some(member) = room.lock().members.get(&peer)
+            && member.connection == connection
+        {
+            member.outbox.close(frame::close_code::EVICTED, "evicted");
+            self.metrics.reject(Rejection::Evicted);
+            tracing::info!(%room_id, %peer, "evicted a connection: the same peer id joined on another instance");
         }
     }
 
@@ -360,7 +424,15 @@ pub async fn serve(
     config: RelayConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
-    let relay = Arc::new(Relay::new(config));
+    let cluster = match &config.cluster {
+        Some(url) => Some(cluster::Cluster::connect(url, &config).await?),
+        None => None,
+    };
+    let relay = Arc::new(Relay::new(config, cluster.clone()));
+    let cluster_task = match &cluster {
+        Some(cluster) => Some(cluster.start(relay.clone()).await?),
+        None => None,
+    };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics_text))
@@ -401,6 +473,9 @@ pub async fn serve(
         });
     }
     sweeper.abort();
+    if let Some(task) = cluster_task {
+        task.abort();
+    }
     relay.close_all();
     // Upgraded connections live outside axum: give their close frames time to go out.
     let mut live = relay.live_connections.subscribe();

@@ -72,6 +72,12 @@ struct Args {
     /// nodes learn the address their NAT gives them and can punch direct paths to each other.
     #[arg(long)]
     udp_reflector: Option<SocketAddr>,
+    /// Run as one instance of a relay cluster sharing rooms through this NATS server
+    /// (`nats://host:4222`; several separated by commas), which must have JetStream on
+    /// (`nats-server -js`): peers on different instances reach each other, and retained blobs
+    /// live in JetStream so they outlive every instance. Without it the relay is on its own.
+    #[arg(long, value_name = "NATS_URL")]
+    cluster: Option<String>,
 }
 
 #[tokio::main]
@@ -113,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
         header_read_timeout: Duration::from_secs(args.header_timeout.max(1)),
         read_buffer_size: args.read_buffer,
         write_buffer_size: args.write_buffer,
+        cluster: args.cluster.filter(|url| !url.is_empty()),
     };
     if let Some(bind) = args.udp_reflector {
         let socket = tokio::net::UdpSocket::bind(bind)
