@@ -6,8 +6,9 @@
 //!
 //! Subjects (every instance of one cluster shares the NATS account):
 //! - `remote-agents.control`: presence among instances: `HEARTBEAT` every second, `HELLO` from a
-//!   starting instance, `JOIN`/`LEAVE` of local peers. An instance not heard for
-//!   [`INSTANCE_DEAD_AFTER`] is dead: its peers leave the room for everyone else.
+//!   starting instance, `JOIN`/`LEAVE` of local peers, `GOODBYE` from one shutting down. An
+//!   instance not heard for [`INSTANCE_DEAD_AFTER`] is dead: its peers leave the room for
+//!   everyone else.
 //! - `remote-agents.instance.<id>`: what is sent to one instance: the `JOIN`s answering its
 //!   `HELLO`, and `CREDIT` for frames it sent.
 //! - `remote-agents.peer.<room>.<peer>.<from-instance>`: frames for `peer`, subscribed by the
@@ -90,6 +91,10 @@ enum Control {
     Hello {
         instance: u64,
     },
+    /// The instance is shutting down: its peers are gone now, not after the heartbeat timeout.
+    Goodbye {
+        instance: u64,
+    },
     Join {
         instance: u64,
         room: RoomId,
@@ -120,6 +125,10 @@ impl Control {
             }
             Control::Hello { instance } => {
                 out.put_u8(2);
+                out.put_u64(instance);
+            }
+            Control::Goodbye { instance } => {
+                out.put_u8(6);
                 out.put_u64(instance);
             }
             Control::Join {
@@ -179,6 +188,7 @@ impl Control {
         match kind {
             1 => Some(Control::Heartbeat { instance }),
             2 => Some(Control::Hello { instance }),
+            6 => Some(Control::Goodbye { instance }),
             3 | 4 => {
                 let (room, peer) = room_and_peer(&mut bytes)?;
                 if bytes.remaining() < 8 {
@@ -576,6 +586,13 @@ impl Cluster {
                     .await;
                 }
             }
+            Control::Goodbye { instance } if instance != self.instance => {
+                tracing::info!(
+                    instance = format!("{instance:016x}"),
+                    "a relay instance shut down; its peers have left"
+                );
+                self.forget_instances(relay, &[instance]);
+            }
             Control::Hello { instance } if instance != self.instance => {
                 self.membership().instances.insert(instance, Instant::now());
                 let joins: Vec<Control> = self
@@ -675,23 +692,31 @@ impl Cluster {
     }
 
     fn forget_dead_instances(&self, relay: &Relay, now: Instant) {
+        let dead: Vec<u64> = self
+            .membership()
+            .instances
+            .iter()
+            .filter(|(_, seen)| now.saturating_duration_since(**seen) >= INSTANCE_DEAD_AFTER)
+            .map(|(instance, _)| *instance)
+            .collect();
+        for instance in &dead {
+            tracing::warn!(
+                instance = format!("{instance:016x}"),
+                "a relay instance went silent; its peers have left"
+            );
+        }
+        self.forget_instances(relay, &dead);
+    }
+
+    /// The peers of `dead` instances leave their rooms for the local members.
+    fn forget_instances(&self, relay: &Relay, dead: &[u64]) {
+        if dead.is_empty() {
+            return;
+        }
         let gone: Vec<(RoomId, PeerId)> = {
             let mut membership = self.membership();
-            let dead: Vec<u64> = membership
-                .instances
-                .iter()
-                .filter(|(_, seen)| now.saturating_duration_since(**seen) >= INSTANCE_DEAD_AFTER)
-                .map(|(instance, _)| *instance)
-                .collect();
-            if dead.is_empty() {
-                return;
-            }
-            for instance in &dead {
+            for instance in dead {
                 membership.instances.remove(instance);
-                tracing::warn!(
-                    instance = format!("{instance:016x}"),
-                    "a relay instance went silent; its peers have left"
-                );
             }
             let mut gone = Vec::new();
             membership.remote.retain(|room, members| {
@@ -713,6 +738,19 @@ impl Cluster {
         for (room, peer) in gone {
             relay.remote_left(room, peer);
         }
+    }
+
+    /// Tells the others this instance is going away (its connections are being closed), so
+    /// its peers leave at once everywhere.
+    pub(crate) async fn goodbye(&self) {
+        self.publish_control(
+            control_subject(),
+            Control::Goodbye {
+                instance: self.instance,
+            },
+        )
+        .await;
+        let _ = self.client.flush().await;
     }
 
     /// A local peer joined: it is no longer on another instance (which evicts its connection
@@ -950,6 +988,7 @@ mod tests {
         for message in [
             Control::Heartbeat { instance: 1 },
             Control::Hello { instance: 2 },
+            Control::Goodbye { instance: 6 },
             Control::Join {
                 instance: 3,
                 room,

@@ -476,6 +476,9 @@ pub async fn serve(
     if let Some(task) = cluster_task {
         task.abort();
     }
+    if let Some(cluster) = &cluster {
+        cluster.goodbye().await;
+    }
     relay.close_all();
     // Upgraded connections live outside axum: give their close frames time to go out.
     let mut live = relay.live_connections.subscribe();

@@ -181,6 +181,23 @@ impl RelayCluster {
         Ok(())
     }
 
+    /// Stops an instance as an operator would (SIGTERM) and waits for it to exit.
+    pub async fn stop(&mut self, index: usize) -> anyhow::Result<()> {
+        let mut instance = self.instances[index]
+            .take()
+            .with_context(|| format!("relay instance {index} is not running"))?;
+        let pid = instance.child.id().context("relay instance has no pid")?;
+        let status = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await?;
+        anyhow::ensure!(status.success(), "kill -TERM {pid} failed");
+        tokio::time::timeout(EVENT_DEADLINE, instance.child.wait())
+            .await
+            .context("relay instance did not exit after SIGTERM")??;
+        Ok(())
+    }
+
     /// Starts a fresh instance in the place of `index` (on a new port).
     pub async fn restart(&mut self, index: usize) -> anyhow::Result<()> {
         if self.instances[index].is_some() {

@@ -182,6 +182,49 @@ async fn a_duplicate_peer_id_on_another_instance_evicts_the_older_connection() -
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peers_of_a_stopped_instance_leave_at_once_and_of_a_killed_one_soon_after()
+-> anyhow::Result<()> {
+    let mut cluster = RelayCluster::start(3, &[]).await?;
+    let room = random_room();
+    let (stays_id, stopped_id, killed_id) = (random_peer(), random_peer(), random_peer());
+    let mut stays = cluster.handle(0)?.connect(&room, stays_id).await?;
+    stays.welcome().await?;
+    let mut on_stopped = cluster.handle(1)?.connect(&room, stopped_id).await?;
+    on_stopped.welcome().await?;
+    let mut on_killed = cluster.handle(2)?.connect(&room, killed_id).await?;
+    on_killed.welcome().await?;
+    await_joins(&mut stays, &[stopped_id, killed_id]).await?;
+    // SIGTERM: the instance closes its connections with 1001 and says goodbye, so its peers
+    // leave the others' rooms well before the heartbeat timeout (3 s) would tell.
+    cluster.stop(1).await?;
+    assert_eq!(on_stopped.closed().await?, Some(1001));
+    let leave = stays.next_event_within(Duration::from_secs(2)).await?;
+    assert!(
+        matches!(&leave, Event::Frame(frame) if frame.header.kind == FrameKind::Leave && frame.header.from == stopped_id),
+        "expected LEAVE of the stopped instance's peer, got {leave:?}"
+    );
+    // SIGKILL: nothing is said; the instance's heartbeats stop and its peers leave after the
+    // timeout.
+    cluster.kill(2).await?;
+    let leave = stays.next_event_within(Duration::from_secs(10)).await?;
+    assert!(
+        matches!(&leave, Event::Frame(frame) if frame.header.kind == FrameKind::Leave && frame.header.from == killed_id),
+        "expected LEAVE of the killed instance's peer, got {leave:?}"
+    );
+    Ok(())
+}
+
+/// Reads frames until a `JOIN` of each of `peers` has come.
+async fn await_joins(client: &mut RelayClient, peers: &[PeerId]) -> anyhow::Result<()> {
+    let mut waiting: BTreeSet<PeerId> = peers.iter().copied().collect();
+    while !waiting.is_empty() {
+        let join = client.recv_kind(FrameKind::Join).await?;
+        waiting.remove(&join.header.from);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_an_instance_under_load_loses_no_acknowledged_request() -> anyhow::Result<()> {
     let mut cluster = RelayCluster::start(3, &[]).await?;
     let dirs = tempfile::tempdir()?;
