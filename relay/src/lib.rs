@@ -424,6 +424,18 @@ pub async fn serve(
     config: RelayConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
+    serve_when_ready(listener, config, shutdown, || {}).await
+}
+
+/// Like [`serve`], calling `ready` once the relay takes connections: at once for one relay,
+/// after joining the other instances in cluster mode (the binary prints its readiness line
+/// there, so "listening" means "in the cluster").
+pub async fn serve_when_ready(
+    listener: TcpListener,
+    config: RelayConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(),
+) -> Result<(), RelayError> {
     let cluster = match &config.cluster {
         Some(url) => Some(cluster::Cluster::connect(url, &config).await?),
         None => None,
@@ -439,6 +451,7 @@ pub async fn serve(
         .route("/v1/rooms/{room_id}", get(upgrade))
         .with_state(relay.clone());
     let sweeper = tokio::spawn(sweep_expired_rooms(relay.clone()));
+    ready();
     // Our own accept loop rather than `axum::serve`: it gives hyper a timer, so a client that
     // never finishes its request head (slowloris) is dropped after `header_read_timeout`
     // instead of holding a socket and its buffers for good.

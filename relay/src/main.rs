@@ -137,13 +137,16 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.bind))?;
     let address = listener.local_addr().context("reading the bound address")?;
-    // The readiness line: tests that bind port 0 read the address from here.
-    println!("listening on {address}");
-    eprintln!("listening on {address}");
     // What this configuration can hold at most, so an operator sizes the machine (or the
     // limits) before an attacker does.
     eprintln!("{}", config.memory_ceiling());
-    remote_agents_relay::serve(listener, config, shutdown_signal())
+    // The readiness line, once the relay takes connections (in cluster mode: once it has
+    // joined the other instances): tests that bind port 0 read the address from here.
+    let ready = move || {
+        println!("listening on {address}");
+        eprintln!("listening on {address}");
+    };
+    remote_agents_relay::serve_when_ready(listener, config, shutdown_signal(), ready)
         .await
         .context("relay stopped")?;
     Ok(())
