@@ -46,9 +46,9 @@ pub(crate) const INSTANCE_DEAD_AFTER: Duration = Duration::from_secs(3);
 /// so the first `WELCOME` it sends already lists the peers on other instances.
 const GATHER_PRESENCE: Duration = Duration::from_millis(500);
 /// KiB of frames one instance may have in flight to one remote peer before it waits for credit.
-const WINDOW_KIB: u32 = 8 * 1024;
+const WINDOW_KIB: u32 = 32 * 1024;
 /// The receiver returns credit once this much has accumulated for one sender.
-const CREDIT_BATCH_KIB: u32 = WINDOW_KIB / 4;
+const CREDIT_BATCH_KIB: u32 = WINDOW_KIB / 8;
 /// NATS messages one subscription buffers: enough for the windows of 8 sending instances with
 /// frames of 1 KiB or less (each frame costs at least 1 KiB of credit).
 const SUBSCRIPTION_CAPACITY: usize = 8 * WINDOW_KIB as usize;
