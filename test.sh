@@ -30,6 +30,13 @@ if ! command -v nft >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null
 fi
 
+# --- Relay cluster (issue 19, item 2): the e2e cluster tests and relay-bench --cluster start their own
+# nats-server (JetStream on, a free port, a temp store) -----------------------------------------------
+if ! command -v nats-server >/dev/null && ! [ -x /usr/sbin/nats-server ]; then
+  step "install nats-server for the relay cluster tests"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+fi
+
 step "format"
 cargo fmt --all --check
 

@@ -5,7 +5,8 @@ use clap::Args;
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct RoomArgs {
-    /// Relay WebSocket URL (none: the node runs local-only).
+    /// Relay WebSocket URL (none: the node runs local-only); several separated by commas (the
+    /// instances of a relay cluster) are tried in turn when a connection dies.
     #[arg(long)]
     pub relay: Option<String>,
     /// Room name on the relay.

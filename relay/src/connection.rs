@@ -23,6 +23,7 @@ use tokio_tungstenite::tungstenite::error::Error as WsError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+use crate::cluster::Cluster;
 use crate::metrics::Rejection;
 use crate::outbox::{Drained, Outbox};
 use crate::read_ahead::ReadAhead;
@@ -99,7 +100,7 @@ pub(crate) async fn run(
         _ = async {
             tokio::join!(
                 async {
-                    read_loop(&relay, &room, peer, &outbox, stream, &last_activity).await;
+                    read_loop(&relay, (room_id, &room), peer, &outbox, stream, &last_activity).await;
                     outbox.finish();
                 },
                 async {
@@ -245,7 +246,7 @@ impl RateGate {
 
 async fn read_loop(
     relay: &Relay,
-    room: &Arc<Room>,
+    (room_id, room): (RoomId, &Arc<Room>),
     peer: PeerId,
     outbox: &Outbox,
     mut stream: futures_util::stream::SplitStream<Socket>,
@@ -282,7 +283,7 @@ async fn read_loop(
                 }
                 // Boxed: routing a frame needs ~0.5 KB of future state that an idle
                 // connection would otherwise carry all the time.
-                Box::pin(handle_frame(relay, room, peer, outbox, bytes)).await;
+                Box::pin(handle_frame(relay, (room_id, room), peer, outbox, bytes)).await;
             }
             Ok(Message::Text(_)) => {
                 relay.metrics.reject(Rejection::Malformed);
@@ -312,7 +313,7 @@ async fn read_loop(
 /// forwarded untouched and never logged.
 async fn handle_frame(
     relay: &Relay,
-    room: &Arc<Room>,
+    (room_id, room): (RoomId, &Arc<Room>),
     peer: PeerId,
     outbox: &Outbox,
     bytes: Bytes,
@@ -341,12 +342,29 @@ async fn handle_frame(
     }
     match header.kind {
         FrameKind::Data => {
-            let target = room
-                .lock()
-                .members
-                .get(&header.to)
-                .map(|member| member.outbox.clone());
+            let target = {
+                let mut state = room.lock();
+                flush_presence_before(relay, &mut state, &peer);
+                state
+                    .members
+                    .get(&header.to)
+                    .map(|member| member.outbox.clone())
+            };
             let Some(target) = target else {
+                // Cluster hook: the destination may be on another instance.
+                if let Some(cluster) = &relay.cluster
+                    && let Some(sent) = cluster
+                        .forward(
+                            room_id,
+                            header.to,
+                            stamp(bytes.clone(), &header, peer, None),
+                            relay.config.slow_reader_timeout,
+                        )
+                        .await
+                {
+                    count_forwarded(relay, sent, &bytes);
+                    return;
+                }
                 return reply_error(
                     error_code::NOT_FOUND,
                     "destination peer not in the room",
@@ -357,16 +375,31 @@ async fn handle_frame(
             forward(relay, &target, forwarded).await;
         }
         FrameKind::Broadcast => {
-            let targets: Vec<Arc<Outbox>> = room
-                .lock()
-                .members
-                .iter()
-                .filter(|(other, _)| **other != peer)
-                .map(|(_, member)| member.outbox.clone())
-                .collect();
+            let targets: Vec<Arc<Outbox>> = {
+                let mut state = room.lock();
+                flush_presence_before(relay, &mut state, &peer);
+                state
+                    .members
+                    .iter()
+                    .filter(|(other, _)| **other != peer)
+                    .map(|(_, member)| member.outbox.clone())
+                    .collect()
+            };
             let forwarded = stamp(bytes, &header, peer, Some(PeerId::ZERO));
             for target in targets {
                 forward(relay, &target, forwarded.clone()).await;
+            }
+            // Cluster hook: and to the room's peers on other instances.
+            if let Some(cluster) = &relay.cluster {
+                for other in cluster.remote_peers(&room_id) {
+                    let stall = relay.config.slow_reader_timeout;
+                    if let Some(sent) = cluster
+                        .forward(room_id, other, forwarded.clone(), stall)
+                        .await
+                    {
+                        count_forwarded(relay, sent, &forwarded);
+                    }
+                }
             }
         }
         FrameKind::Proof => {
@@ -393,7 +426,13 @@ async fn handle_frame(
             if subscribe {
                 state.subscribe(&peer);
             }
-            let page = state.snapshot_page(&peer, &after);
+            // Cluster hook: the snapshot also lists the room's peers on other instances.
+            let remote = relay.cluster.as_ref().map_or_else(Vec::new, |cluster| {
+                cluster.remote_page(&room_id, &after, frame::PRESENCE_PAGE + 1, |other| {
+                    *other != peer && !state.members.contains_key(other)
+                })
+            });
+            let page = state.snapshot_page(&peer, &after, &remote);
             outbox.push_now(frame::Frame::presence(peer, header.id, &page).encode());
             drop(state);
             relay
@@ -412,7 +451,12 @@ async fn handle_frame(
                     );
                 }
             };
-            retained(relay, room, peer, outbox, header.id, body);
+            if let Some(cluster) = &relay.cluster {
+                // Cluster hook: retained blobs live in the cluster's key-value bucket.
+                cluster_retained(relay, cluster, room_id, peer, outbox, header.id, body).await;
+            } else {
+                retained(relay, room, peer, outbox, header.id, body);
+            }
         }
         _ => unreachable_kind(relay, peer, outbox, header.id),
     }
@@ -468,6 +512,63 @@ fn retained(relay: &Relay, room: &Room, peer: PeerId, outbox: &Outbox, id: u64, 
     }
 }
 
+/// `RETAIN_PUT` and `RETAIN_GET` in cluster mode: the same answers as [`retained`], from the
+/// JetStream bucket every instance shares.
+async fn cluster_retained(
+    relay: &Relay,
+    cluster: &Cluster,
+    room_id: RoomId,
+    peer: PeerId,
+    outbox: &Outbox,
+    id: u64,
+    body: Body,
+) {
+    match body {
+        Body::RetainPut { key, blob } => match cluster.retain(&room_id, &key, blob).await {
+            Ok(_) => {
+                outbox.push_now(frame::Frame::ack(peer, id, Bytes::new()).encode());
+            }
+            Err(message) => {
+                relay.metrics.reject(Rejection::RetainedFull);
+                outbox.push_now(error_frame(peer, id, error_code::RETAINED_FULL, &message));
+            }
+        },
+        Body::RetainGet { key } => match cluster.retained(&room_id, &key).await {
+            Ok(blobs) => {
+                for (seq, blob) in &blobs {
+                    match frame::Frame::retained(peer, id, &key, *seq, blob) {
+                        Ok(frame) => {
+                            outbox.push_now(frame.encode());
+                        }
+                        Err(error) => tracing::warn!(%error, "retained blob could not be framed"),
+                    }
+                }
+                outbox.push_now(
+                    frame::Frame::ack(peer, id, frame::retain_get_ack_body(blobs.len() as u32))
+                        .encode(),
+                );
+            }
+            Err(message) => {
+                outbox.push_now(error_frame(peer, id, error_code::RETAINED_FULL, &message));
+            }
+        },
+        _ => unreachable_kind(relay, peer, outbox, id),
+    }
+}
+
+fn count_forwarded(relay: &Relay, sent: bool, bytes: &Bytes) {
+    if sent {
+        relay
+            .metrics
+            .frames_forwarded
+            .fetch_add(1, Ordering::Relaxed);
+        relay
+            .metrics
+            .bytes_forwarded
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    }
+}
+
 /// Sets `from` to the connection's peer id (and `to`, for broadcasts) in place. Honest senders
 /// already wrote both, so the usual case forwards the received bytes without a copy.
 fn stamp(bytes: Bytes, header: &Header, peer: PeerId, to: Option<PeerId>) -> Bytes {
@@ -484,6 +585,16 @@ fn stamp(bytes: Bytes, header: &Header, peer: PeerId, to: Option<PeerId>) -> Byt
         frame::overwrite_to(&mut owned, &to);
     }
     owned.freeze()
+}
+
+/// A frame from a peer whose join or leave is still in the room's pending batch sends the
+/// batch first: subscribers then hear of a newcomer before its handshake reaches them.
+fn flush_presence_before(relay: &Relay, state: &mut crate::room::RoomState, sender: &PeerId) {
+    let queued = state.flush_before_frame_from(sender);
+    relay
+        .metrics
+        .presence_frames
+        .fetch_add(queued, Ordering::Relaxed);
 }
 
 async fn forward(relay: &Relay, target: &Outbox, bytes: Bytes) {

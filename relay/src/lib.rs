@@ -3,6 +3,7 @@
 //! Invariants: the relay never reads a `DATA`/`BROADCAST` body and never logs payload bytes.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod cluster;
 mod connection;
 mod metrics;
 mod outbox;
@@ -10,6 +11,7 @@ mod read_ahead;
 mod reflector;
 mod room;
 
+pub use cluster::ClusterError;
 pub use reflector::serve_reflector;
 
 use std::collections::HashMap;
@@ -86,6 +88,10 @@ pub struct RelayConfig {
     /// Bytes tungstenite collects before writing to the socket; writes are also flushed when a
     /// connection's queue drains.
     pub write_buffer_size: usize,
+    /// Cluster mode: the NATS server(s) (`nats://host:port`, several separated by commas)
+    /// through which this instance shares rooms, presence and retained blobs with the other
+    /// instances (`cluster`). `None`, the default, is a single relay that needs no NATS.
+    pub cluster: Option<String>,
 }
 
 impl Default for RelayConfig {
@@ -109,6 +115,7 @@ impl Default for RelayConfig {
             header_read_timeout: Duration::from_secs(10),
             read_buffer_size: 2048,
             write_buffer_size: 16 * 1024,
+            cluster: None,
         }
     }
 }
@@ -177,6 +184,8 @@ fn mebibytes(bytes: usize) -> String {
 pub enum RelayError {
     #[error("serving http failed")]
     Serve(#[source] std::io::Error),
+    #[error("cluster mode could not start")]
+    Cluster(#[from] ClusterError),
 }
 
 /// Removes rooms whose last peer left more than `retained_ttl` ago, with their retained blobs,
@@ -212,6 +221,8 @@ pub(crate) struct Relay {
     next_connection: AtomicU64,
     /// Connections still running, so shutdown can wait for their close frames to go out.
     live_connections: tokio::sync::watch::Sender<usize>,
+    /// The other instances, in cluster mode.
+    cluster: Option<Arc<cluster::Cluster>>,
 }
 
 /// Why a peer could not join.
@@ -220,7 +231,7 @@ pub(crate) enum JoinRefused {
 }
 
 impl Relay {
-    fn new(config: RelayConfig) -> Self {
+    fn new(config: RelayConfig, cluster: Option<Arc<cluster::Cluster>>) -> Self {
         Relay {
             config,
             rooms: Mutex::new(HashMap::new()),
@@ -228,6 +239,7 @@ impl Relay {
             metrics: Metrics::default(),
             next_connection: AtomicU64::new(1),
             live_connections: tokio::sync::watch::Sender::new(0),
+            cluster,
         }
     }
 
@@ -302,7 +314,15 @@ impl Relay {
         }
         state.empty_since = None;
         drop(rooms);
-        let others = state.members.len() - usize::from(state.members.contains_key(&peer));
+        let mut others = state.members.len() - usize::from(state.members.contains_key(&peer));
+        // Cluster hook: the newcomer's count includes the room's peers on other instances, and
+        // the others hear of it through the cluster.
+        if let Some(cluster) = &self.cluster {
+            cluster.local_joined(room_id, peer, connection, outbox);
+            others += cluster.remote_count(&room_id, |other| {
+                *other != peer && !state.members.contains_key(other)
+            });
+        }
         outbox.push_now(Frame::welcome(peer, others as u32).encode());
         self.metrics.presence_frames.fetch_add(1, Ordering::Relaxed);
         state.members.insert(
@@ -342,7 +362,12 @@ impl Relay {
             state.subscribers -= 1;
         }
         self.metrics.peers.fetch_sub(1, Ordering::Relaxed);
-        if state.record(PresenceChange::Left(peer)) {
+        // Cluster hook: a peer that moved to another instance has not left the room.
+        let moved = self.cluster.as_ref().is_some_and(|cluster| {
+            cluster.local_left(room_id, peer, connection);
+            cluster.is_remote(&room_id, &peer)
+        });
+        if !moved && state.record(PresenceChange::Left(peer)) {
             self.mark_dirty(room);
         }
         if state.is_unused() {
@@ -351,6 +376,49 @@ impl Relay {
             self.metrics.rooms.fetch_sub(1, Ordering::Relaxed);
         } else if state.members.is_empty() {
             state.empty_since = Some(std::time::Instant::now());
+        }
+    }
+
+    /// Cluster hook: `peer` joined the room on another instance; the local presence
+    /// subscribers hear of it in the next batch, as of a local join.
+    pub(crate) fn remote_joined(&self, room_id: RoomId, peer: PeerId) {
+        self.record_remote(room_id, PresenceChange::Joined(peer));
+    }
+
+    /// Cluster hook: `peer` left the room on another instance (or its instance died).
+    pub(crate) fn remote_left(&self, room_id: RoomId, peer: PeerId) {
+        self.record_remote(room_id, PresenceChange::Left(peer));
+    }
+
+    fn record_remote(&self, room_id: RoomId, change: PresenceChange) {
+        let room = self.rooms().get(&room_id).cloned();
+        let Some(room) = room else {
+            return;
+        };
+        let mut state = room.lock();
+        // A peer that is (again) connected here is announced by its local join, not by this.
+        let (PresenceChange::Joined(peer) | PresenceChange::Left(peer)) = change;
+        if matches!(change, PresenceChange::Left(_)) && state.members.contains_key(&peer) {
+            return;
+        }
+        let dirty = state.record(change);
+        drop(state);
+        if dirty {
+            self.mark_dirty(&room);
+        }
+    }
+
+    /// Cluster hook: a newer connection with `peer`'s id joined on another instance; the local
+    /// `connection` is evicted (close 4001) as a local duplicate would be.
+    pub(crate) fn evict_for_cluster(&self, room_id: RoomId, peer: PeerId, connection: u64) {
+        let room = self.rooms().get(&room_id).cloned();
+        if let Some(room) = room
+            && let Some(member) = room.lock().members.get(&peer)
+            && member.connection == connection
+        {
+            member.outbox.close(frame::close_code::EVICTED, "evicted");
+            self.metrics.reject(Rejection::Evicted);
+            tracing::info!(%room_id, %peer, "evicted a connection: the same peer id joined on another instance");
         }
     }
 
@@ -403,7 +471,27 @@ pub async fn serve(
     config: RelayConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
-    let relay = Arc::new(Relay::new(config));
+    serve_when_ready(listener, config, shutdown, || {}).await
+}
+
+/// Like [`serve`], calling `ready` once the relay takes connections: at once for one relay,
+/// after joining the other instances in cluster mode (the binary prints its readiness line
+/// there, so "listening" means "in the cluster").
+pub async fn serve_when_ready(
+    listener: TcpListener,
+    config: RelayConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(),
+) -> Result<(), RelayError> {
+    let cluster = match &config.cluster {
+        Some(url) => Some(cluster::Cluster::connect(url, &config).await?),
+        None => None,
+    };
+    let relay = Arc::new(Relay::new(config, cluster.clone()));
+    let cluster_task = match &cluster {
+        Some(cluster) => Some(cluster.start(relay.clone()).await?),
+        None => None,
+    };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics_text))
@@ -411,6 +499,7 @@ pub async fn serve(
         .with_state(relay.clone());
     let sweeper = tokio::spawn(sweep_expired_rooms(relay.clone()));
     let presence = tokio::spawn(flush_presence(relay.clone()));
+    ready();
     // Our own accept loop rather than `axum::serve`: it gives hyper a timer, so a client that
     // never finishes its request head (slowloris) is dropped after `header_read_timeout`
     // instead of holding a socket and its buffers for good.
@@ -446,6 +535,12 @@ pub async fn serve(
     }
     sweeper.abort();
     presence.abort();
+    if let Some(task) = cluster_task {
+        task.abort();
+    }
+    if let Some(cluster) = &cluster {
+        cluster.goodbye().await;
+    }
     relay.close_all();
     // Upgraded connections live outside axum: give their close frames time to go out.
     let mut live = relay.live_connections.subscribe();
@@ -607,6 +702,37 @@ mod tests {
         PeerId(id)
     }
 
+    /// A newcomer's first frame (its handshake) must not overtake the batch announcing it: a
+    /// subscriber that heard the join later would drop the session just made with it.
+    #[test]
+    fn a_frame_from_a_peer_whose_join_is_pending_sends_the_batch_first() {
+        let relay = Relay::new(RelayConfig::default(), None);
+        let room_id = frame::room_id_from_name("order");
+        let subscriber_box = Arc::new(Outbox::new(1 << 20));
+        let room = relay
+            .join(room_id, peer(0), 0, &subscriber_box)
+            .unwrap_or_else(|_| panic!("room has space"));
+        room.lock().subscribe(&peer(0));
+        let newcomer_box = Arc::new(Outbox::new(1 << 20));
+        relay
+            .join(room_id, peer(1), 1, &newcomer_box)
+            .unwrap_or_else(|_| panic!("room has space"));
+        drain(&subscriber_box);
+        // A frame from someone else leaves the batch to the flusher.
+        assert_eq!(room.lock().flush_before_frame_from(&peer(0)), 0);
+        assert!(drain(&subscriber_box).is_empty());
+        assert_eq!(room.lock().flush_before_frame_from(&peer(1)), 1);
+        let frames = drain(&subscriber_box);
+        let Ok(Body::Presence(page)) = frames[0].body() else {
+            panic!("expected the presence batch, got {frames:?}");
+        };
+        assert_eq!(page.changes, [PresenceChange::Joined(peer(1))]);
+        // Sent once: the flusher finds nothing left, and a second frame sends nothing.
+        relay.flush_dirty_rooms();
+        assert_eq!(room.lock().flush_before_frame_from(&peer(1)), 0);
+        assert!(drain(&subscriber_box).is_empty());
+    }
+
     /// The presence cost of a room of `nodes` headless peers and one subscriber (fleetctl)
     /// that all join, all leave (the relay restarts) and all join again: every frame the
     /// relay queues, counted per receiver. Version 1 sent a JOIN to every peer present and a
@@ -615,7 +741,7 @@ mod tests {
     #[test]
     fn a_mass_reconnect_costs_o_n_presence_frames_not_o_n_squared() {
         let nodes = 500;
-        let relay = Relay::new(RelayConfig::default());
+        let relay = Relay::new(RelayConfig::default(), None);
         let room_id = frame::room_id_from_name("presence");
         let subscriber = peer(nodes);
         let subscriber_box = Arc::new(Outbox::new(64 << 20));
@@ -677,7 +803,7 @@ mod tests {
 
     #[test]
     fn snapshot_pages_list_every_other_peer_once_in_id_order() {
-        let relay = Relay::new(RelayConfig::default());
+        let relay = Relay::new(RelayConfig::default(), None);
         let room_id = frame::room_id_from_name("pages");
         let count = frame::PRESENCE_PAGE + 10;
         let mut room = None;
@@ -688,13 +814,13 @@ mod tests {
         let room = room.expect("joined");
         let asking = peer(3);
         let state = room.lock();
-        let first = state.snapshot_page(&asking, &PeerId::ZERO);
+        let first = state.snapshot_page(&asking, &PeerId::ZERO, &[]);
         assert!(first.snapshot && first.more);
         assert_eq!(first.changes.len(), frame::PRESENCE_PAGE);
         let PresenceChange::Joined(last) = first.changes[first.changes.len() - 1] else {
             panic!("snapshots list joins");
         };
-        let second = state.snapshot_page(&asking, &last);
+        let second = state.snapshot_page(&asking, &last, &[]);
         assert!(!second.more);
         let mut seen: Vec<PeerId> = first
             .changes

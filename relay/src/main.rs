@@ -72,6 +72,12 @@ struct Args {
     /// nodes learn the address their NAT gives them and can punch direct paths to each other.
     #[arg(long)]
     udp_reflector: Option<SocketAddr>,
+    /// Run as one instance of a relay cluster sharing rooms through this NATS server
+    /// (`nats://host:4222`; several separated by commas), which must have JetStream on
+    /// (`nats-server -js`): peers on different instances reach each other, and retained blobs
+    /// live in JetStream so they outlive every instance. Without it the relay is on its own.
+    #[arg(long, value_name = "NATS_URL")]
+    cluster: Option<String>,
 }
 
 #[tokio::main]
@@ -113,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
         header_read_timeout: Duration::from_secs(args.header_timeout.max(1)),
         read_buffer_size: args.read_buffer,
         write_buffer_size: args.write_buffer,
+        cluster: args.cluster.filter(|url| !url.is_empty()),
     };
     if let Some(bind) = args.udp_reflector {
         let socket = tokio::net::UdpSocket::bind(bind)
@@ -130,13 +137,16 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.bind))?;
     let address = listener.local_addr().context("reading the bound address")?;
-    // The readiness line: tests that bind port 0 read the address from here.
-    println!("listening on {address}");
-    eprintln!("listening on {address}");
     // What this configuration can hold at most, so an operator sizes the machine (or the
     // limits) before an attacker does.
     eprintln!("{}", config.memory_ceiling());
-    remote_agents_relay::serve(listener, config, shutdown_signal())
+    // The readiness line, once the relay takes connections (in cluster mode: once it has
+    // joined the other instances): tests that bind port 0 read the address from here.
+    let ready = move || {
+        println!("listening on {address}");
+        eprintln!("listening on {address}");
+    };
+    remote_agents_relay::serve_when_ready(listener, config, shutdown_signal(), ready)
         .await
         .context("relay stopped")?;
     Ok(())

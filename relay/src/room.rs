@@ -2,7 +2,7 @@
 //! the changes not yet sent to them, and the retained blobs. Locks are held only to look up or
 //! change this state, never across an await.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -38,6 +38,10 @@ pub(crate) struct RoomState {
     pub subscribers: usize,
     /// Joins and leaves since the last batch went out, in the order they happened.
     pub pending: Vec<PresenceChange>,
+    /// The peers named in `pending`: a frame from one of them flushes the batch first, so a
+    /// subscriber always hears of a (re)join before the newcomer's first frame (its handshake
+    /// would otherwise arrive first and be torn down by the late join).
+    pending_peers: HashSet<PeerId>,
     retained: HashMap<Bytes, RetainedKey>,
     /// Bytes of the retained keys and blobs, counted toward the room's and the relay's caps.
     retained_bytes: usize,
@@ -84,8 +88,20 @@ impl RoomState {
         if self.subscribers == 0 {
             return false;
         }
+        let (PresenceChange::Joined(peer) | PresenceChange::Left(peer)) = change;
+        self.pending_peers.insert(peer);
         self.pending.push(change);
         self.pending.len() == 1
+    }
+
+    /// Sends the pending batch now if it names `sender` (see `pending_peers`); returns the
+    /// frames queued.
+    pub(crate) fn flush_before_frame_from(&mut self, sender: &PeerId) -> u64 {
+        if self.pending_peers.contains(sender) {
+            self.flush_presence()
+        } else {
+            0
+        }
     }
 
     /// Marks `peer` subscribed (idempotent).
@@ -99,14 +115,21 @@ impl RoomState {
     }
 
     /// One snapshot page for `peer`: the members after `after` (not `peer` itself), at most
-    /// [`PRESENCE_PAGE`], and whether more follow.
-    pub(crate) fn snapshot_page(&self, peer: &PeerId, after: &PeerId) -> PresencePage {
+    /// [`PRESENCE_PAGE`], and whether more follow. `remote` holds the room's peers on other
+    /// cluster instances ordered after `after`, neither `peer` nor a local member, at least
+    /// a page and one of them when there are that many; they are merged in peer-id order.
+    pub(crate) fn snapshot_page(
+        &self,
+        peer: &PeerId,
+        after: &PeerId,
+        remote: &[PeerId],
+    ) -> PresencePage {
         use std::ops::Bound;
-        let mut ids = self
+        let local = self
             .members
             .range((Bound::Excluded(*after), Bound::Unbounded))
-            .map(|(id, _)| *id)
-            .filter(|id| id != peer);
+            .map(|(id, _)| *id);
+        let mut ids = merge_ascending(local, remote.iter().copied()).filter(|id| id != peer);
         let changes: Vec<PresenceChange> = ids
             .by_ref()
             .take(PRESENCE_PAGE)
@@ -123,6 +146,7 @@ impl RoomState {
     /// [`PRESENCE_PAGE`] changes (the same bytes to each); returns the frames queued.
     pub(crate) fn flush_presence(&mut self) -> u64 {
         let pending = std::mem::take(&mut self.pending);
+        self.pending_peers.clear();
         if pending.is_empty() || self.subscribers == 0 {
             return 0;
         }
@@ -217,6 +241,20 @@ impl RoomState {
             .map(|entry| entry.blobs.iter().cloned().collect())
             .unwrap_or_default()
     }
+}
+
+/// Merges two ascending iterators into one ascending iterator.
+fn merge_ascending<T: Ord>(
+    left: impl Iterator<Item = T>,
+    right: impl Iterator<Item = T>,
+) -> impl Iterator<Item = T> {
+    let mut left = left.peekable();
+    let mut right = right.peekable();
+    std::iter::from_fn(move || match (left.peek(), right.peek()) {
+        (Some(a), Some(b)) if b < a => right.next(),
+        (Some(_), _) => left.next(),
+        (None, _) => right.next(),
+    })
 }
 
 #[derive(Default)]

@@ -72,6 +72,22 @@ impl ConnectError {
     }
 }
 
+/// The relays of a `relay_url` setting: one URL, or several separated by commas (the instances
+/// of a relay cluster, tried in turn).
+pub(crate) fn relay_urls(setting: &str) -> Vec<String> {
+    let urls: Vec<String> = setting
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if urls.is_empty() {
+        vec![setting.to_owned()]
+    } else {
+        urls
+    }
+}
+
 /// How long the node waits for the relay's `CHALLENGE` after the upgrade.
 const CHALLENGE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -368,7 +384,13 @@ impl Driver {
     pub(crate) async fn run(mut self) {
         let mut backoff =
             ReconnectBackoff::new(self.config.reconnect_min, self.config.reconnect_max);
+        // Several relays (instances of one relay cluster, `ws://a,ws://b`): connect to the first,
+        // and after a lost connection or a failed attempt try the next, round the list.
+        let relays = relay_urls(&self.config.relay_url);
+        let mut relay_index = 0;
         loop {
+            let relay_url = relays[relay_index % relays.len()].clone();
+            relay_index += 1;
             if self.shutdown.is_cancelled() {
                 break;
             }
@@ -380,7 +402,7 @@ impl Driver {
             let connected = tokio::select! {
                 _ = self.shutdown.cancelled() => break,
                 connected = connect_relay(
-                    &self.config.relay_url,
+                    &relay_url,
                     &self.config.room_name,
                     self.identity.keypair(),
                     self.config.relay_key.as_deref(),
@@ -390,6 +412,9 @@ impl Driver {
             };
             match connected {
                 Ok(socket) => {
+                    // Stay with the relay that answered for the next attempt too: a relay that
+                    // closed the connection (idle, restart) is usually back first.
+                    relay_index -= 1;
                     let started = Instant::now();
                     let ended = self.serve(socket, &mut backoff).await;
                     self.connection_lost(&ended);
@@ -411,9 +436,16 @@ impl Driver {
                         }
                         Ended::Closed(code, reason) => {
                             tracing::info!(code, %reason, connected_for = ?started.elapsed(), "relay closed the connection");
+                            // 1001: the relay is going away (shutting down); try the next one.
+                            if code == 1001 {
+                                relay_index += 1;
+                            }
                         }
                         Ended::Lost(reason) => {
-                            tracing::info!(%reason, connected_for = ?started.elapsed(), "relay connection lost");
+                            tracing::info!(%reason, relay = %relay_url, connected_for = ?started.elapsed(), "relay connection lost");
+                            // A relay whose socket died is likely gone (a dead cluster
+                            // instance): the next attempt goes to the next relay in the list.
+                            relay_index += 1;
                         }
                     }
                 }
@@ -430,10 +462,10 @@ impl Driver {
                     tracing::error!(%error, relay = %self.config.relay_url, "cannot join the room; retrying");
                 }
                 Err(error) if error.close_code() == Some(close_code::KEY_PROOF_FAILED) => {
-                    tracing::warn!(%error, relay = %self.config.relay_url, "the relay did not accept our key proof; retrying");
+                    tracing::warn!(%error, relay = %relay_url, "the relay did not accept our key proof; retrying");
                 }
                 Err(error) => {
-                    tracing::debug!(error = %error, relay = %self.config.relay_url, "cannot connect to the relay");
+                    tracing::debug!(error = %error, relay = %relay_url, "cannot connect to the relay");
                 }
             }
             let delay = backoff.next_delay();

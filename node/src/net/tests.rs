@@ -3,7 +3,16 @@
 
 use std::time::Duration;
 
-use super::driver::ReconnectBackoff;
+use super::driver::{ReconnectBackoff, relay_urls};
+
+#[test]
+fn a_relay_setting_may_list_the_instances_of_a_relay_cluster() {
+    assert_eq!(relay_urls("ws://one:8080"), ["ws://one:8080"]);
+    assert_eq!(
+        relay_urls("ws://one:8080, ws://two:8080,,ws://three:8080 "),
+        ["ws://one:8080", "ws://two:8080", "ws://three:8080"]
+    );
+}
 
 #[test]
 fn reconnect_waits_are_full_jitter_under_a_capped_exponential() {

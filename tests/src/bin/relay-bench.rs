@@ -3,7 +3,10 @@
 //!     AES-256-GCM via ring) vs a bare tokio-tungstenite forwarder without crypto, and 256 B
 //!     messages per second; (b) relay memory per idle connection at 10,000 connections, read from
 //!     the relay process's RSS; (c) 10,000 nodes reconnecting after a relay restart, run by
-//!     `reconnect-bench` (the nodes' own connection code in several processes) and printed here.
+//!     `reconnect-bench` (the nodes' own connection code in several processes) and printed here;
+//! (d) with `--cluster`: throughput of 64 KiB sealed frames between peers on two instances of a
+//!     relay cluster (`--cluster nats://…`, a real `nats-server -js` on 127.0.0.1) next to one
+//!     relay instance's, both relay processes of the same binary, in the same run.
 //!
 //! Run: `cargo build --release -p remote-agents-relay -p remote-agents-tests --bins &&
 //!       $CARGO_TARGET_DIR/release/relay-bench`
@@ -66,6 +69,10 @@ struct Args {
     /// Skip (c), the reconnect run.
     #[arg(long)]
     no_reconnect: bool,
+    /// Run (d), the cluster comparison, and only it: starts `nats-server` (NATS_SERVER_BIN or
+    /// /usr/sbin/nats-server) and relay processes.
+    #[arg(long)]
+    cluster: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -75,6 +82,9 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        if args.cluster {
+            return cluster_throughput(&args).await;
+        }
         if !args.no_throughput {
             throughput(&args).await?;
         }
@@ -217,12 +227,46 @@ async fn run_relay_sealed(
     count: usize,
     plaintext: usize,
 ) -> anyhow::Result<(Duration, usize)> {
+    run_sealed_between(relay, relay, count, plaintext).await
+}
+
+/// Like [`run_relay_sealed`] with A on `sender_relay` and B on `receiver_relay` (two instances
+/// of a cluster).
+async fn run_sealed_between(
+    sender_relay: SocketAddr,
+    receiver_relay: SocketAddr,
+    count: usize,
+    plaintext: usize,
+) -> anyhow::Result<(Duration, usize)> {
     let (mut a, mut b, a_keys, b_keys) = session_pair()?;
     let (a_id, b_id) = (a.local_id(), b.local_id());
     let room = frame::room_id_from_name(&format!("bench-{}", uuid::Uuid::new_v4()));
-    let relay = relay.to_string();
-    let sender = join(&relay, &room, &a_keys, client_config()).await?;
-    let receiver = join(&relay, &room, &b_keys, client_config()).await?;
+    let sender = join(&sender_relay.to_string(), &room, &a_keys, client_config()).await?;
+    let receiver = join(&receiver_relay.to_string(), &room, &b_keys, client_config()).await?;
+    let mut sender = sender;
+    if sender_relay != receiver_relay {
+        // B joined on another instance: wait until A's instance has heard of it (A follows
+        // presence and sees B in the snapshot or in a later batch).
+        sender
+            .send(Message::Binary(
+                frame::Frame::presence_get(1, true, frame::PeerId::ZERO).encode(),
+            ))
+            .await?;
+        'heard: loop {
+            match tokio::time::timeout(Duration::from_secs(10), sender.next()).await? {
+                Some(Ok(Message::Binary(bytes))) => {
+                    let frame = frame::Frame::decode(bytes)?;
+                    if let Ok(frame::Body::Presence(page)) = frame.body()
+                        && page.changes.contains(&frame::PresenceChange::Joined(b_id))
+                    {
+                        break 'heard;
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => bail!("sender's relay ended before B joined: {other:?}"),
+            }
+        }
+    }
     let payload = vec![0x5au8; plaintext];
     // Size of one sealed frame, to compare with bare messages of the same length.
     a.send(b_id, &payload, Instant::now())?;
@@ -515,5 +559,85 @@ async fn memory(args: &Args) -> anyhow::Result<()> {
     );
     drop(clients);
     child.kill().await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// (d) a relay cluster next to one instance
+
+/// Starts the relay binary on 127.0.0.1:0 with `extra` flags; returns the process and address.
+async fn relay_process(
+    binary: &std::path::Path,
+    extra: &[&str],
+) -> anyhow::Result<(tokio::process::Child, SocketAddr)> {
+    let mut child = tokio::process::Command::new(binary)
+        .args(["--bind", "127.0.0.1:0", "--rate", "0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let address = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .context("relay readiness line deadline")??
+            .context("relay exited before listening")?;
+        if let Some(address) = line.strip_prefix("listening on ") {
+            break address.trim().parse()?;
+        }
+    };
+    Ok((child, address))
+}
+
+async fn cluster_throughput(args: &Args) -> anyhow::Result<()> {
+    let binary = relay_binary(args)?;
+    let nats = remote_agents_tests::cluster::NatsServer::start().await?;
+    let (_single, single) = relay_process(&binary, &[]).await?;
+    let (_first, first) = relay_process(&binary, &["--cluster", &nats.url]).await?;
+    let (_second, second) = relay_process(&binary, &["--cluster", &nats.url]).await?;
+    let count = args.mib * 1024 * 1024 / (64 * 1024);
+    println!(
+        "(d) cluster throughput, {count} frames of 64 KiB A -> B ({} MiB), relay processes of one binary",
+        args.mib
+    );
+    let mut single_runs = Vec::new();
+    let mut cluster_runs = Vec::new();
+    let mut frame_len = 0;
+    for _ in 0..args.repeat.max(1) {
+        let (time, length) = run_sealed_between(single, single, count, FRAME_PLAINTEXT).await?;
+        frame_len = length;
+        single_runs.push(time);
+        cluster_runs.push(
+            run_sealed_between(first, second, count, FRAME_PLAINTEXT)
+                .await?
+                .0,
+        );
+    }
+    let gbit = |time: Duration| (count * frame_len * 8) as f64 / time.as_secs_f64() / 1e9;
+    let show = |runs: &[Duration]| {
+        runs.iter()
+            .map(|time| format!("{:.1}", gbit(*time)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let (one, cluster) = (
+        gbit(median(&mut single_runs)),
+        gbit(median(&mut cluster_runs)),
+    );
+    println!(
+        "    one relay instance: {one:.2} Gbit/s median (runs: {})",
+        show(&single_runs)
+    );
+    println!(
+        "    cluster, A and B on two instances through nats-server: {cluster:.2} Gbit/s median (runs: {})",
+        show(&cluster_runs)
+    );
+    println!(
+        "    ratio cluster/one instance: {:.2} (target >= 0.50)",
+        cluster / one
+    );
     Ok(())
 }
