@@ -179,8 +179,8 @@ pub fn record_from_outcome(host: String, request: &Request, outcome: Outcome) ->
     record.unwrap_or_else(|error| record_from_error(host, &error))
 }
 
-/// A task's record as a host's: the answer is what a reader compares, so it is the output;
-/// how the task went (its id, session, turns, cost) is the second stream.
+/// A task's record as a host's: the answer is what a reader compares, so it is the output
+/// (identical answers fold); how the task went (its id, session, turns, cost) is the detail.
 fn task_record(host: String, task: remote_agents_ops::TaskStatus) -> HostRecord {
     use remote_agents_ops::TaskState;
     let status = match task.state {
@@ -188,14 +188,14 @@ fn task_record(host: String, task: remote_agents_ops::TaskStatus) -> HostRecord 
         TaskState::Failed | TaskState::Cancelled | TaskState::Interrupted => HostStatus::Failed,
     };
     let mut stdout = match task.state {
-        TaskState::Running => format!("task {} running\n", task.task_id),
+        TaskState::Running => "running\n".to_string(),
         _ => task.answer.clone().unwrap_or_default(),
     };
     if !stdout.is_empty() && !stdout.ends_with('\n') {
         stdout.push('\n');
     }
-    let stderr = format!(
-        "task {} {} · {} turns · {:.1}s{} · session {}\n",
+    let detail = format!(
+        "task {} {} · {} turns · {:.1}s{} · session {}",
         task.task_id,
         task.state.as_str(),
         task.turns,
@@ -208,9 +208,9 @@ fn task_record(host: String, task: remote_agents_ops::TaskStatus) -> HostRecord 
     );
     HostRecord {
         stdout,
-        stderr,
         error: task.error,
         duration_ms: task.duration_ms,
+        detail: Some(detail),
         ..HostRecord::new(host, status)
     }
 }

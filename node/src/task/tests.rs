@@ -809,3 +809,32 @@ async fn the_real_clis_accept_every_flag_and_fail_clearly_without_credentials() 
     let codex = std::fs::read_to_string(wrappers.path().join("argv-codex")).unwrap();
     assert!(codex.contains("--json\n"), "{codex}");
 }
+
+/// The point of a task: what the caller reads is small. For the recorded three-turn Claude Code
+/// run, the record `task_wait` answers with (no transcript) against the transcript the host
+/// kept and the provider's raw stream (README: "what a caller receives").
+#[tokio::test]
+async fn the_caller_receives_a_fraction_of_what_the_host_kept() {
+    let stand_in = StandIn::new("claude", "claude-success.jsonl", Then::Exit(0));
+    let mut status = run(&stand_in, launch(TaskProvider::Claude, Mode::Plan)).await;
+    let transcript = status.transcript.take().unwrap();
+    let record_bytes = serde_json::to_vec(&status).unwrap().len() as u64;
+    let transcript_bytes: u64 = transcript
+        .iter()
+        .map(|e| serde_json::to_vec(e).unwrap().len() as u64)
+        .sum();
+    let stream_bytes = std::fs::metadata(fixture("claude-success.jsonl"))
+        .unwrap()
+        .len();
+    assert_eq!(transcript_bytes, status.transcript_bytes);
+    // Measured: 635, 1,944 and 3,518 bytes. The record grows with the answer only; the
+    // transcript with every tool output.
+    assert!(
+        record_bytes * 3 < transcript_bytes,
+        "{record_bytes} {transcript_bytes}"
+    );
+    assert!(
+        record_bytes * 5 < stream_bytes,
+        "{record_bytes} {stream_bytes}"
+    );
+}
