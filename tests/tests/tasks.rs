@@ -128,3 +128,109 @@ async fn a_task_runs_on_many_hosts_in_each_hosts_mode_and_folds() -> anyhow::Res
     assert_eq!(tasks[0]["mode"], "plan (claude --permission-mode plan)");
     Ok(())
 }
+
+/// Over MCP: a waiting `task_dispatch` reports progress per turn, and cancelling the call
+/// stops the task — the provider's whole process group is killed and the record reads
+/// `cancelled` with its session id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_task_reports_progress_per_turn_and_cancelling_kills_it() -> anyhow::Result<()> {
+    use remote_agents_tests::node::McpProcess;
+    use serde_json::json;
+    use std::time::Duration;
+
+    let tmp = tempfile::tempdir()?;
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin)?;
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../node/tests/fixtures/tasks/claude-hang.jsonl");
+    let pid_file = tmp.path().join("sleep.pid");
+    let script = format!(
+        "#!/bin/sh\ncat > /dev/null\ncat {}\nsleep 600 &\necho $! > {}\nwait\n",
+        fixture.display(),
+        pid_file.display()
+    );
+    std::fs::write(bin.join("claude"), script)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.join("claude"), std::fs::Permissions::from_mode(0o755))?;
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let data = tmp.path().join("data").display().to_string();
+    let mut node = McpProcess::start(
+        &["--data-dir", &data, "--toolsets", "core,tasks"],
+        &[("PATH", &path)],
+    )
+    .await?;
+    let id = node
+        .send(
+            "tools/call",
+            json!({
+                "name": "task_dispatch",
+                "arguments": {"provider": "claude", "prompt": "sleep on it", "wait": true},
+                "_meta": {"progressToken": "task"},
+            }),
+        )
+        .await?;
+    loop {
+        let message = node.next_message(Duration::from_secs(20)).await?;
+        if message["method"] == "notifications/progress" {
+            assert_eq!(message["params"]["progressToken"], "task");
+            assert_eq!(message["params"]["message"], "claude turn 1", "{message}");
+            break;
+        }
+        assert!(
+            message.get("id") != Some(&json!(id)),
+            "the task ended early: {message}"
+        );
+    }
+    let mut pid = String::new();
+    for _ in 0..500 {
+        pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        if !pid.trim().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let proc = format!("/proc/{}", pid.trim());
+    assert!(
+        std::path::Path::new(&proc).exists(),
+        "the provider's child is not running"
+    );
+    node.notify(
+        "notifications/cancelled",
+        json!({"requestId": id, "reason": "test"}),
+    )
+    .await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let listed = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the task was not stopped"
+        );
+        let result = node.call_tool("task_list", json!({})).await?;
+        let text = result["structuredContent"].clone();
+        if text["tasks"][0]["state"] != "running" {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(listed["tasks"][0]["state"], "cancelled", "{listed}");
+    assert_eq!(
+        listed["tasks"][0]["session_id"],
+        "c0ffee00-1111-4222-8333-444455556666"
+    );
+    // The sleep the provider started is gone (or a zombie awaiting its new parent).
+    let gone = std::fs::read_to_string(format!("{proc}/stat"))
+        .map(|stat| {
+            stat.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(true);
+    assert!(gone, "the provider's child survived the cancel");
+    Ok(())
+}
