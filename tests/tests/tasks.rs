@@ -234,3 +234,82 @@ async fn a_waiting_task_reports_progress_per_turn_and_cancelling_kills_it() -> a
     assert!(gone, "the provider's child survived the cancel");
     Ok(())
 }
+
+/// A node killed (SIGKILL) while its task runs: started again on the same data dir, the task
+/// reads `interrupted` with the provider's session id to resume it by, and is not run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_interrupted_by_a_node_crash_reads_interrupted_with_its_session()
+-> anyhow::Result<()> {
+    use remote_agents_tests::node::McpProcess;
+    use serde_json::json;
+    use std::time::Duration;
+
+    let tmp = tempfile::tempdir()?;
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin)?;
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../node/tests/fixtures/tasks/claude-hang.jsonl");
+    let runs = tmp.path().join("runs");
+    let pid_file = tmp.path().join("sleep.pid");
+    // Each start of the provider adds a line to `runs`: a rerun after the crash would show.
+    let script = format!(
+        "#!/bin/sh\necho run >> {}\ncat > /dev/null\ncat {}\nsleep 600 &\necho $! > {}\nwait\n",
+        runs.display(),
+        fixture.display(),
+        pid_file.display()
+    );
+    std::fs::write(bin.join("claude"), script)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.join("claude"), std::fs::Permissions::from_mode(0o755))?;
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let data = tmp.path().join("data").display().to_string();
+    let args = ["--data-dir", data.as_str(), "--toolsets", "core,tasks"];
+    let mut node = McpProcess::start(&args, &[("PATH", &path)]).await?;
+    let started = node
+        .call_tool(
+            "task_dispatch",
+            json!({"provider": "claude", "prompt": "sleep on it"}),
+        )
+        .await?;
+    let task_id = started["structuredContent"]["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Wait until the record carries the session the provider named.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "no session recorded");
+        let got = node
+            .call_tool("task_get", json!({"task_id": task_id}))
+            .await?;
+        if got["structuredContent"]["session_id"].is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.child.kill().await?;
+    // What the crash left running of the provider is not the node's any more.
+    if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+        let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+    }
+    let mut node = McpProcess::start(&args, &[("PATH", &path)]).await?;
+    let got = node
+        .call_tool("task_get", json!({"task_id": task_id}))
+        .await?;
+    let record = &got["structuredContent"];
+    assert_eq!(record["state"], "interrupted", "{record}");
+    assert_eq!(record["session_id"], "c0ffee00-1111-4222-8333-444455556666");
+    assert!(
+        record["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not run again"),
+        "{record}"
+    );
+    assert_eq!(std::fs::read_to_string(&runs)?.lines().count(), 1);
+    Ok(())
+}
