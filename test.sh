@@ -70,6 +70,20 @@ step "cargo-deny: licenses, bans, sources, advisories"
 step "build"
 cargo build --workspace --all-targets --locked
 
+# The real AI CLIs (issue 16) for the task adapters' test that every flag they pass is accepted
+# and a run without credentials fails with the provider's message; installed once into a cache.
+step "tasks: the AI CLIs from npm (claude, opencode, codex)"
+(
+  clis="$HOME/.cache/remote-agents/ai-clis"
+  if ! [ -x "$clis/node_modules/.bin/claude" ] || ! [ -x "$clis/node_modules/.bin/opencode" ] \
+    || ! [ -x "$clis/node_modules/.bin/codex" ]; then
+    mkdir -p "$clis"
+    npm install --prefix "$clis" --no-audit --no-fund \
+      @anthropic-ai/claude-code opencode-ai @openai/codex
+  fi
+)
+export REMOTE_AGENTS_AI_CLIS="$HOME/.cache/remote-agents/ai-clis/node_modules/.bin"
+
 step "rust tests"
 cargo test --workspace --locked
 

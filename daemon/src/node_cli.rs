@@ -101,7 +101,7 @@ pub struct McpFlags {
     #[arg(long, requires = "http")]
     pub http_insecure_no_auth: bool,
     /// The MCP toolsets offered to the model, comma-separated: core, files, git, fleet, spec,
-    /// schedule, mapreduce, transfer, or all (default core,files,git,fleet; also
+    /// schedule, mapreduce, transfer, tasks, or all (default core,files,git,fleet; also
     /// REMOTE_AGENTS_TOOLSETS or `toolsets` in config.toml). A spec's McpSurface for this host
     /// narrows them further.
     #[arg(long, value_name = "LIST")]

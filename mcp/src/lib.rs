@@ -381,10 +381,46 @@ pub fn catalog() -> Vec<(Toolset, Tool)> {
             "The transfers this node (or agent_id) coordinates, newest first.",
             READ,
         ),
+        operation_tool::<TaskDispatch>(
+            "Delegate a task to a host's AI",
+            "Hand a prompt to the AI CLI on this node (or agent_id): claude, opencode or codex,              run with that host's own credentials under its mode (plan: the provider's              read-only mode; edit: edits accepted; bypass: unrestricted; disabled: refused)              and limits. Returns the task's record at once (follow it with task_wait), or with              wait=true when it ends, reporting progress per turn. The record is short: the              final answer, state, turns, duration, cost and session_id (continue it with              resume=<session_id>); transcript=true adds every event.",
+            Hints {
+                read_only: false,
+                destructive: true,
+                idempotent: false,
+                open_world: true,
+            },
+        ),
+        operation_tool::<TaskGet>(
+            "Get a task",
+            "A task of this node (or agent_id): state, answer, error, turns, duration, cost,              session_id; transcript=true adds every event the provider reported.",
+            READ,
+        ),
+        operation_tool::<TaskWait>(
+            "Wait for a task",
+            "A task's record once it ends, or at wait_secs (default 600) while it still runs.",
+            READ,
+        ),
+        operation_tool::<TaskList>(
+            "List tasks",
+            "The tasks this node (or agent_id) ran, newest first.",
+            READ,
+        ),
+        operation_tool::<TaskCancel>(
+            "Cancel a task",
+            "Stop a running task: the provider's process group is killed; the record reads              cancelled and keeps its session_id.",
+            Hints {
+                read_only: false,
+                destructive: false,
+                idempotent: true,
+                open_world: true,
+            },
+        ),
     ]
     .into_iter()
     .chain(schedule_tools())
     .chain(fleet_tools().into_iter().map(|t| (Toolset::Fleet, t)))
+    .chain([(Toolset::Tasks, fleet_task_tool())])
     .chain([(Toolset::Mapreduce, mapreduce_tool())])
     .chain(spec_tools::tools().into_iter().map(|t| (Toolset::Spec, t)))
     .map(|(toolset, tool)| {
@@ -490,6 +526,26 @@ fn schedule_tools() -> Vec<(Toolset, Tool)> {
 
 /// The fleet tools: one call acts on every host a target selector picks; results come back
 /// folded (identical outputs grouped) with an op id for `job_get`.
+/// `fleet_task`: a fan-out, but in the `tasks` toolset with the other task tools.
+fn fleet_task_tool() -> Tool {
+    use remote_agents_node::fleet::tools::{FleetResult, FleetTaskArgs};
+    tool::<FleetTaskArgs, FleetResult>(
+        "fleet_task",
+        "Delegate one prompt to many hosts' AI",
+        "Run one prompt with the AI CLI (claude, opencode, codex) of every host the target \
+         selects, each under its own mode and limits (see task_dispatch); timeout_secs is each \
+         task's wall time (default 600). Returns a summary and groups of hosts with identical \
+         answers; each host's record carries its task id, state, turns, cost and session id, \
+         and an op_id for job_get.",
+        Hints {
+            read_only: false,
+            destructive: true,
+            idempotent: false,
+            open_world: true,
+        },
+    )
+}
+
 fn fleet_tools() -> Vec<Tool> {
     use remote_agents_node::fleet::tools::*;
     const FANOUT_WRITE: Hints = Hints {

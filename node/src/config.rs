@@ -107,6 +107,9 @@ pub struct FileConfig {
     pub toolsets: Option<Vec<String>>,
     #[serde(default)]
     pub policy: Option<PolicyConfig>,
+    /// Limits of autonomous tasks (`[tasks]`).
+    #[serde(default)]
+    pub tasks: Option<crate::task::TaskLimits>,
 }
 
 /// Errors resolving settings.
@@ -153,6 +156,8 @@ pub struct Settings {
     pub encryption_key: Sourced<Option<String>>,
     pub relay_key: Sourced<Option<String>>,
     pub policy: Sourced<PolicyConfig>,
+    /// Limits of autonomous tasks on this host (`[tasks]` in `config.toml`).
+    pub tasks: Sourced<crate::task::TaskLimits>,
     /// Locally trusted operator keys (`ed25519:...`); empty: trust follows the applied spec.
     pub operators: Sourced<Vec<String>>,
     /// This process's operator key file, when it acts for an operator.
@@ -366,6 +371,16 @@ impl Settings {
                 source: Source::Default,
             },
         };
+        let tasks = match (&file.tasks, fp) {
+            (Some(t), Some(path)) => Sourced {
+                value: t.clone(),
+                source: Source::File(path.clone()),
+            },
+            _ => Sourced {
+                value: crate::task::TaskLimits::default(),
+                source: Source::Default,
+            },
+        };
 
         Ok(Settings {
             relay: layer(
@@ -428,6 +443,7 @@ impl Settings {
                 None,
             ),
             policy,
+            tasks,
             operators: layer(
                 (flags.operators.as_deref().map(split_tags), "--operators"),
                 (env.get(E_OPERATORS).as_deref().map(split_tags), E_OPERATORS),
@@ -647,6 +663,11 @@ impl Settings {
                 policy.allow_shell.to_string(),
                 self.policy.source.to_string(),
             ),
+            (
+                "tasks",
+                self.tasks.value.describe(),
+                self.tasks.source.to_string(),
+            ),
         ];
         let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
         let value_width = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).min(60);
@@ -766,7 +787,7 @@ mod tests {
         assert_eq!(
             error,
             "invalid toolsets from flag --toolsets: unknown toolset `shell`: expected core, \
-             files, git, fleet, spec, schedule, mapreduce, transfer, or all"
+             files, git, fleet, spec, schedule, mapreduce, transfer, tasks, or all"
         );
     }
 

@@ -47,6 +47,8 @@ pub mod mapreduce;
 // Host→host transfer (issue 15): the engine (sources by ticket, verified resumable receive, the
 // byte paths, the coordinator's records).
 pub mod transfer;
+// Autonomous tasks: prompts run by the host's own AI CLI.
+pub mod task;
 
 // Schedules (issue 7): cron lines, the per-node runner, imperative schedules and run history.
 pub mod schedule;

@@ -81,6 +81,8 @@ pub enum NodeError {
     Desired(String),
     #[error(transparent)]
     OperatorKey(#[from] crate::desired::operator::OperatorKeyError),
+    #[error(transparent)]
+    Tasks(#[from] crate::task::TaskStoreError),
 }
 
 const OVERRIDE_KEY: &str = "mode_override";
@@ -128,6 +130,8 @@ pub struct Node {
     schedules: crate::schedule::Schedules,
     /// The files this node serves to transfers and the transfers it coordinates.
     transfers: Arc<crate::transfer::Transfers>,
+    /// The autonomous tasks this host runs and ran.
+    tasks: Arc<crate::task::Tasks>,
     /// The newest generation accepted, and whether it came by catching up (from the relay's
     /// copy or a peer) rather than by an apply: declared `on-apply` jobs run for applies only.
     last_acceptance: Mutex<(u64, bool)>,
@@ -166,6 +170,7 @@ impl Node {
         let store = Arc::new(Store::open(&data_dir)?);
         let schedules = crate::schedule::Schedules::open(store.clone())?;
         let transfers = crate::transfer::Transfers::with_store(store.clone())?;
+        let tasks = crate::task::Tasks::open(store.clone(), settings.tasks.value.clone())?;
         let policy = Policy::for_node(
             &settings.policy.value,
             &data_dir,
@@ -223,6 +228,7 @@ impl Node {
             net: Mutex::new(None),
             schedules,
             transfers,
+            tasks,
             last_acceptance: Mutex::new((0, false)),
             declared_jobs_changed: Arc::new(tokio::sync::Notify::new()),
             declared_runs: Mutex::new(Vec::new()),
@@ -293,6 +299,11 @@ impl Node {
     /// The files this node serves to transfers and the transfers it coordinates.
     pub fn transfers(&self) -> &Arc<crate::transfer::Transfers> {
         &self.transfers
+    }
+
+    /// The autonomous tasks this host runs and ran.
+    pub fn tasks(&self) -> &Arc<crate::task::Tasks> {
+        &self.tasks
     }
 
     /// Attaches the peer RPC once the connection manager is up.
@@ -833,7 +844,13 @@ impl Node {
         if offered.is_none()
             && !matches!(
                 request.capability(),
-                Some(Capability::Write | Capability::Exec | Capability::Git | Capability::Schedule)
+                Some(
+                    Capability::Write
+                        | Capability::Exec
+                        | Capability::Git
+                        | Capability::Schedule
+                        | Capability::Task
+                )
             )
         {
             return Ok(None);

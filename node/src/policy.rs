@@ -562,6 +562,17 @@ impl Policy {
         })
     }
 
+    /// The command deny list's globs as configured (an AI CLI's task gets them as its own
+    /// disallowed commands where the provider has such a list).
+    pub fn deny_command_globs(&self) -> &[String] {
+        &self.deny_commands.source
+    }
+
+    /// The path deny list's globs as configured.
+    pub fn deny_path_globs(&self) -> &[String] {
+        &self.deny_paths.source
+    }
+
     pub fn roots(&self) -> &[PathBuf] {
         &self.roots
     }

@@ -25,6 +25,7 @@ pub mod preview;
 pub mod request;
 pub mod schedule;
 pub mod status;
+pub mod task;
 pub mod transfer;
 
 pub use agent::*;
@@ -40,4 +41,5 @@ pub use preview::*;
 pub use remote_agents_spec::Mode;
 pub use request::*;
 pub use schedule::*;
+pub use task::*;
 pub use transfer::*;

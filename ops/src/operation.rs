@@ -219,6 +219,19 @@ operations! {
     /// Pull a file from a source host's ticket into a verified file (a send_file step).
     TransferReceive = "transfer_receive" (TransferReceiveArgs) -> TransferReceiveResult, Changes,
         Some(Capability::Write), Transfer;
+    /// Hand a prompt to the host's own AI CLI (claude, opencode, codex), run under the host's
+    /// mode and limits.
+    TaskDispatch = "task_dispatch" (TaskDispatchArgs) -> TaskStatus, Changes,
+        Some(Capability::Task), Tasks;
+    /// One task's record: state, answer, turns, duration, cost, session id.
+    TaskGet = "task_get" (TaskGetArgs) -> TaskStatus, ReadOnly, Some(Capability::Read), Tasks;
+    /// One task's record once it ends, or at a deadline.
+    TaskWait = "task_wait" (TaskWaitArgs) -> TaskStatus, ReadOnly, Some(Capability::Read), Tasks;
+    /// The tasks this host ran, newest first.
+    TaskList = "task_list" (TaskListArgs) -> TaskListResult, ReadOnly, Some(Capability::Read), Tasks;
+    /// Stop a running task: its provider's process group is killed.
+    TaskCancel = "task_cancel" (TaskCancelArgs) -> TaskStatus, Changes, Some(Capability::Task),
+        Tasks;
 }
 
 #[cfg(test)]
@@ -232,7 +245,7 @@ mod tests {
         assert_eq!(exec.name(), Exec::NAME);
         let get = DesiredGet::request(serde_json::from_str("{}").unwrap());
         assert_eq!(get.name(), DesiredGet::NAME);
-        assert_eq!(NAMES.len(), 28);
+        assert_eq!(NAMES.len(), 33);
         let mut unique = NAMES.to_vec();
         unique.sort();
         unique.dedup();

@@ -241,12 +241,12 @@ decode_enum!(Concurrency, Code::BadValue, "concurrency policy", {
 decode_enum!(Capability, Code::BadValue, "capability", {
     "read" => Capability::Read, "write" => Capability::Write, "exec" => Capability::Exec,
     "git" => Capability::Git, "schedule" => Capability::Schedule, "admin" => Capability::Admin,
-    "apply" => Capability::Apply,
+    "apply" => Capability::Apply, "task" => Capability::Task,
 });
 decode_enum!(Toolset, Code::UnknownToolset, "toolset", {
     "core" => Toolset::Core, "files" => Toolset::Files, "git" => Toolset::Git,
     "fleet" => Toolset::Fleet, "spec" => Toolset::Spec, "schedule" => Toolset::Schedule,
-    "mapreduce" => Toolset::Mapreduce, "transfer" => Toolset::Transfer,
+    "mapreduce" => Toolset::Mapreduce, "transfer" => Toolset::Transfer, "tasks" => Toolset::Tasks,
 });
 decode_enum!(WindowAction, Code::BadValue, "window action", {
     "allow" => WindowAction::Allow, "deny" => WindowAction::Deny,

@@ -162,10 +162,13 @@ pub enum Capability {
     Admin,
     /// Sign desired state that nodes apply.
     Apply,
+    /// Delegate a prompt to the host's AI CLI (`task_dispatch`): an `exec` in disguise, so
+    /// granted on its own.
+    Task,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 7] = [
+    pub const ALL: [Capability; 8] = [
         Capability::Read,
         Capability::Write,
         Capability::Exec,
@@ -173,6 +176,7 @@ impl Capability {
         Capability::Schedule,
         Capability::Admin,
         Capability::Apply,
+        Capability::Task,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -184,6 +188,7 @@ impl Capability {
             Capability::Schedule => "schedule",
             Capability::Admin => "admin",
             Capability::Apply => "apply",
+            Capability::Task => "task",
         }
     }
 }
@@ -389,7 +394,7 @@ pub struct MapReduceSpec {
 pub struct McpSurfaceSpec {
     pub target: String,
     /// The toolsets a model may use on these hosts (core, files, git, fleet, spec, schedule,
-    /// mapreduce, transfer).
+    /// mapreduce, transfer, tasks).
     pub toolsets: Vec<crate::Toolset>,
     /// The ceiling on what a model's request may do: `plan` (read-only: only operations that
     /// change nothing), `edit`, `bypass`, or `disabled` (nothing). No ceiling when absent.

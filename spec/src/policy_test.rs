@@ -408,7 +408,7 @@ impl Cx<'_> {
         let access = match capability {
             Capability::Read => Access::Read,
             Capability::Write => Access::Write,
-            Capability::Exec => Access::Exec,
+            Capability::Exec | Capability::Task => Access::Exec,
             Capability::Admin => Access::Admin,
             // Git, schedules and applies are partly reads and partly writes, or not the mode's
             // to decide: the operator check is the whole answer.

@@ -29,6 +29,8 @@ pub enum Toolset {
     Mapreduce,
     /// Host-to-host file transfers.
     Transfer,
+    /// Autonomous tasks: prompts delegated to a host's own AI CLI.
+    Tasks,
 }
 
 /// The toolsets a node's MCP server offers when nothing selects them: what a model needs to
@@ -37,7 +39,7 @@ pub const DEFAULT_TOOLSETS: [Toolset; 4] =
     [Toolset::Core, Toolset::Files, Toolset::Git, Toolset::Fleet];
 
 impl Toolset {
-    pub const ALL: [Toolset; 8] = [
+    pub const ALL: [Toolset; 9] = [
         Toolset::Core,
         Toolset::Files,
         Toolset::Git,
@@ -46,6 +48,7 @@ impl Toolset {
         Toolset::Schedule,
         Toolset::Mapreduce,
         Toolset::Transfer,
+        Toolset::Tasks,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +61,7 @@ impl Toolset {
             Toolset::Schedule => "schedule",
             Toolset::Mapreduce => "mapreduce",
             Toolset::Transfer => "transfer",
+            Toolset::Tasks => "tasks",
         }
     }
 
@@ -138,7 +142,7 @@ mod tests {
         assert_eq!(
             error,
             "unknown toolset `shell`: expected core, files, git, fleet, spec, schedule, \
-             mapreduce, transfer, or all"
+             mapreduce, transfer, tasks, or all"
         );
         let empty = Toolset::parse_list(" , ").unwrap_err();
         assert!(empty.starts_with("no toolset selected"), "{empty}");

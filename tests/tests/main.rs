@@ -21,4 +21,5 @@ mod relay_binary;
 mod relay_conformance;
 mod rollout;
 mod schedules;
+mod tasks;
 mod transfer;

@@ -141,6 +141,12 @@ pub enum FleetCommand {
         #[command(subcommand)]
         action: ScheduleAction,
     },
+    /// Autonomous tasks: a prompt run by each targeted host's own AI CLI (claude, opencode,
+    /// codex), and the hosts' task records.
+    Task {
+        #[command(subcommand)]
+        action: TaskAction,
+    },
     /// Search files on every targeted host.
     Search {
         #[command(flatten)]
@@ -209,6 +215,174 @@ pub enum ScheduleAction {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+}
+
+/// `fleetctl task ...`: autonomous tasks on the targeted hosts.
+#[derive(Debug, Clone, Subcommand)]
+pub enum TaskAction {
+    /// Run one prompt on every targeted host and wait for each answer (`--timeout` is each
+    /// task's wall time): `fleetctl task run -t web --provider claude "why is the disk full?"`.
+    Run {
+        #[command(flatten)]
+        fanout: FanoutFlags,
+        /// claude, opencode or codex.
+        #[arg(long, value_parser = parse_provider)]
+        provider: remote_agents_ops::TaskProvider,
+        /// Working directory on the hosts (default: their home directory).
+        #[arg(long)]
+        cwd: Option<String>,
+        /// The provider's model.
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        max_turns: Option<u32>,
+        /// US dollars each task may cost at most.
+        #[arg(long)]
+        budget: Option<f64>,
+        /// Continue this earlier session (one host: the session is that host's).
+        #[arg(long)]
+        resume: Option<String>,
+        /// Answer with the task ids at once instead of waiting for the answers.
+        #[arg(long)]
+        no_wait: bool,
+        /// Include each task's full transcript.
+        #[arg(long)]
+        transcript: bool,
+        /// The prompt.
+        #[arg(required = true)]
+        prompt: Vec<String>,
+    },
+    /// One task's record.
+    Get {
+        #[command(flatten)]
+        fanout: FanoutFlags,
+        task_id: String,
+        #[arg(long)]
+        transcript: bool,
+    },
+    /// The hosts' tasks, newest first.
+    List {
+        #[command(flatten)]
+        fanout: FanoutFlags,
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// A task's record once it ends (or at --wait).
+    Wait {
+        #[command(flatten)]
+        fanout: FanoutFlags,
+        task_id: String,
+        /// How long to wait (`30s`, `10m`); default 10m.
+        #[arg(long, value_parser = parse_duration)]
+        wait: Option<Duration>,
+        #[arg(long)]
+        transcript: bool,
+    },
+    /// Stop a running task (its provider's process group is killed).
+    Cancel {
+        #[command(flatten)]
+        fanout: FanoutFlags,
+        task_id: String,
+    },
+}
+
+fn parse_provider(text: &str) -> Result<remote_agents_ops::TaskProvider, String> {
+    text.parse()
+}
+
+/// How much longer than the task's own wall time the fan-out waits for a host's answer.
+const TASK_ANSWER_SLACK: Duration = Duration::from_secs(30);
+
+fn task_request(action: TaskAction) -> (FanoutFlags, Request, String) {
+    use remote_agents_ops::{
+        TaskCancelArgs, TaskDispatchArgs, TaskGetArgs, TaskListArgs, TaskWaitArgs,
+    };
+    match action {
+        TaskAction::Run {
+            mut fanout,
+            provider,
+            cwd,
+            model,
+            max_turns,
+            budget,
+            resume,
+            no_wait,
+            transcript,
+            prompt,
+        } => {
+            let prompt = prompt.join(" ");
+            let summary = format!(
+                "task {provider}: {}",
+                remote_agents_ops::prompt_summary(&prompt, 60)
+            );
+            let request = Request::TaskDispatch(TaskDispatchArgs {
+                agent_id: None,
+                provider,
+                prompt,
+                cwd,
+                model,
+                max_turns,
+                timeout_secs: Some(fanout.timeout.as_secs_f64()),
+                budget_usd: budget,
+                resume,
+                allowed_tools: Vec::new(),
+                disallowed_tools: Vec::new(),
+                wait: !no_wait,
+                transcript,
+            });
+            // The host stops the task at --timeout; its answer comes after that.
+            fanout.timeout += TASK_ANSWER_SLACK;
+            (fanout, request, summary)
+        }
+        TaskAction::Get {
+            fanout,
+            task_id,
+            transcript,
+        } => (
+            fanout,
+            Request::TaskGet(TaskGetArgs {
+                agent_id: None,
+                task_id: task_id.clone(),
+                transcript,
+            }),
+            format!("task get {task_id}"),
+        ),
+        TaskAction::List { fanout, limit } => (
+            fanout,
+            Request::TaskList(TaskListArgs {
+                agent_id: None,
+                limit,
+            }),
+            "task list".into(),
+        ),
+        TaskAction::Wait {
+            mut fanout,
+            task_id,
+            wait,
+            transcript,
+        } => {
+            let wait = wait.unwrap_or(Duration::from_secs(600));
+            fanout.timeout = fanout.timeout.max(wait + TASK_ANSWER_SLACK);
+            (
+                fanout,
+                Request::TaskWait(TaskWaitArgs {
+                    agent_id: None,
+                    task_id: task_id.clone(),
+                    wait_secs: Some(wait.as_secs_f64()),
+                    transcript,
+                }),
+                format!("task wait {task_id}"),
+            )
+        }
+        TaskAction::Cancel { fanout, task_id } => (
+            fanout,
+            Request::TaskCancel(TaskCancelArgs {
+                agent_id: None,
+                task_id: task_id.clone(),
+            }),
+            format!("task cancel {task_id}"),
+        ),
+    }
 }
 
 fn parse_concurrency(text: &str) -> Result<remote_agents_spec::Concurrency, String> {
@@ -413,6 +587,7 @@ fn build_request(command: FleetCommand) -> anyhow::Result<(FanoutFlags, Request,
             (fanout, request, summary)
         }
         FleetCommand::Schedule { action } => schedule_request(action),
+        FleetCommand::Task { action } => task_request(action),
         FleetCommand::Search {
             fanout,
             name,

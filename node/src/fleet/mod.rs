@@ -42,6 +42,10 @@ pub struct HostRecord {
     /// [`inventory::Inventory`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub undeclared: bool,
+    /// What tells this host's part apart beyond its output, not compared when folding: a
+    /// task's id, state, turns, cost and session id, so identical answers still fold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl HostRecord {
@@ -57,6 +61,7 @@ impl HostRecord {
             truncated: false,
             error: None,
             undeclared: false,
+            detail: None,
         }
     }
 

@@ -13,7 +13,7 @@ use super::fanout::{HostCaller, Target};
 use super::{HostRecord, HostStatus};
 use crate::client::{CallError, Client, decode_result, ok_result, peer_of};
 use crate::net::PeerInfo;
-use remote_agents_ops::operation::{Exec, ReadFile, WriteFile};
+use remote_agents_ops::operation::{Exec, ReadFile, TaskGet, WriteFile};
 use remote_agents_ops::{Outcome, Request};
 
 /// What a selector sees of a connected peer: its announced name, tags and facts. The OS family
@@ -165,10 +165,52 @@ pub fn record_from_outcome(host: String, request: &Request, outcome: Outcome) ->
             stdout: format!("wrote {} bytes to {}\n", write.bytes_written, write.path),
             ..HostRecord::new(host.clone(), HostStatus::Ok)
         }),
+        Request::TaskDispatch(_)
+        | Request::TaskGet(_)
+        | Request::TaskWait(_)
+        | Request::TaskCancel(_) => {
+            decode_result::<TaskGet>(result).map(|task| task_record(host.clone(), task))
+        }
         _ => Ok(HostRecord {
             stdout: serde_json::to_string_pretty(&result).unwrap_or_default() + "\n",
             ..HostRecord::new(host.clone(), HostStatus::Ok)
         }),
     };
     record.unwrap_or_else(|error| record_from_error(host, &error))
+}
+
+/// A task's record as a host's: the answer is what a reader compares, so it is the output
+/// (identical answers fold); how the task went (its id, session, turns, cost) is the detail.
+fn task_record(host: String, task: remote_agents_ops::TaskStatus) -> HostRecord {
+    use remote_agents_ops::TaskState;
+    let status = match task.state {
+        TaskState::Done | TaskState::Running => HostStatus::Ok,
+        TaskState::Failed | TaskState::Cancelled | TaskState::Interrupted => HostStatus::Failed,
+    };
+    let mut stdout = match task.state {
+        TaskState::Running => "running\n".to_string(),
+        _ => task.answer.clone().unwrap_or_default(),
+    };
+    if !stdout.is_empty() && !stdout.ends_with('\n') {
+        stdout.push('\n');
+    }
+    let detail = format!(
+        "task {} {} · {} turns · {:.1}s{} · session {}",
+        task.task_id,
+        task.state.as_str(),
+        task.turns,
+        task.duration_ms as f64 / 1000.0,
+        task.usage
+            .cost_usd
+            .map(|c| format!(" · ${c:.4}"))
+            .unwrap_or_default(),
+        task.session_id.as_deref().unwrap_or("none"),
+    );
+    HostRecord {
+        stdout,
+        error: task.error,
+        duration_ms: task.duration_ms,
+        detail: Some(detail),
+        ..HostRecord::new(host, status)
+    }
 }

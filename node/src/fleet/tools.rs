@@ -57,6 +57,26 @@ pub struct FleetExecArgs {
     pub shell: bool,
 }
 
+/// One prompt run by every targeted host's own AI CLI (`task_dispatch` with `wait`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FleetTaskArgs {
+    /// `timeout_secs` is each task's wall time here (default 600).
+    #[serde(flatten)]
+    pub fanout: FanoutArgs,
+    /// claude, opencode or codex.
+    pub provider: remote_agents_ops::TaskProvider,
+    pub prompt: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_turns: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_usd: Option<f64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FleetReadArgs {
@@ -180,6 +200,7 @@ pub enum FleetRequest {
     FleetGit(FleetGitArgs),
     FleetSearch(FleetSearchArgs),
     FleetSend(FleetSendArgs),
+    FleetTask(FleetTaskArgs),
     JobGet(JobGetArgs),
     JobList(JobListArgs),
 }
@@ -308,6 +329,32 @@ pub async fn run(
                     paths: None,
                 }),
             };
+            (args.fanout, request, BTreeMap::new(), summary)
+        }
+        FleetRequest::FleetTask(mut args) => {
+            let wall = args.fanout.timeout_secs.unwrap_or(600.0);
+            let summary = format!(
+                "task {}: {}",
+                args.provider,
+                remote_agents_ops::prompt_summary(&args.prompt, 60)
+            );
+            let request = Request::TaskDispatch(remote_agents_ops::TaskDispatchArgs {
+                agent_id: None,
+                provider: args.provider,
+                prompt: args.prompt,
+                cwd: args.cwd,
+                model: args.model,
+                max_turns: args.max_turns,
+                timeout_secs: Some(wall),
+                budget_usd: args.budget_usd,
+                resume: None,
+                allowed_tools: Vec::new(),
+                disallowed_tools: Vec::new(),
+                wait: true,
+                transcript: false,
+            });
+            // The host stops the task at its wall time; its answer comes after that.
+            args.fanout.timeout_secs = Some(wall + 30.0);
             (args.fanout, request, BTreeMap::new(), summary)
         }
         FleetRequest::FleetSearch(args) => {

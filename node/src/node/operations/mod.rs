@@ -40,6 +40,11 @@ mod schedule_list;
 mod schedule_remove;
 pub(crate) mod send_file;
 mod set_mode;
+mod task_cancel;
+mod task_dispatch;
+mod task_get;
+mod task_list;
+mod task_wait;
 mod transfer_cancel;
 mod transfer_get;
 mod transfer_list;
@@ -131,6 +136,11 @@ registry! {
     TransferList,
     TransferSource,
     TransferReceive,
+    TaskDispatch,
+    TaskGet,
+    TaskWait,
+    TaskList,
+    TaskCancel,
 }
 
 /// Runs `work` on a blocking thread: the file, git, store and schedule executions block.
