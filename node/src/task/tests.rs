@@ -709,10 +709,13 @@ async fn the_real_clis_accept_every_flag_and_fail_clearly_without_credentials() 
     let wrappers = tempfile::tempdir().unwrap();
     for program in ["claude", "opencode", "codex"] {
         let script = format!(
+            // A HOME per process: two opencode runs that create their database in one fresh
+            // HOME at once race on its migration ("Failed query: CREATE TABLE").
             "#!/bin/sh\nprintf '%s\\n' \"$@\" > {w}/argv-{program}\n\
+             h={home}/$$; mkdir -p \"$h\"\n\
              exec env -u ANTHROPIC_API_KEY -u OPENAI_API_KEY -u CODEX_API_KEY \
-             -u OPENCODE_API_KEY HOME={home} XDG_CONFIG_HOME={home}/.config \
-             XDG_DATA_HOME={home}/.local/share XDG_CACHE_HOME={home}/.cache {real} \"$@\"\n",
+             -u OPENCODE_API_KEY HOME=\"$h\" XDG_CONFIG_HOME=\"$h/.config\" \
+             XDG_DATA_HOME=\"$h/.local/share\" XDG_CACHE_HOME=\"$h/.cache\" {real} \"$@\"\n",
             w = wrappers.path().display(),
             home = home.path().display(),
             real = real.join(program).display(),
