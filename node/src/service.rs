@@ -103,20 +103,25 @@ pub fn launch(settings: Settings, role: Role) -> anyhow::Result<Running> {
     })
 }
 
-/// Resolves on SIGINT or SIGTERM.
+/// Resolves on SIGINT or SIGTERM. Both are caught from this call on (not from the first poll),
+/// so a process calls it before its slow start: a supervisor's SIGTERM that comes while the node
+/// opens its store is then a clean stop, not death by the default action.
 pub fn terminated() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
     Ok(async move {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = interrupt.recv() => {}
             _ = term.recv() => {}
         }
     })
 }
 
-/// Runs a headless node until SIGINT or SIGTERM.
+/// Runs a headless node until SIGINT or SIGTERM (caught from before the node opens).
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let stop = terminated()?;
     let _running = launch(settings, Role::Headless)?;
-    terminated()?.await;
+    stop.await;
     Ok(())
 }

@@ -41,7 +41,9 @@ shim_pid=$!
 pids+=("$shim_pid")
 binary="$work/prefix/node_modules/remote-agents-$platform/bin/remote-agents"
 deadline=$((SECONDS + 30))
-until pgrep -f "^$binary run --data-dir $work/node" >/dev/null; do
+# Started: the binary runs and has logged its agent id (it opened its store, after it began
+# catching SIGTERM; a signal before that would test the shell's start-up, not the node).
+until pgrep -f "^$binary run --data-dir $work/node" >/dev/null && grep -q 'agent_id=' "$work/run.err"; do
   [ "$SECONDS" -lt "$deadline" ] || fail "the node never started through the shim: $(cat "$work/run.err")"
   sleep 0.1
 done

@@ -60,11 +60,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 .await
         }
         Command::Mcp(flags) | Command::Hybrid(flags) => {
+            let stop = terminated()?;
             let transport = flags.transport()?;
             let settings = Settings::resolve(&flags.node_flags(), &ProcessEnv)?;
             let running = launch(settings, Role::Mcp)?;
             remote_agents_mcp::McpServer::new(running.node.clone())
-                .serve_on(transport, terminated()?, &mut std::io::stderr())
+                .serve_on(transport, stop, &mut std::io::stderr())
                 .await
         }
         Command::Audit {
