@@ -422,7 +422,7 @@ pub fn catalog() -> Vec<(Toolset, Tool)> {
              Roo, Kilo and Zed, newest first, paged (limit, offset = the previous next_offset): \
              provider, session_id, title, cwd, updated time, message count and path. \
              resumable=true chats (claude, opencode, codex) continue with task_dispatch \
-             provider=<provider> resume=<session_id>; the others are read-only. Files the \
+             provider=<provider> resume=<session_id> cwd=<cwd>; the others are read-only. Files the \
              host's path policy refuses are not read; unreadable ones are listed in skipped \
              with the reason.",
             READ,

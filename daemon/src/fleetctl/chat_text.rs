@@ -19,7 +19,7 @@ pub fn render(request: &Request, record: &mut HostRecord) {
             .map(|page| list_text(&page)),
         Request::ChatGet(_) => serde_json::from_str::<ChatGetResult>(&record.stdout)
             .ok()
-            .map(|chat| get_text(&chat)),
+            .map(|chat| get_text(&chat, &record.host)),
         _ => None,
     };
     if let Some(text) = text {
@@ -96,7 +96,7 @@ pub fn list_text(page: &ChatListResult) -> String {
     out
 }
 
-pub fn get_text(chat: &ChatGetResult) -> String {
+pub fn get_text(chat: &ChatGetResult, host: &str) -> String {
     let summary = &chat.chat;
     let mut out = String::new();
     let _ = writeln!(
@@ -115,8 +115,14 @@ pub fn get_text(chat: &ChatGetResult) -> String {
     if summary.resumable {
         let _ = writeln!(
             out,
-            "continue it: fleetctl task run -t name:HOST --provider {} --resume {} PROMPT",
-            summary.provider, summary.session_id
+            "continue it: fleetctl task run -t name:{host} --provider {} --resume {}{} PROMPT",
+            summary.provider,
+            summary.session_id,
+            summary
+                .cwd
+                .as_deref()
+                .map(|cwd| format!(" --cwd {cwd}"))
+                .unwrap_or_default()
         );
     } else {
         out.push_str("read-only: this provider's chats cannot be continued from here\n");
@@ -142,4 +148,85 @@ pub fn get_text(chat: &ChatGetResult) -> String {
     }
     out.push('\n');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use remote_agents_ops::{ChatMessage, ChatProvider, ChatSkipped, ChatSummary};
+
+    use super::*;
+
+    fn chat(provider: ChatProvider, session_id: &str, title: &str) -> ChatSummary {
+        ChatSummary {
+            provider,
+            session_id: session_id.into(),
+            title: title.into(),
+            cwd: Some("/work/app".into()),
+            updated_at_ms: Some(1_741_176_000_000),
+            messages: 4,
+            resumable: provider.resumable(),
+            path: "/home/me/.claude/projects/-work-app/s.jsonl".into(),
+        }
+    }
+
+    #[test]
+    fn a_page_of_chats_reads_as_a_table_with_what_was_skipped() {
+        let page = ChatListResult {
+            chats: vec![
+                chat(ChatProvider::Claude, "0b3c8a52", "Fix the login bug"),
+                chat(ChatProvider::Zed, "5d8f4c2e", "Borrow error"),
+            ],
+            total: 3,
+            next_offset: Some(2),
+            skipped: vec![ChatSkipped {
+                provider: ChatProvider::Codex,
+                path: "/home/me/.codex/sessions/x.jsonl".into(),
+                reason: "not a Codex rollout".into(),
+            }],
+            skipped_more: 0,
+            hidden: 1,
+        };
+        assert_eq!(
+            list_text(&page),
+            "UPDATED (UTC)     PROVIDER  SESSION                                MSGS  TITLE\n\
+             2025-03-05 12:00  claude    0b3c8a52                                  4  Fix the login bug\n\
+             2025-03-05 12:00  zed       5d8f4c2e                                  4  Borrow error  (read-only)\n\
+             2 of 3 chats; the next page: --offset 2\n\
+             skipped codex /home/me/.codex/sessions/x.jsonl: not a Codex rollout\n\
+             1 chat files hidden by the host's path policy\n"
+        );
+    }
+
+    #[test]
+    fn a_chat_reads_as_its_transcript_with_how_to_continue_it() {
+        let result = ChatGetResult {
+            chat: chat(ChatProvider::Claude, "0b3c8a52", "Fix the login bug"),
+            messages: vec![
+                ChatMessage {
+                    role: "user".into(),
+                    text: "Fix the login bug".into(),
+                    timestamp_ms: Some(1_741_176_000_000),
+                    tool: None,
+                },
+                ChatMessage {
+                    role: "tool".into(),
+                    text: "fn login() {}".into(),
+                    timestamp_ms: None,
+                    tool: Some("Read".into()),
+                },
+            ],
+            total_messages: 5,
+            next_offset: Some(2),
+            truncated: false,
+        };
+        assert_eq!(
+            get_text(&result, "web-1"),
+            "claude 0b3c8a52 · Fix the login bug · 4 messages · /work/app\n\
+             continue it: fleetctl task run -t name:web-1 --provider claude --resume 0b3c8a52 \
+             --cwd /work/app PROMPT\n\
+             \n[2025-03-05 12:00] user:\nFix the login bug\n\
+             \ntool Read:\nfn login() {}\n\
+             \nmessages up to 2 of 5; the next page: --offset 2\n"
+        );
+    }
 }
