@@ -85,24 +85,23 @@ pub(super) fn list(scan: &mut Scan<'_>, sources: &ChatSources, chats: &mut Vec<F
         let Some(db) = open_database(scan, PROVIDER, &path) else {
             continue;
         };
-        let rows = db.prepare(COLUMNS).and_then(|mut statement| {
-            statement
-                .query_map([], row)?
-                .collect::<rusqlite::Result<Vec<Row>>>()
+        // One thread at a time: a database's compressed threads are never all held at once.
+        let listed = db.prepare(COLUMNS).and_then(|mut statement| {
+            let mut rows = statement.query([])?;
+            while let Some(found) = rows.next()? {
+                let found = row(found)?;
+                let mut collector = Collector::counting();
+                match read_thread(&found, &mut collector) {
+                    Ok(()) => chats.push(chat_of(&found, &collector, &path)),
+                    Err(reason) => {
+                        scan.skip(PROVIDER, &path, format!("thread {}: {reason}", found.id))
+                    }
+                }
+            }
+            Ok(())
         });
-        let rows = match rows {
-            Ok(rows) => rows,
-            Err(e) => {
-                scan.skip(PROVIDER, &path, format!("not a Zed threads database: {e}"));
-                continue;
-            }
-        };
-        for row in rows {
-            let mut collector = Collector::counting();
-            match read_thread(&row, &mut collector) {
-                Ok(()) => chats.push(chat_of(&row, &collector, &path)),
-                Err(reason) => scan.skip(PROVIDER, &path, format!("thread {}: {reason}", row.id)),
-            }
+        if let Err(e) = listed {
+            scan.skip(PROVIDER, &path, format!("not a Zed threads database: {e}"));
         }
     }
 }
