@@ -19,7 +19,7 @@ use super::{
 const PROVIDER: ChatProvider = ChatProvider::Claude;
 
 fn projects(sources: &ChatSources) -> PathBuf {
-    sources.home.join(".claude/projects")
+    sources.claude_home.join("projects")
 }
 
 /// Every transcript file: `*.jsonl` one folder down.

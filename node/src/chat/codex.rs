@@ -24,7 +24,7 @@ const PROVIDER: ChatProvider = ChatProvider::Codex;
 
 /// Every rollout file: three folders down in `sessions`, directly in `archived_sessions`.
 fn rollouts(sources: &ChatSources) -> Vec<PathBuf> {
-    let codex = sources.home.join(".codex");
+    let codex = &sources.codex_home;
     let mut found: Vec<PathBuf> = folders_in(&codex.join("sessions"))
         .iter()
         .flat_map(|year| folders_in(year))

@@ -42,14 +42,16 @@ const SKIPPED_NAMED: usize = 50;
 /// Characters of a title.
 const TITLE_CHARS: usize = 120;
 
-/// Where the node user's AI tools keep their chats: the home folder and the XDG data and config
-/// folders (`~/.local/share`, `~/.config` unless the environment says otherwise). Tests give a
-/// temporary home.
+/// Where the node user's AI tools keep their chats: the home folder, the XDG data and config
+/// folders (`~/.local/share`, `~/.config`), Claude Code's (`~/.claude`) and Codex's (`~/.codex`)
+/// folders, unless the environment says otherwise. Tests give a temporary home.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatSources {
     pub home: PathBuf,
     pub data_home: PathBuf,
     pub config_home: PathBuf,
+    pub claude_home: PathBuf,
+    pub codex_home: PathBuf,
 }
 
 impl ChatSources {
@@ -59,11 +61,13 @@ impl ChatSources {
             home: home.to_path_buf(),
             data_home: home.join(".local/share"),
             config_home: home.join(".config"),
+            claude_home: home.join(".claude"),
+            codex_home: home.join(".codex"),
         }
     }
 
-    /// `home`'s folders, with `XDG_DATA_HOME` and `XDG_CONFIG_HOME` where the node's environment
-    /// sets them (opencode and Zed follow them).
+    /// `home`'s folders, with `XDG_DATA_HOME` and `XDG_CONFIG_HOME` (opencode and Zed follow
+    /// them), `CLAUDE_CONFIG_DIR` and `CODEX_HOME` where the node's environment sets them.
     pub fn from_env(home: &Path) -> Self {
         let mut sources = Self::for_home(home);
         let absolute = |name: &str| {
@@ -76,6 +80,12 @@ impl ChatSources {
         }
         if let Some(config) = absolute("XDG_CONFIG_HOME") {
             sources.config_home = config;
+        }
+        if let Some(claude) = absolute("CLAUDE_CONFIG_DIR") {
+            sources.claude_home = claude;
+        }
+        if let Some(codex) = absolute("CODEX_HOME") {
+            sources.codex_home = codex;
         }
         sources
     }
