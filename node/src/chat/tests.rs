@@ -852,3 +852,36 @@ fn a_line_too_long_is_skipped_without_holding_it() {
         [Some(json!({"n": 1})), None, None, Some(json!({"n": 2}))]
     );
 }
+
+#[test]
+fn a_codex_rollout_compressed_by_newer_codex_is_read() {
+    let f = Fixture::new();
+    let id = "0199a214-0000-7000-8000-0000000000aa";
+    let lines = jsonl(&[
+        json!({"timestamp": "2025-01-10T08:00:00.000Z", "type": "session_meta",
+               "payload": {"id": id, "cwd": "/work/old", "timestamp": "2025-01-10T08:00:00.000Z"}}),
+        json!({"timestamp": "2025-01-10T08:00:01.000Z", "type": "response_item",
+               "payload": {"type": "message", "role": "user",
+                           "content": [{"type": "input_text", "text": "An archived question"}]}}),
+    ]);
+    write(
+        &f.home().join(format!(
+            ".codex/sessions/2025/01/10/rollout-2025-01-10T08-00-00-{id}.jsonl.zst"
+        )),
+        zstd::encode_all(lines.as_bytes(), 3).unwrap(),
+    );
+    let listed = f.list(ChatListArgs {
+        provider: Some(ChatProvider::Codex),
+        ..all()
+    });
+    assert_eq!(
+        ids(&listed),
+        [(ChatProvider::Codex, CODEX_ID), (ChatProvider::Codex, id)]
+    );
+    assert_eq!(listed.chats[1].title, "An archived question");
+    let chat = f.get(ChatProvider::Codex, id).unwrap();
+    assert_eq!(
+        roles_and_texts(&chat),
+        [message("user", None, "An archived question")]
+    );
+}
