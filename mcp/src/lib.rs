@@ -416,6 +416,24 @@ pub fn catalog() -> Vec<(Toolset, Tool)> {
                 open_world: true,
             },
         ),
+        operation_tool::<ChatList>(
+            "List a host's AI chats",
+            "The AI chats kept on this node (or agent_id) by Claude Code, opencode, Codex, Cline, \
+             Roo, Kilo and Zed, newest first, paged (limit, offset = the previous next_offset): \
+             provider, session_id, title, cwd, updated time, message count and path. \
+             resumable=true chats (claude, opencode, codex) continue with task_dispatch \
+             provider=<provider> resume=<session_id> cwd=<cwd>; the others are read-only. Files the \
+             host's path policy refuses are not read; unreadable ones are listed in skipped \
+             with the reason.",
+            READ,
+        ),
+        operation_tool::<ChatGet>(
+            "Read a host's AI chat",
+            "One AI chat of this node (or agent_id) by provider and session_id from chat_list: \
+             its messages oldest first (user, assistant, tool calls and results), a page at a \
+             time (offset, limit) within max_bytes; long messages are cut with a marker.",
+            READ,
+        ),
     ]
     .into_iter()
     .chain(schedule_tools())
@@ -1420,6 +1438,8 @@ pub(crate) mod tests {
         assert_eq!(toolset_of("schedule_add"), Some(Toolset::Schedule));
         assert_eq!(toolset_of("mapreduce"), Some(Toolset::Mapreduce));
         assert_eq!(toolset_of("send_file"), Some(Toolset::Transfer));
+        assert_eq!(toolset_of("chat_list"), Some(Toolset::Tasks));
+        assert_eq!(toolset_of("chat_get"), Some(Toolset::Tasks));
         assert_eq!(toolset_of("no_such_tool"), None);
     }
 

@@ -49,6 +49,8 @@ pub mod mapreduce;
 pub mod transfer;
 // Autonomous tasks: prompts run by the host's own AI CLI.
 pub mod task;
+// The host's local AI-chat history, read-only through the policy gate.
+pub mod chat;
 
 // Schedules (issue 7): cron lines, the per-node runner, imperative schedules and run history.
 pub mod schedule;

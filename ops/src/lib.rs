@@ -12,6 +12,7 @@
 pub mod agent;
 pub mod bundle;
 pub mod caller;
+pub mod chat;
 pub mod desired_ops;
 pub mod exec;
 pub mod facts;
@@ -30,6 +31,7 @@ pub mod transfer;
 
 pub use agent::*;
 pub use caller::Caller;
+pub use chat::*;
 pub use desired_ops::*;
 pub use exec::*;
 pub use facts::Facts;

@@ -232,6 +232,12 @@ operations! {
     /// Stop a running task: its provider's process group is killed.
     TaskCancel = "task_cancel" (TaskCancelArgs) -> TaskStatus, Changes, Some(Capability::Task),
         Tasks;
+    /// The host's local AI chats (Claude Code, opencode, Codex, Cline, Roo, Kilo, Zed), newest
+    /// first, paged; read through the path policy.
+    ChatList = "chat_list" (ChatListArgs) -> ChatListResult, ReadOnly, Some(Capability::Read),
+        Tasks;
+    /// One local AI chat's messages, paged and capped in bytes.
+    ChatGet = "chat_get" (ChatGetArgs) -> ChatGetResult, ReadOnly, Some(Capability::Read), Tasks;
 }
 
 #[cfg(test)]
@@ -245,7 +251,7 @@ mod tests {
         assert_eq!(exec.name(), Exec::NAME);
         let get = DesiredGet::request(serde_json::from_str("{}").unwrap());
         assert_eq!(get.name(), DesiredGet::NAME);
-        assert_eq!(NAMES.len(), 33);
+        assert_eq!(NAMES.len(), 35);
         let mut unique = NAMES.to_vec();
         unique.sort();
         unique.dedup();

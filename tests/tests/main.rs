@@ -1,6 +1,7 @@
 //! The one end-to-end test binary: real binaries on 127.0.0.1. Each capability is a module.
 
 mod adversarial;
+mod chats;
 mod cluster;
 mod declared_jobs;
 mod desired;

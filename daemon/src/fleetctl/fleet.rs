@@ -147,6 +147,13 @@ pub enum FleetCommand {
         #[command(subcommand)]
         action: TaskAction,
     },
+    /// The hosts' local AI chats (Claude Code, opencode, Codex, Cline, Roo, Kilo, Zed), read
+    /// through each host's path policy: `fleetctl chat list web-1`, `fleetctl chat get web-1
+    /// claude SESSION`.
+    Chat {
+        #[command(subcommand)]
+        action: ChatAction,
+    },
     /// Search files on every targeted host.
     Search {
         #[command(flatten)]
@@ -284,6 +291,136 @@ pub enum TaskAction {
         fanout: FanoutFlags,
         task_id: String,
     },
+}
+
+/// The connection and output flags of `fleetctl chat`, which names its hosts itself.
+#[derive(Debug, Clone, Args)]
+pub struct ChatFlags {
+    #[command(flatten)]
+    pub connect: ConnectFlags,
+    /// Per-host timeout (`5s`, `2m`, `1h`).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// The same as `-o json`.
+    #[arg(long, conflicts_with = "output")]
+    pub json: bool,
+}
+
+impl ChatFlags {
+    fn fanout(self, target: String) -> FanoutFlags {
+        FanoutFlags {
+            connect: self.connect,
+            target,
+            spec: Vec::new(),
+            batch: None,
+            max_fail: None,
+            timeout: self.timeout,
+            deadline: None,
+            concurrency: 256,
+            output: if self.json { Output::Json } else { self.output },
+            override_window: None,
+        }
+    }
+}
+
+/// `fleetctl chat ...`: the hosts' local AI-chat history, read-only.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ChatAction {
+    /// The chats of one host (HOST) or of every targeted host (-t), newest first, a page at a
+    /// time. Resumable ones (claude, opencode, codex) continue with `fleetctl task run
+    /// --provider P --resume SESSION`.
+    List {
+        #[command(flatten)]
+        flags: ChatFlags,
+        /// The host (its name).
+        #[arg(required_unless_present = "target", conflicts_with = "target")]
+        host: Option<String>,
+        /// Which hosts, as a selector (`all`, a tag, `name:GLOB`, ...).
+        #[arg(long, short = 't')]
+        target: Option<String>,
+        /// Only this provider's chats: claude, opencode, codex, cline, roo, kilo or zed.
+        #[arg(long, value_parser = parse_chat_provider)]
+        provider: Option<remote_agents_ops::ChatProvider>,
+        /// Chats per page (default 50).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Chats to pass over (the previous page's next offset).
+        #[arg(long)]
+        offset: Option<usize>,
+    },
+    /// One chat's messages, oldest first, a page at a time.
+    Get {
+        #[command(flatten)]
+        flags: ChatFlags,
+        /// The host (its name).
+        host: String,
+        #[arg(value_parser = parse_chat_provider)]
+        provider: remote_agents_ops::ChatProvider,
+        /// The session id chat list shows.
+        session: String,
+        /// Messages to pass over (the previous page's next offset).
+        #[arg(long)]
+        offset: Option<usize>,
+        /// Messages per page (default 100).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Bytes of message text per page (default 256 KiB).
+        #[arg(long)]
+        max_bytes: Option<usize>,
+    },
+}
+
+fn parse_chat_provider(text: &str) -> Result<remote_agents_ops::ChatProvider, String> {
+    text.parse()
+}
+
+fn chat_request(action: ChatAction) -> (FanoutFlags, Request, String) {
+    use remote_agents_ops::{ChatGetArgs, ChatListArgs};
+    match action {
+        ChatAction::List {
+            flags,
+            host,
+            target,
+            provider,
+            limit,
+            offset,
+        } => {
+            let target = target.unwrap_or_else(|| format!("name:{}", host.unwrap_or_default()));
+            let summary = match provider {
+                Some(provider) => format!("chat list {provider}"),
+                None => "chat list".to_string(),
+            };
+            let request = Request::ChatList(ChatListArgs {
+                agent_id: None,
+                provider,
+                limit,
+                offset,
+            });
+            (flags.fanout(target), request, summary)
+        }
+        ChatAction::Get {
+            flags,
+            host,
+            provider,
+            session,
+            offset,
+            limit,
+            max_bytes,
+        } => {
+            let summary = format!("chat get {provider} {session}");
+            let request = Request::ChatGet(ChatGetArgs {
+                agent_id: None,
+                provider,
+                session_id: session,
+                offset,
+                limit,
+                max_bytes,
+            });
+            (flags.fanout(format!("name:{host}")), request, summary)
+        }
+    }
 }
 
 fn parse_provider(text: &str) -> Result<remote_agents_ops::TaskProvider, String> {
@@ -433,6 +570,7 @@ pub async fn run(command: FleetCommand) -> anyhow::Result<u8> {
             .await
             .map(|bundle| Inventory::of_bundle(&bundle)),
     };
+    let job_request = request.clone();
     let mut job = fan_out(
         &connection.net,
         &connection.agent_id,
@@ -460,6 +598,12 @@ pub async fn run(command: FleetCommand) -> anyhow::Result<u8> {
         connection.net.peers().len()
     );
     jobs::save(&store, &job)?;
+    if fanout.output == Output::Text {
+        // A chat page reads as a table or a transcript; the JSON outputs keep the host's answer.
+        for record in &mut job.report.records {
+            crate::fleetctl::chat_text::render(&job_request, record);
+        }
+    }
     print_job(&job, fanout.output)?;
     Ok(if job.report.all_ok() { 0 } else { 1 })
 }
@@ -588,6 +732,7 @@ fn build_request(command: FleetCommand) -> anyhow::Result<(FanoutFlags, Request,
         }
         FleetCommand::Schedule { action } => schedule_request(action),
         FleetCommand::Task { action } => task_request(action),
+        FleetCommand::Chat { action } => chat_request(action),
         FleetCommand::Search {
             fanout,
             name,

@@ -2,6 +2,7 @@
 //! spec files (`validate`, `diff`/`plan`, `explain`, `convert`); online commands (`apply`,
 //! `exec`, `status`, ...) join [`Command`] as further variants with their own modules.
 
+pub mod chat_text;
 pub mod connect;
 pub mod cp;
 pub mod desired;

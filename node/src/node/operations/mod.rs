@@ -18,6 +18,8 @@ use super::{CallContext, Node};
 use crate::policy::{Mode, Refusal};
 
 mod backups;
+mod chat_get;
+mod chat_list;
 mod desired_get;
 mod desired_history;
 mod desired_offer;
@@ -141,6 +143,8 @@ registry! {
     TaskWait,
     TaskList,
     TaskCancel,
+    ChatList,
+    ChatGet,
 }
 
 /// Runs `work` on a blocking thread: the file, git, store and schedule executions block.
