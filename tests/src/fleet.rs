@@ -83,6 +83,12 @@ pub struct TestFleet {
 impl TestFleet {
     /// Starts a relay and the nodes, and waits until every node is present and authenticated.
     pub async fn start(nodes: &[NodeSpec]) -> anyhow::Result<Self> {
+        Self::start_in(&std::env::temp_dir(), nodes).await
+    }
+
+    /// `start`, with the fleet's directory (the nodes' homes) made beneath `parent`: a benchmark
+    /// whose many nodes each store a copy puts them on a RAM file system.
+    pub async fn start_in(parent: &std::path::Path, nodes: &[NodeSpec]) -> anyhow::Result<Self> {
         let (relay_url, relay) = match std::env::var("REMOTE_AGENTS_TEST_FLEET_RELAY_URL") {
             Ok(url) if !url.is_empty() => (url, None),
             _ => {
@@ -91,7 +97,7 @@ impl TestFleet {
             }
         };
         let room = format!("fleet-{}", uuid::Uuid::new_v4().simple());
-        let dir = tempfile::tempdir()?;
+        let dir = tempfile::tempdir_in(parent)?;
         let shutdown = CancellationToken::new();
         let observer_identity = Identity::ephemeral()?;
         let mut config = NetConfig::new(relay_url.clone(), room.clone(), test_psk());

@@ -40,6 +40,10 @@ struct Args {
     /// Skip (d).
     #[arg(long)]
     no_swarm: bool,
+    /// Where (d)'s nodes keep their copies (nodes × MiB in all; 12.5 GiB by default): a RAM
+    /// file system, since (d) counts bytes sent, not disk speed.
+    #[arg(long, default_value = "/dev/shm")]
+    swarm_dir: PathBuf,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -186,6 +190,19 @@ fn socat(source: &Path, target: &Path) -> anyhow::Result<Duration> {
     Ok(started.elapsed())
 }
 
+/// The least time a durable copy of `source` to `target` can take on this disk: `dd` writing it
+/// with O_DIRECT in 4 MiB blocks and syncing it, with no network and no crypto. The transfer's
+/// destination ends the same way (direct writes, fdatasync before the rename); scp and socat
+/// stop at the page cache.
+fn disk_floor(source: &Path, target: &Path) -> anyhow::Result<Duration> {
+    timed(
+        Command::new("dd")
+            .arg(format!("if={}", source.display()))
+            .arg(format!("of={}", target.display()))
+            .args(["bs=4M", "oflag=direct", "conv=fdatasync", "status=none"]),
+    )
+}
+
 /// relay-bench's sealed 64 KiB throughput on this machine, in MiB/s of frames.
 fn relay_sealed_mib_per_s() -> anyhow::Result<f64> {
     let exe = std::env::current_exe()?;
@@ -273,6 +290,8 @@ async fn pair(args: &Args) -> anyhow::Result<()> {
         "socat's copy differs"
     );
     std::fs::remove_file(scratch.path().join("socat.bin"))?;
+    let floor = disk_floor(&source, &scratch.path().join("dd.bin"))?;
+    std::fs::remove_file(scratch.path().join("dd.bin"))?;
     println!(
         "    direct (QUIC, TLS 1.3):  {:6.2} s  {:7.1} MiB/s",
         direct.as_secs_f64(),
@@ -296,6 +315,16 @@ async fn pair(args: &Args) -> anyhow::Result<()> {
         "    direct time / scp time: {:.2} (target <= 0.40); direct / socat: {:.2}",
         direct.as_secs_f64() / scp_time.as_secs_f64(),
         direct.as_secs_f64() / socat_time.as_secs_f64()
+    );
+    println!(
+        "    disk floor, dd O_DIRECT + fdatasync (no network): {:6.2} s  {:7.1} MiB/s",
+        floor.as_secs_f64(),
+        mib_per_s(bytes, floor)
+    );
+    println!(
+        "    floor / scp time: {:.2} (the least any durable copy can reach here); direct / floor: {:.2}",
+        floor.as_secs_f64() / scp_time.as_secs_f64(),
+        direct.as_secs_f64() / floor.as_secs_f64()
     );
 
     println!("(b) {} MiB through the relay (direct off)", args.mib);
@@ -341,6 +370,12 @@ async fn pair(args: &Args) -> anyhow::Result<()> {
         "    ratio transfer/sealed: {:.2} (target >= 0.50)",
         relay_rate / sealed
     );
+    println!(
+        "    relay transfer / disk floor: {:.2}; disk floor rate / sealed rate: {:.2} (the most the \
+         ratio can reach when the file lands on this disk)",
+        relayed.as_secs_f64() / floor.as_secs_f64(),
+        mib_per_s(bytes, floor) / sealed
+    );
 
     println!("(c) memory per transfer (peak RSS growth of the node process)");
     let mib = |b: u64| b as f64 / 1048576.0;
@@ -364,7 +399,7 @@ async fn swarm(args: &Args) -> anyhow::Result<()> {
         args.swarm_mib, args.swarm_nodes
     );
     let started = Instant::now();
-    let fleet = TestFleet::start(&nodes).await?;
+    let fleet = TestFleet::start_in(&args.swarm_dir, &nodes).await?;
     println!(
         "    {} nodes up in {:.1} s",
         args.swarm_nodes,
