@@ -754,6 +754,21 @@ impl Node {
         let Some(capability) = request.capability() else {
             return Ok(());
         };
+        self.authorize_capability(caller, capability)?;
+        match request.also_needs() {
+            Some((also, _, asked_by)) => self
+                .authorize_capability(caller, also)
+                .map_err(|e| format!("{asked_by}: {e}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `caller` may use `capability` here (see `authorize`).
+    fn authorize_capability(
+        &self,
+        caller: &Caller,
+        capability: remote_agents_spec::Capability,
+    ) -> Result<(), String> {
         match caller {
             Caller::McpLocal | Caller::Cli | Caller::Spec { .. } => Ok(()),
             Caller::Peer { operator, .. } => {
@@ -790,8 +805,10 @@ impl Node {
             return Ok(None);
         };
         let host = &self.settings.name.value;
-        let op = request.name();
-        let toolset = request.toolset();
+        let (op, toolset) = match request.also_needs() {
+            Some((_, also, asked_by)) if surface.allows(request.toolset()) => (asked_by, also),
+            _ => (request.name(), request.toolset()),
+        };
         if !surface.allows(toolset) {
             let allowed: Vec<&str> = surface.toolsets.iter().map(|t| t.as_str()).collect();
             return Err(Refusal {

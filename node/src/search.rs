@@ -431,11 +431,14 @@ pub fn search(policy: &Policy, mode: Mode, roots: &[PathBuf], query: &Query) -> 
             .any(|a| a.join(".git").exists());
         walk.visit(&dir, &resolved.absolute, 0, &mut Vec::new(), in_repo);
     }
+    let found = !walk.matches.is_empty();
     FileSearchResult {
         matches: walk.matches,
         truncated: walk.stop.is_some(),
         truncated_reason: walk.stop.map(|s| s.reason().to_string()),
         searched_roots: roots.iter().map(|r| r.display().to_string()).collect(),
+        found_by: found.then_some(remote_agents_ops::FoundBy::Search),
+        ai: None,
     }
 }
 

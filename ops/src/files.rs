@@ -123,7 +123,7 @@ pub struct FileStatResult {
 pub struct FileSearchArgs {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<String>,
-    /// Directories to search; default: Pictures, Documents, Downloads, Desktop, then home.
+    /// Directories to search; default: see above.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roots: Option<Vec<String>>,
     /// Glob on the file name, e.g. "*.pdf" or "report-202?-*".
@@ -141,6 +141,14 @@ pub struct FileSearchArgs {
     /// Stop after this many matches; default 200.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<usize>,
+    /// If nothing is found, ask the host's AI CLI (read-only; needs `task`).
+    // Its answer is checked path by path against the host's policy (`file_search.rs`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ai_fallback: bool,
+    /// claude, opencode or codex; default: the first installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub ai_provider: Option<crate::TaskProvider>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -159,6 +167,58 @@ pub struct FileSearchResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncated_reason: Option<String>,
     pub searched_roots: Vec<String>,
+    // What found the matches: the walk (`search`) or the ai_fallback task (`ai`); absent when
+    // nothing was found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub found_by: Option<FoundBy>,
+    // The ai_fallback task, when the walk found nothing and it ran: described to models as an
+    // object only (`AiSearch`'s fields are in the README), to keep the default tool list small.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
+    pub ai: Option<AiSearch>,
+}
+
+/// How long a `file_search`'s AI fallback may run (bounded further by the host's task limits).
+pub const AI_SEARCH_TIMEOUT_SECS: f64 = 300.0;
+/// Turns the AI fallback may take, unless the host's task limits allow fewer.
+pub const AI_SEARCH_MAX_TURNS: u32 = 30;
+
+// What found a search's matches. (Comments, not doc comments, on these result types: the MCP
+// tool list carries every doc comment to the model, and its default list must stay small.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FoundBy {
+    // The deterministic walk of the roots.
+    Search,
+    // The host's AI CLI, asked because the walk found nothing.
+    Ai,
+}
+
+// The AI fallback of a `file_search`: the task it ran (`task_get` reads its record and
+// transcript), its answer, why it found nothing (`error`: the task failed, or no AI CLI is
+// installed), and the paths it named that are not in `matches`, each with the policy's reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AiSearch {
+    #[schemars(with = "String")]
+    pub provider: crate::TaskProvider,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<RejectedPath>,
+}
+
+// A path an AI named that the host does not hand out, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RejectedPath {
+    pub path: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

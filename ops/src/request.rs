@@ -11,6 +11,26 @@ use crate::*;
 /// The journaling properties, from each operation's `Effect` (the rest of `Request`'s matches
 /// are written by the `operations!` table in `operation`).
 impl Request {
+    /// What the caller must also be allowed beyond the operation's own capability and
+    /// toolset, and what about the request asks for it: a `file_search` with `ai_fallback` may
+    /// start a task on the host, so it needs what `task_dispatch` needs.
+    pub fn also_needs(
+        &self,
+    ) -> Option<(
+        remote_agents_spec::Capability,
+        remote_agents_spec::Toolset,
+        &'static str,
+    )> {
+        match self {
+            Request::FileSearch(args) if args.ai_fallback => Some((
+                remote_agents_spec::Capability::Task,
+                remote_agents_spec::Toolset::Tasks,
+                "file_search with ai_fallback",
+            )),
+            _ => None,
+        }
+    }
+
     /// Whether the operation only reads: running it twice changes nothing, so it needs no
     /// crash-safe "started" record before it runs (only its audit record after).
     pub fn is_read_only(&self) -> bool {

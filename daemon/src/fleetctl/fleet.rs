@@ -167,6 +167,13 @@ pub enum FleetCommand {
         /// Folders to search (default: the hosts' home and usual folders).
         #[arg(long)]
         root: Vec<String>,
+        /// Where the search finds nothing, ask the host's AI CLI to locate the file (a
+        /// read-only task; the operator key needs `task`). Give `--timeout` room for it.
+        #[arg(long)]
+        ai_fallback: bool,
+        /// The AI CLI asked: claude, opencode or codex (default: the first installed).
+        #[arg(long, value_parser = parse_provider, requires = "ai_fallback")]
+        ai_provider: Option<remote_agents_ops::TaskProvider>,
     },
 }
 
@@ -738,6 +745,8 @@ fn build_request(command: FleetCommand) -> anyhow::Result<(FanoutFlags, Request,
             name,
             content,
             root,
+            ai_fallback,
+            ai_provider,
         } => {
             let summary = format!(
                 "search name={} content={}",
@@ -752,6 +761,8 @@ fn build_request(command: FleetCommand) -> anyhow::Result<(FanoutFlags, Request,
                 images_only: false,
                 include_hidden: false,
                 max_results: None,
+                ai_fallback,
+                ai_provider,
             });
             (fanout, request, summary)
         }

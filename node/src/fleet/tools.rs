@@ -27,10 +27,10 @@ pub struct FanoutArgs {
     /// Which hosts: `all`, a tag (`web`), `name:GLOB`, `os:linux`, `fact:K=V`; `,` union,
     /// `&` all-of, `!` exclude, e.g. `backend&!db`.
     pub target: String,
-    /// Rolling run: hosts per batch, as a count ("10") or a share ("10%").
+    /// Hosts per batch of a rolling run: "10" or "10%".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<String>,
-    /// Halt the rest once more than this many hosts ("5") or this share ("5%") are not ok.
+    /// Halt once more hosts than this ("5" or "5%") are not ok.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_fail: Option<String>,
     /// Per-host timeout in seconds; default 60.
@@ -138,6 +138,9 @@ pub struct FleetSearchArgs {
     pub content: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roots: Option<Vec<String>>,
+    /// If nothing is found, ask the host's AI CLI (read-only; needs `task`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ai_fallback: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -357,7 +360,7 @@ pub async fn run(
             args.fanout.timeout_secs = Some(wall + 30.0);
             (args.fanout, request, BTreeMap::new(), summary)
         }
-        FleetRequest::FleetSearch(args) => {
+        FleetRequest::FleetSearch(mut args) => {
             let summary = format!("search name={}", args.name.as_deref().unwrap_or("*"));
             let request = Request::FileSearch(FileSearchArgs {
                 agent_id: None,
@@ -367,7 +370,15 @@ pub async fn run(
                 images_only: false,
                 include_hidden: false,
                 max_results: None,
+                ai_fallback: args.ai_fallback,
+                // Each host asks the first AI CLI it has (`fleetctl search --ai-provider`
+                // picks one).
+                ai_provider: None,
             });
+            if args.ai_fallback && args.fanout.timeout_secs.is_none() {
+                // A host that asks its AI answers after the task, which the host bounds.
+                args.fanout.timeout_secs = Some(remote_agents_ops::AI_SEARCH_TIMEOUT_SECS + 30.0);
+            }
             (args.fanout, request, BTreeMap::new(), summary)
         }
     };

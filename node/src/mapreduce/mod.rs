@@ -574,6 +574,8 @@ async fn expand_globs(
                 images_only: false,
                 include_hidden: true,
                 max_results: Some(1_000_000),
+                ai_fallback: false,
+                ai_provider: None,
             };
             let result = client
                 .call_with::<FileSearch>(peer, id, args, client::DEFAULT_TIMEOUT)

@@ -841,3 +841,190 @@ async fn the_caller_receives_a_fraction_of_what_the_host_kept() {
         "{record_bytes} {stream_bytes}"
     );
 }
+
+/// A stand-in `claude` whose one answer is `answer` (a success stream in Claude Code's
+/// format), recording its argv and stdin like `StandIn`.
+fn answering_claude(answer: &str) -> StandIn {
+    let stand_in = StandIn {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let d = stand_in.dir.path().display();
+    let script = format!(
+        "#!/bin/sh\nprintf '%s\\n' \"$@\" > {d}/argv\ncat > {d}/stdin\ncat {d}/stream.jsonl\n"
+    );
+    let path = stand_in.dir.path().join("claude");
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    set_answer(&stand_in, answer);
+    stand_in
+}
+
+/// What `answering_claude`'s next run answers.
+fn set_answer(stand_in: &StandIn, answer: &str) {
+    let init = serde_json::json!({"type": "system", "subtype": "init", "cwd": "/",
+        "session_id": "7d2a0c55-search", "tools": ["Glob", "Grep"],
+        "model": "claude-sonnet-4-5", "permissionMode": "plan"});
+    let result = serde_json::json!({
+        "type": "result", "subtype": "success", "is_error": false, "duration_ms": 900,
+        "num_turns": 2, "result": answer, "session_id": "7d2a0c55-search",
+        "total_cost_usd": 0.004, "usage": {"input_tokens": 900, "output_tokens": 40}
+    });
+    std::fs::write(
+        stand_in.dir.path().join("stream.jsonl"),
+        format!("{init}\n{result}\n"),
+    )
+    .unwrap();
+}
+
+fn search(root: &Path, name: &str) -> Request {
+    Request::FileSearch(remote_agents_ops::FileSearchArgs {
+        agent_id: None,
+        roots: Some(vec![root.display().to_string()]),
+        name: Some(name.into()),
+        content: None,
+        images_only: false,
+        include_hidden: false,
+        max_results: None,
+        ai_fallback: true,
+        ai_provider: None,
+    })
+}
+
+/// Issue 16 item 5: a search that finds nothing asks the host's AI in its read-only mode (on
+/// an `edit` host too), and of the paths the answer names lists only what the policy hands out:
+/// the file that exists, not a missing one, not one outside the roots, not the node's own.
+#[tokio::test]
+async fn an_empty_search_asks_the_ai_read_only_and_keeps_only_what_the_policy_hands_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = dir.path().join("docs");
+    let old = dir.path().join("old");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::create_dir_all(&old).unwrap();
+    let report = old.join("report-final.txt");
+    std::fs::write(&report, "the report").unwrap();
+    let node_in_dir = dir.path().join("n");
+    std::fs::create_dir_all(&node_in_dir).unwrap();
+    let stand_in = answering_claude("NONE");
+    let node = node_in(&node_in_dir, "edit", &stand_in.path());
+    // One of the node's own files (its store), which no caller is handed.
+    let own = std::fs::read_dir(node_in_dir.join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_file())
+        .expect("a file in the node's data folder");
+    set_answer(
+        &stand_in,
+        &format!(
+            "The report was moved.\nPATH: {}\nPATH: {}\n- PATH: `/etc/shadow`\nPATH: {}",
+            report.display(),
+            old.join("missing.txt").display(),
+            own.display()
+        ),
+    );
+    let outcome = call(&node, search(&docs, "report-2024*")).await;
+    let Outcome::Ok { result } = outcome else {
+        panic!("{outcome:?}");
+    };
+    let result: remote_agents_ops::FileSearchResult = serde_json::from_value(result).unwrap();
+    let report = std::fs::canonicalize(&report).unwrap();
+    assert_eq!(
+        result
+            .matches
+            .iter()
+            .map(|m| m.path.as_str())
+            .collect::<Vec<_>>(),
+        [report.display().to_string()]
+    );
+    assert_eq!(result.matches[0].size, 10);
+    assert_eq!(result.found_by, Some(remote_agents_ops::FoundBy::Ai));
+    let ai = result.ai.unwrap();
+    assert_eq!(ai.provider, TaskProvider::Claude);
+    assert_eq!(ai.session_id.as_deref(), Some("7d2a0c55-search"));
+    assert!(ai.task_id.is_some() && ai.error.is_none(), "{ai:?}");
+    let rejected: BTreeMap<String, String> = ai
+        .rejected
+        .into_iter()
+        .map(|r| (r.path, r.reason))
+        .collect();
+    assert_eq!(rejected.len(), 3, "{rejected:?}");
+    assert!(
+        rejected[&old.join("missing.txt").display().to_string()].contains("does not exist"),
+        "{rejected:?}"
+    );
+    assert!(
+        rejected["/etc/shadow"].contains("outside the roots"),
+        "{rejected:?}"
+    );
+    assert!(
+        rejected[&own.display().to_string()].contains("hard limit"),
+        "{rejected:?}"
+    );
+    // Read-only whatever the host allows, with the node's own files disallowed.
+    let argv = stand_in.argv();
+    assert_eq!(arg_after(&argv, "--permission-mode"), Some("plan"));
+    assert!(
+        argv.iter()
+            .any(|a| a.starts_with("--disallowedTools=") && a.contains("/data/**")),
+        "{argv:?}"
+    );
+    let prompt = stand_in.read("stdin");
+    assert!(
+        prompt.contains("report-2024*") && prompt.contains(&docs.display().to_string()),
+        "{prompt}"
+    );
+}
+
+/// A search that finds its file never starts the AI; one without any AI CLI installed says so
+/// in the result instead of failing the search.
+#[tokio::test]
+async fn a_found_file_needs_no_ai_and_a_missing_cli_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = dir.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(docs.join("report-2024.txt"), "x").unwrap();
+    let stand_in = answering_claude("NONE");
+    let node_dir = dir.path().join("n");
+    std::fs::create_dir_all(&node_dir).unwrap();
+    let node = node_in(&node_dir, "plan", &stand_in.path());
+    let Outcome::Ok { result } = call(&node, search(&docs, "report-2024*")).await else {
+        panic!("search failed");
+    };
+    let result: remote_agents_ops::FileSearchResult = serde_json::from_value(result).unwrap();
+    assert_eq!(result.matches.len(), 1);
+    assert_eq!(result.found_by, Some(remote_agents_ops::FoundBy::Search));
+    assert!(result.ai.is_none());
+    assert!(!stand_in.dir.path().join("argv").exists());
+
+    let empty = tempfile::tempdir().unwrap();
+    let node_dir = dir.path().join("m");
+    std::fs::create_dir_all(&node_dir).unwrap();
+    let node = node_in(&node_dir, "plan", &empty.path().display().to_string());
+    let Outcome::Ok { result } = call(&node, search(&docs, "nothing-like-it*")).await else {
+        panic!("search failed");
+    };
+    let result: remote_agents_ops::FileSearchResult = serde_json::from_value(result).unwrap();
+    assert!(result.matches.is_empty() && result.found_by.is_none());
+    let error = result.ai.unwrap().error.unwrap();
+    assert!(
+        error.contains("none of the AI CLIs (claude, opencode, codex) is installed"),
+        "{error}"
+    );
+}
+
+/// The fallback starts a task, so it needs what a task needs: the `task` capability and the
+/// Tasks toolset; a plain search needs neither.
+#[test]
+fn an_ai_fallback_search_needs_the_task_capability() {
+    use remote_agents_spec::{Capability, Toolset};
+    let dir = tempfile::tempdir().unwrap();
+    let with = search(dir.path(), "*.pdf");
+    assert_eq!(with.capability(), Some(Capability::Read));
+    let (capability, toolset, _) = with.also_needs().unwrap();
+    assert_eq!((capability, toolset), (Capability::Task, Toolset::Tasks));
+    let Request::FileSearch(mut plain) = with else {
+        panic!("a file_search request");
+    };
+    plain.ai_fallback = false;
+    assert!(Request::FileSearch(plain).also_needs().is_none());
+}

@@ -13,8 +13,30 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Call, Run};
 use crate::node::Node;
-use crate::policy::{Intent, Mode, Refusal};
+use crate::policy::{Intent, Mode, Policy, Refusal};
 use crate::task::{Launch, TaskProgress};
+
+/// The commands and paths a provider is told to refuse on a host in `mode`: the host's deny
+/// lists bind it as they bind exec (not in bypass mode), and the node's own files in every mode.
+pub(super) fn provider_denials(policy: &Policy, mode: Mode) -> (Vec<String>, Vec<String>) {
+    let (deny_commands, mut deny_paths) = if mode == Mode::Bypass {
+        (Vec::new(), Vec::new())
+    } else {
+        (
+            policy.deny_command_globs().to_vec(),
+            policy.deny_path_globs().to_vec(),
+        )
+    };
+    for own in policy.hard_limit_paths() {
+        let own = own.display().to_string();
+        deny_paths.push(if std::path::Path::new(&own).is_dir() {
+            format!("{}/**", own.trim_end_matches('/'))
+        } else {
+            own
+        });
+    }
+    (deny_commands, deny_paths)
+}
 
 /// What the gate approved, and whether the caller waits.
 pub(in crate::node) struct Dispatch {
@@ -77,24 +99,7 @@ impl Run for TaskDispatch {
                 a.provider
             )));
         }
-        // The host's deny lists bind the provider as they bind exec (not in bypass mode), and
-        // the node's own files in every mode.
-        let (deny_commands, mut deny_paths) = if mode == Mode::Bypass {
-            (Vec::new(), Vec::new())
-        } else {
-            (
-                policy.deny_command_globs().to_vec(),
-                policy.deny_path_globs().to_vec(),
-            )
-        };
-        for own in policy.hard_limit_paths() {
-            let own = own.display().to_string();
-            deny_paths.push(if std::path::Path::new(&own).is_dir() {
-                format!("{}/**", own.trim_end_matches('/'))
-            } else {
-                own
-            });
-        }
+        let (deny_commands, deny_paths) = provider_denials(&policy, mode);
         Ok(Dispatch {
             launch: Launch {
                 provider: a.provider,
