@@ -95,6 +95,8 @@ impl SimulatedFleet {
         let config = remote_agents_relay::RelayConfig {
             // One connection (the caller) sends a frame per node per fan-out.
             rate_per_second: 0,
+            // The N nodes and the caller: a room of exactly the default cap would turn one away.
+            max_peers: remote_agents_protocol::frame::MAX_PEERS_DEFAULT.max(n + 1),
             ..Default::default()
         };
         {
