@@ -203,3 +203,15 @@ fleet_through_worker() {
 fleet_through_worker fleet_fanout desired:: --skip the_demo \
   "${restart_tests[@]/#/--skip=}"
 fleet_through_worker "${restart_tests[@]}" --exact --test-threads=1
+
+# --- Browser panel (panel/, issue 17): the TypeScript peer's session against the Rust vectors
+# (schemas/session-vectors.json), the adversarial cases, and interop with the real relay and node
+# binaries the build step left in $CARGO_TARGET_DIR/debug (exported above) --------------------------
+step "panel: npm ci"
+(cd panel && npm ci --prefer-offline --no-audit --no-fund --cache "$HOME/.npm")
+
+step "panel: typecheck"
+(cd panel && npm run --silent typecheck)
+
+step "panel: session vectors, adversarial cases and interop with a Rust relay and node"
+(cd panel && npm test)

@@ -290,6 +290,18 @@ pub struct Sessions {
     /// Peers whose `attempt.started` is set: `next_timeout` runs on every turn of the node's
     /// event loop, and with a thousand established peers and none pending it must not scan them.
     attempts_in_progress: usize,
+    /// Test-only: randomness the vectors fix so a whole handshake is reproducible byte for byte.
+    #[cfg(test)]
+    fixed: FixedRandomness,
+}
+
+/// Test-only (`session::vectors`): ephemeral keys and session indexes to use, in order, instead
+/// of fresh random ones; empty queues draw randomness as in production.
+#[cfg(test)]
+#[derive(Default)]
+struct FixedRandomness {
+    ephemerals: VecDeque<[u8; 32]>,
+    indexes: VecDeque<u32>,
 }
 
 impl Sessions {
@@ -320,6 +332,8 @@ impl Sessions {
             last_timestamp: 0,
             handshake_frame_id: 0,
             attempts_in_progress: 0,
+            #[cfg(test)]
+            fixed: FixedRandomness::default(),
             incarnation: {
                 use ring::rand::SecureRandom;
                 let mut bytes = [0u8; 8];
@@ -522,6 +536,11 @@ impl Sessions {
 
     fn fresh_index(&mut self, peer: PeerId) -> u32 {
         use ring::rand::SecureRandom;
+        #[cfg(test)]
+        if let Some(index) = self.fixed.indexes.pop_front() {
+            self.indexes.insert(index, peer);
+            return index;
+        }
         loop {
             let mut bytes = [0u8; 4];
             self.rng
@@ -545,8 +564,16 @@ impl Sessions {
     fn initiate(&mut self, peer: PeerId, remote_static: [u8; 32], now: Instant) {
         let timestamp = self.next_timestamp(now);
         let local_index = self.fresh_index(peer);
+        #[cfg(test)]
+        let fixed_ephemeral = self.fixed.ephemerals.pop_front();
         let result = (|| -> Result<(snow::HandshakeState, Vec<u8>), SessionError> {
-            let mut handshake = snow::Builder::new(noise_params())
+            let builder = snow::Builder::new(noise_params());
+            #[cfg(test)]
+            let builder = match &fixed_ephemeral {
+                Some(key) => builder.fixed_ephemeral_key_for_testing_only(key),
+                None => builder,
+            };
+            let mut handshake = builder
                 .prologue(PROLOGUE)
                 .map_err(noise_error)?
                 .local_private_key(&self.keypair.private)
@@ -667,7 +694,15 @@ impl Sessions {
         }
         let remote_index = u32::from_be_bytes(body[1..5].try_into().expect("4 bytes"));
         let message = &body[5..];
-        let mut handshake = snow::Builder::new(noise_params())
+        let builder = snow::Builder::new(noise_params());
+        #[cfg(test)]
+        let fixed_ephemeral = self.fixed.ephemerals.pop_front();
+        #[cfg(test)]
+        let builder = match &fixed_ephemeral {
+            Some(key) => builder.fixed_ephemeral_key_for_testing_only(key),
+            None => builder,
+        };
+        let mut handshake = builder
             .prologue(PROLOGUE)
             .and_then(|builder| builder.local_private_key(&self.keypair.private))
             .and_then(|builder| builder.psk(2, self.psk.as_bytes()))
@@ -1106,3 +1141,6 @@ impl ReplayWindow {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod vectors;
