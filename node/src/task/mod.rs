@@ -573,7 +573,8 @@ async fn run_provider(
                     kept.drain(..kept.len() - STDERR_KEPT);
                 }
             }
-            String::from_utf8_lossy(&kept).into_owned()
+            // Colour codes (opencode prints its errors in red) would reach the caller's JSON.
+            anstream::adapter::strip_str(&String::from_utf8_lossy(&kept)).to_string()
         })
     });
     let stdout = child

@@ -756,6 +756,10 @@ async fn the_real_clis_accept_every_flag_and_fail_clearly_without_credentials() 
     };
     let mut codex_resume = with_flags(TaskProvider::Codex, Mode::Edit, 60);
     codex_resume.resume = Some("0199a214-0000-7000-8000-000000000001".into());
+    let mut claude_resume = with_flags(TaskProvider::Claude, Mode::Edit, 120);
+    claude_resume.resume = Some("0b3c8a52-71c4-4a55-b7f6-3e2f9d0c4411".into());
+    let mut opencode_resume = with_flags(TaskProvider::Opencode, Mode::Edit, 25);
+    opencode_resume.resume = Some("ses_4f1c2b7a9e0dffe1a2b3c4d5e6".into());
     let runs = [
         with_flags(TaskProvider::Claude, Mode::Plan, 120),
         with_flags(TaskProvider::Claude, Mode::Bypass, 120),
@@ -763,6 +767,8 @@ async fn the_real_clis_accept_every_flag_and_fail_clearly_without_credentials() 
         codex_resume,
         with_flags(TaskProvider::Opencode, Mode::Plan, 25),
         with_flags(TaskProvider::Opencode, Mode::Bypass, 25),
+        claude_resume,
+        opencode_resume,
     ];
     let mut started = Vec::new();
     for run in runs {
@@ -795,11 +801,20 @@ async fn the_real_clis_accept_every_flag_and_fail_clearly_without_credentials() 
             {
                 &["--dangerously-skip-permissions cannot be used with root/sudo privileges"]
             }
+            // `--resume` of a session this HOME never had: accepted, and answered before the
+            // login is looked at.
+            (TaskProvider::Claude, mode) if mode.starts_with("edit") => {
+                &["No conversation found with session ID: 0b3c8a52-71c4-4a55-b7f6-3e2f9d0c4411"]
+            }
             (TaskProvider::Claude, _) => &["Not logged in · Please run /login"],
             (TaskProvider::Codex, mode) if mode.starts_with("edit") => {
                 &["no rollout found for thread id 0199a214-0000-7000-8000-000000000001"]
             }
             (TaskProvider::Codex, _) => &["codex last said: Reconnecting"],
+            // `--session` of a session this HOME never had, told without colour codes.
+            (TaskProvider::Opencode, mode) if mode.starts_with("edit") => {
+                &["opencode exited with status 1: Error: Session not found"]
+            }
             (TaskProvider::Opencode, _) => &["opencode last said:", "level=ERROR", "connect"],
         };
         for text in expected {
