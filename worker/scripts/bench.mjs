@@ -2,15 +2,20 @@
 // Message rate per room through one or more relays, measured in the same run: peers A and B join
 // a fresh room on each relay, A sends N DATA frames to B as fast as the socket drains, and B
 // counts them. Prints msgs/s and MB/s per relay and the ratio of each to the first.
-//   node scripts/bench.mjs [--count N] [--size BYTES] [--rounds R] NAME=ws://127.0.0.1:PORT ...
+//   node --import tsx scripts/bench.mjs [--count N] [--size BYTES] [--rounds R] NAME=ws://127.0.0.1:PORT ...
 // A relay started with a key needs RELAY_KEY in the environment.
 import { randomBytes } from "node:crypto";
 import WebSocket from "ws";
+// Run with `node --import tsx` (scripts/bench.sh does): the key proof is the Worker's own code.
+import { proveKey } from "../src/keyproof.ts";
 
 const HEADER_LEN = 42;
 const KIND_DATA = 0x01;
 const KIND_WELCOME = 0x10;
 const KIND_ERROR = 0x13;
+const KIND_PROOF = 0x05;
+const KIND_CHALLENGE = 0x16;
+const PROTOCOL_VERSION = 2;
 
 function parseArgs(argv) {
   const options = { count: 100_000, size: 1024, rounds: 3, relays: [] };
@@ -29,16 +34,36 @@ function parseArgs(argv) {
   return options;
 }
 
-function connect(url, room, peer) {
+/** A fresh X25519 key and the peer id it hashes to (the relay checks the two match). */
+async function newIdentity() {
+  const pair = await crypto.subtle.generateKey({ name: "X25519" }, true, ["deriveBits"]);
+  const publicKey = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
+  const id = Buffer.from(new Uint8Array(await crypto.subtle.digest("SHA-256", publicKey)).slice(0, 16));
+  return { privateKey: pair.privateKey, publicKey, id };
+}
+
+/** Joins `room` as `me`: answers the relay's CHALLENGE with a proof of the key, then waits for
+ * WELCOME so both peers are surely present. */
+function connect(url, room, me) {
   const headers = process.env.RELAY_KEY ? { authorization: `Bearer ${process.env.RELAY_KEY}` } : {};
-  const socket = new WebSocket(`${url}/v1/rooms/${room}?peer=${peer.toString("hex")}`, {
+  const socket = new WebSocket(`${url}/v1/rooms/${room}?peer=${me.id.toString("hex")}`, {
     headers,
     perMessageDeflate: false,
   });
   return new Promise((resolve, reject) => {
     socket.once("error", reject);
-    // The first frame is WELCOME; wait for it so both peers are surely present.
-    socket.once("message", (data) => {
+    socket.on("message", async function first(data) {
+      if (data[1] === KIND_CHALLENGE) {
+        const proof = await proveKey(me.privateKey, me.publicKey, me.id, Buffer.from(room, "hex"), data.subarray(HEADER_LEN));
+        const frame = Buffer.alloc(HEADER_LEN + proof.length);
+        frame[0] = PROTOCOL_VERSION;
+        frame[1] = KIND_PROOF;
+        me.id.copy(frame, 2);
+        frame.set(proof, HEADER_LEN);
+        socket.send(frame);
+        return;
+      }
+      socket.off("message", first);
       if (data[1] !== KIND_WELCOME) reject(new Error(`expected WELCOME, got kind ${data[1]}`));
       else resolve(socket);
     });
@@ -47,13 +72,14 @@ function connect(url, room, peer) {
 
 async function measure(url, count, size) {
   const room = randomBytes(32).toString("hex");
-  const idA = randomBytes(16);
-  const idB = randomBytes(16);
-  const a = await connect(url, room, idA);
-  const b = await connect(url, room, idB);
+  const meA = await newIdentity();
+  const meB = await newIdentity();
+  const [idA, idB] = [meA.id, meB.id];
+  const a = await connect(url, room, meA);
+  const b = await connect(url, room, meB);
 
   const frame = Buffer.alloc(size);
-  frame[0] = 1;
+  frame[0] = PROTOCOL_VERSION;
   frame[1] = KIND_DATA;
   idA.copy(frame, 2);
   idB.copy(frame, 18);

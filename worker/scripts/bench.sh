@@ -31,4 +31,4 @@ for _ in $(seq 200); do
 done
 [[ -n "$relay_address" ]] || { echo "the Rust relay did not report its address" >&2; exit 1; }
 
-node "$here/scripts/bench.mjs" "$@" "rust-relay=ws://$relay_address" "worker=ws://127.0.0.1:$worker_port"
+node --import tsx "$here/scripts/bench.mjs" "$@" "rust-relay=ws://$relay_address" "worker=ws://127.0.0.1:$worker_port"
