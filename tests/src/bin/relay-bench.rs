@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
 use clap::Parser;
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -623,9 +623,14 @@ async fn cluster_throughput(args: &Args) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let (one, cluster) = (
+    let mut nats_runs = Vec::new();
+    for _ in 0..args.repeat.max(1) {
+        nats_runs.push(nats_alone(&nats.url, count, frame_len).await?);
+    }
+    let (one, cluster, nats_only) = (
         gbit(median(&mut single_runs)),
         gbit(median(&mut cluster_runs)),
+        gbit(median(&mut nats_runs)),
     );
     println!(
         "    one relay instance: {one:.2} Gbit/s median (runs: {})",
@@ -639,5 +644,55 @@ async fn cluster_throughput(args: &Args) -> anyhow::Result<()> {
         "    ratio cluster/one instance: {:.2} (target >= 0.50)",
         cluster / one
     );
+    println!(
+        "    nats-server alone, the same frames publisher -> nats-server -> subscriber (no relay): \
+         {nats_only:.2} Gbit/s median (runs: {})",
+        show(&nats_runs)
+    );
+    // The cluster path is the one-instance path plus the NATS hop, all on the same cores, so
+    // its time per byte is at least the sum of the two: the most it can reach here.
+    let bound = 1.0 / (1.0 / one + 1.0 / nats_only);
+    println!(
+        "    the sum-of-costs bound 1/(1/one + 1/nats) = {bound:.2} Gbit/s = {:.2}x one instance; \
+         cluster / bound: {:.2}",
+        bound / one,
+        cluster / bound
+    );
     Ok(())
+}
+
+/// `count` messages of `length` bytes from one NATS client to another through `nats_url` (the
+/// subscription buffers the whole run, so no flow control slows it), timed from the first
+/// publish to the last message received.
+async fn nats_alone(nats_url: &str, count: usize, length: usize) -> anyhow::Result<Duration> {
+    let publisher = async_nats::connect(nats_url).await?;
+    let subscriber = async_nats::ConnectOptions::new()
+        .subscription_capacity(count + 16)
+        .connect(nats_url)
+        .await?;
+    let subject = format!("bench.{}", uuid::Uuid::new_v4().simple());
+    let mut subscription = subscriber.subscribe(subject.clone()).await?;
+    subscriber.flush().await?;
+    let payload = Bytes::from(vec![7u8; length]);
+    let receiving = tokio::spawn(async move {
+        let mut received = 0;
+        while received < count {
+            match tokio::time::timeout(Duration::from_secs(30), subscription.next()).await {
+                Ok(Some(_)) => received += 1,
+                _ => break,
+            }
+        }
+        received
+    });
+    let started = Instant::now();
+    for _ in 0..count {
+        publisher.publish(subject.clone(), payload.clone()).await?;
+    }
+    publisher.flush().await?;
+    let received = receiving.await?;
+    ensure!(
+        received == count,
+        "nats-server delivered {received} of {count}"
+    );
+    Ok(started.elapsed())
 }
