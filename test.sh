@@ -206,7 +206,9 @@ fleet_through_worker "${restart_tests[@]}" --exact --test-threads=1
 
 # --- Browser panel (panel/, issue 17): the TypeScript peer's session against the Rust vectors
 # (schemas/session-vectors.json), the adversarial cases, and interop with the real relay and node
-# binaries the build step left in $CARGO_TARGET_DIR/debug (exported above) --------------------------
+# binaries the build step left in $CARGO_TARGET_DIR/debug (exported above); the checked-in page
+# (panel/dist/, embedded in `remote-agents panel`) against a fresh build; the fleet view in
+# headless Chromium (Debian's chromium, driven by playwright-core) against a relay and four nodes --
 step "panel: npm ci"
 (cd panel && npm ci --prefer-offline --no-audit --no-fund --cache "$HOME/.npm")
 
@@ -215,3 +217,14 @@ step "panel: typecheck"
 
 step "panel: session vectors, adversarial cases and interop with a Rust relay and node"
 (cd panel && npm test)
+
+step "panel: panel/dist is what \`cd panel && npm run build\` makes of the sources"
+(cd panel && npm run --silent check-dist)
+
+if ! [ -x /usr/bin/chromium ]; then
+  step "install chromium for the panel's browser tests"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
+step "panel: the fleet view in headless Chromium against a relay and four nodes (screenshots in docs/screenshots)"
+(cd panel && npm run --silent e2e)

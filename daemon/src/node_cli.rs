@@ -60,6 +60,9 @@ pub enum Command {
     InstallMcp(crate::install::mcp_clients::InstallMcpArgs),
     /// Remove the entry `install-mcp` wrote from the client's config file.
     UninstallMcp(crate::install::mcp_clients::UninstallMcpArgs),
+    /// Serve the browser panel on a loopback address, print its URL (the room in its fragment)
+    /// and open the browser: the page joins the room itself, as a send-only peer.
+    Panel(crate::panel::PanelArgs),
 }
 
 #[derive(Debug, Subcommand)]

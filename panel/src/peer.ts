@@ -59,6 +59,14 @@ export interface PeerOptions {
   clock?: () => number;
   /** Called for every refused frame (tampered, replayed, ...), which is otherwise dropped. */
   onRejection?: (rejection: Rejection, from: PeerId | null) => void;
+  /** Called once when the connection ends: the relay closed it (also while joining) or `close`. */
+  onClose?: (error: ConnectError) => void;
+}
+
+/** One join or leave in the room, as the relay reported it while presence is followed. */
+export interface PresenceChange {
+  joined: boolean;
+  peer: PeerId;
 }
 
 /** A peer with an established session: its key and what it announced. */
@@ -157,6 +165,7 @@ export class Peer {
   private present: Set<PeerId> | null = null;
   private following: Promise<void> = Promise.resolve();
   private readonly presenceWatchers = new Set<() => void>();
+  private readonly presenceListeners = new Set<(changes: PresenceChange[]) => void>();
   private nextCall = 1n;
   private nextRelayId = 1n;
   private timer: ReturnType<typeof setTimeout> | null = null;
@@ -297,6 +306,17 @@ export class Peer {
     });
   }
 
+  /**
+   * Calls `listener` with every join and leave while presence is followed (`followPresence`),
+   * the snapshot's peers included as joins, in the order the relay reported them: a leave and a
+   * rejoin of the same peer in one batch (a restart) come as two changes. Returns the
+   * unsubscribe function.
+   */
+  onPresence(listener: (changes: PresenceChange[]) => void): () => void {
+    this.presenceListeners.add(listener);
+    return () => this.presenceListeners.delete(listener);
+  }
+
   /** Sends `data` as one call to `peer` and collects its chunks and response. */
   call(peer: PeerId, data: Uint8Array, deadlineMs = DEFAULT_DEADLINE_MS): Promise<CallResult> {
     if (this.closed !== null) {
@@ -375,6 +395,7 @@ export class Peer {
       snapshot.reject(error);
     }
     this.snapshots.clear();
+    this.options.onClose?.(error);
   }
 
   private snapshot(subscribe: boolean): Promise<PeerId[]> {
@@ -394,9 +415,14 @@ export class Peer {
     );
   }
 
-  private notifyPresence(): void {
+  private notifyPresence(changes: PresenceChange[]): void {
     for (const watcher of [...this.presenceWatchers]) {
       watcher();
+    }
+    if (changes.length > 0) {
+      for (const listener of [...this.presenceListeners]) {
+        listener(changes);
+      }
     }
   }
 
@@ -406,7 +432,9 @@ export class Peer {
       return;
     }
     const now = this.clock();
-    for (const change of changes) {
+    // A batch pending when this peer subscribed may report its own join: it is not a room peer.
+    const others = changes.filter((change) => toHex(change.peer) !== this.peerId);
+    for (const change of others) {
       const peer = toHex(change.peer);
       if (change.joined) {
         this.present.add(peer);
@@ -420,7 +448,7 @@ export class Peer {
         this.known.delete(peer);
       }
     }
-    this.notifyPresence();
+    this.notifyPresence(others.map((change) => ({ joined: change.joined, peer: toHex(change.peer) })));
     this.pump();
   }
 
@@ -474,11 +502,13 @@ export class Peer {
       }
     }
     if (snapshot.subscribe && this.present !== null) {
+      const joined: PresenceChange[] = [];
       for (const peer of snapshot.peers.slice(snapshot.peers.length - page.changes.length)) {
         this.present.add(peer);
         this.sessions.peerPresent(peer, this.clock());
+        joined.push({ joined: true, peer });
       }
-      this.notifyPresence();
+      this.notifyPresence(joined);
       this.pump();
     }
     this.snapshots.delete(frame.id);

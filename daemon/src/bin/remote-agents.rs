@@ -86,5 +86,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Uninstall(args) => remote_agents::install::service::uninstall(&args),
         Command::InstallMcp(args) => remote_agents::install::mcp_clients::install(&args),
         Command::UninstallMcp(args) => remote_agents::install::mcp_clients::uninstall(&args),
+        Command::Panel(args) => remote_agents::panel::run(args).await,
     }
 }

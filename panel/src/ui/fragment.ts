@@ -1,0 +1,59 @@
+//! Where the page finds its room: the URL fragment `#relay=…&room=…&token=…` (or `key=…`, an
+//! explicit 32-byte encryption key, instead of the token), as `remote-agents panel` prints it.
+//! Browsers never send the fragment to a server, so the room token stays in this tab; the room
+//! key is derived from it here (`pskFromRoomToken`). Pure: no DOM, so the tests run it in Node.
+
+/** The room secret: a token to stretch with Argon2id, or the explicit key itself. */
+export type RoomSecret = { kind: "token"; token: string } | { kind: "key"; key: string };
+
+export interface PanelTarget {
+  /** The relay URLs to try in turn (`--relay` may name a cluster's instances, comma-separated). */
+  relays: string[];
+  room: string;
+  secret: RoomSecret;
+}
+
+/** Reads the fragment (`location.hash`, with or without its `#`); an error names what is missing. */
+export function parseFragment(hash: string): { target: PanelTarget } | { error: string } {
+  const params = new URLSearchParams(hash.replace(/^#/, ""));
+  const relays = (params.get("relay") ?? "")
+    .split(",")
+    .map((relay) => relay.trim())
+    .filter((relay) => relay.length > 0);
+  const room = params.get("room") ?? "";
+  const token = params.get("token") ?? "";
+  const key = params.get("key") ?? "";
+  const missing = [];
+  if (relays.length === 0) {
+    missing.push("relay");
+  }
+  if (room.length === 0) {
+    missing.push("room");
+  }
+  if (token.length === 0 && key.length === 0) {
+    missing.push("token (or key)");
+  }
+  if (missing.length > 0) {
+    return { error: `the page's address names no ${missing.join(", no ")}` };
+  }
+  for (const relay of relays) {
+    if (!/^wss?:\/\//.test(relay)) {
+      return { error: `relay ${JSON.stringify(relay)} is not a ws:// or wss:// URL` };
+    }
+  }
+  const secret: RoomSecret = key.length > 0 ? { kind: "key", key } : { kind: "token", token };
+  return { target: { relays, room, secret } };
+}
+
+/** The fragment for `target` (what `remote-agents panel` appends to its URL). */
+export function formatFragment(target: PanelTarget): string {
+  const params = new URLSearchParams();
+  params.set("relay", target.relays.join(","));
+  params.set("room", target.room);
+  if (target.secret.kind === "token") {
+    params.set("token", target.secret.token);
+  } else {
+    params.set("key", target.secret.key);
+  }
+  return `#${params.toString()}`;
+}
