@@ -394,6 +394,81 @@ async fn opencode_error_fails_with_its_message() {
     );
 }
 
+/// The cases Claude Code's tests cover, for the two other adapters: a malformed line is skipped
+/// and counted, the node stops them at `max_turns` (Codex has no turn flag; opencode's own is
+/// covered above), and cancelling one that hangs kills it and what it started, keeping its
+/// session for a resume.
+#[tokio::test]
+async fn codex_and_opencode_skip_malformed_lines_stop_at_max_turns_and_die_when_cancelled() {
+    for (provider, answer, turns, session) in [
+        (
+            TaskProvider::Codex,
+            "The crate is at version 0.4.1 (Cargo.toml line 3).",
+            3,
+            "0199a213-81c0-7800-8aa1-bbab2a035a53",
+        ),
+        (
+            TaskProvider::Opencode,
+            "The host runs Linux 6.12.0.",
+            2,
+            "ses_494719016ffe85dkDMj0FPRbHK",
+        ),
+    ] {
+        let program = provider.program();
+        let stand_in = StandIn::new(
+            program,
+            &format!("{program}-malformed.jsonl"),
+            Then::Exit(0),
+        );
+        let status = run(&stand_in, launch(provider, Mode::Plan)).await;
+        assert_eq!(status.state, TaskState::Done, "{provider}: {status:?}");
+        assert_eq!(status.answer.as_deref(), Some(answer), "{provider}");
+        assert_eq!(status.skipped_lines, 1, "{provider}");
+        assert_eq!(status.turns, turns, "{provider}");
+
+        let stand_in = StandIn::new(program, &format!("{program}-success.jsonl"), Then::Hang);
+        let mut l = launch(provider, Mode::Edit);
+        l.max_turns = Some(1);
+        let status = run(&stand_in, l).await;
+        assert_eq!(status.state, TaskState::Failed, "{provider}: {status:?}");
+        assert_eq!(
+            status.error.as_deref(),
+            Some("stopped at the limit of 1 turns"),
+            "{provider}"
+        );
+        assert_eq!(status.turns, 1, "{provider}");
+        assert_eq!(status.session_id.as_deref(), Some(session), "{provider}");
+
+        let stand_in = StandIn::new(program, &format!("{program}-hang.jsonl"), Then::Hang);
+        let store = tempfile::tempdir().unwrap();
+        let tasks = tasks_on(store.path(), stand_in.path(), 4);
+        let started = tasks
+            .start(
+                "host-1",
+                launch(provider, Mode::Plan),
+                CancellationToken::new(),
+                None,
+            )
+            .unwrap();
+        let sleep_pid = wait_for_file(&stand_in.dir.path().join("pid")).await;
+        assert!(!process_gone(&sleep_pid), "{provider}");
+        for _ in 0..500 {
+            let status = tasks.get(&started.task_id, false).unwrap().unwrap();
+            if status.session_id.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let cancelled = tasks.cancel(&started.task_id).await.unwrap();
+        assert_eq!(cancelled.state, TaskState::Cancelled, "{provider}");
+        assert_eq!(cancelled.session_id.as_deref(), Some(session), "{provider}");
+        assert!(
+            process_gone(&sleep_pid),
+            "{provider}: the provider's child survived"
+        );
+    }
+}
+
 /// opencode has no turn limit of its own: the node counts its steps and stops it past the
 /// limit; the budget likewise from the cost each step reports.
 #[tokio::test]
