@@ -20,6 +20,13 @@ test("the fragment round-trips the room, token and a cluster's relays", () => {
 test("a fragment missing what the page needs says what is missing", () => {
   assert.deepEqual(parseFragment(""), { error: "the page's address names no relay, no room, no token (or key)" });
   assert.deepEqual(parseFragment("#relay=ws://r&room=x"), { error: "the page's address names no token (or key)" });
+  // Served by the relay itself: its origin stands in for a missing relay=, never for a given one.
+  const own = parseFragment("#room=x&token=t", "wss://relay.example");
+  assert.ok("target" in own);
+  assert.deepEqual(own.target.relays, ["wss://relay.example"]);
+  const given = parseFragment("#relay=ws://r&room=x&token=t", "wss://relay.example");
+  assert.ok("target" in given);
+  assert.deepEqual(given.target.relays, ["ws://r"]);
   assert.deepEqual(parseFragment("#relay=http://r&room=x&token=t"), {
     error: 'relay "http://r" is not a ws:// or wss:// URL',
   });

@@ -40,6 +40,7 @@ case "$command" in
     stop
     "$here/node_modules/.bin/esbuild" "$here/src/index.ts" --bundle --format=esm \
       --platform=neutral --target=es2022 '--external:cloudflare:*' \
+      --loader:.html=text --loader:.css=text --loader:.js=text \
       --outfile="$here/dist/worker.js" --log-level=warning
     mkdir -p "$state/storage"
     rm -f "$state/control" "$state/port"

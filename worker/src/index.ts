@@ -1,7 +1,9 @@
-//! The Worker entry: `/healthz`, the optional relay key, and routing of
-//! `/v1/rooms/{room_id}?peer=...` to the room's own Durable Object (`idFromName(room_id)`).
+//! The Worker entry: `/healthz`, the browser panel's page (`panel`), the optional relay key, and
+//! routing of `/v1/rooms/{room_id}?peer=...` to the room's own Durable Object
+//! (`idFromName(room_id)`).
 
 import { CloseCode, isPeerIdHex, isRoomIdHex } from "./frame";
+import { panelFile } from "./panel";
 import type { Env } from "./room";
 
 export { Room } from "./room";
@@ -33,7 +35,7 @@ export default {
       return new Response("ok", { headers: { "content-type": "text/plain" } });
     }
     const match = ROOM_PATH.exec(url.pathname);
-    if (!match) return new Response("not found", { status: 404 });
+    if (!match) return panelFile(request, url.pathname) ?? new Response("not found", { status: 404 });
 
     if (env.RELAY_KEY) {
       const authorization = request.headers.get("authorization") ?? "";

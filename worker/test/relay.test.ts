@@ -428,3 +428,29 @@ test("a relay key refuses connections without it with 401", async () => {
     port = serve("start");
   }
 });
+
+test("the browser panel's page is served beside the relay; other paths stay 404", async () => {
+  const page = await fetch(`http://127.0.0.1:${port}/`);
+  assert.equal(page.status, 200);
+  assert.equal(page.headers.get("content-type"), "text/html; charset=utf-8");
+  assert.match(page.headers.get("content-security-policy") ?? "", /^default-src 'none'; script-src 'self'/);
+  assert.equal(page.headers.get("x-content-type-options"), "nosniff");
+  assert.match(await page.text(), /<script src="\/?panel\.js"/);
+  for (const [path, type] of [
+    ["/panel.js", "text/javascript; charset=utf-8"],
+    ["/panel.css", "text/css; charset=utf-8"],
+  ] as const) {
+    const file = await fetch(`http://127.0.0.1:${port}${path}`);
+    assert.equal(file.status, 200, path);
+    assert.equal(file.headers.get("content-type"), type, path);
+    assert.ok((await file.text()).length > 1000, path);
+  }
+  for (const path of ["/panel.js.map", "/v1", "/admin"]) {
+    const missing = await fetch(`http://127.0.0.1:${port}${path}`);
+    assert.equal(missing.status, 404, path);
+    await missing.body?.cancel();
+  }
+  const post = await fetch(`http://127.0.0.1:${port}/`, { method: "POST" });
+  assert.equal(post.status, 404);
+  await post.body?.cancel();
+});

@@ -2,6 +2,7 @@
 //! explicit 32-byte encryption key, instead of the token), as `remote-agents panel` prints it.
 //! Browsers never send the fragment to a server, so the room token stays in this tab; the room
 //! key is derived from it here (`pskFromRoomToken`). Pure: no DOM, so the tests run it in Node.
+//! A page served by the relay (the Worker) may leave `relay=` out: it is then the page's origin.
 
 /** The room secret: a token to stretch with Argon2id, or the explicit key itself. */
 export type RoomSecret = { kind: "token"; token: string } | { kind: "key"; key: string };
@@ -13,10 +14,15 @@ export interface PanelTarget {
   secret: RoomSecret;
 }
 
-/** Reads the fragment (`location.hash`, with or without its `#`); an error names what is missing. */
-export function parseFragment(hash: string): { target: PanelTarget } | { error: string } {
+/** Reads the fragment (`location.hash`, with or without its `#`); an error names what is missing.
+ * Without `relay=`, `ownRelay` is taken: the page's own origin as a WebSocket URL, for a page the
+ * relay itself serves (the Worker does, so `https://<worker>/#room=…&token=…` is enough). */
+export function parseFragment(
+  hash: string,
+  ownRelay?: string,
+): { target: PanelTarget } | { error: string } {
   const params = new URLSearchParams(hash.replace(/^#/, ""));
-  const relays = (params.get("relay") ?? "")
+  const relays = (params.get("relay") ?? ownRelay ?? "")
     .split(",")
     .map((relay) => relay.trim())
     .filter((relay) => relay.length > 0);

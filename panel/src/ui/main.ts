@@ -179,11 +179,13 @@ async function join(target: PanelTarget, psk: Uint8Array, onClose: (error: Conne
 }
 
 async function start(): Promise<void> {
-  const parsed = parseFragment(window.location.hash);
+  // A page the relay serves (the Worker) needs no `relay=`: its own origin is the relay.
+  const ownRelay = window.location.origin.replace(/^http/, "ws");
+  const parsed = parseFragment(window.location.hash, ownRelay);
   if ("error" in parsed) {
     showStatus(
       "error",
-      `${parsed.error}: open the URL \`remote-agents panel\` prints (…/#relay=…&room=…&token=…)`,
+      `${parsed.error}: open the URL \`remote-agents panel\` prints (…/#relay=…&room=…&token=…), or the relay's own address with #room=…&token=…`,
     );
     render(new Fleet());
     return;
