@@ -38,8 +38,10 @@ pub const HEADER_LEN: usize = 42;
 /// Default cap on a whole frame (header + body): 1 MiB.
 pub const MAX_FRAME_DEFAULT: usize = 1 << 20;
 
-/// Default number of peers one room admits before refusing with close code 4002.
-pub const MAX_PEERS_DEFAULT: usize = 10_000;
+/// Default number of peers one room admits before refusing with close code 4002: a fleet of
+/// 10,000 hosts and room beside them for the operators, panels and MCP nodes that follow it (at
+/// exactly 10,000 the fleet's own `fleetctl` was the one turned away).
+pub const MAX_PEERS_DEFAULT: usize = 10_240;
 
 /// Blobs the relay keeps per retained key (the newest ones).
 pub const RETAINED_PER_KEY: usize = 4;

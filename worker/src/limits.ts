@@ -28,7 +28,8 @@ export interface Limits {
 
 export const DEFAULT_LIMITS: Limits = {
   maxFrameBytes: 1024 * 1024,
-  maxPeersPerRoom: 10_000,
+  // 10,000 hosts and the operators, panels and MCP nodes following them (protocol::frame).
+  maxPeersPerRoom: 10_240,
   retainedPerKey: 4,
   retainedKeysPerRoom: 64,
   retainedBytesPerRoom: 16 * 1024 * 1024,
