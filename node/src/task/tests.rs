@@ -245,6 +245,25 @@ async fn wait_for_file(path: &Path) -> String {
     panic!("{} never appeared", path.display());
 }
 
+/// Waits until the task's record names the provider's session (the stream is read as the
+/// provider writes it), failing the test after 5 s.
+async fn wait_for_session(tasks: &Tasks, task_id: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while tasks
+        .get(task_id, false)
+        .unwrap()
+        .unwrap()
+        .session_id
+        .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "task {task_id} named no session within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn cancel_kills_a_hanging_provider_and_everything_it_started() {
     let stand_in = StandIn::new("claude", "claude-hang.jsonl", Then::Hang);
@@ -261,13 +280,7 @@ async fn cancel_kills_a_hanging_provider_and_everything_it_started() {
     let sleep_pid = wait_for_file(&stand_in.dir.path().join("pid")).await;
     assert!(!process_gone(&sleep_pid));
     // The stream is read as the provider writes it: cancel once the session was read.
-    for _ in 0..500 {
-        let status = tasks.get(&started.task_id, false).unwrap().unwrap();
-        if status.session_id.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_session(&tasks, &started.task_id).await;
     let cancelled = tasks.cancel(&started.task_id).await.unwrap();
     assert_eq!(cancelled.state, TaskState::Cancelled);
     assert_eq!(
@@ -452,13 +465,7 @@ async fn codex_and_opencode_skip_malformed_lines_stop_at_max_turns_and_die_when_
             .unwrap();
         let sleep_pid = wait_for_file(&stand_in.dir.path().join("pid")).await;
         assert!(!process_gone(&sleep_pid), "{provider}");
-        for _ in 0..500 {
-            let status = tasks.get(&started.task_id, false).unwrap().unwrap();
-            if status.session_id.is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_for_session(&tasks, &started.task_id).await;
         let cancelled = tasks.cancel(&started.task_id).await.unwrap();
         assert_eq!(cancelled.state, TaskState::Cancelled, "{provider}");
         assert_eq!(cancelled.session_id.as_deref(), Some(session), "{provider}");
