@@ -207,15 +207,15 @@ fleet_through_worker "${restart_tests[@]}" --exact --test-threads=1
 # --- Browser panel (panel/, issue 17): the TypeScript peer's session against the Rust vectors
 # (schemas/session-vectors.json), the adversarial cases, and interop with the real relay and node
 # binaries the build step left in $CARGO_TARGET_DIR/debug (exported above); the checked-in page
-# (panel/dist/, embedded in `remote-agents panel`) against a fresh build; the fleet view in
-# headless Chromium (Debian's chromium, driven by playwright-core) against a relay and four nodes --
+# (panel/dist/, embedded in `remote-agents panel`) against a fresh build; every view in headless
+# Chromium (Debian's chromium, driven by playwright-core) against real relays and nodes --
 step "panel: npm ci"
 (cd panel && npm ci --prefer-offline --no-audit --no-fund --cache "$HOME/.npm")
 
 step "panel: typecheck"
 (cd panel && npm run --silent typecheck)
 
-step "panel: session vectors, adversarial cases and interop with a Rust relay and node"
+step "panel: session and sealed-blob vectors, adversarial cases, interop with a Rust relay and node, the views' pure parts"
 (cd panel && npm test)
 
 step "panel: panel/dist is what \`cd panel && npm run build\` makes of the sources"
@@ -226,5 +226,5 @@ if ! [ -x /usr/bin/chromium ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
-step "panel: the fleet view in headless Chromium against a relay and four nodes (screenshots in docs/screenshots)"
+step "panel: every view in headless Chromium against real relays and nodes, and the Worker's copy (screenshots in docs/screenshots)"
 (cd panel && npm run --silent e2e)

@@ -44,6 +44,36 @@ pub struct PanelArgs {
     /// Print the URL only; do not open a browser.
     #[arg(long)]
     pub no_open: bool,
+    /// Serve the page's three files from this folder (a `panel/dist` just built with `npm run
+    /// build`) instead of the copy built into the binary: for working on the page.
+    #[arg(long, value_name = "DIR")]
+    pub assets: Option<std::path::PathBuf>,
+}
+
+/// Where the page's files come from.
+#[derive(Debug, Clone, Default)]
+pub enum Assets {
+    /// The copy compiled into the binary.
+    #[default]
+    Embedded,
+    /// `index.html`, `panel.css` and `panel.js` read from a folder on each request.
+    Folder(std::path::PathBuf),
+}
+
+impl Assets {
+    /// The file's text, or why it cannot be served.
+    fn text(&self, name: &'static str) -> Result<std::borrow::Cow<'static, str>, String> {
+        match self {
+            Assets::Embedded => Ok(std::borrow::Cow::Borrowed(match name {
+                "index.html" => INDEX_HTML,
+                "panel.css" => PANEL_CSS,
+                _ => PANEL_JS,
+            })),
+            Assets::Folder(dir) => std::fs::read_to_string(dir.join(name))
+                .map(std::borrow::Cow::Owned)
+                .map_err(|e| format!("cannot read {}: {e}", dir.join(name).display())),
+        }
+    }
 }
 
 /// The room as the page reads it from its URL fragment (`panel/src/ui/fragment.ts`).
@@ -54,6 +84,9 @@ pub struct Fragment {
     /// The room token, or `None` when an explicit encryption key names the room key.
     pub token: Option<String>,
     pub encryption_key: Option<String>,
+    /// The relay's access key: a browser presents it as a WebSocket subprotocol (it cannot send
+    /// the `Authorization` header `run` uses).
+    pub relay_key: Option<String>,
 }
 
 impl Fragment {
@@ -69,6 +102,9 @@ impl Fragment {
             text.push_str(&format!("&key={}", percent_encode(key)));
         } else if let Some(token) = &self.token {
             text.push_str(&format!("&token={}", percent_encode(token)));
+        }
+        if let Some(relay_key) = &self.relay_key {
+            text.push_str(&format!("&relay_key={}", percent_encode(relay_key)));
         }
         text
     }
@@ -100,12 +136,6 @@ pub fn fragment(args: &PanelArgs) -> anyhow::Result<Fragment> {
         ..NodeFlags::default()
     };
     let settings = Settings::resolve(&flags, &ProcessEnv)?;
-    if settings.relay_key.value.is_some() {
-        // A browser's WebSocket cannot send the Authorization header the key travels in.
-        eprintln!(
-            "remote-agents: warning: a relay key is configured, but the browser cannot present it; a relay that requires one refuses the panel"
-        );
-    }
     let relay = settings.relay.value.ok_or_else(|| missing("relay"))?;
     let room = settings.room.value.ok_or_else(|| missing("room"))?;
     let encryption_key = settings.encryption_key.value;
@@ -118,6 +148,7 @@ pub fn fragment(args: &PanelArgs) -> anyhow::Result<Fragment> {
         room,
         token,
         encryption_key,
+        relay_key: settings.relay_key.value,
     })
 }
 
@@ -130,28 +161,33 @@ fn missing(setting: &str) -> anyhow::Error {
 
 /// The routes: the page and its two assets; anything else is a 404 (there is no directory to
 /// list).
-pub fn router() -> Router {
+pub fn router(assets: Assets) -> Router {
+    let route = |name: &'static str, content_type: &'static str| {
+        let assets = assets.clone();
+        get(move || async move { asset(content_type, assets.text(name)) })
+    };
     Router::new()
-        .route(
-            "/",
-            get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
-        )
+        .route("/", route("index.html", "text/html; charset=utf-8"))
         .route(
             "/index.html",
-            get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
+            route("index.html", "text/html; charset=utf-8"),
         )
-        .route(
-            "/panel.css",
-            get(|| async { asset("text/css; charset=utf-8", PANEL_CSS) }),
-        )
+        .route("/panel.css", route("panel.css", "text/css; charset=utf-8"))
         .route(
             "/panel.js",
-            get(|| async { asset("text/javascript; charset=utf-8", PANEL_JS) }),
+            route("panel.js", "text/javascript; charset=utf-8"),
         )
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
 }
 
-fn asset(content_type: &'static str, body: &'static str) -> Response {
+fn asset(
+    content_type: &'static str,
+    body: Result<std::borrow::Cow<'static, str>, String>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(error) => return (StatusCode::INTERNAL_SERVER_ERROR, error).into_response(),
+    };
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -186,9 +222,10 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
 /// Serves the panel on `listener` until `stop` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    assets: Assets,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router())
+    axum::serve(listener, router(assets))
         .with_graceful_shutdown(stop)
         .await
         .context("serving the panel")
@@ -198,6 +235,20 @@ pub async fn serve(
 /// browser unless `--no-open`, and serve until SIGINT or SIGTERM.
 pub async fn run(args: PanelArgs) -> anyhow::Result<()> {
     let fragment = fragment(&args)?;
+    let assets = match &args.assets {
+        Some(dir) => {
+            for name in ["index.html", "panel.css", "panel.js"] {
+                if !dir.join(name).is_file() {
+                    anyhow::bail!(
+                        "--assets {}: no {name} there (build the page with `cd panel && npm run build`)",
+                        dir.display()
+                    );
+                }
+            }
+            Assets::Folder(dir.clone())
+        }
+        None => Assets::Embedded,
+    };
     let stop = remote_agents_node::service::terminated()?;
     let listener = bind(args.bind).await?;
     let url = format!("http://{}/{}", listener.local_addr()?, fragment.encode());
@@ -208,7 +259,7 @@ pub async fn run(args: PanelArgs) -> anyhow::Result<()> {
     if !args.no_open {
         open_browser(&url);
     }
-    serve(listener, stop).await
+    serve(listener, assets, stop).await
 }
 
 /// Opens `url` in the desktop's browser; failing that, the printed URL is the way in.
@@ -253,7 +304,7 @@ mod tests {
         let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, async {
+        let server = tokio::spawn(serve(listener, Assets::Embedded, async {
             let _ = stopped.await;
         }));
 
@@ -290,6 +341,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn serves_a_folder_given_with_assets_as_it_is_now() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [
+            ("index.html", "<p>new</p>"),
+            ("panel.css", "p{}"),
+            ("panel.js", "1"),
+        ] {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let assets = Assets::Folder(dir.path().to_path_buf());
+        let server = tokio::spawn(serve(listener, assets, async {
+            let _ = stopped.await;
+        }));
+        let (status, head, body) = get(addr, "/").await;
+        assert_eq!((status, body.as_str()), (200, "<p>new</p>"));
+        assert!(head.contains("content-security-policy: default-src 'none'"));
+        // Read on each request: a rebuilt page shows on reload.
+        std::fs::write(dir.path().join("panel.js"), "2").unwrap();
+        assert_eq!(get(addr, "/panel.js").await.2, "2");
+        std::fs::remove_file(dir.path().join("panel.css")).unwrap();
+        let (status, _, body) = get(addr, "/panel.css").await;
+        assert_eq!(status, 500);
+        assert!(body.contains("cannot read"), "{body}");
+        assert_eq!(get(addr, "/panel.js/").await.0, 404);
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
     async fn refuses_a_non_loopback_address() {
         let error = bind("0.0.0.0:0".parse().unwrap()).await.unwrap_err();
         assert!(error.to_string().contains("loopback only"), "{error}");
@@ -302,6 +385,7 @@ mod tests {
             room: "my room".into(),
             token: Some("a+b/c=&d".into()),
             encryption_key: None,
+            relay_key: None,
         };
         assert_eq!(
             fragment.encode(),
@@ -314,6 +398,14 @@ mod tests {
         assert_eq!(
             keyed.encode(),
             "#relay=ws%3A%2F%2F127.0.0.1%3A4000&room=my%20room&key=5a5a"
+        );
+        let behind_a_relay_key = Fragment {
+            relay_key: Some("k&y".into()),
+            ..keyed
+        };
+        assert_eq!(
+            behind_a_relay_key.encode(),
+            "#relay=ws%3A%2F%2F127.0.0.1%3A4000&room=my%20room&key=5a5a&relay_key=k%26y"
         );
     }
 }

@@ -1675,6 +1675,72 @@ mod tests {
         );
     }
 
+    /// `desired_plan` checks spec files as a bundle's would be and plans them against the
+    /// applied generation, applying nothing: a new rule is `+`, the applied files are
+    /// `unchanged`, and a bad field is refused with its file, line and column.
+    #[tokio::test]
+    async fn desired_plan_plans_spec_files_against_the_applied_generation() {
+        use remote_agents_ops::{DesiredPlanArgs, DesiredPlanResult};
+        let dir = tempfile::tempdir().unwrap();
+        let node = edit_node(dir.path());
+        let fleet = "apiVersion: remote-agents.dev/v1\nkind: Fleet\nmetadata: {name: lab}\n\
+                     spec:\n  hosts:\n    - {name: numbers, tags: [web]}\n";
+        let plan = |text: &str| {
+            Request::DesiredPlan(DesiredPlanArgs {
+                files: vec![SpecFile {
+                    path: "fleet.yaml".into(),
+                    text: text.into(),
+                }],
+                agent_id: None,
+            })
+        };
+        let decode = |outcome: Outcome| match outcome {
+            Outcome::Ok { result } => serde_json::from_value::<DesiredPlanResult>(result).unwrap(),
+            other => panic!("{other:?}"),
+        };
+
+        // Nothing applied: everything is new.
+        let first = decode(call(&node, plan(fleet)).await);
+        assert_eq!((first.fleet.as_str(), first.generation), ("lab", 0));
+        assert!(!first.unchanged);
+        assert!(first.add >= 1, "{first:?}");
+        assert!(first.text.contains("Plan: "), "{}", first.text);
+        assert_eq!(
+            node.status().observed_generation,
+            0,
+            "a plan applies nothing"
+        );
+
+        let key = OperatorKey::generate();
+        node.offer_bundle(
+            &SignedBundle::sign(&lab_generation_1(&key, fleet), &key),
+            "test",
+        )
+        .unwrap();
+        let same = decode(call(&node, plan(fleet)).await);
+        assert_eq!((same.generation, same.revision.as_deref()), (1, Some("r1")));
+        assert!(same.unchanged, "{same:?}");
+        assert_eq!(same.text, "No changes. The desired state matches.\n");
+
+        let with_rule = format!("{fleet}  rules:\n    - {{target: web, mode: plan}}\n");
+        let changed = decode(call(&node, plan(&with_rule)).await);
+        assert!(!changed.unchanged);
+        assert!(changed.text.contains("+ "), "{}", changed.text);
+
+        let bad = fleet.replace("tags: [web]", "tags: [web], mode: sideways");
+        match call(&node, plan(&bad)).await {
+            Outcome::Failed { error } => {
+                assert!(error.starts_with("the spec has errors"), "{error}");
+                assert!(
+                    error.contains("fleet.yaml:6:42: error[unknown-mode]: unknown mode `sideways`"),
+                    "{error}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(node.status().observed_generation, 1);
+    }
+
     fn edit_node(dir: &std::path::Path) -> Arc<Node> {
         let flags = NodeFlags {
             name: Some("numbers".into()),

@@ -17,7 +17,7 @@ const SIGNING_LABEL: &[u8] = b"remote-agents desired-state bundle v1\0";
 pub const MAX_ENCODED_BYTES: usize = 3 * MAX_TOTAL_BYTES;
 
 /// One spec file: its path relative to the fleet repo, and its text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SpecFile {
     pub path: String,
     pub text: String,
@@ -258,20 +258,7 @@ impl AuthenticBundle {
             hash,
             signed,
         } = self;
-        let files: Vec<(&str, &str)> = content
-            .files
-            .iter()
-            .map(|f| (f.path.as_str(), f.text.as_str()))
-            .collect();
-        let (model, diagnostics) = remote_agents_spec::load(&files);
-        if remote_agents_spec::has_errors(&diagnostics) {
-            let text: Vec<String> = diagnostics
-                .iter()
-                .filter(|d| d.is_error())
-                .map(|d| d.to_string())
-                .collect();
-            return Err(BundleError::Invalid(text.join("\n")));
-        }
+        let (model, _warnings) = load_spec(&content.files).map_err(BundleError::Invalid)?;
         Ok(VerifiedBundle {
             spec_hash: spec_hash(&content.files),
             hash,
@@ -281,6 +268,33 @@ impl AuthenticBundle {
             signed,
         })
     }
+}
+
+/// Reads spec files into the fleet model as every node does (the spec crate's limits): the
+/// model and its warnings, or every error, one `file:line:col: …` diagnostic a line.
+pub fn load_spec(
+    files: &[SpecFile],
+) -> Result<
+    (
+        remote_agents_spec::FleetModel,
+        Vec<remote_agents_spec::Diagnostic>,
+    ),
+    String,
+> {
+    let pairs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|f| (f.path.as_str(), f.text.as_str()))
+        .collect();
+    let (model, diagnostics) = remote_agents_spec::load(&pairs);
+    if remote_agents_spec::has_errors(&diagnostics) {
+        let errors: Vec<String> = diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.to_string())
+            .collect();
+        return Err(errors.join("\n"));
+    }
+    Ok((model, diagnostics))
 }
 
 /// One accepted generation.

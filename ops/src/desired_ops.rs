@@ -26,6 +26,41 @@ pub struct DesiredGetArgs {
     pub agent_id: Option<String>,
 }
 
+/// Spec files to plan against the generation a node applied (`desired_plan`): what a caller
+/// without the spec parser (the browser panel) shows before it signs and offers them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DesiredPlanArgs {
+    /// The spec files as a bundle carries them: a path (for diagnostics) and the text.
+    pub files: Vec<crate::bundle::SpecFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+}
+
+/// The plan of `desired_plan`: the spec checked as a node checks a bundle, then compared with
+/// the model of the generation this node applied (none: an empty fleet).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredPlanResult {
+    /// The Fleet document's `metadata.name` (a bundle's `fleet`).
+    pub fleet: String,
+    /// The generation this node applied; 0 for none.
+    pub generation: u64,
+    /// The applied generation's revision, if any.
+    pub revision: Option<String>,
+    /// `spec_hash` of the files (equal to the applied one's: nothing would change).
+    pub spec_hash: String,
+    /// Whether the files are the applied generation's, byte for byte.
+    pub unchanged: bool,
+    /// Terraform-style text: `+ ~ -` items, the effects on declared hosts, the `Plan:` line.
+    pub text: String,
+    pub add: usize,
+    pub change: usize,
+    pub remove: usize,
+    pub unknown: usize,
+    /// Warnings of the spec check, `file:line:col: message` each.
+    pub warnings: Vec<String>,
+}
+
 /// The answer to a `DesiredOffer`: what the node decided and its status after reconciling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DesiredOfferResult {
@@ -47,6 +82,13 @@ impl Summary for DesiredOfferArgs {
             ),
             None => format!("{op} (unreadable bundle)"),
         }
+    }
+}
+
+impl Summary for DesiredPlanArgs {
+    fn summary(&self, op: &str) -> String {
+        let bytes: usize = self.files.iter().map(|f| f.text.len()).sum();
+        format!("{op} of {} file(s), {bytes} bytes", self.files.len())
     }
 }
 

@@ -199,6 +199,9 @@ operations! {
     /// A kept bundle (the applied one, or one by generation or revision), for peers that missed
     /// it and for `rollback`.
     DesiredGet = "desired_get" (DesiredGetArgs) -> bundle::SignedBundle, ReadOnly, None, Spec;
+    /// The plan of spec files against the generation this node applied (nothing is applied).
+    DesiredPlan = "desired_plan" (DesiredPlanArgs) -> DesiredPlanResult, ReadOnly,
+        Some(Capability::Read), Spec;
     /// The generations this node accepted.
     DesiredHistory = "desired_history" (AgentArgs) -> Vec<bundle::HistoryEntry>, ReadOnly,
         Some(Capability::Read), Spec;
@@ -251,7 +254,7 @@ mod tests {
         assert_eq!(exec.name(), Exec::NAME);
         let get = DesiredGet::request(serde_json::from_str("{}").unwrap());
         assert_eq!(get.name(), DesiredGet::NAME);
-        assert_eq!(NAMES.len(), 35);
+        assert_eq!(NAMES.len(), 36);
         let mut unique = NAMES.to_vec();
         unique.sort();
         unique.dedup();

@@ -13,6 +13,24 @@ export function fromUtf8(bytes: Uint8Array): string {
   return decoder.decode(bytes);
 }
 
+/** Standard base64 (with padding) as bytes; `null` for anything else (as Rust's
+ * `general_purpose::STANDARD` refuses it). */
+export function fromBase64(text: string): Uint8Array | null {
+  if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) {
+    return null;
+  }
+  return Uint8Array.from(atob(text), (char) => char.charCodeAt(0));
+}
+
+/** Standard base64 with padding, in pieces so a large buffer does not overflow the call stack. */
+export function toBase64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let at = 0; at < bytes.length; at += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(at, at + 0x8000));
+  }
+  return btoa(binary);
+}
+
 export function toHex(bytes: Uint8Array): string {
   let out = "";
   for (const byte of bytes) {

@@ -7,6 +7,8 @@
 import { concat, fromUtf8, toHex, utf8 } from "./bytes.ts";
 import {
   decodeBody,
+  decodeErrorBody,
+  encodeRetainPutBody,
   decodeFrame,
   encodeFrame,
   encodePresenceGetBody,
@@ -41,7 +43,19 @@ export interface WebSocketLike {
   close(code?: number, reason?: string): void;
 }
 
-export type WebSocketFactory = (url: string) => WebSocketLike;
+/** Opens a WebSocket to `url` offering `protocols` (empty: none). */
+export type WebSocketFactory = (url: string, protocols: string[]) => WebSocketLike;
+
+/** The subprotocol the panel names when it presents a relay key (`remote_agents_relay::SUBPROTOCOL`). */
+export const SUBPROTOCOL = "remote-agents";
+/** A browser cannot send `Authorization` with a WebSocket: the relay key travels as a second
+ * subprotocol, this prefix and the key's UTF-8 in lowercase hex (`KEY_SUBPROTOCOL_PREFIX`). */
+export const KEY_SUBPROTOCOL_PREFIX = "remote-agents.relay-key.";
+
+/** The subprotocols that present `relayKey` to the relay (none without a key). */
+export function relayKeyProtocols(relayKey: string | undefined): string[] {
+  return relayKey === undefined || relayKey.length === 0 ? [] : [SUBPROTOCOL, KEY_SUBPROTOCOL_PREFIX + toHex(utf8(relayKey))];
+}
 
 export interface PeerOptions {
   /** The relay's base URL, `ws://host:port` or `wss://…`, without a path. */
@@ -49,6 +63,8 @@ export interface PeerOptions {
   roomName: string;
   /** The room key (`pskFromRoomToken` or `pskFromEncryptionKey`). */
   psk: Uint8Array;
+  /** The relay's access key (`--relay-key`), if it requires one. */
+  relayKey?: string;
   /** The peer's static key; a fresh one by default (a panel tab is a new peer each time). */
   keypair?: StaticKeypair;
   announcement?: Announcement;
@@ -119,6 +135,8 @@ interface OutboundCall {
   resolve: (result: CallResult) => void;
   reject: (error: Error) => void;
   timer: ReturnType<typeof setTimeout>;
+  /** Takes each chunk as it arrives (progress reports) instead of collecting it for the result. */
+  onChunk?: (chunk: Uint8Array) => void;
 }
 
 interface SnapshotRequest {
@@ -130,12 +148,12 @@ interface SnapshotRequest {
 
 const DEFAULT_DEADLINE_MS = 30_000;
 
-function defaultWebSocket(url: string): WebSocketLike {
-  const constructor = (globalThis as { WebSocket?: new (url: string) => WebSocketLike }).WebSocket;
+function defaultWebSocket(url: string, protocols: string[]): WebSocketLike {
+  const constructor = (globalThis as { WebSocket?: new (url: string, protocols?: string[]) => WebSocketLike }).WebSocket;
   if (constructor === undefined) {
     throw new ConnectError("no WebSocket in this environment: pass `webSocket`");
   }
-  return new constructor(url);
+  return new constructor(url, protocols);
 }
 
 function messageBytes(data: unknown): Uint8Array | null {
@@ -161,6 +179,8 @@ export class Peer {
   private readonly calls = new Map<bigint, OutboundCall>();
   private readonly inbound = new Map<string, Uint8Array[]>();
   private readonly snapshots = new Map<bigint, SnapshotRequest>();
+  /** Requests to the relay itself (RETAIN_PUT) awaiting their ACK or ERROR, by frame id. */
+  private readonly relayReplies = new Map<bigint, (error: Error | null) => void>();
   /** The room's peers while presence is followed (`followPresence`), else null. */
   private present: Set<PeerId> | null = null;
   private following: Promise<void> = Promise.resolve();
@@ -189,7 +209,7 @@ export class Peer {
   static connect(options: PeerOptions): Promise<Peer> {
     const keypair = options.keypair ?? generateKeypair();
     const url = options.relayUrl.replace(/\/+$/, "") + connectPath(options.roomName, keypair);
-    const socket = (options.webSocket ?? defaultWebSocket)(url);
+    const socket = (options.webSocket ?? defaultWebSocket)(url, relayKeyProtocols(options.relayKey));
     socket.binaryType = "arraybuffer";
     const peer = new Peer(socket, keypair, options);
     return new Promise((resolve, reject) => {
@@ -317,8 +337,16 @@ export class Peer {
     return () => this.presenceListeners.delete(listener);
   }
 
-  /** Sends `data` as one call to `peer` and collects its chunks and response. */
-  call(peer: PeerId, data: Uint8Array, deadlineMs = DEFAULT_DEADLINE_MS): Promise<CallResult> {
+  /**
+   * Sends `data` as one call to `peer` and collects its chunks and response; with `onChunk`,
+   * each chunk goes there as it arrives (a long call's progress) and is not collected.
+   */
+  call(
+    peer: PeerId,
+    data: Uint8Array,
+    deadlineMs = DEFAULT_DEADLINE_MS,
+    onChunk?: (chunk: Uint8Array) => void,
+  ): Promise<CallResult> {
     if (this.closed !== null) {
       return Promise.reject(this.closed);
     }
@@ -340,6 +368,7 @@ export class Peer {
         resolve,
         reject,
         timer,
+        ...(onChunk === undefined ? {} : { onChunk }),
       });
       try {
         for (const [part, more] of parts(data, maxPart(MAX_PLAINTEXT))) {
@@ -359,12 +388,18 @@ export class Peer {
 
   /**
    * Runs one operation (`ops::Request` as JSON: `{ op, args }`) on the node `peer` and returns
-   * its outcome. The node names the caller itself (this peer's authenticated id).
+   * its outcome. The node names the caller itself (this peer's authenticated id). `onChunk`
+   * takes the progress reports the node streams meanwhile (JSON `{progress, total, message}`).
    */
-  async request(peer: PeerId, request: { op: string; args?: object }, deadlineMs = DEFAULT_DEADLINE_MS): Promise<Outcome> {
+  async request(
+    peer: PeerId,
+    request: { op: string; args?: object },
+    deadlineMs = DEFAULT_DEADLINE_MS,
+    onChunk?: (chunk: Uint8Array) => void,
+  ): Promise<Outcome> {
     const id = crypto.randomUUID();
     const envelope = { id, caller: "", request: { op: request.op, args: request.args ?? {} } };
-    const { response } = await this.call(peer, utf8(JSON.stringify(envelope)), deadlineMs);
+    const { response } = await this.call(peer, utf8(JSON.stringify(envelope)), deadlineMs, onChunk);
     const reply = JSON.parse(fromUtf8(response)) as { id: string; outcome: Outcome };
     if (reply.id !== id) {
       throw new CallError(`reply for request ${JSON.stringify(reply.id)}, not ${id}`);
@@ -395,7 +430,38 @@ export class Peer {
       snapshot.reject(error);
     }
     this.snapshots.clear();
+    for (const reply of this.relayReplies.values()) {
+      reply(error);
+    }
+    this.relayReplies.clear();
     this.options.onClose?.(error);
+  }
+
+  /**
+   * Leaves `blob` at the relay under retained key `key` (RETAIN_PUT); resolves on its ACK and
+   * rejects with the relay's ERROR (a full store, a blob over the cap). Seal it first (`blob.ts`):
+   * the relay keeps what it is given for anyone in the room.
+   */
+  retainPut(key: Uint8Array, blob: Uint8Array, timeoutMs = DEFAULT_DEADLINE_MS): Promise<void> {
+    if (this.closed !== null) {
+      return Promise.reject(this.closed);
+    }
+    const id = this.nextRelayId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.relayReplies.delete(id);
+        reject(new CallError(`the relay did not acknowledge the retained blob within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.relayReplies.set(id, (error) => {
+        clearTimeout(timer);
+        if (error === null) {
+          resolve();
+        } else {
+          reject(error);
+        }
+      });
+      this.socket.send(frameOf(Kind.RetainPut, peerIdBytes(this.keypair.publicKey), id, encodeRetainPutBody(key, blob)));
+    });
   }
 
   private snapshot(subscribe: boolean): Promise<PeerId[]> {
@@ -475,8 +541,27 @@ export class Peer {
       this.pump();
       return;
     }
+    if (frame.kind === Kind.Ack || frame.kind === Kind.Error) {
+      // The answer to a request of ours to the relay itself; an ERROR about a DATA frame (a peer
+      // not in the room) names no such request, and the call ends by its deadline.
+      const reply = this.relayReplies.get(frame.id);
+      if (reply !== undefined) {
+        this.relayReplies.delete(frame.id);
+        let error: Error | null = null;
+        if (frame.kind === Kind.Error) {
+          try {
+            const body = decodeErrorBody(frame.body);
+            error = new CallError(`the relay refused: ${body.message} (code ${body.code})`);
+          } catch {
+            error = new CallError("the relay refused with a malformed ERROR frame");
+          }
+        }
+        reply(error);
+      }
+      return;
+    }
     if (frame.kind !== Kind.Presence) {
-      // WELCOME again, ERROR (a peer not in the room: calls end by their deadline), ACK, ...
+      // WELCOME again, ...
       return;
     }
     let page;
@@ -558,8 +643,17 @@ export class Peer {
         if (call?.peer === peer) {
           call.chunkParts.push(envelope.data);
           if (!envelope.more) {
-            call.chunks.push(concat(...call.chunkParts));
+            const chunk = concat(...call.chunkParts);
             call.chunkParts = [];
+            if (call.onChunk === undefined) {
+              call.chunks.push(chunk);
+            } else {
+              try {
+                call.onChunk(chunk);
+              } catch {
+                // The listener's own failure is not the call's.
+              }
+            }
           }
         }
         break;

@@ -21,6 +21,7 @@ declare class TextDecoder {
 }
 
 declare function atob(data: string): string;
+declare function btoa(data: string): string;
 
 declare var performance: { now(): number };
 

@@ -1,11 +1,12 @@
 //! The page's pure parts: the URL fragment it reads the room from, and the fleet model behind
-//! the view (hosts, online/offline, send-only peers, the summary line).
+//! the view (hosts, online/offline, send-only peers, desired state, the summary lines).
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { emptyAnnouncement } from "../src/message.ts";
 import { Fleet, type InfoResult } from "../src/ui/fleet.ts";
 import { formatFragment, parseFragment } from "../src/ui/fragment.ts";
+import { observed } from "./observed.ts";
 
 test("the fragment round-trips the room, token and a cluster's relays", () => {
   // What `remote-agents panel` prints (daemon/src/panel.rs percent-encodes every reserved byte).
@@ -15,6 +16,8 @@ test("the fragment round-trips the room, token and a cluster's relays", () => {
   });
   const target = { relays: ["wss://a.example", "wss://b.example"], room: "r", secret: { kind: "key" as const, key: "5a".repeat(32) } };
   assert.deepEqual(parseFragment(formatFragment(target)), { target });
+  const keyed = { ...target, relayKey: "relay key&=+" };
+  assert.deepEqual(parseFragment(formatFragment(keyed)), { target: keyed });
 });
 
 test("a fragment missing what the page needs says what is missing", () => {
@@ -85,4 +88,28 @@ test("answers for an earlier incarnation of a host are dropped", () => {
   assert.equal(fleet.current("a", first), false);
   assert.equal(fleet.current("a", second), true);
   assert.equal(fleet.hosts()[0]?.phase, "connecting");
+});
+
+test("the summary counts Synced, OutOfSync and Degraded hosts, never hosts without desired state", () => {
+  const fleet = new Fleet();
+  for (const peer of ["a", "b", "c", "d"]) {
+    fleet.joined(peer);
+    fleet.announced(peer, { ...emptyAnnouncement(), name: peer, mode: "edit", acceptsCommands: true });
+    fleet.informed(peer, info(peer, "edit"));
+  }
+  fleet.observed("a", observed("a"));
+  assert.equal(fleet.summary(), "4 hosts · 4 online · 4 edit");
+  fleet.observed("b", observed("b", { observed_generation: 4, revision: "abc", sync: "Synced" }));
+  fleet.observed("c", observed("c", { observed_generation: 4, revision: "abc", sync: "Synced" }));
+  fleet.observed("d", observed("d", { observed_generation: 3, revision: "old", sync: "OutOfSync", health: "Degraded" }));
+  assert.equal(fleet.summary(), "4 hosts · 4 online · 4 edit · 2 Synced · 1 OutOfSync · 1 Degraded");
+  // An offline host's last report is kept on its card but not counted.
+  fleet.left("d");
+  assert.equal(fleet.summary(), "4 hosts · 3 online · 1 offline · 3 edit · 2 Synced");
+  assert.equal(fleet.hosts().find((host) => host.name === "d")?.desired?.sync, "OutOfSync");
+  // A failed read keeps the last report and says why.
+  fleet.observeFailed("b", "desired_status failed: busy");
+  const b = fleet.hosts().find((host) => host.name === "b");
+  assert.equal(b?.desired?.sync, "Synced");
+  assert.equal(b?.desiredError, "desired_status failed: busy");
 });

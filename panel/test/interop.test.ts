@@ -18,7 +18,7 @@ import WebSocket from "ws";
 import { HEADER_LEN, Kind } from "../src/frame.ts";
 import { generateKeypair, type PeerId, peerIdFromPublicKey, type StaticKeypair } from "../src/keys.ts";
 import { emptyAnnouncement } from "../src/message.ts";
-import { Peer, type PeerOptions, type WebSocketLike } from "../src/peer.ts";
+import { ConnectError, KEY_SUBPROTOCOL_PREFIX, Peer, type PeerOptions, relayKeyProtocols, SUBPROTOCOL, type WebSocketLike } from "../src/peer.ts";
 import { pskFromEncryptionKey } from "../src/psk.ts";
 import { BodyType, type Rejection } from "../src/session.ts";
 
@@ -51,8 +51,8 @@ function nodeLog(): string {
 }
 
 /** Starts the relay on port 0 and reads the address it bound from its first stdout line. */
-async function startRelay(): Promise<string> {
-  const relay = spawn(relayBinary, ["--bind", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "ignore"] });
+async function startRelay(extra: string[] = []): Promise<string> {
+  const relay = spawn(relayBinary, ["--bind", "127.0.0.1:0", ...extra], { stdio: ["ignore", "pipe", "ignore"] });
   children.push(relay);
   const lines = createInterface({ input: relay.stdout as NodeJS.ReadableStream });
   const address = new Promise<string>((resolve, reject) => {
@@ -156,8 +156,8 @@ async function connect(
       roomName: room,
       psk: pskFromEncryptionKey(ENCRYPTION_KEY),
       announcement: { ...emptyAnnouncement(), name, tags: ["panel"] },
-      webSocket: (url) => {
-        socket = new TappedSocket(new WebSocket(url));
+      webSocket: (url, protocols) => {
+        socket = new TappedSocket(new WebSocket(url, protocols));
         return socket;
       },
       onRejection: (rejection, from) => rejections.push([rejection, from]),
@@ -286,6 +286,34 @@ test("with another room key the panel refuses the node's response and no session
     assert.equal(peer.peers().length, 0, "no session");
     peer.close();
     await assert.rejects(call, /closed by the panel/);
+  } finally {
+    peer.close();
+  }
+});
+
+test("a relay with a relay key admits the panel that presents it as a subprotocol, and only it", async () => {
+  const keyed = await startRelay(["--relay-key", "panel relay key/+="]);
+  const join = (relayKey: string | undefined) =>
+    Peer.connect({
+      relayUrl: keyed,
+      roomName: room,
+      psk: pskFromEncryptionKey(ENCRYPTION_KEY),
+      relayKey,
+      webSocket: (url, protocols) => {
+        const socket = new WebSocket(url, protocols);
+        socket.on("upgrade", (response) => {
+          // The relay names the plain subprotocol, never echoing the one with the key.
+          assert.equal(response.headers["sec-websocket-protocol"], SUBPROTOCOL);
+        });
+        return socket as unknown as WebSocketLike;
+      },
+    });
+  await assert.rejects(deadline("a keyless join", join(undefined)), ConnectError);
+  await assert.rejects(deadline("a join with a wrong key", join("not the key")), ConnectError);
+  const peer = await deadline("a join with the key", join("panel relay key/+="));
+  try {
+    assert.deepEqual(relayKeyProtocols("k"), [SUBPROTOCOL, `${KEY_SUBPROTOCOL_PREFIX}6b`]);
+    assert.deepEqual(await deadline("the room's peers", peer.roomPeers()), []);
   } finally {
     peer.close();
   }

@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { openBlob, sealBlob } from "../src/blob.ts";
 import { fromHex, toHex, utf8 } from "../src/bytes.ts";
 import { keypairFromPrivate, peerIdFromPublicKey, prove, roomIdBytes } from "../src/keys.ts";
 import {
@@ -287,4 +288,20 @@ test("postcard announcements and envelopes encode and decode byte for byte", () 
   assert.throws(() => decodeEnvelope(Uint8Array.of(0xff, 0xff, 0xff)), /malformed message/);
   assert.throws(() => decodeEnvelope(Uint8Array.of(8)), /unknown variant/);
   assert.throws(() => decodeAnnouncement(utf8("\x05ab")), /end of input|beyond/);
+});
+
+test("sealed blobs for the relay's retained store match the Rust vectors and refuse a wrong label", () => {
+  const vectors = (sessionVectors as unknown as { sealed_blobs: Array<Record<string, string>> }).sealed_blobs;
+  assert.ok(vectors.length >= 3);
+  for (const vector of vectors) {
+    const psk = fromHex(vector.psk as string);
+    const label = fromHex(vector.label as string);
+    const sealed = sealBlob(psk, label, fromHex(vector.plaintext as string), fromHex(vector.salt as string));
+    assert.equal(toHex(sealed), vector.sealed);
+    assert.equal(toHex(openBlob(psk, label, sealed)), vector.plaintext);
+    assert.throws(() => openBlob(psk, utf8("other"), sealed));
+    const tampered = sealed.slice();
+    tampered[tampered.length - 1] = (tampered.at(-1) as number) ^ 1;
+    assert.throws(() => openBlob(psk, label, tampered));
+  }
 });

@@ -588,6 +588,26 @@ fn header_is(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
 
 /// Compares without an early exit so response timing does not reveal how much of a guessed
 /// key was right.
+/// The WebSocket subprotocol browsers name (the panel): the relay then names it in its answer.
+pub const SUBPROTOCOL: &str = "remote-agents";
+/// A browser cannot send an `Authorization` header with a WebSocket, so the panel offers the
+/// relay key as a second subprotocol, this prefix and the key's UTF-8 bytes in lowercase hex
+/// (subprotocols are tokens). It travels where the header would, inside the same TLS.
+pub const KEY_SUBPROTOCOL_PREFIX: &str = "remote-agents.relay-key.";
+
+/// The subprotocols a WebSocket request offers (`Sec-WebSocket-Protocol`, comma-separated, in
+/// one or several headers).
+fn offered_protocols(headers: &axum::http::HeaderMap) -> Vec<&str> {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|protocol| !protocol.is_empty())
+        .collect()
+}
+
 fn same_secret(left: &[u8], right: &[u8]) -> bool {
     left.len() == right.len()
         && left
@@ -619,17 +639,27 @@ async fn upgrade(
         )
             .into_response();
     }
+    let protocols = offered_protocols(headers);
     if let Some(key) = &relay.config.relay_key {
-        let offered = headers
+        let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !same_secret(offered.as_bytes(), key.as_bytes()) {
+            .and_then(|value| value.strip_prefix("Bearer "));
+        let key_hex: String = key.bytes().map(|byte| format!("{byte:02x}")).collect();
+        let presented = match bearer {
+            Some(offered) => same_secret(offered.as_bytes(), key.as_bytes()),
+            None => protocols.iter().any(|protocol| {
+                protocol
+                    .strip_prefix(KEY_SUBPROTOCOL_PREFIX)
+                    .is_some_and(|hex| same_secret(hex.as_bytes(), key_hex.as_bytes()))
+            }),
+        };
+        if !presented {
             relay.metrics.reject(Rejection::Unauthorized);
             return (StatusCode::UNAUTHORIZED, "relay key required").into_response();
         }
     }
+    let names_subprotocol = protocols.contains(&SUBPROTOCOL);
     let is_websocket = header_is(headers, header::CONNECTION, "upgrade")
         && header_is(headers, header::UPGRADE, "websocket")
         && headers
@@ -660,11 +690,17 @@ async fn upgrade(
             Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
         }
     });
-    Response::builder()
+    let mut response = Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "upgrade")
         .header(header::UPGRADE, "websocket")
-        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept);
+    if names_subprotocol {
+        // A browser that offered subprotocols fails the connection unless one is chosen; the
+        // key-carrying one is never echoed back.
+        response = response.header(header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL);
+    }
+    response
         .body(axum::body::Body::empty())
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }

@@ -4,6 +4,7 @@
 
 import { CloseCode, isPeerIdHex, isRoomIdHex } from "./frame";
 import { panelFile } from "./panel";
+import { KEY_SUBPROTOCOL_PREFIX, hex, offeredProtocols } from "./subprotocol";
 import type { Env } from "./room";
 
 export { Room } from "./room";
@@ -38,8 +39,16 @@ export default {
     if (!match) return panelFile(request, url.pathname) ?? new Response("not found", { status: 404 });
 
     if (env.RELAY_KEY) {
-      const authorization = request.headers.get("authorization") ?? "";
-      if (!sameKey(authorization, `Bearer ${env.RELAY_KEY}`)) {
+      const authorization = request.headers.get("authorization");
+      const presented =
+        authorization !== null
+          ? sameKey(authorization, `Bearer ${env.RELAY_KEY}`)
+          : offeredProtocols(request).some(
+              (protocol) =>
+                protocol.startsWith(KEY_SUBPROTOCOL_PREFIX) &&
+                sameKey(protocol.slice(KEY_SUBPROTOCOL_PREFIX.length), hex(new TextEncoder().encode(env.RELAY_KEY!))),
+            );
+      if (!presented) {
         return new Response("unauthorized", {
           status: 401,
           headers: { "www-authenticate": "Bearer" },

@@ -37,6 +37,7 @@ import {
 } from "./frame";
 import { type Challenge, createChallenge, verifyProof } from "./keyproof";
 import { type LimitVars, type Limits, TokenBucket, limitsFrom } from "./limits";
+import { SUBPROTOCOL, offeredProtocols } from "./subprotocol";
 
 export interface Env extends LimitVars {
   ROOMS: DurableObjectNamespace<Room>;
@@ -170,7 +171,9 @@ export class Room extends DurableObject<Env> {
       roomId: hexToBytes(roomHex),
     });
     server.send(relayFrame(Kind.Challenge, peer, ZERO_ID, challenge.publicKey));
-    return new Response(null, { status: 101, webSocket: client });
+    // The panel offers subprotocols (to carry the relay key): name the plain one back.
+    const headers = offeredProtocols(request).includes(SUBPROTOCOL) ? { "sec-websocket-protocol": SUBPROTOCOL } : undefined;
+    return new Response(null, { status: 101, webSocket: client, headers });
   }
 
   /** Checks the first message of a connection as its PROOF, then puts the peer in the room. */

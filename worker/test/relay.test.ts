@@ -423,6 +423,23 @@ test("a relay key refuses connections without it with 401", async () => {
     const peer = await Peer.connect(newRoom(), undefined, { authorization: "Bearer sesame" });
     await peer.next(Kind.Welcome);
     peer.close();
+    // A browser (the panel) presents the key as a subprotocol, hex of its UTF-8; the relay
+    // names the plain subprotocol back and never echoes the key.
+    const offer = (key: string) =>
+      new Promise<{ status: number; protocol: string }>((resolve) => {
+        const keyHex = Buffer.from(key, "utf8").toString("hex");
+        const socket = new WebSocket(`ws://127.0.0.1:${port}/v1/rooms/${newRoom()}?peer=${"b".repeat(32)}`, [
+          "remote-agents",
+          `remote-agents.relay-key.${keyHex}`,
+        ]);
+        socket.on("unexpected-response", (_request, response) => resolve({ status: response.statusCode ?? 0, protocol: "" }));
+        socket.on("open", () => {
+          resolve({ status: 101, protocol: socket.protocol });
+          socket.close();
+        });
+      });
+    assert.deepEqual(await offer("sesame"), { status: 101, protocol: "remote-agents" });
+    assert.equal((await offer("sesame?")).status, 401);
   } finally {
     serve("stop");
     port = serve("start");

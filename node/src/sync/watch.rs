@@ -109,22 +109,13 @@ pub fn validate(files: Vec<SpecFile>, revision: String) -> Result<SourceContent,
             diagnostics: "no .yaml, .yml or .kdl files".into(),
         });
     }
-    let pairs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|f| (f.path.as_str(), f.text.as_str()))
-        .collect();
-    let (model, diagnostics) = remote_agents_spec::load(&pairs);
-    if remote_agents_spec::has_errors(&diagnostics) {
-        return Err(SourceError::Invalid {
-            revision,
-            diagnostics: diagnostics
-                .iter()
-                .filter(|d| d.is_error())
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        });
-    }
+    let (model, _warnings) =
+        remote_agents_ops::bundle::load_spec(&files).map_err(|diagnostics| {
+            SourceError::Invalid {
+                revision: revision.clone(),
+                diagnostics,
+            }
+        })?;
     Ok(SourceContent {
         files,
         model,

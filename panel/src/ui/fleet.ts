@@ -1,8 +1,10 @@
 //! The fleet view's model: every peer the room reported, what its handshake announced, what its
-//! `get_info` answered (or the node's words when it refused), online or not, and the summary line.
-//! Pure: the page feeds it events and renders `hosts()` and `summary()`; the tests feed it too.
+//! `get_info` answered (or the node's words when it refused), what its `desired_status` reports
+//! (generation, Synced/OutOfSync, health), online or not, and the summary lines. Pure: the page
+//! feeds it events and renders `hosts()` and `summary()`; the tests feed it too.
 
 import type { Announcement } from "../message.ts";
+import type { ObservedStatus } from "./desired.ts";
 
 /** The modes in the order the summary counts them (`policy::Mode`). */
 export const MODES = ["edit", "plan", "bypass", "disabled"] as const;
@@ -35,8 +37,14 @@ export interface Host {
   configuredMode: string;
   drift: string[];
   version: string;
+  /** The facts selectors match (`os` is the OS family, as in `spec::selector`). */
+  facts: Record<string, string>;
   /** Where reading this host failed, in the node's (or the session's) words. */
   error: string | null;
+  /** What the host last reported about its desired state (kept while it is re-read). */
+  desired: ObservedStatus | null;
+  /** Where reading its desired state failed, in the node's words. */
+  desiredError: string | null;
 }
 
 function blankHost(peerId: string): Host {
@@ -52,7 +60,10 @@ function blankHost(peerId: string): Host {
     configuredMode: "",
     drift: [],
     version: "",
+    facts: {},
     error: null,
+    desired: null,
+    desiredError: null,
   };
 }
 
@@ -91,6 +102,11 @@ export class Fleet {
     }
   }
 
+  /** The peer's current generation (bumped by every join and leave). */
+  generationOf(peerId: string): number {
+    return this.generation.get(peerId) ?? 0;
+  }
+
   /** Whether `generation` is still the peer's current one (its answers still apply). */
   current(peerId: string, generation: number): boolean {
     return this.generation.get(peerId) === generation;
@@ -112,6 +128,7 @@ export class Fleet {
     host.os = osText(announcement.facts.os_family, announcement.facts.distro);
     host.arch = announcement.facts.arch ?? "";
     host.mode = announcement.mode;
+    host.facts = { ...announcement.facts, os: announcement.facts.os_family ?? "" };
   }
 
   /** The node's `get_info`: what the view shows once it answered. */
@@ -130,6 +147,7 @@ export class Fleet {
     host.configuredMode = info.configured_mode;
     host.drift = [...info.drift];
     host.version = info.version;
+    host.facts = { ...host.facts, os: info.facts.os_family, arch: info.facts.arch, hostname: info.facts.hostname };
   }
 
   /** Reading the host failed: the reason is shown on its card. */
@@ -142,6 +160,35 @@ export class Fleet {
     host.error = error;
   }
 
+  /** The node's `desired_status`: shown on its card and counted in the summary. */
+  observed(peerId: string, status: ObservedStatus): void {
+    const host = this.byPeer.get(peerId);
+    if (host !== undefined) {
+      host.desired = status;
+      host.desiredError = null;
+    }
+  }
+
+  /** Reading the desired state failed: the reason is shown on the card (the last report stays). */
+  observeFailed(peerId: string, error: string): void {
+    const host = this.byPeer.get(peerId);
+    if (host !== undefined) {
+      host.desiredError = error;
+    }
+  }
+
+  /** Every peer the fleet view knows forgets its session: after a reconnect the relay's snapshot
+   * says again who is here (those not in it show offline). */
+  disconnected(): void {
+    for (const peerId of this.byPeer.keys()) {
+      this.left(peerId);
+    }
+    for (const peerId of this.sendOnly) {
+      this.generation.set(peerId, (this.generation.get(peerId) ?? 0) + 1);
+    }
+    this.sendOnly.clear();
+  }
+
   /** The hosts, online first, then by name (then peer id, for nodes not yet named). */
   hosts(): Host[] {
     return [...this.byPeer.values()].sort(
@@ -151,8 +198,10 @@ export class Fleet {
   }
 
   /**
-   * The line a person reads at a glance: `3 hosts · 2 online · 1 offline · 1 edit · 1 plan`.
-   * Modes count the online hosts that reported one; zero counts are left out.
+   * The line a person reads at a glance: `3 hosts · 2 online · 1 offline · 1 edit · 1 plan ·
+   * 1 Synced · 1 OutOfSync`. Modes count the online hosts that reported one, sync states and
+   * `Degraded` the online hosts whose desired state reported one (a host without desired state
+   * reports `Unknown`, which is not counted); zero counts are left out.
    */
   summary(): string {
     const hosts = [...this.byPeer.values()];
@@ -175,6 +224,15 @@ export class Fleet {
       const count = modes.get(mode);
       if (count !== undefined) {
         parts.push(`${count} ${mode}`);
+      }
+    }
+    for (const [label, count] of [
+      ["Synced", online.filter((host) => host.desired?.sync === "Synced").length],
+      ["OutOfSync", online.filter((host) => host.desired?.sync === "OutOfSync").length],
+      ["Degraded", online.filter((host) => host.desired?.health === "Degraded").length],
+    ] as const) {
+      if (count > 0) {
+        parts.push(`${count} ${label}`);
       }
     }
     const errors = online.filter((host) => host.phase === "error").length;

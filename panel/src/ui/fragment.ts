@@ -1,5 +1,6 @@
 //! Where the page finds its room: the URL fragment `#relay=…&room=…&token=…` (or `key=…`, an
-//! explicit 32-byte encryption key, instead of the token), as `remote-agents panel` prints it.
+//! explicit 32-byte encryption key, instead of the token; `relay_key=…` for a relay that requires
+//! one), as `remote-agents panel` prints it.
 //! Browsers never send the fragment to a server, so the room token stays in this tab; the room
 //! key is derived from it here (`pskFromRoomToken`). Pure: no DOM, so the tests run it in Node.
 //! A page served by the relay (the Worker) may leave `relay=` out: it is then the page's origin.
@@ -12,6 +13,8 @@ export interface PanelTarget {
   relays: string[];
   room: string;
   secret: RoomSecret;
+  /** The relay's access key (`relay_key=`), for a relay started with `--relay-key`. */
+  relayKey?: string;
 }
 
 /** Reads the fragment (`location.hash`, with or without its `#`); an error names what is missing.
@@ -48,7 +51,8 @@ export function parseFragment(
     }
   }
   const secret: RoomSecret = key.length > 0 ? { kind: "key", key } : { kind: "token", token };
-  return { target: { relays, room, secret } };
+  const relayKey = params.get("relay_key") ?? "";
+  return { target: relayKey.length > 0 ? { relays, room, secret, relayKey } : { relays, room, secret } };
 }
 
 /** The fragment for `target` (what `remote-agents panel` appends to its URL). */
@@ -60,6 +64,9 @@ export function formatFragment(target: PanelTarget): string {
     params.set("token", target.secret.token);
   } else {
     params.set("key", target.secret.key);
+  }
+  if (target.relayKey !== undefined && target.relayKey.length > 0) {
+    params.set("relay_key", target.relayKey);
   }
   return `#${params.toString()}`;
 }

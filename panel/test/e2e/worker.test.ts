@@ -14,6 +14,7 @@ import { homedir, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, test } from "node:test";
 import { type Browser, chromium } from "playwright-core";
+import { childEnv } from "./harness.ts";
 
 const DEADLINE_MS = 30_000;
 const TOKEN = "worker panel token";
@@ -36,17 +37,6 @@ let origin = "";
 
 function serve(command: "start" | "stop"): string {
   return execFileSync(serveLocal, [command, workerState], { encoding: "utf8" }).trim();
-}
-
-/** A node's environment: its own HOME, none of the caller's REMOTE_AGENTS_* settings. */
-function childEnv(home: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, RUST_LOG: "info" };
-  for (const name of Object.keys(env)) {
-    if (name.startsWith("REMOTE_AGENTS_")) {
-      delete env[name];
-    }
-  }
-  return env;
 }
 
 before(async () => {

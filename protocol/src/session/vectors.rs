@@ -856,6 +856,36 @@ fn message_vectors() -> Value {
     })
 }
 
+/// Blobs sealed for the relay's retained store (`crate::blob`), which the panel seals when it
+/// applies a generation: the PSK, the retained key as associated data, the salt, the plaintext
+/// and the sealed bytes (salt ‖ ciphertext ‖ tag).
+fn sealed_blob_vectors() -> Value {
+    let psk = Psk::from_bytes(&EXPLICIT_KEY).expect("32-byte key");
+    let cases: [(&[u8], [u8; crate::blob::SALT_LEN], &[u8]); 3] = [
+        (
+            b"desired",
+            [0x11; 32],
+            br#"{"content":"e30=","signature":"AA=="}"#,
+        ),
+        (b"desired", [0x22; 32], b""),
+        (b"another key", [0x11; 32], "é\0 bytes".as_bytes()),
+    ];
+    Value::Array(
+        cases
+            .iter()
+            .map(|(label, salt, plaintext)| {
+                json!({
+                    "psk": hex_string(psk.as_bytes()),
+                    "label": hex_string(label),
+                    "salt": hex_string(salt),
+                    "plaintext": hex_string(plaintext),
+                    "sealed": hex_string(&crate::blob::seal(&psk, label, *salt, plaintext)),
+                })
+            })
+            .collect(),
+    )
+}
+
 fn psk_vectors() -> Value {
     let tokens = [
         (ROOM_TOKEN, ROOM_NAME),
@@ -926,6 +956,7 @@ fn document() -> String {
         "replay_window": replay_window_vectors(),
         "rejections": rejection_vectors(),
         "messages": message_vectors(),
+        "sealed_blobs": sealed_blob_vectors(),
     });
     serde_json::to_string_pretty(&value).expect("json") + "\n"
 }

@@ -23,6 +23,7 @@ mod chat_list;
 mod desired_get;
 mod desired_history;
 mod desired_offer;
+mod desired_plan;
 mod desired_status;
 mod exec;
 mod file_search;
@@ -131,6 +132,7 @@ registry! {
     DesiredOffer,
     DesiredStatus,
     DesiredGet,
+    DesiredPlan,
     DesiredHistory,
     SendFile,
     TransferGet,
