@@ -38,6 +38,9 @@ pub enum FsError {
     /// What was opened is a file the gate protects (e.g. a hard link to one).
     #[error("{0}")]
     Refused(String),
+    /// The file is not what the caller expected (it changed since the caller looked).
+    #[error("{0}")]
+    Changed(String),
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> FsError + '_ {
@@ -192,6 +195,66 @@ pub fn write_atomic(target: &Resolved, bytes: &[u8]) -> Result<u64, FsError> {
     result
 }
 
+/// Removes the regular file `target`, only while it has the `expect`ed size and modification
+/// time (milliseconds), first streaming it into `backups_dir` when given (edit mode). The name
+/// removed is checked to be the file opened and judged (same device and inode), so a file
+/// swapped in between is not removed instead. Returns its size and the backup's path.
+pub fn remove_file(
+    target: &Resolved,
+    expect_size: Option<u64>,
+    expect_modified_ms: Option<u64>,
+    backups_dir: Option<&Path>,
+) -> Result<(u64, Option<PathBuf>), FsError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let err = io(&target.absolute);
+    let shown = target.absolute.display().to_string();
+    let (mut file, meta) = target.open_read().map_err(opened(&target.absolute))?;
+    if meta.is_dir() {
+        return Err(FsError::Refused(format!(
+            "{shown} is a directory; file_remove removes files only"
+        )));
+    }
+    if !meta.is_file() {
+        return Err(FsError::Refused(format!("{shown} is not a regular file")));
+    }
+    if let Some(size) = expect_size.filter(|&size| size != meta.len()) {
+        return Err(FsError::Changed(format!(
+            "{shown} is {} bytes, not the {size} expected: it changed, so it was not removed",
+            meta.len()
+        )));
+    }
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64);
+    if let Some(expected) = expect_modified_ms.filter(|&ms| Some(ms) != modified) {
+        return Err(FsError::Changed(format!(
+            "{shown} was modified at {} ms, not {expected} ms as expected: it changed, so it was \
+             not removed",
+            modified.map_or_else(|| "an unknown time".to_string(), |ms| ms.to_string())
+        )));
+    }
+    let backup = match backups_dir {
+        Some(dir) => Some(write_backup(dir, &target.absolute, &mut file)?),
+        None => None,
+    };
+    let (dir, name) = target.open_parent().map_err(&err)?;
+    let present = dir.symlink_metadata(&name).map_err(&err)?;
+    if (present.dev(), present.ino()) != (meta.dev(), meta.ino()) {
+        return Err(FsError::Changed(format!(
+            "{shown} was replaced while it was being removed; nothing was removed"
+        )));
+    }
+    dir.remove_file(&name).map_err(&err)?;
+    // The removal is durable only once the directory itself is synced (see write_atomic).
+    dir.open_with(".", OpenOptions::new().read(true))
+        .map_err(&err)?
+        .sync_all()
+        .map_err(&err)?;
+    Ok((meta.len(), backup))
+}
+
 /// The start of the name of `write_atomic`'s temp file for `name`; a random 32-hex suffix follows.
 fn temp_prefix(name: &std::ffi::OsStr) -> String {
     format!(".{}.ra-tmp-", name.to_string_lossy())
@@ -223,7 +286,11 @@ pub fn remove_interrupted_temps(target: &Resolved) -> Result<usize, FsError> {
 }
 
 /// Writes a backup copy (durably) into `backups_dir`, which is the node's own data directory.
-pub fn write_backup(backups_dir: &Path, original: &Path, bytes: &[u8]) -> Result<PathBuf, FsError> {
+pub fn write_backup(
+    backups_dir: &Path,
+    original: &Path,
+    source: &mut dyn Read,
+) -> Result<PathBuf, FsError> {
     let err = io(backups_dir);
     std::fs::create_dir_all(backups_dir).map_err(&err)?;
     let name = original
@@ -237,8 +304,11 @@ pub fn write_backup(backups_dir: &Path, original: &Path, bytes: &[u8]) -> Result
         name
     ));
     let mut file = std::fs::File::create(&path).map_err(&err)?;
-    file.write_all(bytes).map_err(&err)?;
-    file.sync_all().map_err(&err)?;
+    // Streamed: a file removed in edit mode may be far larger than memory.
+    if let Err(error) = std::io::copy(source, &mut file).and_then(|_| file.sync_all()) {
+        let _ = std::fs::remove_file(&path);
+        return Err(err(error));
+    }
     std::fs::File::open(backups_dir)
         .and_then(|d| d.sync_all())
         .map_err(&err)?;
@@ -651,7 +721,7 @@ pub(crate) mod tests {
     fn backups_are_written_durably_into_the_backup_folder() {
         let (_t, root, _p) = setup();
         let backups = root.join(".data/backups");
-        let path = write_backup(&backups, Path::new("/x/config.toml"), b"old").unwrap();
+        let path = write_backup(&backups, Path::new("/x/config.toml"), &mut &b"old"[..]).unwrap();
         assert!(path.starts_with(&backups));
         assert!(path.to_string_lossy().ends_with("config.toml"));
         assert_eq!(std::fs::read(&path).unwrap(), b"old");

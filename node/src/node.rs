@@ -1741,6 +1741,95 @@ mod tests {
         assert_eq!(node.status().observed_generation, 1);
     }
 
+    /// `file_remove` (a move's second half): removes a regular file only while it has the
+    /// size and modification time the caller copied, keeps it as a backup in edit mode (listed
+    /// by `backups`), and refuses folders, and everything in plan mode.
+    #[tokio::test]
+    async fn file_remove_removes_only_the_file_as_copied_keeping_a_backup_in_edit_mode() {
+        use remote_agents_ops::{FileRemoveArgs, FileRemoveResult};
+        let dir = tempfile::tempdir().unwrap();
+        let node = edit_node(dir.path());
+        let work = tempfile::tempdir().unwrap();
+        let file = work.path().join("report.csv");
+        std::fs::write(&file, b"a,b\n1,2\n").unwrap();
+        let modified = std::fs::metadata(&file)
+            .unwrap()
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let remove = |path: &std::path::Path, size: Option<u64>, modified_ms: Option<u64>| {
+            Request::FileRemove(FileRemoveArgs {
+                agent_id: None,
+                path: path.display().to_string(),
+                expect_size: size,
+                expect_modified_ms: modified_ms,
+            })
+        };
+
+        match call(&node, remove(&file, Some(3), Some(modified))).await {
+            Outcome::Failed { error } => {
+                assert!(error.contains("is 8 bytes, not the 3 expected"), "{error}")
+            }
+            other => panic!("{other:?}"),
+        }
+        match call(&node, remove(&file, Some(8), Some(modified + 1))).await {
+            Outcome::Failed { error } => assert!(error.contains("it changed"), "{error}"),
+            other => panic!("{other:?}"),
+        }
+        match call(&node, remove(work.path(), None, None)).await {
+            Outcome::Refused { reason } => assert!(reason.contains("is a directory"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            file.exists(),
+            "nothing is removed while it is not as expected"
+        );
+
+        let removed = match call(&node, remove(&file, Some(8), Some(modified))).await {
+            Outcome::Ok { result } => serde_json::from_value::<FileRemoveResult>(result).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert!(!file.exists());
+        assert_eq!(removed.size, 8);
+        let backup = removed.backup.expect("edit mode keeps a backup");
+        assert_eq!(std::fs::read(&backup).unwrap(), b"a,b\n1,2\n");
+        let backups = call(
+            &node,
+            Request::Backups(remote_agents_ops::BackupsArgs {
+                agent_id: None,
+                path: None,
+            }),
+        )
+        .await;
+        assert!(
+            matches!(&backups, Outcome::Ok { result } if result.to_string().contains(&backup)),
+            "{backups:?}"
+        );
+        match call(&node, remove(&file, None, None)).await {
+            Outcome::Failed { error } => assert!(error.contains("No such file"), "{error}"),
+            other => panic!("{other:?}"),
+        }
+
+        let plan_dir = tempfile::tempdir().unwrap();
+        let flags = NodeFlags {
+            name: Some("planned".into()),
+            data_dir: Some(plan_dir.path().to_path_buf()),
+            mode: Some("plan".into()),
+            ..NodeFlags::default()
+        };
+        let planned =
+            Node::open(Settings::resolve(&flags, &BTreeMap::<String, String>::new()).unwrap())
+                .unwrap();
+        std::fs::write(&file, b"kept").unwrap();
+        match call(&planned, remove(&file, None, None)).await {
+            Outcome::Refused { reason } => assert!(reason.contains("plan mode"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(file.exists());
+    }
+
     fn edit_node(dir: &std::path::Path) -> Arc<Node> {
         let flags = NodeFlags {
             name: Some("numbers".into()),

@@ -74,6 +74,31 @@ pub struct WriteFileResult {
     pub backup: Option<String>,
 }
 
+/// Remove one file (the second half of a move: after its copy arrived verified elsewhere).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileRemoveArgs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// A regular file beneath an allowed root; folders are refused.
+    pub path: String,
+    /// Remove only if the file still has this size in bytes (what was copied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_size: Option<u64>,
+    /// Remove only if the file's modification time is still this (milliseconds since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_modified_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FileRemoveResult {
+    pub path: String,
+    /// The size of the file removed.
+    pub size: u64,
+    /// Where the file was kept before it was removed (edit mode).
+    pub backup: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PathArgs {
@@ -255,6 +280,12 @@ impl Summary for ReadFileArgs {
 impl Summary for WriteFileArgs {
     fn summary(&self, op: &str) -> String {
         format!("{op} {} ({} chars)", self.path, self.content.len())
+    }
+}
+
+impl Summary for FileRemoveArgs {
+    fn summary(&self, op: &str) -> String {
+        format!("{op} {}", self.path)
     }
 }
 

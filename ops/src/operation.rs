@@ -156,6 +156,9 @@ operations! {
     ReadFile = "read_file" (ReadFileArgs) -> ReadFileResult, ReadOnly, Some(Capability::Read), Files;
     /// Write a file (the previous version kept as a backup in `edit` mode).
     WriteFile = "write_file" (WriteFileArgs) -> WriteFileResult, Changes, Some(Capability::Write), Files;
+    /// Remove a file (kept as a backup in `edit` mode), only while it is as expected.
+    FileRemove = "file_remove" (FileRemoveArgs) -> FileRemoveResult, Changes, Some(Capability::Write),
+        Files;
     /// List a folder.
     ListDir = "list_dir" (PathArgs) -> ListDirResult, ReadOnly, Some(Capability::Read), Files;
     /// Stat a path.
@@ -254,7 +257,7 @@ mod tests {
         assert_eq!(exec.name(), Exec::NAME);
         let get = DesiredGet::request(serde_json::from_str("{}").unwrap());
         assert_eq!(get.name(), DesiredGet::NAME);
-        assert_eq!(NAMES.len(), 36);
+        assert_eq!(NAMES.len(), 37);
         let mut unique = NAMES.to_vec();
         unique.sort();
         unique.dedup();

@@ -10,6 +10,7 @@ import {
   baseName,
   copy,
   type CopyStatus,
+  type FileRemoveResult,
   decodeBase64,
   download,
   isImagePath,
@@ -216,4 +217,59 @@ test("a refusal at either end fails the copy with the node's words and where", a
     destination.error,
     "destination bravo:data.bin: transfer_receive refused: the node is in plan mode (read-only): writes are refused",
   );
+});
+
+test("a move removes the source only after the verified copy, naming the file as it was copied", async () => {
+  const move = (removal: () => Promise<FileRemoveResult>) => {
+    const removals: unknown[] = [];
+    const statuses: string[] = [];
+    const done = copy(
+      { ...JOB, move: true },
+      {
+        source: async () => SOURCE,
+        receive: async () => ({ path: "/b/data.bin", bytes: 4096, sha256: "ab".repeat(32), transfer_path: "relay", resumed_from: 0 }),
+        remove: async (args) => {
+          removals.push(args);
+          return removal();
+        },
+        now: () => 0,
+      },
+      (status) => statuses.push(status.state),
+    );
+    return done.then((final) => ({ final, removals, statuses }));
+  };
+  const moved = await move(async () => ({ path: "/a/data.bin", size: 4096, backup: "/data/backups/1-x-data.bin" }));
+  assert.deepEqual(moved.removals, [{ path: "/a/data.bin", expect_size: 4096, expect_modified_ms: 7 }]);
+  assert.deepEqual(moved.statuses, ["opening", "running", "done", "removing", "moved"]);
+  assert.equal(moved.final.sourceBackup, "/data/backups/1-x-data.bin");
+  assert.equal(moved.final.sha256, "ab".repeat(32));
+
+  const kept = await move(async () => {
+    throw new Error("file_remove failed: /a/data.bin is 5000 bytes, not the 4096 expected: it changed, so it was not removed");
+  });
+  assert.equal(kept.final.state, "failed");
+  assert.equal(
+    kept.final.error,
+    "copied to bravo:/b/data.bin, but the source was not removed: alpha:/a/data.bin: file_remove failed: /a/data.bin is 5000 bytes, not the 4096 expected: it changed, so it was not removed",
+  );
+
+  // A failed copy never reaches the removal.
+  const removals: unknown[] = [];
+  const failed = await copy(
+    { ...JOB, move: true },
+    {
+      source: async () => SOURCE,
+      receive: async () => {
+        throw new Error("transfer_receive failed: disk full");
+      },
+      remove: async (args) => {
+        removals.push(args);
+        return { path: "", size: 0, backup: null };
+      },
+      now: () => 0,
+    },
+    () => {},
+  );
+  assert.equal(failed.state, "failed");
+  assert.deepEqual(removals, []);
 });

@@ -11,7 +11,7 @@ import { sealBlob } from "../blob.ts";
 import type { Rejection } from "../session.ts";
 import { Fleet, type Host, type InfoResult } from "./fleet.ts";
 import type { PanelTarget } from "./fragment.ts";
-import { errorText, outcomeProblem } from "./dom.ts";
+import { element, errorText, outcomeProblem } from "./dom.ts";
 import { Selector } from "./selector.ts";
 
 /** How long one host may take to complete its handshake and answer a quick read. */
@@ -319,6 +319,25 @@ export class App {
       listener();
     }
   }
+}
+
+/**
+ * The hosts `selector` picks for a listing view, or `null` after telling the person why there
+ * are none: the selector's error in `errors`, or the reason in `status` (the list keeps what it
+ * showed).
+ */
+export function pickForListing(app: App, selector: string, status: HTMLElement, errors: HTMLElement): Host[] | null {
+  const picked = app.pick(selector);
+  if ("selectorError" in picked) {
+    status.textContent = "";
+    errors.replaceChildren(element("p", { class: "error", role: "alert" }, picked.selectorError));
+    return null;
+  }
+  if ("none" in picked) {
+    status.textContent = picked.none;
+    return null;
+  }
+  return picked.hosts;
 }
 
 /** Whether a view's section is on screen (the tab bar hides the sections of the other views). */

@@ -6,7 +6,7 @@
 //! to the button), and then follows the task live (`followTask`). Reads need no click; the
 //! dispatch does.
 
-import { type App, listWhenShown } from "./app.ts";
+import { type App, listWhenShown, pickForListing } from "./app.ts";
 import { button, element, errorText, outcomeProblem } from "./dom.ts";
 import {
   CHAT_PROVIDERS,
@@ -161,17 +161,10 @@ export function mountChatsView(app: App, root: HTMLElement): void {
   }
 
   async function listOnce(): Promise<void> {
-    const picked = app.pick(selector.value);
-    if ("selectorError" in picked) {
-      status.textContent = "";
-      errors.replaceChildren(element("p", { class: "error", role: "alert" }, picked.selectorError));
+    const hosts = pickForListing(app, selector.value, status, errors);
+    if (hosts === null) {
       return;
     }
-    if ("none" in picked) {
-      status.textContent = picked.none;
-      return;
-    }
-    const { hosts } = picked;
     status.textContent = `reading chats on ${hosts.map((host) => host.name).join(", ")}…`;
     const answers = await Promise.all(
       hosts.map(async (host): Promise<HostPage> => {

@@ -4,8 +4,9 @@
 //! their `file_thumbnail` inline; per match a chunked download (`read_file`, progress, SHA-256,
 //! the bytes offered as a file) and a copy to another host that this page coordinates
 //! (`transfer_source` on the source, `transfer_receive` on the destination: live progress, the
-//! path it takes, the SHA-256 both ends verified, or the refusal in the node's words). There is
-//! no delete operation, so no "move". Nothing runs without a click.
+//! path it takes, the SHA-256 both ends verified, or the refusal in the node's words); "Move"
+//! then removes the source (`file_remove`, only while it is the file copied; edit mode keeps a
+//! backup on the source host). Nothing runs without a click.
 
 import type { App } from "./app.ts";
 import { button, byteSize, element, errorText } from "./dom.ts";
@@ -27,6 +28,7 @@ import {
   THUMBNAIL_SIZE,
   timeText,
   type TransferReceiveResult,
+  type FileRemoveResult,
   type TransferSourceResult,
 } from "./files.ts";
 
@@ -322,7 +324,8 @@ export function mountFilesView(app: App, root: HTMLElement): void {
     const state = element("span", { class: "copy-state badge" });
     const via = element("span", { class: "copy-via" });
     shown.root.prepend(element("div", { class: "copy-facts" }, state, via));
-    const send = button("Send copy", { class: "copy" }, async () => {
+    /** Copies the match to the chosen host; with `move`, then removes it here (as copied). */
+    const run = async (move: boolean) => {
       const destination = app.host(to.value);
       if (destination === undefined) {
         shown.root.hidden = false;
@@ -358,6 +361,16 @@ export function mountFilesView(app: App, root: HTMLElement): void {
         if (status.state === "opening") {
           parts.push(`asking ${hostName(source)} to open the file…`);
         }
+        if (status.state === "removing") {
+          parts.push(`removing it from ${hostName(source)}…`);
+        }
+        if (status.state === "moved") {
+          parts.push(
+            status.sourceBackup === null
+              ? `removed from ${hostName(source)}`
+              : `removed from ${hostName(source)} (kept as a backup at ${status.sourceBackup})`,
+          );
+        }
         shown.line.textContent = parts.join(" · ");
         shown.sha.textContent = status.sha256 === null ? "" : `sha256 ${status.sha256}`;
         if (status.sha256 === null) {
@@ -368,8 +381,9 @@ export function mountFilesView(app: App, root: HTMLElement): void {
         shown.error.textContent = status.error ?? "";
       };
       await copy(
-        { fromName: hostName(source), fromPath: match.path, toAgentId: destination.peerId, toName, toPath },
+        { fromName: hostName(source), fromPath: match.path, toAgentId: destination.peerId, toName, toPath, move },
         {
+          remove: (args) => app.result<FileRemoveResult>(source.peerId, "file_remove", args, READ_DEADLINE_MS),
           source: (args) => app.result<TransferSourceResult>(source.peerId, "transfer_source", args, READ_DEADLINE_MS),
           receive: (args, onChunk) =>
             app.result<TransferReceiveResult>(destination.peerId, "transfer_receive", args, RECEIVE_DEADLINE_MS, onChunk),
@@ -377,10 +391,13 @@ export function mountFilesView(app: App, root: HTMLElement): void {
         },
         show,
       );
-    });
+    };
+    const send = button("Send copy", { class: "copy" }, () => run(false));
+    const moveButton = button("Move", { class: "move" }, () => run(true));
     const label = () => {
       const destination = app.host(to.value);
       send.textContent = destination === undefined ? "Send copy" : `Send copy to ${hostName(destination)}`;
+      moveButton.textContent = destination === undefined ? "Move" : `Move to ${hostName(destination)}`;
     };
     const refresh = () => {
       const chosen = to.value;
@@ -405,7 +422,7 @@ export function mountFilesView(app: App, root: HTMLElement): void {
     return element(
       "div",
       { class: "files-copy" },
-      element("div", { class: "copy-row" }, element("span", { class: "copy-label" }, "Copy to"), to, path, send),
+      element("div", { class: "copy-row" }, element("span", { class: "copy-label" }, "Copy to"), to, path, send, moveButton),
       shown.root,
     );
   }

@@ -303,8 +303,17 @@ export function parseProgress(chunk: Uint8Array): ProgressReport | null {
   };
 }
 
-/** Where a copy stands (the states of `ops::TransferState` it can reach, and `opening`). */
-export type CopyState = "opening" | "running" | "done" | "failed";
+/** Where a copy stands (the states of `ops::TransferState` it can reach, and `opening`); a move
+ * goes on from `done` to `removing` the source and ends `moved`. */
+export type CopyState = "opening" | "running" | "done" | "removing" | "moved" | "failed";
+
+/** `ops::FileRemoveResult`. */
+export interface FileRemoveResult {
+  path: string;
+  size: number;
+  /** Where the source host kept the file before removing it (edit mode). */
+  backup: string | null;
+}
 
 export interface CopyStatus {
   state: CopyState;
@@ -320,6 +329,8 @@ export interface CopyStatus {
   /** Where the file landed, as the destination's gate resolved it. */
   landedAt: string | null;
   resumedFrom: number;
+  /** For a move: where the source host kept the removed file (edit mode), once removed. */
+  sourceBackup: string | null;
   error: string | null;
 }
 
@@ -330,6 +341,8 @@ export interface CopyJob {
   toAgentId: string;
   toName: string;
   toPath: string;
+  /** A move: once the copy arrived verified, remove the source (only while it is as copied). */
+  move?: boolean;
 }
 
 export interface CopySteps {
@@ -337,6 +350,8 @@ export interface CopySteps {
   source: (args: { path: string; to_agent_id: string }) => Promise<TransferSourceResult>;
   /** `transfer_receive` on the destination host, its progress chunks to `onChunk`. */
   receive: (args: Record<string, unknown>, onChunk: (chunk: Uint8Array) => void) => Promise<TransferReceiveResult>;
+  /** `file_remove` on the source host (a move's second half). */
+  remove?: (args: { path: string; expect_size: number; expect_modified_ms?: number }) => Promise<FileRemoveResult>;
   /** A clock in milliseconds. */
   now: () => number;
 }
@@ -360,6 +375,7 @@ export async function copy(job: CopyJob, steps: CopySteps, update: (status: Copy
     sha256: null,
     landedAt: null,
     resumedFrom: 0,
+    sourceBackup: null,
     error: null,
   };
   const report = () => update({ ...status });
@@ -416,6 +432,27 @@ export async function copy(job: CopyJob, steps: CopySteps, update: (status: Copy
   status.landedAt = received.path;
   status.resumedFrom = received.resumed_from;
   status.rateBytesPerSec = rate(received.bytes);
+  report();
+  if (job.move !== true) {
+    return { ...status };
+  }
+  if (steps.remove === undefined) {
+    return fail("copied, but this page cannot remove the source");
+  }
+  status.state = "removing";
+  report();
+  try {
+    // Only the file that was copied: the source host refuses if it changed since it opened it.
+    const removed = await steps.remove({
+      path: source.path,
+      expect_size: source.size,
+      ...(source.modified_ms === null ? {} : { expect_modified_ms: source.modified_ms }),
+    });
+    status.sourceBackup = removed.backup;
+  } catch (error) {
+    return fail(`copied to ${job.toName}:${received.path}, but the source was not removed: ${job.fromName}:${source.path}: ${message(error)}`);
+  }
+  status.state = "moved";
   report();
   return { ...status };
 }

@@ -5,7 +5,7 @@
 //! task follows its record live (`followTask`, which the Chats view uses for the tasks it starts
 //! too): its events as they come, then the answer or the error in the node's words.
 
-import { type App, listWhenShown, shown } from "./app.ts";
+import { type App, listWhenShown, pickForListing, shown } from "./app.ts";
 import { button, element, errorText, outcomeProblem } from "./dom.ts";
 import {
   durationText,
@@ -332,17 +332,10 @@ export function mountTasksView(app: App, root: HTMLElement): void {
 
   /** `task_list` on every picked host; one host's failure is shown on its own line. */
   async function listOnce(): Promise<void> {
-    const picked = app.pick(selector.value);
-    if ("selectorError" in picked) {
-      status.textContent = "";
-      errors.replaceChildren(element("p", { class: "error", role: "alert" }, picked.selectorError));
+    const hosts = pickForListing(app, selector.value, status, errors);
+    if (hosts === null) {
       return;
     }
-    if ("none" in picked) {
-      status.textContent = picked.none;
-      return;
-    }
-    const { hosts } = picked;
     status.textContent = `listing tasks on ${hosts.map((host) => host.name).join(", ")}…`;
     const answers = await Promise.all(
       hosts.map(async (host) => {

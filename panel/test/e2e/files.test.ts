@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { crc32, deflateSync } from "node:zlib";
@@ -227,8 +227,6 @@ test("files: search with thumbnails, a 50 MiB download, copies to an edit and a 
     );
     assert.equal(await imageCopy.locator(".copy-state").innerText(), "failed");
 
-    await page.screenshot({ path: join(screenshots, "panel-files.png"), fullPage: true });
-
     // Phone width: the same view in one column, nothing wider than the screen.
     const { context: phone, page: phonePage } = await harness.newPage({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true });
     await phonePage.goto(panelUrl);
@@ -239,6 +237,25 @@ test("files: search with thumbnails, a 50 MiB download, copies to an edit and a 
     const overflow = (await phonePage.evaluate("document.documentElement.scrollWidth - window.innerWidth")) as number;
     assert.ok(overflow <= 0, `the files view is ${overflow} px wider than a phone`);
     await phone.close();
+
+    // Move alpha → bravo: the copy, then alpha removes its file (only the file it copied) and,
+    // in edit mode, keeps it as a backup; bravo holds the same bytes.
+    const pngSha = sha256(readFileSync(pngPath));
+    const moved = join(harness.home("bravo"), "sunset.png");
+    await imageCopy.locator("select.copy-to").selectOption({ label: "bravo (edit)" });
+    await imageCopy.locator("input.copy-path").fill(moved);
+    assert.equal(await imageCopy.locator("button.move").innerText(), "Move to bravo");
+    await imageCopy.locator("button.move").click();
+    await explain(page, imageCopy.locator('.copy-status[data-state="moved"]').waitFor({ timeout: DEADLINE_MS }));
+    assert.equal(await imageCopy.locator(".copy-state").innerText(), "moved");
+    assert.equal(await imageCopy.locator(".copy-status-sha").getAttribute("data-sha256"), pngSha);
+    const line = await imageCopy.locator(".copy-status-line").innerText();
+    const backup = /removed from alpha \(kept as a backup at (.+)\)$/.exec(line)?.[1];
+    assert.ok(backup, line);
+    assert.equal(sha256(readFileSync(moved)), pngSha, "bravo holds the moved file");
+    assert.equal(existsSync(pngPath), false, "alpha no longer has it");
+    assert.equal(sha256(readFileSync(backup)), pngSha, "alpha kept it as a backup (edit mode)");
+    await page.screenshot({ path: join(screenshots, "panel-files.png"), fullPage: true });
 
     assert.deepEqual(problems, []);
   } finally {

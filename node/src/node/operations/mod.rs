@@ -26,6 +26,7 @@ mod desired_offer;
 mod desired_plan;
 mod desired_status;
 mod exec;
+mod file_remove;
 mod file_search;
 mod file_stat;
 mod file_thumbnail;
@@ -114,6 +115,7 @@ registry! {
     Exec,
     ReadFile,
     WriteFile,
+    FileRemove,
     ListDir,
     FileStat,
     FileSearch,

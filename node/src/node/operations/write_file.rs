@@ -108,7 +108,7 @@ fn write(
         match crate::fs::previous_content(&target) {
             Ok(Some(old)) => {
                 let dir = node.settings.data_dir.value.join("backups");
-                match crate::fs::write_backup(&dir, &target.absolute, &old) {
+                match crate::fs::write_backup(&dir, &target.absolute, &mut old.as_slice()) {
                     Ok(path) => {
                         let record = BackupRecord {
                             seq: 0,
