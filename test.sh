@@ -105,9 +105,10 @@ scripts/fuzz-cargo.sh
 # A virtualenv under ~/.cache keeps the install fast on reruns; `mcp` 2.x is the SDK's current API.
 step "node: MCP Python SDK client against remote-agents mcp (local node)"
 (
+  # -I: from the repo root, the Rust crate folder mcp/ would import as a namespace package.
   venv="$HOME/.cache/remote-agents/venv"
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-  "$venv/bin/python" -c 'import mcp' 2>/dev/null \
+  "$venv/bin/python" -I -c 'import mcp' 2>/dev/null \
     || "$venv/bin/pip" install --quiet --disable-pip-version-check 'mcp>=2,<3'
   "$venv/bin/python" tests/mcp/mcp_client_test.py "$CARGO_TARGET_DIR/debug/remote-agents"
 )
