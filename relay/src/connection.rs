@@ -53,6 +53,7 @@ pub(crate) async fn run(
     socket: Socket,
     room_id: Option<RoomId>,
     peer: Option<PeerId>,
+    sent_challenge: Option<Challenge>,
 ) {
     let _live = LiveConnection::new(&relay);
     let (Some(room_id), Some(peer)) = (room_id, peer) else {
@@ -66,7 +67,15 @@ pub(crate) async fn run(
         .connections_total
         .fetch_add(1, Ordering::Relaxed);
     // Boxed: the proof's state is needed once, not for the whole life of the connection.
-    if let Err(why) = Box::pin(prove_key(&relay, &mut socket, room_id, peer)).await {
+    if let Err(why) = Box::pin(prove_key(
+        &relay,
+        &mut socket,
+        room_id,
+        peer,
+        sent_challenge,
+    ))
+    .await
+    {
         if let ProofRefused::Version(version) = why {
             relay.metrics.reject(Rejection::Malformed);
             tracing::info!(%room_id, %peer, version, "refused a peer of another protocol version");
@@ -137,26 +146,41 @@ enum ProofRefused {
     Invalid(#[from] KeyProofError),
 }
 
-/// Sends `CHALLENGE` and waits for a `PROOF` that the connection holds the private key its
-/// claimed peer id hashes from. Nothing else is accepted first: until this succeeds the
-/// connection is not in the room, so it can neither evict the peer it claims to be nor learn
-/// who is present.
+/// Sends `CHALLENGE` (unless the upgrade's answer carried it: `sent_challenge`) and waits for a
+/// `PROOF` that the connection holds the private key its claimed peer id hashes from. Nothing
+/// else is accepted first: until this succeeds the connection is not in the room, so it can
+/// neither evict the peer it claims to be nor learn who is present.
 async fn prove_key(
     relay: &Relay,
     socket: &mut Socket,
     room_id: RoomId,
     peer: PeerId,
+    sent_challenge: Option<Challenge>,
 ) -> Result<(), ProofRefused> {
-    let challenge = Challenge::new()?;
-    let challenge_frame = frame::Frame::challenge(peer, challenge.public_key()).encode();
-    if socket.send(Message::Binary(challenge_frame)).await.is_err() {
-        return Err(ProofRefused::Ended);
-    }
+    let challenge = match sent_challenge {
+        Some(challenge) => challenge,
+        None => {
+            let challenge = Challenge::new()?;
+            let challenge_frame = frame::Frame::challenge(peer, challenge.public_key()).encode();
+            if socket.send(Message::Binary(challenge_frame)).await.is_err() {
+                return Err(ProofRefused::Ended);
+            }
+            relay
+                .metrics
+                .key_proof_frames
+                .fetch_add(1, Ordering::Relaxed);
+            challenge
+        }
+    };
     let timeout = relay.config.proof_timeout;
     let proof = tokio::time::timeout(timeout, async {
         loop {
             match socket.next().await {
                 Some(Ok(Message::Binary(bytes))) => {
+                    relay
+                        .metrics
+                        .key_proof_frames
+                        .fetch_add(1, Ordering::Relaxed);
                     return match frame::Frame::decode(bytes) {
                         Ok(received) if received.header.kind == FrameKind::Proof => {
                             Ok(received.body)

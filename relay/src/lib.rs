@@ -32,6 +32,7 @@ use remote_agents_protocol::frame::{
     PING_INTERVAL_SECS_DEFAULT, PRESENCE_BATCH_MILLIS, PROOF_TIMEOUT_SECS_DEFAULT, PeerId,
     PresenceChange, RATE_BURST_DEFAULT, RATE_PER_SECOND_DEFAULT, RoomId,
 };
+use remote_agents_protocol::key_proof::Challenge;
 use tokio::net::TcpListener;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -674,6 +675,30 @@ async fn upgrade(
     };
     let room_id = room_text.parse::<RoomId>().ok();
     let peer = peer_from_query(request.uri().query()).and_then(|text| text.parse::<PeerId>().ok());
+    // The challenge in the answer's header when the peer asks for it (and its ids parse: a
+    // malformed request is closed after the upgrade, with no challenge at all).
+    let header_challenge = match (peer, room_id.is_some()) {
+        (Some(peer), true)
+            if header_is(
+                headers,
+                header::HeaderName::from_static(frame::CHALLENGE_HEADER),
+                frame::CHALLENGE_IN_HEADER,
+            ) =>
+        {
+            match Challenge::new() {
+                Ok(challenge) => {
+                    let encoded = Frame::challenge(peer, challenge.public_key()).encode();
+                    Some((challenge, hex::encode(encoded)))
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot draw a key challenge");
+                    return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                }
+            }
+        }
+        _ => None,
+    };
+    let (sent_challenge, challenge_text) = header_challenge.unzip();
     let on_upgrade = hyper::upgrade::on(&mut request);
     let websocket_config = relay.config.websocket_config();
     tokio::spawn(async move {
@@ -685,7 +710,7 @@ async fn upgrade(
                     Some(websocket_config),
                 )
                 .await;
-                connection::run(relay, websocket, room_id, peer).await;
+                connection::run(relay, websocket, room_id, peer, sent_challenge).await;
             }
             Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
         }
@@ -699,6 +724,9 @@ async fn upgrade(
         // A browser that offered subprotocols fails the connection unless one is chosen; the
         // key-carrying one is never echoed back.
         response = response.header(header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL);
+    }
+    if let Some(text) = challenge_text {
+        response = response.header(frame::CHALLENGE_HEADER, text);
     }
     response
         .body(axum::body::Body::empty())

@@ -68,6 +68,10 @@ pub(crate) struct Metrics {
     pub peers: AtomicI64,
     pub connections_total: AtomicU64,
     pub frames_in: AtomicU64,
+    /// `CHALLENGE` frames sent and `PROOF` frames received: the key proof, before the
+    /// connection is in a room (so in neither `frames_in` nor `frames_out`). A peer that takes
+    /// its challenge in the upgrade's header costs one, not two.
+    pub key_proof_frames: AtomicU64,
     pub bytes_in: AtomicU64,
     pub frames_forwarded: AtomicU64,
     /// Frames the relay wrote to peers' sockets, whatever their kind (forwarded, replies,
@@ -120,6 +124,11 @@ impl Metrics {
                 &self.connections_total,
             ),
             ("relay_frames_in_total", "frames received", &self.frames_in),
+            (
+                "relay_key_proof_frames_total",
+                "CHALLENGE frames sent and PROOF frames received",
+                &self.key_proof_frames,
+            ),
             (
                 "relay_bytes_in_total",
                 "bytes received in frames",

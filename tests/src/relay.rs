@@ -232,6 +232,36 @@ impl TestRelay {
         }
     }
 
+    /// Connects `peer` to `room` asking for the key challenge in the upgrade's answer
+    /// (`remote-agents-challenge: header`): the client, and the answer's challenge header
+    /// decoded as a frame (`None` when the answer had none). The proof is left to the caller.
+    pub async fn connect_with_header_challenge(
+        &self,
+        room: &RoomId,
+        peer: PeerId,
+    ) -> anyhow::Result<(RelayClient, Option<Frame>)> {
+        let mut request =
+            self.request(&connect_path(room, &peer), self.limits.relay_key.as_deref())?;
+        request
+            .headers_mut()
+            .insert(frame::CHALLENGE_HEADER, frame::CHALLENGE_IN_HEADER.parse()?);
+        let (websocket, response) =
+            tokio::time::timeout(EVENT_DEADLINE, tokio_tungstenite::connect_async(request))
+                .await
+                .context("connect deadline")??;
+        let challenge = match response.headers().get(frame::CHALLENGE_HEADER) {
+            Some(value) => Some(Frame::decode(Bytes::from(hex::decode(value.to_str()?)?))?),
+            None => None,
+        };
+        let client = RelayClient {
+            peer,
+            websocket,
+            pending_close: None,
+            presence: std::collections::VecDeque::new(),
+        };
+        Ok((client, challenge))
+    }
+
     /// Connects to an arbitrary path (for malformed-id tests) with an explicit key; the key
     /// proof is left to the caller.
     pub async fn connect_path(

@@ -376,6 +376,41 @@ async fn an_unproven_connection_claiming_a_present_peer_is_refused_and_the_peer_
     Ok(())
 }
 
+/// A peer that asks (`remote-agents-challenge: header`) takes its challenge in the upgrade's
+/// answer, as the encoded CHALLENGE frame in hex, and no CHALLENGE frame follows: its PROOF is
+/// answered by WELCOME. The challenge is as binding as the frame's: a proof made for another
+/// key is refused with 4004, and the peer claimed stays.
+#[tokio::test]
+async fn a_peer_that_asks_takes_its_challenge_in_the_upgrade_answer() -> TestResult {
+    let relay = TestRelay::start().await?;
+    let room = random_room();
+    let peer = random_peer();
+    let (mut client, challenge) = relay.connect_with_header_challenge(&room, peer).await?;
+    let challenge = challenge.context("the answer carries the challenge")?;
+    assert_eq!(challenge.header.to, peer);
+    let Body::Challenge(key) = challenge.body()? else {
+        anyhow::bail!("the header held {challenge:?}, not a CHALLENGE");
+    };
+    client
+        .send(&Frame::proof(
+            peer,
+            key_proof::prove(&keypair_of(&peer)?, &room, &key)?,
+        ))
+        .await?;
+    // The first frame after the proof is WELCOME: no CHALLENGE frame was sent.
+    let first = client.recv().await?;
+    assert_eq!(first.header.kind, FrameKind::Welcome, "{first:?}");
+
+    let (mut intruder, challenge) = relay.connect_with_header_challenge(&room, peer).await?;
+    assert!(challenge.is_some());
+    let forged = key_proof::prove(&keypair_of(&peer)?, &room, &[7; 32])?;
+    intruder.send(&Frame::proof(peer, forged)).await?;
+    assert_eq!(intruder.closed().await?, Some(close_code::KEY_PROOF_FAILED));
+    client.send_data(peer, 3, b"still here").await?;
+    assert_eq!(client.recv_kind(FrameKind::Data).await?.header.id, 3);
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_connection_that_sends_no_proof_is_closed_with_4004() -> TestResult {
     let relay = TestRelay::start_with(RelayConfig {

@@ -37,7 +37,7 @@ import {
 } from "./frame";
 import { type Challenge, createChallenge, verifyProof } from "./keyproof";
 import { type LimitVars, type Limits, TokenBucket, limitsFrom } from "./limits";
-import { SUBPROTOCOL, offeredProtocols } from "./subprotocol";
+import { CHALLENGE_HEADER, SUBPROTOCOL, offeredProtocols, wantsChallengeInHeader } from "./subprotocol";
 
 export interface Env extends LimitVars {
   ROOMS: DurableObjectNamespace<Room>;
@@ -170,9 +170,14 @@ export class Room extends DurableObject<Env> {
       challenge,
       roomId: hexToBytes(roomHex),
     });
-    server.send(relayFrame(Kind.Challenge, peer, ZERO_ID, challenge.publicKey));
+    const challengeFrame = relayFrame(Kind.Challenge, peer, ZERO_ID, challenge.publicKey);
+    const headers = new Headers();
+    // A peer that asks takes its challenge in the answer's header (one frame fewer per
+    // connection, as the Rust relay does: schemas/frame.md "Proving the peer id").
+    if (wantsChallengeInHeader(request)) headers.set(CHALLENGE_HEADER, bytesToHex(challengeFrame));
+    else server.send(challengeFrame);
     // The panel offers subprotocols (to carry the relay key): name the plain one back.
-    const headers = offeredProtocols(request).includes(SUBPROTOCOL) ? { "sec-websocket-protocol": SUBPROTOCOL } : undefined;
+    if (offeredProtocols(request).includes(SUBPROTOCOL)) headers.set("sec-websocket-protocol", SUBPROTOCOL);
     return new Response(null, { status: 101, webSocket: client, headers });
   }
 

@@ -1,6 +1,7 @@
 //! The WebSocket subprotocols of the browser panel, which cannot send an `Authorization` header
 //! with a WebSocket: it offers `remote-agents` and, for a relay with a key, the key as a second
-//! subprotocol; the relay checks that one and names the first back (as the Rust relay does).
+//! subprotocol; the relay checks that one and names the first back (as the Rust relay does). And
+//! the header a (non-browser) peer takes its key challenge in.
 
 /** The subprotocol the browser panel names; the relay names it back (a browser that offered
  * subprotocols fails a connection whose answer names none). */
@@ -15,6 +16,17 @@ export function offeredProtocols(request: Request): string[] {
     .split(",")
     .map((protocol) => protocol.trim())
     .filter((protocol) => protocol.length > 0);
+}
+
+/** The header a peer asks for its key challenge in (value `header`) and the relay answers it in
+ * (the encoded CHALLENGE frame in lowercase hex), instead of a CHALLENGE frame. */
+export const CHALLENGE_HEADER = "remote-agents-challenge";
+
+/** Whether the request asks for the challenge in the upgrade's answer. */
+export function wantsChallengeInHeader(request: Request): boolean {
+  return (request.headers.get(CHALLENGE_HEADER) ?? "")
+    .split(",")
+    .some((value) => value.trim().toLowerCase() === "header");
 }
 
 export function hex(bytes: Uint8Array): string {

@@ -10,8 +10,8 @@ use backon::BackoffBuilder;
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use remote_agents_protocol::frame::{
-    Body, FRAME_VERSION, Frame, FrameError, FrameKind, Header, PeerId, PresenceChange, close_code,
-    connect_path, room_id_from_name,
+    Body, CHALLENGE_HEADER, CHALLENGE_IN_HEADER, FRAME_VERSION, Frame, FrameError, FrameKind,
+    Header, PeerId, PresenceChange, close_code, connect_path, room_id_from_name,
 };
 use remote_agents_protocol::key_proof;
 use remote_agents_protocol::message::{Announcement, Envelope, RemoteFailure, parts};
@@ -128,15 +128,53 @@ pub async fn connect_relay(
         .max_frame_size(Some(max_frame + 1024))
         .read_buffer_size(read_buffer)
         .write_buffer_size(WRITE_BUFFER);
-    let mut socket =
+    // Ask for the challenge in the upgrade's answer: one frame fewer per connection.
+    request.headers_mut().insert(
+        CHALLENGE_HEADER,
+        tungstenite::http::HeaderValue::from_static(CHALLENGE_IN_HEADER),
+    );
+    let (mut socket, response) =
         match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
-            Ok((socket, _response)) => socket,
+            Ok(connected) => connected,
             Err(tungstenite::Error::Http(response)) => {
                 return Err(ConnectError::Refused(response.status().as_u16()));
             }
             Err(error) => return Err(ConnectError::WebSocket(error)),
         };
-    let challenge = tokio::time::timeout(CHALLENGE_TIMEOUT, async {
+    let challenge = match response.headers().get(CHALLENGE_HEADER) {
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|text| hex::decode(text).ok())
+            .map(Bytes::from)
+            .ok_or_else(|| {
+                ConnectError::BadChallenge(format!("{CHALLENGE_HEADER} header is not hex"))
+            })?,
+        // A relay that does not put it in the header sends it as the first frame.
+        None => first_frame(&mut socket).await?,
+    };
+    let challenge_key = match Frame::decode(challenge).map(|frame| frame.body()) {
+        Ok(Ok(Body::Challenge(public_key))) => public_key,
+        Err(FrameError::Version(relay)) => {
+            return Err(ConnectError::Version {
+                relay,
+                node: FRAME_VERSION,
+            });
+        }
+        Ok(Ok(other)) => return Err(ConnectError::BadChallenge(other.kind().to_string())),
+        Ok(Err(error)) | Err(error) => return Err(ConnectError::BadChallenge(error.to_string())),
+    };
+    let proof = key_proof::prove(keypair, &room_id, &challenge_key).map_err(ConnectError::Proof)?;
+    socket
+        .send(Message::Binary(Frame::proof(peer, proof).encode()))
+        .await
+        .map_err(ConnectError::WebSocket)?;
+    Ok(socket)
+}
+
+/// The relay's first binary frame on `socket` (its `CHALLENGE`), or why none came.
+async fn first_frame(socket: &mut RelaySocket) -> Result<Bytes, ConnectError> {
+    tokio::time::timeout(CHALLENGE_TIMEOUT, async {
         loop {
             match socket.next().await {
                 Some(Ok(Message::Binary(bytes))) => return Ok(bytes),
@@ -158,24 +196,7 @@ pub async fn connect_relay(
         }
     })
     .await
-    .map_err(|_| ConnectError::NoChallenge(CHALLENGE_TIMEOUT))??;
-    let challenge_key = match Frame::decode(challenge).map(|frame| frame.body()) {
-        Ok(Ok(Body::Challenge(public_key))) => public_key,
-        Err(FrameError::Version(relay)) => {
-            return Err(ConnectError::Version {
-                relay,
-                node: FRAME_VERSION,
-            });
-        }
-        Ok(Ok(other)) => return Err(ConnectError::BadChallenge(other.kind().to_string())),
-        Ok(Err(error)) | Err(error) => return Err(ConnectError::BadChallenge(error.to_string())),
-    };
-    let proof = key_proof::prove(keypair, &room_id, &challenge_key).map_err(ConnectError::Proof)?;
-    socket
-        .send(Message::Binary(Frame::proof(peer, proof).encode()))
-        .await
-        .map_err(ConnectError::WebSocket)?;
-    Ok(socket)
+    .map_err(|_| ConnectError::NoChallenge(CHALLENGE_TIMEOUT))?
 }
 
 /// Full-jitter exponential backoff (AWS architecture blog, "Exponential Backoff And Jitter"):

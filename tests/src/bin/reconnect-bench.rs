@@ -193,13 +193,14 @@ async fn parent(args: Args) -> anyhow::Result<()> {
             let out = value("relay_frames_out_total");
             let into = value("relay_frames_in_total");
             let presence = value("relay_presence_frames_total");
-            // The key proof's CHALLENGE and PROOF of every connection are not in the frame
-            // counters (they come before the connection is in a room): two per connection.
-            let proofs = 2 * value("relay_connections_total");
+            // The key proof's frames come before the connection is in a room, so the relay
+            // counts them apart: a PROOF per connection, and a CHALLENGE for each peer that
+            // did not take its challenge in the upgrade's answer (nodes do).
+            let proofs = value("relay_key_proof_frames_total");
             let total = out + into + proofs;
             println!(
                 "relay frames since the restart: {out} sent + {into} received after the key \
-                 proofs + {proofs} CHALLENGE/PROOF = {total}, {:.2} per reconnected node \
+                 proofs + {proofs} CHALLENGE/PROOF = {total}, {:.3} per reconnected node \
                  (target <= 3); {presence} WELCOME/PRESENCE ({:.2} per node), {} of them the \
                  subscriber's snapshot pages and batches",
                 total as f64 / reconnected,
