@@ -116,6 +116,55 @@ pub enum Envelope {
     },
 }
 
+/// The envelope a part of a call's answer travels in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerPart {
+    /// [`Envelope::Chunk`].
+    Chunk,
+    /// [`Envelope::Response`].
+    Response,
+}
+
+/// A `Chunk` or `Response` envelope whose data is borrowed: it encodes to exactly the bytes of
+/// the [`Envelope`] it stands for (same variant index and fields), so a large answer is encoded
+/// from its own buffer part by part instead of each part being copied into an envelope first.
+struct BorrowedPart<'a> {
+    kind: AnswerPart,
+    call: u64,
+    data: &'a [u8],
+    more: bool,
+}
+
+impl Serialize for BorrowedPart<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStructVariant as _;
+        // The variant indices of `Envelope` (declaration order), checked by a test.
+        let (index, name) = match self.kind {
+            AnswerPart::Chunk => (2, "Chunk"),
+            AnswerPart::Response => (3, "Response"),
+        };
+        let mut variant = serializer.serialize_struct_variant("Envelope", index, name, 3)?;
+        variant.serialize_field("call", &self.call)?;
+        variant.serialize_field("data", serde_bytes::Bytes::new(self.data))?;
+        variant.serialize_field("more", &self.more)?;
+        variant.end()
+    }
+}
+
+/// Encodes one part of a call's answer (`kind`) straight from the answer's buffer: the same
+/// bytes as `Envelope::Chunk`/`Response { call, data: data.to_vec(), more }.encode()`.
+pub fn encode_answer_part(kind: AnswerPart, call: u64, data: &[u8], more: bool) -> Vec<u8> {
+    let part = BorrowedPart {
+        kind,
+        call,
+        data,
+        more,
+    };
+    // Room for the variant, call id and length varints and the flag.
+    postcard::to_extend(&part, Vec::with_capacity(data.len() + 24))
+        .expect("postcard encodes every envelope")
+}
+
 /// Decoding error of an envelope or announcement.
 #[derive(Debug, thiserror::Error)]
 #[error("malformed message: {0}")]
@@ -166,6 +215,34 @@ mod tests {
         let encoded = envelope.encode();
         assert!(encoded.len() <= 1000 + 8, "{} bytes", encoded.len());
         assert_eq!(Envelope::decode(&encoded).unwrap(), envelope);
+    }
+
+    #[test]
+    fn borrowed_answer_parts_encode_as_their_envelopes() {
+        for (call, data, more) in [
+            (0, vec![], false),
+            (7, vec![0xab; 1000], true),
+            (u64::MAX, vec![1; MAX_PART], false),
+        ] {
+            let chunk = Envelope::Chunk {
+                call,
+                data: data.clone(),
+                more,
+            };
+            let response = Envelope::Response {
+                call,
+                data: data.clone(),
+                more,
+            };
+            assert_eq!(
+                encode_answer_part(AnswerPart::Chunk, call, &data, more),
+                chunk.encode()
+            );
+            assert_eq!(
+                encode_answer_part(AnswerPart::Response, call, &data, more),
+                response.encode()
+            );
+        }
     }
 
     #[test]

@@ -1315,7 +1315,12 @@ impl Driver {
             }
             Envelope::Response { call, data, more } => {
                 if let Some(outbound) = self.calls.get_mut(&call).filter(|c| c.peer == peer) {
-                    outbound.response.extend_from_slice(&data);
+                    if outbound.response.is_empty() {
+                        // A one-part answer (most: a part is nearly a whole frame) moves.
+                        outbound.response = data;
+                    } else {
+                        outbound.response.extend_from_slice(&data);
+                    }
                     if outbound.response.len() > max_message {
                         let outbound = self.calls.remove(&call).expect("present");
                         let _ = outbound

@@ -58,7 +58,9 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use remote_agents_protocol::frame::PeerId;
-use remote_agents_protocol::message::{Announcement, Envelope, RemoteFailure, parts};
+use remote_agents_protocol::message::{
+    Announcement, AnswerPart, Envelope, RemoteFailure, encode_answer_part, parts,
+};
 use remote_agents_protocol::psk::Psk;
 use remote_agents_protocol::session::SessionConfig;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -680,12 +682,8 @@ impl Responder {
     /// Sends one streamed chunk (split into parts if it exceeds one frame).
     pub async fn chunk(&mut self, data: &[u8]) -> Result<(), Disconnected> {
         for (part, more) in parts(data) {
-            let envelope = Envelope::Chunk {
-                call: self.call,
-                data: part.to_vec(),
-                more,
-            };
-            self.send(envelope).await?;
+            let envelope = encode_answer_part(AnswerPart::Chunk, self.call, part, more);
+            self.send_encoded(envelope).await?;
         }
         Ok(())
     }
@@ -694,12 +692,8 @@ impl Responder {
     pub async fn respond(mut self, data: &[u8]) {
         self.finished = true;
         for (part, more) in parts(data) {
-            let envelope = Envelope::Response {
-                call: self.call,
-                data: part.to_vec(),
-                more,
-            };
-            if self.send(envelope).await.is_err() {
+            let envelope = encode_answer_part(AnswerPart::Response, self.call, part, more);
+            if self.send_encoded(envelope).await.is_err() {
                 return;
             }
         }
@@ -716,10 +710,14 @@ impl Responder {
     }
 
     async fn send(&self, envelope: Envelope) -> Result<(), Disconnected> {
+        self.send_encoded(envelope.encode()).await
+    }
+
+    async fn send_encoded(&self, envelope: Vec<u8>) -> Result<(), Disconnected> {
         self.commands
             .send(Command::Reply {
                 peer: self.peer,
-                envelope: envelope.encode(),
+                envelope,
             })
             .await
             .map_err(|_| Disconnected)

@@ -227,12 +227,12 @@ async fn serve_connection(direct: DirectConnection, transfers: Arc<Transfers>) {
             };
             let (status, body) = match answered {
                 Ok(bytes) => (OK, bytes),
-                Err(text) => (REFUSED, text.into_bytes()),
+                Err(text) => (REFUSED, text.into_bytes().into()),
             };
             let written = async {
                 send.write_all(&[status]).await?;
                 // Handed over as it is: quinn keeps it until acknowledged, with no copy.
-                send.write_chunk(body.into()).await?;
+                send.write_chunk(body).await?;
                 send.finish()?;
                 Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
             };

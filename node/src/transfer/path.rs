@@ -155,7 +155,7 @@ impl BytePath for LocalPath {
         Box::pin(async move {
             answer(&transfers, &puller, pull)
                 .await
-                .map(Answer::from)
+                .map(|bytes| Answer(vec![bytes]))
                 .map_err(PathError::Source)
         })
     }
@@ -169,11 +169,15 @@ pub fn decode_pull(request: &[u8]) -> Option<Result<Pull, String>> {
 
 /// Answers one pull from `puller` (an authenticated peer's agent id); file reads run on a
 /// blocking thread, and a forwarded source waits for the bytes it has not received yet.
-pub async fn answer(transfers: &Transfers, puller: &str, pull: Pull) -> Result<Vec<u8>, String> {
+pub async fn answer(
+    transfers: &Transfers,
+    puller: &str,
+    pull: Pull,
+) -> Result<bytes::Bytes, String> {
     match pull.what {
         PullWhat::Close => {
             transfers.close_source(&pull.ticket, puller);
-            Ok(Vec::new())
+            Ok(bytes::Bytes::new())
         }
         PullWhat::Chunk { offset, length } => {
             let chunk = transfers
@@ -185,7 +189,9 @@ pub async fn answer(transfers: &Transfers, puller: &str, pull: Pull) -> Result<V
         }
         PullWhat::Digest => {
             let digest = transfers.source_for(&pull.ticket, puller)?.digest().await?;
-            serde_json::to_vec(&digest).map_err(|e| e.to_string())
+            serde_json::to_vec(&digest)
+                .map(bytes::Bytes::from)
+                .map_err(|e| e.to_string())
         }
     }
 }

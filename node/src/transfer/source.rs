@@ -1,17 +1,26 @@
 //! The source side of a transfer: a file opened once through the gate (by descriptor, so what is
 //! served is what was checked) and served in chunks to the one destination its ticket names.
 //! Every chunk checks that the file is still the one opened (size, mtime, change time, not
-//! unlinked); the digest the destination compares with what it received at the end hashes the
-//! whole file from the descriptor, on a thread of its own from the first pull on, so it is ready
-//! when the last chunk has gone instead of adding a second pass over the file to the transfer's
-//! time. The digest is handed out only after the same check: no write touched the file from its
-//! opening to the end, so the bytes hashed are the bytes served. A source can also be a file this host is still receiving
-//! (`super::forward`): it serves what is verified so far, and the digest its receive checked.
+//! unlinked). The digest the destination compares with what it received at the end is the hash
+//! of the chunks as they are served, in order, while they are in the cache of the thread that
+//! read them (a destination pulls in order, a window at a time: the few that finish reading
+//! ahead of their turn wait in a small stash). So the file is read once, not once to serve and
+//! once more to hash. Pulls too far out of order (a swarm's destinations take pieces from each
+//! other) switch to hashing the whole file from the descriptor on a thread of its own, so the
+//! digest is still ready about when the last chunk has gone. The digest is handed out only after
+//! the same check: no write touched the file from its opening to the end, so the bytes hashed are
+//! the bytes served. Chunk buffers come from a small pool and go back when the path is done with
+//! them (a fresh 512 KiB buffer per chunk cost a page fault per page). A source can also be a
+//! file this host is still receiving (`super::forward`): it serves what is verified so far, and
+//! the digest its receive checked.
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::{FileExt as _, MetadataExt as _};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
+
+use sha2::Digest as _;
 
 use tokio::sync::watch;
 
@@ -34,10 +43,42 @@ pub struct Source {
     /// The agent id of the only peer that may pull it.
     puller: String,
     last_used: Mutex<Instant>,
-    /// The whole file's hash, computed beside the chunks from the first pull on.
-    hashing: OnceLock<watch::Receiver<Option<Result<String, String>>>>,
+    /// The whole file's hash: fed the chunks as they are served, or computed on its own.
+    hashing: Mutex<Hashing>,
+    /// Chunk buffers the paths have handed back.
+    buffers: Arc<Mutex<Vec<Vec<u8>>>>,
     /// Set when the source closes: the hash in progress stops.
     closed: Arc<AtomicBool>,
+}
+
+/// Chunks served ahead of the hash's place, kept (by reference: the bytes are the ones the path
+/// sends) until the chunks before them are hashed. A destination keeps [`super::WINDOW`] pulls
+/// in flight, so a chunk more than that ahead means the pulls are not in order.
+const STASH: usize = super::WINDOW;
+/// Buffers a source keeps for reuse: those of the chunks in flight and stashed.
+const POOLED_BUFFERS: usize = 2 * super::WINDOW;
+
+/// Where a file source's hash stands.
+enum Hashing {
+    /// Fed the chunks in order: `next` bytes from 0 are hashed, `stash` holds chunks served
+    /// beyond them.
+    Served {
+        hasher: sha2::Sha256,
+        next: u64,
+        stash: BTreeMap<u64, bytes::Bytes>,
+    },
+    /// The pulls came out of order: the whole file is hashed from the descriptor on a thread.
+    Whole(watch::Receiver<Option<Result<String, String>>>),
+}
+
+impl Hashing {
+    fn new() -> Self {
+        Hashing::Served {
+            hasher: sha2::Sha256::new(),
+            next: 0,
+            stash: BTreeMap::new(),
+        }
+    }
 }
 
 impl Drop for Source {
@@ -103,7 +144,8 @@ impl Source {
             changed: Some((meta.ctime(), meta.ctime_nsec())),
             puller: puller.to_string(),
             last_used: Mutex::new(Instant::now()),
-            hashing: OnceLock::new(),
+            hashing: Mutex::new(Hashing::new()),
+            buffers: Arc::default(),
             closed: Arc::default(),
         })
     }
@@ -124,7 +166,8 @@ impl Source {
             changed: None,
             puller: puller.to_string(),
             last_used: Mutex::new(Instant::now()),
-            hashing: OnceLock::new(),
+            hashing: Mutex::new(Hashing::new()),
+            buffers: Arc::default(),
             closed: Arc::default(),
         }
     }
@@ -157,28 +200,69 @@ impl Source {
             > IDLE
     }
 
-    /// Starts hashing the whole file on a blocking thread, once; a forwarded source has the
-    /// digest its receive verifies.
-    fn start_hashing(&self) -> Option<watch::Receiver<Option<Result<String, String>>>> {
-        let Bytes::File(file) = &self.bytes else {
-            return None;
+    /// Adds a chunk just read at `offset` to the hash: hashed now if it is next, stashed if it
+    /// is a little ahead, and if it is further ahead (or the stash is full) the hash moves to
+    /// the whole file on a thread of its own. A chunk before the hash's place (pulled again
+    /// after a path failed) is already in it.
+    fn hash_served(&self, offset: u64, chunk: &bytes::Bytes) {
+        let mut hashing = self.hashing.lock().unwrap_or_else(|e| e.into_inner());
+        let Hashing::Served {
+            hasher,
+            next,
+            stash,
+        } = &mut *hashing
+        else {
+            return;
         };
-        let receiver = self.hashing.get_or_init(|| {
-            let (sender, receiver) = watch::channel(None);
-            let (path, size, closed) = (self.path.clone(), self.size, self.closed.clone());
-            match file.try_clone() {
-                Ok(file) => {
-                    crate::runtime::spawn_blocking(move || {
-                        let _ = sender.send(Some(hash_file(&file, size, &path, &closed)));
-                    });
-                }
-                Err(e) => {
-                    let _ = sender.send(Some(Err(format!("cannot hash source {path}: {e}"))));
-                }
+        if offset == *next {
+            hasher.update(chunk);
+            *next += chunk.len() as u64;
+            while let Some(ahead) = stash.remove(next) {
+                hasher.update(&ahead);
+                *next += ahead.len() as u64;
             }
-            receiver
-        });
-        Some(receiver.clone())
+        } else if offset > *next {
+            if stash.len() < STASH && offset - *next < (STASH as u64 + 1) * super::CHUNK {
+                stash.insert(offset, chunk.clone());
+            } else {
+                *hashing = Hashing::Whole(self.hash_whole_file());
+            }
+        }
+    }
+
+    /// Starts hashing the whole file from the descriptor on a blocking thread.
+    fn hash_whole_file(&self) -> watch::Receiver<Option<Result<String, String>>> {
+        let (sender, receiver) = watch::channel(None);
+        let Bytes::File(file) = &self.bytes else {
+            let _ = sender.send(Some(Err("a forwarded source hashes nothing".into())));
+            return receiver;
+        };
+        let (path, size, closed) = (self.path.clone(), self.size, self.closed.clone());
+        match file.try_clone() {
+            Ok(file) => {
+                crate::runtime::spawn_blocking(move || {
+                    let hashed = hash_file(&file, sha2::Sha256::new(), 0, size, &path, &closed);
+                    let _ = sender.send(Some(hashed));
+                });
+            }
+            Err(e) => {
+                let _ = sender.send(Some(Err(format!("cannot hash source {path}: {e}"))));
+            }
+        }
+        receiver
+    }
+
+    /// A chunk buffer of `length` bytes, from the pool when it has one. Its contents are
+    /// whatever a previous chunk left: the read overwrites all of it.
+    fn buffer(&self, length: usize) -> Vec<u8> {
+        let pooled = self.buffers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match pooled {
+            Some(mut buffer) => {
+                buffer.resize(length, 0);
+                buffer
+            }
+            None => vec![0; length],
+        }
     }
 
     /// Fails when the file is no longer the one opened: removed or replaced (no name left), or
@@ -212,7 +296,7 @@ impl Source {
 
     /// `length` bytes from `offset` (fewer only at the end of the file); a forwarded source
     /// first waits until they are verified.
-    pub async fn chunk(self: Arc<Self>, offset: u64, length: u64) -> Result<Vec<u8>, String> {
+    pub async fn chunk(self: Arc<Self>, offset: u64, length: u64) -> Result<bytes::Bytes, String> {
         if offset > self.size {
             return Err(format!(
                 "offset {offset} is past the end of source {} ({} bytes)",
@@ -220,7 +304,6 @@ impl Source {
             ));
         }
         let length = length.min(super::CHUNK).min(self.size - offset);
-        self.start_hashing();
         let forwarded = match &self.bytes {
             Bytes::File(_) => None,
             Bytes::Forwarded(forwarding) => Some(forwarding.ready(offset + length).await?),
@@ -236,27 +319,48 @@ impl Source {
                     return Err("a forwarded source without its file".into());
                 }
             };
-            let mut buffer = vec![0; length as usize];
+            let mut buffer = self.buffer(length as usize);
             file.read_exact_at(&mut buffer, offset)
                 .map_err(|e| format!("cannot read source {} at {offset}: {e}", self.path))?;
-            Ok(buffer)
+            let chunk = bytes::Bytes::from_owner(PooledBuffer {
+                buffer,
+                pool: Arc::downgrade(&self.buffers),
+            });
+            if matches!(self.bytes, Bytes::File(_)) {
+                self.hash_served(offset, &chunk);
+            }
+            Ok(chunk)
         })
         .await
     }
 
-    /// SHA-256 of the whole file, read from the descriptor, and the check that it is still the
-    /// file opened; for a forwarded source, the digest its receive verified.
+    /// SHA-256 of the whole file and the check that it is still the file opened; for a
+    /// forwarded source, the digest its receive verified. What the chunks served did not cover
+    /// (a transfer that resumed past the start, a path that skipped ahead) is read and hashed
+    /// from the descriptor now.
     pub async fn digest(self: Arc<Self>) -> Result<Digest, String> {
-        let mut hashing = match &self.bytes {
-            Bytes::Forwarded(forwarding) => return forwarding.digest().await,
-            Bytes::File(_) => self.start_hashing().ok_or("a source without its file")?,
+        if let Bytes::Forwarded(forwarding) = &self.bytes {
+            return forwarding.digest().await;
+        }
+        let whole = {
+            let hashing = self.hashing.lock().unwrap_or_else(|e| e.into_inner());
+            match &*hashing {
+                Hashing::Whole(receiver) => Some(receiver.clone()),
+                Hashing::Served { .. } => None,
+            }
         };
-        let sha256 = hashing
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| format!("the hash of source {} was abandoned", self.path))?
-            .clone()
-            .unwrap_or_else(|| Err("no hash".into()));
+        let sha256 = match whole {
+            Some(mut hashing) => hashing
+                .wait_for(Option::is_some)
+                .await
+                .map_err(|_| format!("the hash of source {} was abandoned", self.path))?
+                .clone()
+                .unwrap_or_else(|| Err("no hash".into())),
+            None => {
+                let this = self.clone();
+                blocking(move || this.finish_served_hash()).await
+            }
+        };
         blocking(move || match &self.bytes {
             // Hashed while unchanged, and unchanged still: the hash is the file's. A change is
             // the better reason for a failed hash too (a shrunk file fails the read).
@@ -270,20 +374,61 @@ impl Source {
         })
         .await
     }
+
+    /// The hash of the chunks served in order, with the rest of the file read and hashed from
+    /// where they stopped.
+    fn finish_served_hash(&self) -> Result<String, String> {
+        let Bytes::File(file) = &self.bytes else {
+            return Err("a forwarded source hashes nothing".into());
+        };
+        let (hasher, next) = {
+            let hashing = self.hashing.lock().unwrap_or_else(|e| e.into_inner());
+            match &*hashing {
+                Hashing::Served { hasher, next, .. } => (hasher.clone(), *next),
+                Hashing::Whole(_) => return Err("the source's hash moved to the whole file".into()),
+            }
+        };
+        hash_file(file, hasher, next, self.size, &self.path, &self.closed)
+    }
 }
 
-/// SHA-256 (hex) of the first `size` bytes of `file` (shown as `path`), unless `closed` is set
+/// A chunk's buffer lent to a path (as `bytes::Bytes`): back to its source's pool when the
+/// path lets go of it, unless the pool is full or the source is gone.
+struct PooledBuffer {
+    buffer: Vec<u8>,
+    pool: Weak<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl AsRef<[u8]> for PooledBuffer {
+    fn as_ref(&self) -> &[u8] {
+        &self.buffer
+    }
+}
+
+impl Drop for PooledBuffer {
+    fn drop(&mut self) {
+        let Some(pool) = self.pool.upgrade() else {
+            return;
+        };
+        let mut pool = pool.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < POOLED_BUFFERS {
+            pool.push(std::mem::take(&mut self.buffer));
+        }
+    }
+}
+
+/// `hasher` fed bytes `from..size` of `file` (shown as `path`), in hex, unless `closed` is set
 /// first.
 fn hash_file(
     file: &std::fs::File,
+    mut hasher: sha2::Sha256,
+    from: u64,
     size: u64,
     path: &str,
     closed: &AtomicBool,
 ) -> Result<String, String> {
-    use sha2::Digest as _;
-    let mut hasher = sha2::Sha256::new();
     let mut buffer = vec![0; 1 << 20];
-    let mut offset = 0;
+    let mut offset = from;
     while offset < size {
         if closed.load(Ordering::Relaxed) {
             return Err(format!("source {path} was closed"));

@@ -563,7 +563,7 @@ async fn a_ticket_serves_only_the_destination_it_names() {
     path::answer(&transfers, "stranger", close).await.unwrap();
     assert_eq!(
         path::answer(&transfers, "me", chunk).await.unwrap(),
-        b"secret"
+        &b"secret"[..]
     );
 }
 
@@ -806,4 +806,46 @@ fn direct_writes_land_whole_blocks_and_leave_the_tail_to_the_caller() {
     // An offset off the block grid writes nothing directly: all of it is the caller's.
     assert_eq!(writer.write(&pieces[..1], 10).unwrap(), 0);
     assert_eq!(writer.staged(), &content[..1000]);
+}
+
+/// The source's digest is the file's SHA-256 whatever order its chunks are pulled in: in order
+/// (hashed as served), a window's chunks finishing out of order (stashed, then hashed), a pull
+/// far ahead (the whole file hashed on its own), and chunks never pulled (a resumed transfer:
+/// read and hashed at the digest). Chunk buffers go back to the pool and are reused, and a
+/// reused buffer shorter than the last chunk is trimmed to it.
+#[tokio::test]
+async fn the_source_digest_is_the_file_hash_in_any_pull_order() {
+    use sha2::Digest as _;
+    let dir = tempfile::tempdir().unwrap();
+    let content = random_bytes(5 * CHUNK as usize + 1234);
+    let path = dir.path().join("src.bin");
+    std::fs::write(&path, &content).unwrap();
+    let expected = hex::encode(sha2::Sha256::digest(&content));
+    let chunks = content.len().div_ceil(CHUNK as usize) as u64;
+    let orders: [(&str, Vec<u64>); 5] = [
+        ("in order", (0..chunks).collect()),
+        ("a window out of order", vec![1, 0, 3, 2, 5, 4]),
+        ("far ahead first", vec![5, 0, 1, 2, 3, 4]),
+        ("resumed at chunk 2", vec![2, 3, 4, 5]),
+        (
+            "the first chunk again after a failed path",
+            vec![0, 1, 0, 1, 2, 3, 4, 5],
+        ),
+    ];
+    for (what, order) in orders {
+        let source = Arc::new(Source::open_local(&path, "me").unwrap());
+        for index in order {
+            let offset = index * CHUNK;
+            let chunk = source.clone().chunk(offset, CHUNK).await.unwrap();
+            let end = (offset + CHUNK).min(content.len() as u64) as usize;
+            assert_eq!(
+                &chunk[..],
+                &content[offset as usize..end],
+                "{what}: chunk {index}"
+            );
+        }
+        let digest = source.clone().digest().await.unwrap();
+        assert_eq!(digest.sha256, expected, "{what}");
+        assert_eq!(digest.size, content.len() as u64, "{what}");
+    }
 }
