@@ -224,6 +224,9 @@ pub(crate) struct Relay {
     live_connections: tokio::sync::watch::Sender<usize>,
     /// The other instances, in cluster mode.
     cluster: Option<Arc<cluster::Cluster>>,
+    /// The relay key as a browser offers it (lowercase hex of its UTF-8, after
+    /// [`KEY_SUBPROTOCOL_PREFIX`]), made once.
+    relay_key_hex: Option<String>,
 }
 
 /// Why a peer could not join.
@@ -234,6 +237,7 @@ pub(crate) enum JoinRefused {
 impl Relay {
     fn new(config: RelayConfig, cluster: Option<Arc<cluster::Cluster>>) -> Self {
         Relay {
+            relay_key_hex: config.relay_key.as_ref().map(hex::encode),
             config,
             rooms: Mutex::new(HashMap::new()),
             dirty_rooms: Mutex::new(Vec::new()),
@@ -641,12 +645,11 @@ async fn upgrade(
             .into_response();
     }
     let protocols = offered_protocols(headers);
-    if let Some(key) = &relay.config.relay_key {
+    if let (Some(key), Some(key_hex)) = (&relay.config.relay_key, &relay.relay_key_hex) {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "));
-        let key_hex: String = key.bytes().map(|byte| format!("{byte:02x}")).collect();
         let presented = match bearer {
             Some(offered) => same_secret(offered.as_bytes(), key.as_bytes()),
             None => protocols.iter().any(|protocol| {

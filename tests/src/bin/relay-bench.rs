@@ -599,9 +599,17 @@ async fn cluster_throughput(args: &Args) -> anyhow::Result<()> {
     let (_first, first) = relay_process(&binary, &["--cluster", &nats.url]).await?;
     let (_second, second) = relay_process(&binary, &["--cluster", &nats.url]).await?;
     let count = args.mib * 1024 * 1024 / (64 * 1024);
+    let gc: Vec<String> = remote_agents_tests::cluster::NATS_GC_ENV
+        .iter()
+        .map(|(name, value)| {
+            let value = std::env::var(name).unwrap_or_else(|_| value.to_string());
+            format!("{name}={value}")
+        })
+        .collect();
     println!(
-        "(d) cluster throughput, {count} frames of 64 KiB A -> B ({} MiB), relay processes of one binary",
-        args.mib
+        "(d) cluster throughput, {count} frames of 64 KiB A -> B ({} MiB), relay processes of one binary; nats-server with {}",
+        args.mib,
+        gc.join(" ")
     );
     let mut single_runs = Vec::new();
     let mut cluster_runs = Vec::new();
