@@ -28,7 +28,7 @@ use async_nats::jetstream;
 use async_nats::jetstream::kv;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
-use remote_agents_protocol::frame::{PeerId, RETAINED_PER_KEY, RoomId};
+use remote_agents_protocol::frame::{Header, PeerId, RETAINED_PER_KEY, RoomId};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::outbox::Outbox;
@@ -295,7 +295,16 @@ pub(crate) struct Cluster {
     commands: mpsc::UnboundedSender<Command>,
     /// Taken by [`Cluster::run`].
     command_receiver: Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
+    /// Woken whenever a remote peer's join is recorded: frames that came before it wait.
+    joins: tokio::sync::Notify,
 }
+
+/// How long a frame from a peer this instance has not heard join waits for that join. The
+/// join travels on the control subject and is handled by another task than the frame (and its
+/// sending instance publishes it from another task too), so a newcomer's first frame can come
+/// first; delivered first, a subscriber would meet the peer before hearing it join, and the
+/// late join would tear the new session down.
+const JOIN_WAIT: Duration = Duration::from_millis(500);
 
 fn unix_nanos() -> u64 {
     SystemTime::now()
@@ -397,6 +406,7 @@ impl Cluster {
             membership: Mutex::new(Membership::default()),
             commands,
             command_receiver: Mutex::new(Some(command_receiver)),
+            joins: tokio::sync::Notify::new(),
         }))
     }
 
@@ -690,6 +700,34 @@ impl Cluster {
             relay.evict_for_cluster(room, peer, connection);
         }
         relay.remote_joined(room, peer);
+        self.joins.notify_waiters();
+    }
+
+    /// Whether `peer` is present in `room`, on this instance or another as far as it knows.
+    fn knows(&self, room: &RoomId, peer: &PeerId) -> bool {
+        let membership = self.membership();
+        membership.local.contains_key(&(*room, *peer))
+            || membership
+                .remote
+                .get(room)
+                .is_some_and(|members| members.contains_key(peer))
+    }
+
+    /// Waits until `peer`'s join in `room` is recorded, at most [`JOIN_WAIT`] (a peer that has
+    /// left since is delivered after it).
+    async fn wait_for_join(&self, room: &RoomId, peer: &PeerId) {
+        let deadline = tokio::time::Instant::now() + JOIN_WAIT;
+        loop {
+            let notified = self.joins.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.knows(room, peer) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
     }
 
     fn forget_dead_instances(&self, relay: &Relay, now: Instant) {
@@ -946,6 +984,12 @@ async fn forward_to_local_peer(
             .and_then(|text| u64::from_str_radix(text, 16).ok());
         let cost = credit_cost(message.payload.len());
         let length = message.payload.len() as u64;
+        // The sending instance stamped `from`: subscribers here hear of that peer's join
+        // before its frame, as on a single relay.
+        if let (Ok(header), Some(cluster)) = (Header::decode(&message.payload), &relay.cluster) {
+            cluster.wait_for_join(&room, &header.from).await;
+            relay.flush_presence_before_remote_frame(room, &header.from);
+        }
         if !outbox
             .push_wait(
                 message.payload,

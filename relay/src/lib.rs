@@ -395,6 +395,19 @@ impl Relay {
         self.record_remote(room_id, PresenceChange::Left(peer));
     }
 
+    /// Cluster hook: a frame from `sender` on another instance is about to be queued here; the
+    /// room's pending batch goes first if it names `sender` (as for a local sender).
+    pub(crate) fn flush_presence_before_remote_frame(&self, room_id: RoomId, sender: &PeerId) {
+        let room = self.rooms().get(&room_id).cloned();
+        let Some(room) = room else {
+            return;
+        };
+        let queued = room.lock().flush_before_frame_from(sender);
+        self.metrics
+            .presence_frames
+            .fetch_add(queued, Ordering::Relaxed);
+    }
+
     fn record_remote(&self, room_id: RoomId, change: PresenceChange) {
         let room = self.rooms().get(&room_id).cloned();
         let Some(room) = room else {

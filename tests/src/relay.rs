@@ -556,6 +556,12 @@ impl RelayClient {
         }
     }
 
+    /// Takes the presence changes received and not read yet, in order (none read from the
+    /// socket by this call): after [`RelayClient::recv`], those that came before its frame.
+    pub fn take_changes(&mut self) -> Vec<PresenceChange> {
+        self.presence.drain(..).collect()
+    }
+
     /// Presence changes received and not read yet (none read from the socket by this call).
     pub fn unread_changes(&self) -> usize {
         self.presence.len()

@@ -113,6 +113,49 @@ async fn peers_on_different_instances_see_each_other_and_exchange_64_kib_frames(
     Ok(())
 }
 
+/// A newcomer's first frame to a subscriber on another instance reaches it after the batch
+/// that announces the newcomer, as on a single relay: the join travels on the control subject
+/// and the frame on the subscriber's own, handled apart, and the join would otherwise sit in the
+/// 50 ms batch while the frame went straight through (a session made on that frame is torn down
+/// by the late join).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_hears_a_newcomer_on_another_instance_join_before_its_first_frame()
+-> anyhow::Result<()> {
+    const NEWCOMERS: u64 = 20;
+    let cluster = RelayCluster::start(2, &[]).await?;
+    let room = random_room();
+    let subscriber_id = random_peer();
+    let mut subscriber = cluster.handle(1)?.connect(&room, subscriber_id).await?;
+    assert!(subscriber.welcome().await?.is_empty());
+    // Instance 0 knows the subscriber before anyone there sends to it.
+    let mut probe = cluster.handle(0)?.connect(&room, random_peer()).await?;
+    await_presence(&mut probe, &[subscriber_id]).await?;
+    let mut newcomers = Vec::new();
+    for index in 0..NEWCOMERS {
+        let mut newcomer = cluster.handle(0)?.connect(&room, random_peer()).await?;
+        newcomer.welcome_count().await?;
+        newcomer.send_data(subscriber_id, index, b"hello").await?;
+        newcomers.push(newcomer);
+    }
+    let mut joined = BTreeSet::new();
+    for _ in 0..NEWCOMERS {
+        let frame = subscriber.recv().await?;
+        for change in subscriber.take_changes() {
+            if let PresenceChange::Joined(peer) = change {
+                joined.insert(peer);
+            }
+        }
+        assert_eq!(frame.header.kind, FrameKind::Data);
+        assert!(
+            joined.contains(&frame.header.from),
+            "DATA {} from {} came before its join",
+            frame.header.id,
+            frame.header.from
+        );
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_on_different_instances_exchange_requests_and_large_payloads() -> anyhow::Result<()> {
     let cluster = RelayCluster::start(3, &[]).await?;
